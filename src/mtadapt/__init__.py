@@ -1,0 +1,3 @@
+"""mtadapt: adapt pretrained machine-translation models cheaply and measurably."""
+
+__version__ = "0.1.0"
