@@ -1,0 +1,192 @@
+"""Token-budget batching with length bucketing, the random baseline, and collation.
+
+A batch costs `len(batch) * max(max src length, max tgt length)` tokens: the padded size of
+the larger of the two tensors the model sees. Both batchers cut greedily in a given order and
+close a batch when the next example would push its cost over `max_tokens`; an example that
+alone exceeds the budget gets a batch of its own (never dropped).
+
+Determinism: the order depends only on (seed, epoch), so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from mtadapt.data.validation import DataError
+
+LABEL_PAD_ID = -100  # ignored by torch.nn.CrossEntropyLoss and by Hugging Face models
+
+
+def _as_lengths(src_lengths: Sequence[int], tgt_lengths: Sequence[int], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    src = np.asarray(src_lengths, dtype=np.int64).reshape(-1)
+    tgt = np.asarray(tgt_lengths, dtype=np.int64).reshape(-1)
+    problems = []
+    if src.shape != tgt.shape:
+        problems.append(f"{src.size} source lengths but {tgt.size} target lengths")
+    if src.size and min(src.min(), tgt.min() if tgt.size else 0) < 0:
+        problems.append("lengths must be >= 0")
+    if max_tokens < 1:
+        problems.append(f"`max_tokens` must be >= 1, got {max_tokens}")
+    if problems:
+        raise DataError("; ".join(problems))
+    return src, tgt
+
+
+def _rng(seed: int, epoch: int) -> np.random.Generator:
+    if seed < 0 or epoch < 0:
+        raise DataError(f"`seed` and `epoch` must be >= 0, got seed={seed}, epoch={epoch}")
+    # SeedSequence mixes both numbers: (seed, epoch) pairs give independent, reproducible
+    # streams, unlike seed + epoch, where (1, 0) and (0, 1) would collide.
+    return np.random.default_rng([seed, epoch])
+
+
+def _cut_by_token_budget(order: Sequence[int], src: Sequence[int], tgt: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Greedy cut of `order` into batches whose cost stays <= max_tokens.
+
+        for i in order:
+            if batch and (len(batch) + 1) * max(max_src, max_tgt, src[i], tgt[i]) > max_tokens:
+                emit(batch); batch = []
+            batch.append(i)
+    """
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    widest = 0  # max(src, tgt) length over the batch
+    for i in order:
+        width = max(widest, src[i], tgt[i])
+        if batch and (len(batch) + 1) * width > max_tokens:
+            batches.append(batch)
+            batch, width = [], max(src[i], tgt[i])
+        batch.append(i)
+        widest = width
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def bucketed_batches(
+    src_lengths: Sequence[int],
+    tgt_lengths: Sequence[int],
+    max_tokens: int,
+    *,
+    seed: int,
+    epoch: int,
+    bucket_size_multiplier: int = 100,
+    shuffle: bool = True,
+) -> list[list[int]]:
+    """Token-budget batches of similar-length examples, in a (seed, epoch)-determined order.
+
+        rng = Generator(seed, epoch)
+        order = rng.permutation(n) if shuffle else range(n)
+        bucket_size = bucket_size_multiplier * max(1, max_tokens // mean(max(src, tgt)))
+        for bucket in chunks(order, bucket_size):            # ~multiplier batches per bucket
+            bucket = sorted(bucket, key=(max(src, tgt), src))  # similar lengths side by side
+            batches += cut_by_token_budget(bucket, max_tokens)
+        return rng.permutation(batches) if shuffle else batches
+
+    Buckets keep randomness across epochs (a batch is never the same fixed set of the
+    globally sorted order) while sorting within a bucket removes most padding.
+
+    Args:
+        src_lengths: token count of each source sequence.
+        tgt_lengths: token count of each target sequence.
+        max_tokens: budget per batch, `len(batch) * max(max src len, max tgt len)`.
+        seed: run seed.
+        epoch: epoch number; a different epoch gives a different order.
+        bucket_size_multiplier: bucket size in units of a typical batch's example count.
+        shuffle: False keeps corpus order in buckets and batch order (still sorted per bucket).
+
+    Returns:
+        Batches of example indices; every index appears exactly once.
+
+    Raises:
+        DataError: mismatched or negative lengths, max_tokens < 1, negative seed/epoch.
+    """
+    src, tgt = _as_lengths(src_lengths, tgt_lengths, max_tokens)
+    if bucket_size_multiplier < 1:
+        raise DataError(f"`bucket_size_multiplier` must be >= 1, got {bucket_size_multiplier}")
+    rng = _rng(seed, epoch)
+    n = src.size
+    if n == 0:
+        return []
+    widths = np.maximum(src, tgt)
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    examples_per_batch = max(1, max_tokens // max(1, int(round(widths.mean()))))
+    bucket_size = bucket_size_multiplier * examples_per_batch
+    src_list, tgt_list = src.tolist(), tgt.tolist()
+    batches: list[list[int]] = []
+    for start in range(0, n, bucket_size):
+        bucket = order[start : start + bucket_size]
+        # lexsort: last key is primary; stable, so ties keep the shuffled order.
+        bucket = bucket[np.lexsort((src[bucket], widths[bucket]))]
+        batches.extend(_cut_by_token_budget(bucket.tolist(), src_list, tgt_list, max_tokens))
+    if shuffle:
+        batches = [batches[i] for i in rng.permutation(len(batches)).tolist()]
+    return batches
+
+
+def random_batches(
+    src_lengths: Sequence[int],
+    tgt_lengths: Sequence[int],
+    max_tokens: int,
+    *,
+    seed: int,
+    epoch: int,
+) -> list[list[int]]:
+    """The baseline: same token budget, random order, no sorting.
+
+        order = Generator(seed, epoch).permutation(n)
+        return cut_by_token_budget(order, max_tokens)
+    """
+    src, tgt = _as_lengths(src_lengths, tgt_lengths, max_tokens)
+    order = _rng(seed, epoch).permutation(src.size)
+    return _cut_by_token_budget(order.tolist(), src.tolist(), tgt.tolist(), max_tokens)
+
+
+def padding_fraction(
+    batches: Sequence[Sequence[int]], src_lengths: Sequence[int], tgt_lengths: Sequence[int]
+) -> float:
+    """Pad tokens / all tokens over both sides, each side padded to its batch maximum.
+
+        total = sum(len(b) * (max(src[b]) + max(tgt[b])) for b in batches)
+        real  = sum(sum(src[b]) + sum(tgt[b]) for b in batches)
+        return (total - real) / total
+    """
+    total = real = 0
+    for batch in batches:
+        if not batch:
+            continue
+        batch_src = [src_lengths[i] for i in batch]
+        batch_tgt = [tgt_lengths[i] for i in batch]
+        total += len(batch) * (max(batch_src) + max(batch_tgt))
+        real += sum(batch_src) + sum(batch_tgt)
+    return (total - real) / total if total else 0.0
+
+
+def collate(
+    examples_ids: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int
+) -> dict[str, torch.Tensor]:
+    """Right-pads (src_ids, tgt_ids) pairs into model inputs.
+
+        input_ids[b, :len(src_b)] = src_b;       rest pad_id          # [B, S]
+        attention_mask[b, :len(src_b)] = 1;      rest 0               # [B, S]
+        labels[b, :len(tgt_b)] = tgt_b;          rest -100            # [B, T]
+
+    Labels are padded with -100 so the loss ignores them; Hugging Face seq2seq models build
+    `decoder_input_ids` from `labels` (shifting right, -100 -> pad).
+    """
+    if not examples_ids:
+        raise DataError("collate got an empty batch")
+    batch_size = len(examples_ids)
+    src_len = max(len(src) for src, _ in examples_ids)
+    tgt_len = max(len(tgt) for _, tgt in examples_ids)
+    input_ids = torch.full((batch_size, src_len), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((batch_size, src_len), dtype=torch.long)
+    labels = torch.full((batch_size, tgt_len), LABEL_PAD_ID, dtype=torch.long)
+    for row, (src, tgt) in enumerate(examples_ids):
+        input_ids[row, : len(src)] = torch.as_tensor(src, dtype=torch.long)
+        attention_mask[row, : len(src)] = 1
+        labels[row, : len(tgt)] = torch.as_tensor(tgt, dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
