@@ -1,0 +1,307 @@
+"""LoRA: low-rank updates of frozen Linear layers (Hu et al., 2021).
+
+For a wrapped ``nn.Linear`` with weight W (d_out, d_in) and an adapter with
+A (r, d_in), B (d_out, r)::
+
+    y = x @ W^T + b + scale * dropout(x) @ A^T @ B^T
+    scale = alpha / r            (rsLoRA: alpha / sqrt(r))
+
+A starts Kaiming-uniform(a=sqrt(5)) like ``nn.Linear`` and B at zero, so a fresh adapter
+is the identity (as in PEFT and the paper). The unmerged forward never builds the
+(d_out, d_in) delta: two thin matmuls cost O(N * r * (d_in + d_out)).
+
+Per-example routing (see `mtadapt.methods.base`): with ``a = expand_routing(route, N)``::
+
+    for i in range(N):
+        if a[i] != -1:
+            y[i] += scale[a[i]] * dropout(x[i]) @ A[a[i]]^T @ B[a[i]]^T
+
+computed per adapter on the rows routed to it (one gather, two matmuls, one index_add).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtadapt.methods.base import (
+    MethodConfig,
+    active_adapters,
+    adapter_names,
+    expand_routing,
+    find_modules,
+    replace_module,
+    resolve_target_patterns,
+    set_active_adapters,
+)
+from mtadapt.models.targets import ModelTargets
+
+
+@dataclass
+class LoraConfig(MethodConfig):
+    """LoRA settings.
+
+    Attributes:
+        rank: r, the inner dimension of B A (>= 1).
+        alpha: scale numerator; scale = alpha / rank (rsLoRA: alpha / sqrt(rank)).
+        dropout: dropout probability on the LoRA path input, in [0, 1).
+        use_rslora: rank-stabilised scaling (Kalajdzievski, 2023).
+        targets: "default" (q and v projections incl. cross-attention), "all-linear", or a
+            list of regexes matched with ``re.fullmatch`` against module names.
+    """
+
+    method: ClassVar[str] = "lora"
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    use_rslora: bool = False
+    targets: str | list[str] = field(default="default")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.rank, int) or self.rank < 1:
+            problems.append(f"lora rank={self.rank!r} must be an integer >= 1")
+        if not self.alpha > 0:
+            problems.append(f"lora alpha={self.alpha!r} must be > 0")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"lora dropout={self.dropout!r} must be in [0, 1)")
+        if isinstance(self.targets, str) and self.targets not in ("default", "all-linear"):
+            problems.append(f"lora targets={self.targets!r} must be 'default', 'all-linear' or a list of regexes")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / (math.sqrt(self.rank) if self.use_rslora else self.rank)
+
+
+class LoraLinear(nn.Module):
+    """A frozen ``nn.Linear`` (``base_layer``) plus any number of named LoRA adapters.
+
+    Parameter names: ``<module>.lora_A.<adapter>`` (r, d_in), ``<module>.lora_B.<adapter>``
+    (d_out, r). Implements `mtadapt.methods.base.AdapterLayer`.
+    """
+
+    def __init__(self, base_layer: nn.Linear) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.lora_A = nn.ParameterDict()
+        self.lora_B = nn.ParameterDict()
+        self.scale: dict[str, float] = {}
+        self.dropout: dict[str, float] = {}
+        self.merged: list[str] = []  # adapters currently added into base_layer.weight
+        self._active: list[str] = []
+        self._route: torch.Tensor | None = None  # (B,) indices into _route_names
+        self._route_names: list[str] = []
+
+    @property
+    def in_features(self) -> int:
+        return self.base_layer.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base_layer.out_features
+
+    @property
+    def weight(self) -> torch.Tensor:  # HF code sometimes reads proj.weight (dtype checks)
+        return self.base_layer.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.base_layer.bias
+
+    # ---- adapters -------------------------------------------------------------------
+    def add_adapter(self, adapter_name: str, config: LoraConfig) -> None:
+        if adapter_name in self.lora_A:
+            raise ValueError(f"adapter {adapter_name!r} already exists here; delete it first")
+        w = self.base_layer.weight
+        dtype = w.dtype if w.dtype.is_floating_point else torch.float32
+        A = torch.empty(config.rank, self.in_features, device=w.device, dtype=dtype)
+        nn.init.kaiming_uniform_(A, a=math.sqrt(5))  # = nn.Linear's default init, as in PEFT
+        B = torch.zeros(self.out_features, config.rank, device=w.device, dtype=dtype)
+        self.lora_A[adapter_name] = nn.Parameter(A)
+        self.lora_B[adapter_name] = nn.Parameter(B)
+        self.scale[adapter_name] = config.scale
+        self.dropout[adapter_name] = config.dropout
+
+    def adapter_names(self) -> list[str]:
+        return list(self.lora_A.keys())
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        if adapter_name not in self.lora_A:
+            raise KeyError(f"no LoRA adapter {adapter_name!r}; this layer holds {self.adapter_names()}")
+        if adapter_name in self.merged:
+            raise ValueError(f"adapter {adapter_name!r} is merged; unmerge before deleting it")
+        del self.lora_A[adapter_name]
+        del self.lora_B[adapter_name]
+        del self.scale[adapter_name], self.dropout[adapter_name]
+        self._active = [n for n in self._active if n != adapter_name]
+
+    def set_active_adapters(self, adapter_names: Sequence[str]) -> None:
+        self._active = list(adapter_names)
+
+    def active_adapters(self) -> list[str]:
+        return list(self._active)
+
+    def set_routing(self, route: torch.Tensor | None, route_names: Sequence[str]) -> None:
+        if route is not None and self.merged:
+            raise ValueError(f"cannot route per example while {self.merged} are merged; unmerge first")
+        self._route = route
+        self._route_names = list(route_names)
+
+    def adapter_parameters(self, adapter_name: str) -> list[nn.Parameter]:
+        return [self.lora_A[adapter_name], self.lora_B[adapter_name]]
+
+    def adapter_state_dict(self, adapter_name: str) -> dict[str, torch.Tensor]:
+        return {"lora_A": self.lora_A[adapter_name].detach(), "lora_B": self.lora_B[adapter_name].detach()}
+
+    def load_adapter_state_dict(self, adapter_name: str, tensors: dict[str, torch.Tensor]) -> None:
+        for key, target in (("lora_A", self.lora_A[adapter_name]), ("lora_B", self.lora_B[adapter_name])):
+            if key not in tensors:
+                raise KeyError(f"missing {key} for adapter {adapter_name!r}; got {sorted(tensors)}")
+            if tensors[key].shape != target.shape:
+                raise ValueError(
+                    f"{key} of adapter {adapter_name!r} has shape {tuple(tensors[key].shape)}, "
+                    f"expected {tuple(target.shape)}"
+                )
+            with torch.no_grad():
+                target.copy_(tensors[key])
+
+    # ---- merge ----------------------------------------------------------------------
+    def delta_weight(self, adapter_name: str) -> torch.Tensor:
+        """scale * B @ A, (d_out, d_in), in float32 for an accurate merge."""
+        A, B = self.lora_A[adapter_name].float(), self.lora_B[adapter_name].float()
+        return (B @ A) * self.scale[adapter_name]
+
+    def merge(self, adapter_name: str, safe: bool = True) -> None:
+        """Add the adapter's delta into the base weight (forward then skips it).
+
+        Args:
+            safe: compute the merged weight out of place and refuse NaN/Inf.
+        """
+        if adapter_name in self.merged:
+            raise ValueError(f"adapter {adapter_name!r} is already merged")
+        w = self.base_layer.weight
+        merged = w.detach().float() + self.delta_weight(adapter_name)
+        if safe and not torch.isfinite(merged).all():
+            raise ValueError(f"merging adapter {adapter_name!r} gives NaN/Inf weights; not merged")
+        with torch.no_grad():
+            w.copy_(merged.to(w.dtype))
+        self.merged.append(adapter_name)
+
+    def unmerge(self) -> None:
+        """Subtract merged adapters, last merged first."""
+        w = self.base_layer.weight
+        while self.merged:
+            name = self.merged.pop()
+            with torch.no_grad():
+                w.copy_((w.detach().float() - self.delta_weight(name)).to(w.dtype))
+
+    # ---- forward --------------------------------------------------------------------
+    def _lora(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """scale * dropout(x) @ A^T @ B^T; x (..., d_in) -> (..., d_out)."""
+        A, B = self.lora_A[adapter_name], self.lora_B[adapter_name]
+        h = x.to(A.dtype)
+        p = self.dropout[adapter_name]
+        if p and self.training:
+            h = F.dropout(h, p)
+        # scale the thin (..., r) intermediate rather than the (..., d_out) output
+        return F.linear(F.linear(h, A) * self.scale[adapter_name], B)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base_layer(x)
+        if self._route is not None:
+            return self._routed_forward(x, y)
+        for name in self._active:
+            if name in self.lora_A and name not in self.merged:
+                y = y + self._lora(x, name).to(y.dtype)
+        return y
+
+    def _routed_forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # x (N, ..., d_in), y (N, ..., d_out); a (N,) adapter index per row, -1 = base only
+        a = expand_routing(self._route, x.shape[0]).to(x.device)
+        for j, name in enumerate(self._route_names):
+            if name not in self.lora_A:
+                continue
+            rows = (a == j).nonzero().squeeze(1)  # (n_j,)
+            if rows.numel() == 0:
+                continue
+            delta = self._lora(x.index_select(0, rows), name).to(y.dtype)  # (n_j, ..., d_out)
+            y = y.index_add(0, rows, delta)
+        return y
+
+    def extra_repr(self) -> str:
+        ranks = {n: self.lora_A[n].shape[0] for n in self.lora_A}
+        return f"ranks={ranks}, active={self._active}, merged={self.merged}"
+
+
+def lora_layers(model: nn.Module) -> list[tuple[str, LoraLinear]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, LoraLinear)]
+
+
+def target_module_names(model: nn.Module, config: LoraConfig, targets: ModelTargets) -> list[str]:
+    """Names of the Linear (or already wrapped) modules this config targets."""
+    patterns = resolve_target_patterns(config.targets, targets, "lora targets")
+    found = find_modules(model, patterns, (nn.Linear, LoraLinear))
+    wrapped = [n for n, m in found if isinstance(m, LoraLinear)]
+    # never wrap the inner base_layer of an existing wrapper (a broad regex like ".*" hits it)
+    return [n for n, _ in found if not any(n.startswith(w + ".") for w in wrapped)]
+
+
+def apply(model: nn.Module, config: LoraConfig, targets: ModelTargets, adapter_name: str = "default") -> None:
+    """Wrap the targeted Linear layers (once) and add adapter ``adapter_name`` to each.
+
+    The new adapter becomes active when no adapter was active before (first adapter), so
+    ``apply`` + `freeze_base` is all a training run needs. Base weights are not frozen here.
+    """
+    if not isinstance(config, LoraConfig):
+        raise TypeError(f"lora.apply needs a LoraConfig, got {type(config).__name__}")
+    was_active = active_adapters(model) if adapter_names(model) else []
+    for name in target_module_names(model, config, targets):
+        module = model.get_submodule(name)
+        if not isinstance(module, LoraLinear):
+            module = LoraLinear(module)
+            replace_module(model, name, module)
+        module.add_adapter(adapter_name, config)
+    set_active_adapters(model, was_active or [adapter_name])
+
+
+def merge(model: nn.Module, adapter_names: Sequence[str] | None = None, safe: bool = True) -> None:
+    """Merge adapters (default: the active ones) into the base weights of every LoRA layer.
+
+    With ``safe`` every layer is checked before any weight changes, so a NaN/Inf in one
+    layer leaves the whole model untouched.
+    """
+    names = list(adapter_names) if adapter_names is not None else active_adapters(model)
+    layers = lora_layers(model)
+    if safe:
+        for layer_name, layer in layers:
+            for n in names:
+                if n in layer.lora_A and not torch.isfinite(
+                    layer.base_layer.weight.detach().float() + layer.delta_weight(n)
+                ).all():
+                    raise ValueError(f"merging adapter {n!r} gives NaN/Inf in {layer_name}; nothing merged")
+    for _, layer in layers:
+        for n in names:
+            if n in layer.lora_A:
+                layer.merge(n, safe=False)
+
+
+def unmerge(model: nn.Module) -> None:
+    """Undo `merge` on every LoRA layer (weights return to base within float rounding)."""
+    for _, layer in lora_layers(model):
+        layer.unmerge()
+
+
+def merge_and_unload(model: nn.Module, adapter_names: Sequence[str] | None = None) -> nn.Module:
+    """Merge (safely) and replace every LoRA layer by its plain Linear; returns the model."""
+    merge(model, adapter_names, safe=True)
+    for name, layer in lora_layers(model):
+        replace_module(model, name, layer.base_layer)
+    return model

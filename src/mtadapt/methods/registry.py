@@ -1,0 +1,102 @@
+"""Method name -> (config class, apply function).
+
+Entries name a module and a config class *by string* and are imported on first use, so a
+method that is not written yet (or whose optional dependency is missing) only fails when
+someone asks for it, with an error that says which module and class were expected.
+
+To add a method: write ``methods/<module>.py`` with a config dataclass (``method`` ClassVar
+set to the registry name) and ``apply(model, config, targets, adapter_name="default")``
+(contract in `mtadapt.methods.base`), then add one line to ``_METHODS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from mtadapt.methods.base import MethodConfig
+
+# name -> (module, config class name). One module's ``apply`` may serve several configs
+# (bottleneck.apply dispatches on HoulsbyConfig / PfeifferConfig).
+_METHODS: dict[str, tuple[str, str]] = {
+    "lora": ("mtadapt.methods.lora", "LoraConfig"),
+    "full": ("mtadapt.methods.baselines", "FullConfig"),
+    "bitfit": ("mtadapt.methods.baselines", "BitFitConfig"),
+    # written in their own modules by the adapters/prefix owner:
+    "houlsby": ("mtadapt.methods.bottleneck", "HoulsbyConfig"),
+    "pfeiffer": ("mtadapt.methods.bottleneck", "PfeifferConfig"),
+    "prefix": ("mtadapt.methods.prefix", "PrefixConfig"),
+    "prompt": ("mtadapt.methods.prompt", "PromptConfig"),
+}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A resolved registry entry."""
+
+    name: str
+    config_class: type[MethodConfig]
+    apply: Callable[..., None]
+
+
+def method_names() -> list[str]:
+    """Every registered method name (whether or not its module is importable yet)."""
+    return list(_METHODS)
+
+
+def available_methods() -> list[str]:
+    """Registered methods whose module imports."""
+    out = []
+    for name in _METHODS:
+        try:
+            get_method(name)
+        except ImportError:
+            continue
+        out.append(name)
+    return out
+
+
+def get_method(name: str) -> MethodSpec:
+    """Resolve a method by name.
+
+    Raises:
+        ValueError: unknown name (lists the valid ones).
+        ImportError: the method's module or class does not exist (yet).
+    """
+    if name not in _METHODS:
+        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(_METHODS)}")
+    module_name, class_name = _METHODS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != module_name:
+            raise
+        raise ImportError(f"method {name!r} needs module {module_name}, which does not exist yet") from err
+    config_class = getattr(module, class_name, None)
+    apply = getattr(module, "apply", None)
+    if config_class is None or apply is None:
+        raise ImportError(f"method {name!r}: {module_name} must define {class_name} and apply()")
+    return MethodSpec(name=name, config_class=config_class, apply=apply)
+
+
+def config_from_dict(name: str, settings: dict[str, Any]) -> MethodConfig:
+    """Build a method's config from a plain dict (JSON/YAML), naming unknown keys."""
+    spec = get_method(name)
+    valid = {f.name for f in fields(spec.config_class) if f.init}
+    unknown = sorted(set(settings) - valid)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown} for method {name!r}; valid: {sorted(valid)}")
+    return spec.config_class(**settings)
+
+
+def config_to_dict(config: MethodConfig) -> dict[str, Any]:
+    """Settings of a config as a JSON-friendly dict (tuples become lists)."""
+    out: dict[str, Any] = {}
+    for f in fields(config):
+        if not f.init:
+            continue
+        value = getattr(config, f.name)
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out

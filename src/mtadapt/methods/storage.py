@@ -1,0 +1,265 @@
+"""Save and load one adapter: its weights (safetensors) and a JSON description. No pickle.
+
+Folder layout::
+
+    <folder>/adapter.safetensors   "<module name>.<tensor key>" -> tensor
+                                    (whole-model methods: "<parameter name>" -> tensor)
+    <folder>/adapter.json          {"format": "mtadapt-adapter", "version": 1, "method",
+                                    "settings", "adapter_name", "base_model", "modules",
+                                    "fingerprint": {"architecture", "weights"}}
+
+Files are written to a temp file in the same folder and moved with ``os.replace``, JSON
+last, so a reader never sees a half-written adapter.
+
+The base fingerprint is cheap: the architecture part hashes the model config (or, without
+one, parameter names and shapes); the weights part hashes names, shapes and the first and
+last 16 values of every base parameter (adapter parameters excluded, wrapper segments
+``.base_layer`` removed so wrapped and plain models agree). A base with merged adapters has
+different weights; save before merging.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from mtadapt.methods import baselines
+from mtadapt.methods.base import adapter_layers, adapter_names
+from mtadapt.methods.registry import config_from_dict, config_to_dict, get_method
+from mtadapt.models.targets import ModelTargets
+
+FORMAT = "mtadapt-adapter"
+VERSION = 1
+WEIGHTS_FILE = "adapter.safetensors"
+CONFIG_FILE = "adapter.json"
+# config keys that change between runs/versions without changing the network
+_VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "use_cache",
+                         "architectures", "_commit_hash", "_attn_implementation_autoset", "output_attentions",
+                         "output_hidden_states", "return_dict"}
+
+
+class FingerprintMismatchError(ValueError):
+    """The adapter was trained on a different base model."""
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    architecture: str
+    weights: str
+
+
+def _base_parameters(model: nn.Module, whole_model_method: Any | None) -> list[tuple[str, torch.Tensor]]:
+    """Base-model parameters by normalised name (adapter parameters and the parameters a
+    whole-model method trains excluded)."""
+    adapter_ids = {
+        id(p) for _, layer in adapter_layers(model) for n in layer.adapter_names() for p in layer.adapter_parameters(n)
+    }
+    whole = whole_model_method
+    trained = set(baselines.trainable_parameter_names(model, whole)) if whole is not None else set()
+    out = []
+    for name, p in model.named_parameters():
+        if id(p) in adapter_ids or name in trained:
+            continue
+        out.append((name.replace(".base_layer", ""), p))
+    return sorted(out, key=lambda item: item[0])
+
+
+def fingerprint(model: nn.Module, whole_model_method: Any | None = None) -> Fingerprint:
+    """Architecture and weight fingerprints (sha256 hex, first 16 chars) of the base model.
+
+    Args:
+        whole_model_method: a `FullConfig`/`BitFitConfig` whose trained parameters are not
+            part of the base (full fine-tuning leaves only the architecture to compare).
+    """
+    arch = hashlib.sha256()
+    config = getattr(model, "config", None)
+    params = _base_parameters(model, whole_model_method)
+    if config is not None and hasattr(config, "to_dict"):
+        d = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
+        arch.update(json.dumps(d, sort_keys=True, default=str).encode())
+    else:
+        for name, p in params:
+            arch.update(f"{name}:{tuple(p.shape)};".encode())
+    weights = hashlib.sha256()
+    for name, p in params:
+        weights.update(f"{name}:{tuple(p.shape)};".encode())
+        if p.device.type == "meta":
+            continue
+        flat = p.detach().reshape(-1)
+        # 32 values per tensor: cheap even for 600M-parameter models, and any re-init changes them
+        sample = torch.cat([flat[:16], flat[-16:]]).to(torch.float32).cpu()
+        weights.update(sample.numpy().tobytes())
+    return Fingerprint(arch.hexdigest()[:16], weights.hexdigest()[:16])
+
+
+def _atomic_write_bytes(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _adapter_method(model: nn.Module, adapter_name: str) -> Any:
+    configs = getattr(model, "mtadapt_adapter_configs", {})
+    if adapter_name not in configs:
+        raise KeyError(
+            f"no config recorded for adapter {adapter_name!r}; add adapters with storage.add_adapter "
+            f"(recorded: {sorted(configs)})"
+        )
+    return configs[adapter_name]
+
+
+def add_adapter(
+    model: nn.Module, config: Any, targets: ModelTargets | None, adapter_name: str = "default"
+) -> None:
+    """Apply a method by its config and record the config for saving."""
+    spec = get_method(config.method)
+    spec.apply(model, config, targets, adapter_name=adapter_name)
+    if not hasattr(model, "mtadapt_adapter_configs"):
+        model.mtadapt_adapter_configs = {}
+    model.mtadapt_adapter_configs[adapter_name] = config
+
+
+def save_adapter(
+    model: nn.Module,
+    folder: str | os.PathLike,
+    adapter_name: str = "default",
+    config: Any | None = None,
+    base_model: str | None = None,
+) -> Path:
+    """Save one adapter (or a whole-model method's trained tensors) to ``folder``.
+
+    Args:
+        config: the method config; default: the one recorded by `add_adapter` (or the
+            whole-model method applied by `baselines.apply`).
+        base_model: name recorded for humans; default ``model.config._name_or_path``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    whole = getattr(model, baselines.WHOLE_MODEL_ATTR, None)
+    if config is None:
+        config = whole if whole is not None and not adapter_names(model) else _adapter_method(model, adapter_name)
+    tensors: dict[str, torch.Tensor] = {}
+    modules: list[str] = []
+    if config.method in ("full", "bitfit"):
+        tensors = dict(baselines.trainable_state_dict(model))
+    else:
+        for name, layer in adapter_layers(model):
+            if adapter_name not in layer.adapter_names():
+                continue
+            if getattr(layer, "merged", None):
+                raise ValueError(f"{name} has merged adapters {layer.merged}; unmerge before saving")
+            modules.append(name)
+            for key, t in layer.adapter_state_dict(adapter_name).items():
+                tensors[f"{name}.{key}"] = t
+        if not modules:
+            raise KeyError(f"no adapter {adapter_name!r} in the model; it holds {adapter_names(model)}")
+    # safetensors refuses shared storage and non-contiguous views; copies are tiny for adapters
+    tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
+    fp = fingerprint(model, config if config.method in ("full", "bitfit") else None)
+    model_config = getattr(model, "config", None)
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "method": config.method,
+        "settings": config_to_dict(config),
+        "adapter_name": adapter_name,
+        "base_model": base_model or getattr(model_config, "_name_or_path", "") or "",
+        "modules": modules,
+        "fingerprint": {"architecture": fp.architecture, "weights": fp.weights},
+    }
+    _atomic_write_bytes(folder / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+    _atomic_write_bytes(folder / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+    return folder
+
+
+def read_adapter_config(folder: str | os.PathLike) -> dict[str, Any]:
+    path = Path(folder) / CONFIG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is {folder} an mtadapt adapter folder?")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ValueError(f"{path}: format {meta.get('format')!r} v{meta.get('version')}, expected {FORMAT!r} v{VERSION}")
+    return meta
+
+
+def check_fingerprint(model: nn.Module, meta: dict[str, Any], folder: str | os.PathLike = "") -> None:
+    """Raise `FingerprintMismatchError` naming both fingerprints if the base differs."""
+    whole = config_from_dict(meta["method"], meta["settings"]) if meta["method"] in ("full", "bitfit") else None
+    fp = fingerprint(model, whole)
+    saved = meta["fingerprint"]
+    problems = []
+    if saved["architecture"] != fp.architecture:
+        problems.append(f"architecture {saved['architecture']} (adapter) != {fp.architecture} (model)")
+    if saved["weights"] != fp.weights and not any(p.device.type == "meta" for p in model.parameters()):
+        problems.append(f"weights {saved['weights']} (adapter) != {fp.weights} (model)")
+    if problems:
+        raise FingerprintMismatchError(
+            f"adapter {folder} was trained on base {meta.get('base_model')!r} with a different fingerprint: "
+            + "; ".join(problems)
+        )
+
+
+def load_adapter(
+    model: nn.Module,
+    folder: str | os.PathLike,
+    targets: ModelTargets | None = None,
+    adapter_name: str | None = None,
+    check_base: bool = True,
+) -> str:
+    """Add a saved adapter to ``model`` under ``adapter_name`` (default: its saved name).
+
+    Args:
+        targets: the family's patterns; needed by methods that place modules by role
+            (prefix, bottleneck). LoRA re-targets the exact saved module names.
+        check_base: verify the base fingerprint first.
+
+    Returns:
+        The adapter name used.
+
+    Raises:
+        FingerprintMismatchError: the base differs from the one the adapter was saved from.
+    """
+    meta = read_adapter_config(folder)
+    if check_base:
+        check_fingerprint(model, meta, folder)
+    name = adapter_name or meta["adapter_name"]
+    config = config_from_dict(meta["method"], meta["settings"])
+    tensors = load_file(str(Path(folder) / WEIGHTS_FILE))
+    if config.method in ("full", "bitfit"):
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for key, t in tensors.items():
+                params[key].copy_(t)
+        baselines.apply(model, config, targets)
+        return name
+    if name in adapter_names(model):
+        raise ValueError(f"the model already holds an adapter {name!r}; pass another adapter_name")
+    if config.method == "lora":
+        config = replace(config, targets=[re.escape(m) for m in meta["modules"]])
+    add_adapter(model, config, targets, adapter_name=name)
+    layers = dict(adapter_layers(model))
+    missing = [m for m in meta["modules"] if m not in layers or name not in layers[m].adapter_names()]
+    if missing:
+        raise ValueError(f"adapter {folder} expects modules {missing[:5]} that the model does not have")
+    for module_name in meta["modules"]:
+        prefix = module_name + "."
+        layers[module_name].load_adapter_state_dict(
+            name, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        )
+    return name

