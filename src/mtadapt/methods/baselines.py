@@ -21,7 +21,8 @@ WHOLE_MODEL_ATTR = "mtadapt_whole_model_method"
 
 @dataclass
 class FullConfig(MethodConfig):
-    """Full fine-tuning: every parameter trains (embeddings included)."""
+    """Full fine-tuning: every parameter trains (embeddings included), except those the
+    model itself keeps frozen (transformers' sinusoidal position tables, requires_grad=False)."""
 
     method: ClassVar[str] = "full"
 
@@ -39,9 +40,9 @@ class BitFitConfig(MethodConfig):
     include_layer_norm: bool = True
 
 
-def _is_trainable(name: str, module: nn.Module, config: FullConfig | BitFitConfig) -> bool:
+def _is_trainable(name: str, module: nn.Module, p: nn.Parameter, config: FullConfig | BitFitConfig) -> bool:
     if isinstance(config, FullConfig):
-        return True
+        return p.requires_grad
     if not name.endswith("bias"):
         return False
     return config.include_layer_norm or not isinstance(module, nn.LayerNorm)
@@ -57,7 +58,7 @@ def trainable_parameter_names(model: nn.Module, config: FullConfig | BitFitConfi
                 continue
             seen.add(id(p))
             full = f"{module_name}.{param_name}" if module_name else param_name
-            if _is_trainable(full, module, config):
+            if _is_trainable(full, module, p, config):
                 names.append(full)
     return names
 

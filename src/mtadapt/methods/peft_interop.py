@@ -1,0 +1,150 @@
+"""Exchange LoRA adapters with HF PEFT (``adapter_config.json`` + ``adapter_model.safetensors``).
+
+PEFT's saved format (peft/utils/save_and_load.py, ``get_peft_model_state_dict``) stores,
+for a wrapped module ``<module>`` of the *plain* transformers model::
+
+    base_model.model.<module>.lora_A.weight   (r, d_in)
+    base_model.model.<module>.lora_B.weight   (d_out, r)
+
+with the adapter name removed (PEFT re-inserts it on load), and an ``adapter_config.json``
+holding ``peft_type: "LORA"``, ``r``, ``lora_alpha``, ``lora_dropout``, ``use_rslora``,
+``target_modules`` ... Our ``lora_A[name]`` / ``lora_B[name]`` are the same matrices (PEFT
+keeps them as ``nn.Linear`` weights), and both compute ``scale * B(A(dropout(x)))``, so the
+exchange is a renaming. Neither direction needs ``peft`` installed.
+
+We write ``target_modules`` as the list of full module names; PEFT matches a list entry
+when a module name equals it or ends with ``"." + entry``, so exactly our modules are wrapped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from mtadapt.methods import lora
+from mtadapt.methods.storage import _atomic_write_bytes
+
+PEFT_CONFIG_FILE = "adapter_config.json"
+PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
+PEFT_PREFIX = "base_model.model."
+_KEY = re.compile(r"base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\.weight")
+# PEFT LoRA options we do not implement: loading them silently would change the outputs
+_UNSUPPORTED = {
+    "use_dora": False, "fan_in_fan_out": False, "bias": "none", "modules_to_save": None,
+    "rank_pattern": {}, "alpha_pattern": {}, "lora_bias": False, "layer_replication": None,
+    "trainable_token_indices": None, "target_parameters": None, "use_qalora": False,
+}
+
+
+def export_lora_to_peft(
+    model: nn.Module,
+    folder: str | os.PathLike,
+    adapter_name: str = "default",
+    config: lora.LoraConfig | None = None,
+    base_model_name_or_path: str | None = None,
+) -> Path:
+    """Write one LoRA adapter as a PEFT adapter folder (loads with ``PeftModel.from_pretrained``).
+
+    Args:
+        config: the adapter's settings; default: the one recorded by `storage.add_adapter`.
+        base_model_name_or_path: written for PEFT's ``from_pretrained(folder)`` convenience.
+    """
+    if config is None:
+        config = getattr(model, "mtadapt_adapter_configs", {}).get(adapter_name)
+    if not isinstance(config, lora.LoraConfig):
+        raise ValueError(f"adapter {adapter_name!r}: pass its LoraConfig (none recorded on the model)")
+    tensors: dict[str, torch.Tensor] = {}
+    modules: list[str] = []
+    for name, layer in lora.lora_layers(model):
+        if adapter_name not in layer.lora_A:
+            continue
+        if layer.merged:
+            raise ValueError(f"{name} has merged adapters {layer.merged}; unmerge before exporting")
+        modules.append(name)
+        tensors[f"{PEFT_PREFIX}{name}.lora_A.weight"] = layer.lora_A[adapter_name].detach().contiguous().cpu().clone()
+        tensors[f"{PEFT_PREFIX}{name}.lora_B.weight"] = layer.lora_B[adapter_name].detach().contiguous().cpu().clone()
+    if not modules:
+        raise KeyError(f"no LoRA adapter {adapter_name!r} in the model")
+    model_config = getattr(model, "config", None)
+    peft_config: dict[str, Any] = {
+        "peft_type": "LORA",
+        "task_type": "SEQ_2_SEQ_LM" if getattr(model_config, "is_encoder_decoder", False) else None,
+        "base_model_name_or_path": base_model_name_or_path or getattr(model_config, "_name_or_path", None) or None,
+        "inference_mode": True,
+        "r": config.rank,
+        "lora_alpha": config.alpha,
+        "lora_dropout": config.dropout,
+        "use_rslora": config.use_rslora,
+        "target_modules": modules,
+        "init_lora_weights": True,
+        **_UNSUPPORTED,
+    }
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(folder / PEFT_WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+    _atomic_write_bytes(
+        folder / PEFT_CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(peft_config, indent=2) + "\n")
+    )
+    return folder
+
+
+def _check_supported(peft_config: dict[str, Any], folder: Path) -> None:
+    problems = []
+    if peft_config.get("peft_type") != "LORA":
+        problems.append(f"peft_type={peft_config.get('peft_type')!r} (only 'LORA' is supported)")
+    for key, plain in _UNSUPPORTED.items():
+        value = peft_config.get(key, plain)
+        if value != plain and value is not None:
+            problems.append(f"{key}={value!r} (supported: {plain!r})")
+    if problems:
+        raise ValueError(f"{folder / PEFT_CONFIG_FILE}: unsupported PEFT settings: " + "; ".join(problems))
+
+
+def import_peft_lora(model: nn.Module, folder: str | os.PathLike, adapter_name: str = "default") -> lora.LoraConfig:
+    """Add a PEFT LoRA adapter folder to ``model`` as mtadapt adapter ``adapter_name``.
+
+    The wrapped modules come from the weight keys, so PEFT's ``target_modules`` spelling
+    (suffix list or regex) does not matter. Returns the equivalent `LoraConfig`.
+
+    Raises:
+        ValueError: a PEFT option we do not implement (DoRA, biases, rank patterns...), or
+            weights for modules the model does not have.
+    """
+    folder = Path(folder)
+    peft_config = json.loads((folder / PEFT_CONFIG_FILE).read_text())
+    _check_supported(peft_config, folder)
+    weights_path = folder / PEFT_WEIGHTS_FILE
+    if not weights_path.exists():
+        raise FileNotFoundError(f"{weights_path} not found (only safetensors PEFT adapters are supported)")
+    tensors = load_file(str(weights_path))
+    per_module: dict[str, dict[str, torch.Tensor]] = {}
+    for key, t in tensors.items():
+        match = _KEY.fullmatch(key)
+        if match is None:
+            raise ValueError(f"{weights_path}: unexpected key {key!r} (expected base_model.model.<module>.lora_A.weight)")
+        per_module.setdefault(match["module"], {})["lora_" + match["ab"]] = t
+    modules = sorted(per_module)
+    config = lora.LoraConfig(
+        rank=int(peft_config["r"]),
+        alpha=float(peft_config.get("lora_alpha", 8)),
+        dropout=float(peft_config.get("lora_dropout", 0.0)),
+        use_rslora=bool(peft_config.get("use_rslora", False)),
+        targets=[re.escape(m) for m in modules],
+    )
+    from mtadapt.methods.storage import add_adapter  # records the config for later saving
+
+    add_adapter(model, config, None, adapter_name)
+    layers = dict(lora.lora_layers(model))
+    missing = [m for m in modules if m not in layers]
+    if missing:
+        raise ValueError(f"{weights_path} has weights for modules the model lacks: {missing[:5]}")
+    for module in modules:
+        layers[module].load_adapter_state_dict(adapter_name, per_module[module])
+    return config
