@@ -10,14 +10,11 @@ Name patterns for methods that target modules (LoRA, adapters), as in HF's Maria
 
 from .bergamot import available_models, load_bergamot, resolve
 from .binary import MarianCheckpoint, MarianFormatError, read_marian, read_marian_bin, read_marian_npz
+from .convert import load_marian, save_marian_npz
 from .model import MarianNativeConfig, MarianNativeModel
 from .tokenizer import MarianSentencePieceTokenizer
 
-# Module-name suffixes that adapter methods may target by default in this family.
-DEFAULT_TARGET_MODULES = ("q_proj", "v_proj")
-
 __all__ = [
-    "DEFAULT_TARGET_MODULES",
     "MarianCheckpoint",
     "MarianFormatError",
     "MarianNativeConfig",
@@ -25,8 +22,10 @@ __all__ = [
     "MarianSentencePieceTokenizer",
     "available_models",
     "load_bergamot",
+    "load_marian",
     "read_marian",
     "read_marian_bin",
     "read_marian_npz",
     "resolve",
+    "save_marian_npz",
 ]

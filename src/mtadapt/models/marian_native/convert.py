@@ -250,3 +250,10 @@ def load_marian_model(
     options = yaml.safe_load(checkpoint.special.get("model.yml", "")) or {}
     model.marian_options = options if isinstance(options, dict) else {}
     return model.eval()
+
+
+def load_marian(path: str | Path, vocab_path: str | Path, heads: int | None = None):
+    """Load a Marian `.bin`/`.npz` and its SentencePiece vocabulary: `(model, tokenizer)`."""
+    from .tokenizer import MarianSentencePieceTokenizer
+
+    return load_marian_model(path, vocab_path=vocab_path, heads=heads), MarianSentencePieceTokenizer(vocab_path)

@@ -21,6 +21,7 @@ so that methods which target modules by name pattern (LoRA, adapters) work uncha
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -99,13 +100,20 @@ def sinusoidal_positions(length: int, dim: int, start: int = 0, device=None) -> 
     """Marian's position signal, (length, dim): first half sin, second half cos.
 
     Marian spaces the frequencies by log(10000) / (dim/2 - 1) (not / (dim/2) as in fairseq).
+    Rows come from a cached table, since generation asks for one position per step.
     """
+    end = start + length
+    table = _position_table(max(256, 1 << (end - 1).bit_length()), dim)
+    return table[start:end].to(device)
+
+
+@functools.lru_cache(maxsize=8)
+def _position_table(length: int, dim: int) -> torch.Tensor:
     half = dim // 2
     step = math.log(10000.0) / (half - 1)
-    inv_timescales = torch.exp(torch.arange(half, dtype=torch.float32, device=device) * -step)
-    positions = torch.arange(start, start + length, dtype=torch.float32, device=device)
-    angles = positions[:, None] * inv_timescales[None, :]  # (length, half)
-    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+    inv_timescales = torch.exp(torch.arange(half, dtype=torch.float64) * -step)
+    angles = torch.arange(length, dtype=torch.float64)[:, None] * inv_timescales[None, :]  # (length, half)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1).float()
 
 
 class MarianAttention(nn.Module):

@@ -43,25 +43,33 @@ class MarianSentencePieceTokenizer:
     def __len__(self) -> int:
         return self.vocab_size
 
-    def encode(self, text: str) -> list[int]:
-        """Ids of `text` followed by `</s>`."""
-        return self.sp.encode(text) + [self.eos_id]
+    def encode(self, text: str | list[str]) -> list[int] | list[list[int]]:
+        """Ids of `text` followed by `</s>`; a list of texts gives a list of id lists."""
+        if isinstance(text, str):
+            return self.sp.encode(text) + [self.eos_id]
+        return [ids + [self.eos_id] for ids in self.sp.encode(list(text))]
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [ids + [self.eos_id] for ids in self.sp.encode(texts)]
+        return self.encode(list(texts))
 
-    def decode(self, ids: list[int] | torch.Tensor) -> str:
-        """Text of `ids`, cut at the first `</s>` (everything after it is padding)."""
+    def _decode_one(self, ids: list[int]) -> str:
+        if self.eos_id in ids:
+            ids = ids[: ids.index(self.eos_id)]  # everything after </s> is padding
+        return self.sp.decode(ids)
+
+    def decode(self, ids: list[int] | list[list[int]] | torch.Tensor) -> str | list[str]:
+        """Text of `ids`, cut at the first `</s>`; a batch (list of lists or a 2-D tensor)
+        gives a list of texts."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
-        if self.eos_id in ids:
-            ids = ids[: ids.index(self.eos_id)]
-        return self.sp.decode(ids)
+        if ids and isinstance(ids[0], list):
+            return [self._decode_one(row) for row in ids]
+        return self._decode_one(list(ids))
 
     def decode_batch(self, batch: list[list[int]] | torch.Tensor) -> list[str]:
         if isinstance(batch, torch.Tensor):
             batch = batch.tolist()
-        return [self.decode(ids) for ids in batch]
+        return [self._decode_one(row) for row in batch]
 
     def pad(self, sequences: list[list[int]], pad_value: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-pad id lists into `(ids, mask)`, both (batch, max_len) LongTensors.
