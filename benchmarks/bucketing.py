@@ -6,7 +6,7 @@ real (non-pad) source+target tokens per second of forward+backward through a tin
 seq2seq model built from a config, on CPU; batches of the two methods are interleaved so
 both see the same machine state.
 
-    .venv/bin/python benchmarks/bucketing.py [--examples 1500] [--max-tokens 1024]
+    .venv/bin/python benchmarks/bucketing.py [--examples 1200] [--threads 1] [--max-tokens 1024]
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ def synthetic_lengths(n: int, seed: int) -> tuple[list[int], list[int]]:
 
 def tiny_marian() -> MarianMTModel:
     config = MarianConfig(
-        vocab_size=VOCAB_SIZE, d_model=256, encoder_layers=3, decoder_layers=3,
-        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=1024,
-        decoder_ffn_dim=1024, max_position_embeddings=256, pad_token_id=PAD_ID,
+        vocab_size=VOCAB_SIZE, d_model=128, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=512,
+        decoder_ffn_dim=512, max_position_embeddings=256, pad_token_id=PAD_ID,
         decoder_start_token_id=PAD_ID, eos_token_id=1,
     )
     torch.manual_seed(0)
@@ -58,10 +58,15 @@ def step(model: MarianMTModel, batch: list[int], src: list[int], tgt: list[int],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=1500)
+    parser.add_argument("--examples", type=int, default=1200)
     parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
+    # One thread by default: on a small shared machine, several threads per process
+    # oversubscribe the cores and step times swing by 2x, drowning the comparison.
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     print(f"machine: {platform.platform()} | {platform.processor() or platform.machine()} | "
           f"cpus={os.cpu_count()} torch_threads={torch.get_num_threads()} | python {platform.python_version()} "
@@ -97,7 +102,7 @@ def main() -> None:
 
     real_tokens = sum(src) + sum(tgt)  # both plans cover every example exactly once
     print(f"\nthroughput: {args.examples} pairs ({real_tokens:,} real src+tgt tokens), tiny Marian "
-          f"d_model=256 3+3 layers, forward+backward, CPU")
+          f"d_model=128 2+2 layers, forward+backward, CPU")
     print(f"{'batcher':<10} {'batches':>8} {'padding':>8} {'seconds':>8} {'real tok/s':>11}")
     rates = {}
     for name, batches in plans.items():
