@@ -249,3 +249,25 @@ def test_length_filters_count_each_reason_once() -> None:
 def test_length_filter_config_validation() -> None:
     with pytest.raises(DataError, match="`max_length_ratio` must be >= 1.0"):
         LengthFilterConfig(max_length_ratio=0.5)
+
+
+def test_tmx_memory_stays_flat_with_corpus_size(tmp_path: Path) -> None:
+    """Parsed <tu> must be cleared and detached; an 8x larger file may not raise the peak."""
+    import tracemalloc
+
+    def peak_bytes(n_tu: int) -> int:
+        tus = "".join(
+            f'<tu><tuv xml:lang="en"><seg>sentence {i}</seg></tuv><tuv xml:lang="de"><seg>Satz {i}</seg></tuv></tu>\n'
+            for i in range(n_tu)
+        )
+        path = write(tmp_path / f"big{n_tu}.tmx", f"<tmx version='1.4'><header/><body>\n{tus}</body></tmx>\n")
+        tracemalloc.start()
+        try:
+            count = sum(1 for _ in read_parallel(CorpusSpec(paths=path, src_lang="en", tgt_lang="de")))
+            return tracemalloc.get_traced_memory()[1] if count == n_tu else -1
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak_bytes(1000), peak_bytes(8000)
+    assert small > 0 and large > 0
+    assert large - small < 200_000  # keeping the 7000 extra empty <tu> alone costs ~500 kB
