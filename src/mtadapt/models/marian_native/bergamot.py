@@ -12,6 +12,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from .binary import read_lexical_shortlist
 from .model import MarianNativeModel
 from .tokenizer import MarianSentencePieceTokenizer
 
@@ -85,8 +86,16 @@ def resolve(spec: str) -> BergamotModelFiles:
     return models[pair]
 
 
-def load_bergamot(spec: str, heads: int | None = None) -> tuple[MarianNativeModel, MarianSentencePieceTokenizer]:
-    """Load a Bergamot model and its tokenizer, e.g. `load_bergamot('bergamot:pt-en')`."""
+def load_bergamot(
+    spec: str, heads: int | None = None, use_shortlist: bool = True
+) -> tuple[MarianNativeModel, MarianSentencePieceTokenizer]:
+    """Load a Bergamot model and its tokenizer, e.g. `load_bergamot('bergamot:pt-en')`.
+
+    With `use_shortlist` the model's lexical shortlist is attached (`model.shortlist`), so
+    generation scores only each sentence's candidate words, as the Bergamot engine does.
+    """
     files = resolve(spec)
     model = MarianNativeModel.from_marian(files.model, files.vocab, heads=heads)
+    if files.shortlist is not None and use_shortlist:
+        model.shortlist = read_lexical_shortlist(files.shortlist)
     return model, MarianSentencePieceTokenizer(files.vocab)

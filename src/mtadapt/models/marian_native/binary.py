@@ -169,3 +169,53 @@ def read_marian(path: str | Path) -> MarianCheckpoint:
     if path.suffix == ".bin":
         return read_marian_bin(path)
     raise MarianFormatError(f"{path}: unknown checkpoint suffix {path.suffix!r}; valid: .bin, .npz")
+
+
+# Lexical shortlist (`lex.<first>.<best>.<pair>.s2t.bin`), Marian's BinaryShortlistGenerator format:
+#     u64 magic, u64 checksum, u64 first_num, u64 best_num, u64 offsets_size, u64 lists_size
+#     u64 offsets[offsets_size]   (offsets_size = source vocab + 1)
+#     u32 lists[lists_size]       target ids for source word w: lists[offsets[w]:offsets[w+1]]
+SHORTLIST_MAGIC = 0xF11A48D5013417F5
+
+
+@dataclass
+class LexicalShortlist:
+    """Candidate target words per source word; a sentence may only produce the union of
+    the `first_num` most frequent target ids and the candidates of its source words."""
+
+    first_num: int
+    best_num: int
+    offsets: np.ndarray  # (source_vocab + 1,) int64
+    lists: np.ndarray  # (total,) int64
+
+    def candidates(self, source_ids: list[int]) -> np.ndarray:
+        """Sorted unique target ids allowed for one sentence (its ids, padding excluded)."""
+        words = np.unique(np.asarray(source_ids, dtype=np.int64))
+        words = words[(words >= 0) & (words < len(self.offsets) - 1)]
+        parts = [np.arange(self.first_num, dtype=np.int64)]
+        parts += [self.lists[self.offsets[w] : self.offsets[w + 1]] for w in words]
+        return np.unique(np.concatenate(parts))
+
+
+def read_lexical_shortlist(path: str | Path) -> LexicalShortlist:
+    """Read a Marian binary lexical shortlist.
+
+    Raises:
+        MarianFormatError: wrong magic number or a size that does not match the header.
+    """
+    path = Path(path)
+    buf = path.read_bytes()
+    if len(buf) < 48:
+        raise MarianFormatError(f"{path}: too short for a Marian binary shortlist")
+    magic, _checksum, first_num, best_num, offsets_size, lists_size = struct.unpack_from("<6Q", buf, 0)
+    if magic != SHORTLIST_MAGIC:
+        raise MarianFormatError(
+            f"{path}: magic {magic:#x} is not a Marian binary shortlist ({SHORTLIST_MAGIC:#x}); "
+            "text shortlists are not supported"
+        )
+    expected = 48 + 8 * offsets_size + 4 * lists_size
+    if len(buf) != expected:
+        raise MarianFormatError(f"{path}: {len(buf)} bytes, header implies {expected}")
+    offsets = np.frombuffer(buf, dtype="<u8", count=offsets_size, offset=48).astype(np.int64)
+    lists = np.frombuffer(buf, dtype="<u4", count=lists_size, offset=48 + 8 * offsets_size).astype(np.int64)
+    return LexicalShortlist(first_num=int(first_num), best_num=int(best_num), offsets=offsets, lists=lists)

@@ -13,10 +13,49 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .binary import LexicalShortlist
 from .model import MarianNativeModel, reorder_cache
+
+
+class ShortlistOutput:
+    """The output layer restricted to the batch's shortlist candidates, masked per sentence.
+
+    With ids (U,) the union of all sentences' candidates and allowed[b, u] = ids[u] is a
+    candidate of sentence b:
+        logits[b, j, u] = hidden[b, j] . Wemb[ids[u]] + bias[ids[u]]   if allowed[b, u] else -inf
+    i.e. the full-vocabulary logits at those ids. One (U, D) matmul serves the whole batch
+    (per-sentence matrices would read more weights than the full vocabulary), while the
+    mask keeps each sentence's result independent of its batch-mates.
+    """
+
+    def __init__(self, model: MarianNativeModel, shortlist: LexicalShortlist, input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor):
+        device = input_ids.device
+        candidates = [shortlist.candidates(ids[mask.bool()].tolist()) for ids, mask in zip(input_ids, attention_mask)]
+        union = np.unique(np.concatenate(candidates))
+        allowed = np.zeros((len(candidates), len(union)), dtype=bool)
+        for b, c in enumerate(candidates):
+            allowed[b, np.searchsorted(union, c)] = True
+        self.ids = torch.from_numpy(union).to(device)  # (U,)
+        self.allowed = torch.from_numpy(allowed).to(device)  # (B, U)
+        self.weight = model.model.shared.weight.index_select(0, self.ids)  # (U, D)
+        self.bias = model.final_logits_bias[0].index_select(0, self.ids)  # (U,)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden (B, J, D) -> (B, J, U) logits over the candidates."""
+        scores = F.linear(hidden, self.weight, self.bias)
+        return scores.masked_fill(~self.allowed[:, None, :], float("-inf"))
+
+    def select(self, rows: torch.Tensor) -> "ShortlistOutput":
+        """Keep sentences `rows` (N,) (greedy drops finished sentences); weights are shared."""
+        kept = object.__new__(ShortlistOutput)
+        kept.ids, kept.weight, kept.bias = self.ids, self.weight, self.bias
+        kept.allowed = self.allowed.index_select(0, rows)
+        return kept
 
 
 def _length_caps(attention_mask: torch.Tensor, max_new_tokens: int | None, factor: float) -> torch.Tensor:
@@ -35,6 +74,7 @@ def greedy_search(
     attention_mask: torch.Tensor,
     max_new_tokens: int | None = None,
     max_length_factor: float = 2.5,
+    shortlist: LexicalShortlist | None = None,
 ) -> torch.Tensor:
     """Greedy decoding: out[b, t] = argmax_w p(w | out[b, :t], src[b]) until `</s>` or the cap.
 
@@ -49,10 +89,15 @@ def greedy_search(
     cache = model.model.decoder.init_cache(encoder_hidden, attention_mask)
     active = torch.arange(batch, device=input_ids.device)  # original row of each live row
     enc_mask = attention_mask
+    output = None if shortlist is None else ShortlistOutput(model, shortlist, input_ids, attention_mask)
     previous = torch.full((batch,), config.pad_id, dtype=torch.long, device=input_ids.device)
     steps = 0
     for t in range(out.shape[1]):
-        next_ids = model.decode_step(previous, t, cache, enc_mask).argmax(dim=-1)  # (b,)
+        hidden = model.decode_step_hidden(previous, t, cache, enc_mask)  # (b, D)
+        if output is None:
+            next_ids = model.logits(hidden).argmax(dim=-1)  # (b,)
+        else:
+            next_ids = output.ids[output.logits(hidden[:, None])[:, 0].argmax(dim=-1)]
         out[active, t] = next_ids
         steps = t + 1
         done = (next_ids == config.eos_id) | (caps[active] <= t + 1)
@@ -62,6 +107,7 @@ def greedy_search(
             keep = (~done).nonzero().squeeze(1)
             active, enc_mask, next_ids = active[keep], enc_mask[keep], next_ids[keep]
             cache = reorder_cache(cache, keep)
+            output = None if output is None else output.select(keep)
         previous = next_ids
     return out[:, :steps]
 
@@ -75,6 +121,7 @@ def beam_search(
     max_new_tokens: int | None = None,
     max_length_factor: float = 2.5,
     length_penalty: float = 1.0,
+    shortlist: LexicalShortlist | None = None,
 ) -> torch.Tensor:
     """Beam search; hypotheses are ranked by sum(log p) / length ** length_penalty.
 
@@ -100,14 +147,19 @@ def beam_search(
     previous = torch.full((batch * k,), config.pad_id, dtype=torch.long, device=device)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
+    # the shortlist is per sentence, shared by its beams, so it never needs reordering
+    output = None if shortlist is None else ShortlistOutput(model, shortlist, input_ids, attention_mask)
 
     for t in range(max(caps)):
-        logp = F.log_softmax(model.decode_step(previous, t, cache, enc_mask).float(), dim=-1)  # (B*K, V)
+        hidden = model.decode_step_hidden(previous, t, cache, enc_mask).view(batch, k, -1)  # (B, K, D)
+        logits = model.logits(hidden) if output is None else output.logits(hidden)  # (B, K, V or C)
+        logp = F.log_softmax(logits.float(), dim=-1)
         vocab = logp.shape[-1]
-        candidates = (beam_scores.view(-1, 1) + logp).view(batch, k * vocab)
+        candidates = (beam_scores[:, :, None] + logp).view(batch, k * vocab)
         top_scores, top_index = candidates.topk(2 * k, dim=1)  # (B, 2K)
+        top_token = top_index % vocab if output is None else output.ids[top_index % vocab]
         top_scores_l, top_beam_l, top_token_l = (
-            top_scores.tolist(), (top_index // vocab).tolist(), (top_index % vocab).tolist())
+            top_scores.tolist(), (top_index // vocab).tolist(), top_token.tolist())
         tokens_l = None  # materialised lazily: only needed when a hypothesis finishes
         next_scores = torch.full((batch, k), float("-inf"), device=device)
         next_rows = torch.arange(batch * k, device=device).view(batch, k).clone()

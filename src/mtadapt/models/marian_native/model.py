@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
+from .binary import LexicalShortlist
+
 DecoderType = Literal["ssru", "transformer"]
 Activation = Literal["relu", "swish", "gelu"]
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -373,6 +375,9 @@ class MarianNativeModel(nn.Module):
         self.model = MarianBackbone(config)
         # Marian's decoder_ff_logit_out_b; a parameter so full fine-tuning updates it.
         self.final_logits_bias = nn.Parameter(torch.zeros(1, config.vocab_size))
+        # Optional lexical shortlist (Bergamot ships one): generation then scores only each
+        # sentence's candidate words, as Marian does; training always uses the full vocabulary.
+        self.shortlist: LexicalShortlist | None = None
 
     # -- loading and saving -------------------------------------------------------------
     @classmethod
@@ -411,12 +416,17 @@ class MarianNativeModel(nn.Module):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model.encoder(input_ids, attention_mask)
 
+    def decode_step_hidden(
+        self, previous_ids: torch.Tensor, position: int, cache: list[LayerCache], encoder_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """One generation step: previous token (B,) at `position` -> decoder state (B, D); updates `cache`."""
+        return self.model.decoder(previous_ids[:, None], None, encoder_mask, cache, start_position=position)[:, 0]
+
     def decode_step(
         self, previous_ids: torch.Tensor, position: int, cache: list[LayerCache], encoder_mask: torch.Tensor
     ) -> torch.Tensor:
-        """One generation step: previous token (B,) at `position` -> logits (B, V); updates `cache`."""
-        y = self.model.decoder(previous_ids[:, None], None, encoder_mask, cache, start_position=position)
-        return self.logits(y[:, 0])
+        """One generation step over the full vocabulary: logits (B, V)."""
+        return self.logits(self.decode_step_hidden(previous_ids, position, cache, encoder_mask))
 
     def forward(
         self,
@@ -470,6 +480,7 @@ class MarianNativeModel(nn.Module):
         max_new_tokens: int | None = None,
         max_length_factor: float | None = None,
         length_penalty: float = 1.0,
+        use_shortlist: bool = True,
         **unused,
     ) -> torch.Tensor:
         """Translate a batch; returns generated ids (B, T) without a start token, padded with
@@ -484,6 +495,9 @@ class MarianNativeModel(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         factor = self.config.max_length_factor if max_length_factor is None else max_length_factor
+        shortlist = self.shortlist if use_shortlist else None
         if num_beams == 1:
-            return greedy_search(self, input_ids, attention_mask, max_new_tokens, factor)
-        return beam_search(self, input_ids, attention_mask, num_beams, max_new_tokens, factor, length_penalty)
+            return greedy_search(self, input_ids, attention_mask, max_new_tokens, factor, shortlist)
+        return beam_search(
+            self, input_ids, attention_mask, num_beams, max_new_tokens, factor, length_penalty, shortlist
+        )
