@@ -201,8 +201,9 @@ def greedy_recompute(model, input_ids, attention_mask, steps: int) -> torch.Tens
 
 
 def assert_same_until_eos(generated: torch.Tensor, reference: torch.Tensor, eos: int) -> None:
+    # the last position is skipped: mBART's forced_eos_token_id forces </s> at max_length
     for g, r in zip(generated, reference):
-        n = len(g)
+        n = len(g) - 1
         hits = (r == eos).nonzero()
         if len(hits) and hits[0, 0] > 0:
             n = min(n, int(hits[0, 0]) + 1)
