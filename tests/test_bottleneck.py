@@ -213,3 +213,46 @@ def test_state_dict_round_trip() -> None:
     base.delete_adapter(other, "default")
     with torch.no_grad():
         torch.testing.assert_close(other(**b).logits, tiny_mbart()(**b).logits)
+
+
+def test_storage_round_trip(tmp_path) -> None:
+    from mtadapt.methods import storage
+
+    model = tiny_t5()
+    storage.add_adapter(model, HoulsbyConfig(bottleneck_dim=4, cross_attention=True), T5, "de")
+    randomise_adapters(model, 11)
+    b = batch()
+    with torch.no_grad():
+        ref = model(**b).logits
+    storage.save_adapter(model, tmp_path / "de", "de")
+    other = tiny_t5()
+    storage.load_adapter(other, tmp_path / "de", T5)
+    base.set_active_adapters(other, ["de"])
+    with torch.no_grad():
+        torch.testing.assert_close(other(**b).logits, ref)
+
+
+@pytest.mark.parametrize("decoder_type", ["ssru", "transformer"])
+def test_marian_native_houlsby_identity_and_routing(decoder_type: str) -> None:
+    from mtadapt.models.marian_native.model import MarianNativeConfig, MarianNativeModel
+    from mtadapt.models.targets import MARIAN_NATIVE
+
+    torch.manual_seed(0)
+    model = MarianNativeModel(MarianNativeConfig(dim=D, heads=4, encoder_layers=2, decoder_layers=2,
+                                                 decoder_type=decoder_type, ffn_dim=64, vocab_size=50)).eval()
+    ids = torch.randint(1, 50, (2, 6))
+    labels = torch.randint(1, 50, (2, 4))
+    with torch.no_grad():
+        ref = model(input_ids=ids, labels=labels).logits
+        apply(model, HoulsbyConfig(bottleneck_dim=4, cross_attention=True), MARIAN_NATIVE, "a")
+        torch.testing.assert_close(model(input_ids=ids, labels=labels).logits, ref, rtol=0, atol=0)
+        randomise_adapters(model, 2)
+        with base.routing(model, ["a", "__base__"]):
+            mixed = model(input_ids=ids, labels=labels).logits
+            mixed_gen = model.generate(ids, num_beams=2, max_new_tokens=4)
+        torch.testing.assert_close(mixed[1:], ref[1:])
+        assert not torch.allclose(mixed[:1], ref[:1])
+        base.set_active_adapters(model, ["a"])
+        torch.testing.assert_close(mixed[:1], model(input_ids=ids[:1], labels=labels[:1]).logits)
+        alone = model.generate(ids[:1], num_beams=2, max_new_tokens=4)
+        assert torch.equal(mixed_gen[0, : alone.shape[1]], alone[0])

@@ -331,3 +331,79 @@ def test_active_adapters_concatenate() -> None:
     k, v, keep = site.prefix_kv(2)
     assert keep is None and k.shape == (2, 4, 5, 8)
     torch.testing.assert_close(k[0, :, 2:], site.prefix("b")[0].view(3, 4, 8).transpose(0, 1))
+
+
+# --- Marian-native (Bergamot students): its attention takes a prefix_provider ---------------
+
+
+def tiny_native(decoder_type: str):
+    from mtadapt.models.marian_native.model import MarianNativeConfig, MarianNativeModel
+
+    torch.manual_seed(0)
+    config = MarianNativeConfig(dim=D, heads=4, encoder_layers=2, decoder_layers=2, decoder_type=decoder_type,
+                                ffn_dim=64, vocab_size=50, pad_id=0, eos_id=0)
+    model = MarianNativeModel(config).double().eval()
+    with torch.no_grad():
+        model.model.shared.weight.normal_(0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("decoder_type", ["ssru", "transformer"])
+def test_marian_native_prefix(decoder_type: str) -> None:
+    from mtadapt.models.targets import MARIAN_NATIVE
+
+    model = tiny_native(decoder_type)
+    targets = MARIAN_NATIVE if decoder_type == "ssru" else BART_LIKE  # BART_LIKE also finds decoder self_attn
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 50, (3, SRC_LEN), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 3:] = 0
+    ids[1, 3:] = 0
+    labels = torch.randint(1, 50, (3, 5), generator=g)
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask, labels=labels).logits
+        apply(model, PrefixConfig(prefix_length=SRC_LEN, reparameterize=False, init_std=0.5), targets)
+        assert len(prefix_sites(model)) == (2 + 2 + (2 if decoder_type == "transformer" else 0))
+        out = model(input_ids=ids, attention_mask=mask, labels=labels).logits
+        assert (out - ref).abs().max() > 1e-3
+        for i in range(3):
+            n = int(mask[i].sum())
+            alone = model(input_ids=ids[i : i + 1, :n], attention_mask=mask[i : i + 1, :n], labels=labels[i : i + 1])
+            torch.testing.assert_close(out[i : i + 1], alone.logits, rtol=1e-9, atol=1e-9)
+        # cached greedy decoding == recomputing the whole decoder each step
+        greedy = model.generate(ids, mask, num_beams=1, max_new_tokens=5)
+        seq = torch.zeros(3, 1, dtype=torch.long)  # position 0 is the start position
+        for _ in range(greedy.shape[1]):
+            logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=seq).logits
+            seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+        for r in range(3):
+            stop = (greedy[r] == 0).nonzero()
+            n = int(stop[0, 0]) + 1 if len(stop) else greedy.shape[1]
+            assert torch.equal(greedy[r, :n], seq[r, 1 : n + 1])
+        beam = model.generate(ids, mask, num_beams=3, max_new_tokens=5)
+        for i in range(3):
+            n = int(mask[i].sum())
+            alone = model.generate(ids[i : i + 1, :n], mask[i : i + 1, :n], num_beams=3, max_new_tokens=5)
+            assert torch.equal(beam[i, : alone.shape[1]], alone[0])
+    # per-row masks are not expressible through prefix_provider: base rows are refused
+    with pytest.raises(NotImplementedError, match="same prefix length"):
+        with base.routing(model, ["default", "__base__", "default"]):
+            model(input_ids=ids, attention_mask=mask, labels=labels)
+
+
+def test_storage_round_trip_saves_folded_prefixes(tmp_path) -> None:
+    from mtadapt.methods import storage
+
+    config = PrefixConfig(prefix_length=3, reparam_hidden=16)
+    model = tiny_mbart()
+    storage.add_adapter(model, config, BART_LIKE, "de")
+    b = padded_batch(model)
+    with torch.no_grad():
+        ref = model(**b).logits
+    storage.save_adapter(model, tmp_path / "de", "de")
+    other = tiny_mbart()
+    assert storage.load_adapter(other, tmp_path / "de", BART_LIKE) == "de"
+    assert not list(other.prefix_reparameterisation.parameters())  # the MLP is folded away
+    base.set_active_adapters(other, ["de"])
+    with torch.no_grad():
+        torch.testing.assert_close(other(**b).logits, ref)

@@ -157,3 +157,19 @@ def test_state_dict_round_trip() -> None:
     base.delete_adapter(other, "default")
     with torch.no_grad():
         torch.testing.assert_close(other(**b).logits, tiny_mbart()(**b).logits)
+
+
+def test_storage_round_trip(tmp_path) -> None:
+    from mtadapt.methods import storage
+
+    model = tiny_t5()
+    storage.add_adapter(model, PromptConfig(prompt_length=3, seed=0), T5, "fr")
+    b = padded_batch(model)
+    with torch.no_grad():
+        ref = model(**b).logits
+    storage.save_adapter(model, tmp_path / "fr", "fr")
+    other = tiny_t5()
+    storage.load_adapter(other, tmp_path / "fr", T5)
+    base.set_active_adapters(other, ["fr"])
+    with torch.no_grad():
+        torch.testing.assert_close(other(**b).logits, ref)
