@@ -207,7 +207,7 @@ class LoraLinear(nn.Module):
     def _lora(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """scale * dropout(x) @ A^T @ B^T; x (..., d_in) -> (..., d_out)."""
         A, B = self.lora_A[adapter_name], self.lora_B[adapter_name]
-        h = x.to(A.dtype)
+        h = x if x.dtype == A.dtype else x.to(A.dtype)
         p = self.dropout[adapter_name]
         if p and self.training:
             h = F.dropout(h, p)
@@ -220,7 +220,8 @@ class LoraLinear(nn.Module):
             return self._routed_forward(x, y)
         for name in self._active:
             if name in self.lora_A and name not in self.merged:
-                y = y + self._lora(x, name).to(y.dtype)
+                delta = self._lora(x, name)
+                y = y + (delta if delta.dtype == y.dtype else delta.to(y.dtype))
         return y
 
     def _routed_forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
