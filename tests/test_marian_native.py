@@ -24,7 +24,12 @@ from mtadapt.models.marian_native import (
     MarianNativeModel,
     read_marian,
 )
-from mtadapt.models.marian_native.binary import FLOAT32_TYPE, INT8_ALPHAS_TYPE
+from mtadapt.models.marian_native.binary import (
+    FLOAT32_TYPE,
+    INT8_ALPHAS_TYPE,
+    SHORTLIST_MAGIC,
+    read_lexical_shortlist,
+)
 from mtadapt.models.marian_native.convert import name_map
 from mtadapt.models.marian_native.generate import sequence_scores
 
@@ -88,6 +93,24 @@ def test_reader_names_file_and_bad_entry_type(tmp_path: Path) -> None:
         read_marian(truncated)
 
 
+def write_shortlist(path: Path, first_num: int, lists: list[list[int]]) -> None:
+    offsets = np.cumsum([0] + [len(targets) for targets in lists]).astype("<u8")
+    flat = np.asarray([t for targets in lists for t in targets], dtype="<u4")
+    header = struct.pack("<6Q", SHORTLIST_MAGIC, 0, first_num, 2, len(offsets), len(flat))
+    path.write_bytes(header + offsets.tobytes() + flat.tobytes())
+
+
+def test_shortlist_reader_gives_first_words_and_source_candidates(tmp_path: Path) -> None:
+    path = tmp_path / "lex.bin"
+    write_shortlist(path, first_num=3, lists=[[7, 9], [], [20, 4], [9]])
+    shortlist = read_lexical_shortlist(path)
+    assert shortlist.candidates([2, 3, 3]).tolist() == [0, 1, 2, 4, 9, 20]
+    assert shortlist.candidates([1]).tolist() == [0, 1, 2]
+    (tmp_path / "bad.bin").write_bytes(b"\0" * 64)
+    with pytest.raises(MarianFormatError, match="bad.bin.*magic"):
+        read_lexical_shortlist(tmp_path / "bad.bin")
+
+
 # --------------------------------------------------------------------------------------
 # Tiny random models (both decoder types).
 def tiny_model(decoder_type: str = "ssru", seed: int = 0) -> MarianNativeModel:
@@ -144,6 +167,35 @@ def test_batched_generation_equals_one_at_a_time(decoder_type: str, num_beams: i
         assert (batched[row, width:] == model.config.pad_id).all()
     caps = torch.ceil(mask.sum(1) * 2.5)
     assert batched.shape[1] <= int(caps.max())
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_shortlist_generation_is_per_sentence_and_matches_masked_full_vocab(tmp_path: Path, num_beams: int) -> None:
+    """With a shortlist each sentence only emits its candidates, independent of the batch,
+    and the result equals full-vocabulary decoding with the other words' logits at -inf."""
+    model = tiny_model()
+    lists = [[(5 * w + j) % 50 for j in range(4)] for w in range(50)]
+    path = tmp_path / "lex.bin"
+    write_shortlist(path, first_num=2, lists=lists)
+    ids, mask = tiny_batch()
+    full = model.generate(ids, mask, num_beams=num_beams)
+    model.shortlist = read_lexical_shortlist(path)
+    batched = model.generate(ids, mask, num_beams=num_beams)
+    assert not torch.equal(batched, full)  # the shortlist did change something on this random model
+    for row in range(ids.shape[0]):
+        n = int(mask[row].sum())
+        allowed = set(model.shortlist.candidates(ids[row, :n].tolist()).tolist())
+        assert set(batched[row].tolist()) <= allowed
+        alone = model.generate(ids[row : row + 1, :n], mask[row : row + 1, :n], num_beams=num_beams)[0]
+        assert batched[row, : alone.shape[0]].tolist() == alone.tolist()
+        # reference: the full-vocabulary output layer with disallowed words masked out
+        banned = torch.ones(model.config.vocab_size, dtype=torch.bool)
+        banned[sorted(allowed)] = False
+        reference = tiny_model()
+        with torch.no_grad():
+            reference.final_logits_bias[0, banned] = float("-inf")
+        expected = reference.generate(ids[row : row + 1, :n], mask[row : row + 1, :n], num_beams=num_beams)[0]
+        assert alone.tolist() == expected.tolist()
 
 
 def test_generation_respects_max_new_tokens() -> None:

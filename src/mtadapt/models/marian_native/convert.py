@@ -128,6 +128,12 @@ def config_from_checkpoint(
     else:
         decoder_type = "ssru"
         problems.append("no decoder_l1_rnn_W (SSRU) or decoder_l1_self_Wq (self-attention) tensor")
+    encoder_ffn, decoder_ffn = tensors.get("encoder_l1_ffn_W1"), tensors.get("decoder_l1_ffn_W1")
+    if encoder_ffn is not None and decoder_ffn is not None and encoder_ffn.shape != decoder_ffn.shape:
+        problems.append(
+            f"decoder FFN width {decoder_ffn.shape[1]} differs from the encoder's {encoder_ffn.shape[1]} "
+            "(transformer-decoder-dim-ffn); only equal widths are supported"
+        )
     if problems:
         raise MarianFormatError(f"{source}: unsupported Marian model: " + "; ".join(problems))
     return MarianNativeConfig(

@@ -98,7 +98,9 @@ class MarianNativeConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def sinusoidal_positions(length: int, dim: int, start: int = 0, device=None) -> torch.Tensor:
+def sinusoidal_positions(
+    length: int, dim: int, start: int = 0, device: torch.device | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Marian's position signal, (length, dim): first half sin, second half cos.
 
     Marian spaces the frequencies by log(10000) / (dim/2 - 1) (not / (dim/2) as in fairseq).
@@ -106,7 +108,7 @@ def sinusoidal_positions(length: int, dim: int, start: int = 0, device=None) -> 
     """
     end = start + length
     table = _position_table(max(256, 1 << (end - 1).bit_length()), dim)
-    return table[start:end].to(device)
+    return table[start:end].to(device=device, dtype=dtype)
 
 
 @functools.lru_cache(maxsize=8)
@@ -292,7 +294,7 @@ class MarianEncoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, S) ids and mask -> (B, S, D) encoder states."""
         x = self.embed_tokens(input_ids) * self.embed_scale
-        x = x + sinusoidal_positions(input_ids.shape[1], x.shape[-1], device=x.device)
+        x = x + sinusoidal_positions(input_ids.shape[1], x.shape[-1], device=x.device, dtype=x.dtype)
         for layer in self.layers:
             x = layer(x, attention_mask)
         return x
@@ -317,7 +319,7 @@ class MarianDecoder(nn.Module):
             keep = torch.ones(t, 1, dtype=y.dtype, device=y.device)
             keep[0] = 0.0
             y = y * keep  # multiply, not assign: stays differentiable for the other positions
-        return y + sinusoidal_positions(t, y.shape[-1], start=start_position, device=y.device)
+        return y + sinusoidal_positions(t, y.shape[-1], start=start_position, device=y.device, dtype=y.dtype)
 
     def forward(
         self,
