@@ -235,11 +235,11 @@ class PrefixSite(nn.Module):
         if mlp is not None:
             self._reparam[adapter_name] = (mlp, site)
         else:
-            shape = (config.prefix_length, self.width)
-            make = lambda: nn.Parameter(  # noqa: E731
-                torch.randn(shape, device=like.device, dtype=like.dtype) * config.init_std
-            )
-            self.prefix_keys[adapter_name], self.prefix_values[adapter_name] = make(), make()
+            shape = (config.prefix_length, self.width)  # (P, w), the layout of k_proj outputs
+            for table in (self.prefix_keys, self.prefix_values):
+                table[adapter_name] = nn.Parameter(
+                    torch.randn(shape, device=like.device, dtype=like.dtype) * config.init_std
+                )
         self._order.append(adapter_name)
 
     def prefix(self, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -336,11 +336,17 @@ class PrefixSite(nn.Module):
         if p_max == 0:
             return None
         some = next(kv for kv in kvs if kv is not None)[0]
-        # Table of A+1 padded prefixes; slot A (all masked, zeros) serves base rows.
+        device = some.device
+        # Table of A+1 prefixes padded to P_max; slot A (zeros, all masked) serves base rows.
         zeros = some.new_zeros(p_max, self.width)
-        k_table = torch.stack([F.pad(kv[0], (0, 0, 0, p_max - kv[0].shape[0])) if kv else zeros for kv in kvs] + [zeros])
-        v_table = torch.stack([F.pad(kv[1], (0, 0, 0, p_max - kv[1].shape[0])) if kv else zeros for kv in kvs] + [zeros])
-        keep_table = torch.arange(p_max, device=some.device)[None, :] < torch.tensor(lengths + [0], device=some.device)[:, None]
+
+        def padded(t: torch.Tensor) -> torch.Tensor:  # (P_a, w) -> (P_max, w)
+            return F.pad(t, (0, 0, 0, p_max - t.shape[0]))
+
+        k_table = torch.stack([padded(kv[0]) if kv else zeros for kv in kvs] + [zeros])  # (A+1, P_max, w)
+        v_table = torch.stack([padded(kv[1]) if kv else zeros for kv in kvs] + [zeros])
+        sizes = torch.tensor(lengths + [0], device=device)  # (A+1,)
+        keep_table = torch.arange(p_max, device=device)[None, :] < sizes[:, None]  # (A+1, P_max)
         slot = torch.where(r.to(some.device) < 0, len(kvs), r.to(some.device))  # (N,)
         k = self._heads(k_table.index_select(0, slot))  # (N, H, P_max, hd)
         v = self._heads(v_table.index_select(0, slot))

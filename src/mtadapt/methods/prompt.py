@@ -182,9 +182,11 @@ class SoftPrompt(nn.Module):
 
 def _bound_kwargs(module: nn.Module, args: tuple, kwargs: dict) -> dict:
     """All call arguments by name, so hooks can rewrite them whatever the call style."""
-    bound = inspect.signature(module.forward).bind_partial(*args, **kwargs)
-    out = dict(bound.arguments)
-    out.update(out.pop("kwargs", {}))
+    signature = inspect.signature(module.forward)
+    out = dict(signature.bind_partial(*args, **kwargs).arguments)
+    for name, parameter in signature.parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            out.update(out.pop(name, {}))
     return out
 
 
