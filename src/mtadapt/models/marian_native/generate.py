@@ -11,8 +11,6 @@ the same alone or in any batch.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -161,9 +159,10 @@ def beam_search(
         top_scores_l, top_beam_l, top_token_l = (
             top_scores.tolist(), (top_index // vocab).tolist(), top_token.tolist())
         tokens_l = None  # materialised lazily: only needed when a hypothesis finishes
-        next_scores = torch.full((batch, k), float("-inf"), device=device)
-        next_rows = torch.arange(batch * k, device=device).view(batch, k).clone()
-        next_tokens = torch.full((batch, k), config.pad_id, dtype=torch.long, device=device)
+        # plain lists while choosing (per-element tensor writes cost more than the choice)
+        next_scores = [[float("-inf")] * k for _ in range(batch)]
+        next_rows = [list(range(b * k, b * k + k)) for b in range(batch)]  # done rows stay put
+        next_tokens = [[config.pad_id] * k for _ in range(batch)]
         for b in range(batch):
             if done[b]:
                 continue
@@ -181,19 +180,20 @@ def beam_search(
                         normalised = score / (t + 1) ** length_penalty
                         finished[b].append((normalised, tokens_l[row] + [token]))
                     continue
-                next_scores[b, filled], next_rows[b, filled], next_tokens[b, filled] = score, row, token
+                next_scores[b][filled], next_rows[b][filled], next_tokens[b][filled] = score, row, token
                 filled += 1
                 if filled == k:
                     break
             if len(finished[b]) >= k or at_cap:
                 done[b] = True
-                next_scores[b] = float("-inf")
+                next_scores[b] = [float("-inf")] * k
         if all(done):
             break
-        rows = next_rows.view(-1)
-        tokens = torch.cat([tokens.index_select(0, rows), next_tokens.view(-1, 1)], dim=1)
+        rows = torch.tensor(next_rows, dtype=torch.long, device=device).view(-1)
+        previous = torch.tensor(next_tokens, dtype=torch.long, device=device).view(-1)
+        beam_scores = torch.tensor(next_scores, dtype=torch.float32, device=device)
+        tokens = torch.cat([tokens.index_select(0, rows), previous[:, None]], dim=1)
         cache = reorder_cache(cache, rows)
-        beam_scores, previous = next_scores, next_tokens.view(-1)
 
     best = [max(hyps, key=lambda h: h[0])[1] if hyps else [config.eos_id] for hyps in finished]
     out = torch.full((batch, max(len(h) for h in best)), config.pad_id, dtype=torch.long, device=device)
@@ -213,11 +213,12 @@ def sequence_scores(
     """(B,) length-normalised log-probability of generated `output_ids` (B, T), by teacher forcing.
 
     The scored length runs up to and including the first `</s>` (or the whole row if none).
+    Scores use the full vocabulary; compare them with outputs generated with
+    `use_shortlist=False`.
     """
-    eos = model.config.eos_id
-    is_eos = output_ids == eos
-    first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full_like(is_eos[:, 0], output_ids.shape[1], dtype=torch.long))
-    lengths = torch.minimum(first_eos + 1, torch.full_like(first_eos, output_ids.shape[1]))
+    is_eos = output_ids == model.config.eos_id
+    width = output_ids.shape[1]
+    lengths = torch.where(is_eos.any(1), is_eos.long().argmax(1) + 1, width)  # (B,) through the first </s>
     positions = torch.arange(output_ids.shape[1], device=output_ids.device)[None, :]
     labels = output_ids.masked_fill(positions >= lengths[:, None], -100)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).logits
