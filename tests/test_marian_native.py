@@ -208,6 +208,30 @@ def test_shortlist_generation_is_per_sentence_and_matches_masked_full_vocab(tmp_
         assert alone.tolist() == expected.tolist()
 
 
+def test_sampling_and_several_outputs_per_source() -> None:
+    model = tiny_model()
+    ids, mask = tiny_batch()
+    greedy = model.generate(ids, mask)
+    torch.manual_seed(0)
+    assert torch.equal(model.generate(ids, mask, do_sample=True, top_k=1), greedy)
+    assert torch.equal(model.generate(ids, mask, do_sample=True, top_p=1e-6), greedy)
+    samples = model.generate(ids, mask, do_sample=True, temperature=2.0, num_return_sequences=4)
+    assert samples.shape[0] == 12
+    assert len({tuple(row) for row in samples[:4].tolist()}) > 1  # hot random model: samples differ
+    beams = model.generate(ids, mask, num_beams=3, num_return_sequences=2)
+    best = model.generate(ids, mask, num_beams=3)
+    assert beams.shape[0] == 6
+    for row in range(3):
+        width = min(best.shape[1], beams.shape[1])
+        assert beams[2 * row, :width].tolist() == best[row, :width].tolist()
+    with pytest.raises(ValueError, match="num_return_sequences=2 needs do_sample"):
+        model.generate(ids, mask, num_return_sequences=2)
+    with pytest.raises(ValueError, match="beam sampling"):
+        model.generate(ids, mask, num_beams=2, do_sample=True)
+    with pytest.raises(TypeError):
+        model.generate(ids, mask, num_beam=2)  # a misspelt option is an error, not ignored
+
+
 def test_generation_respects_max_new_tokens() -> None:
     model = tiny_model()
     ids, mask = tiny_batch()

@@ -11,6 +11,8 @@ the same alone or in any batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -56,6 +58,37 @@ class ShortlistOutput:
         return kept
 
 
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Ancestral sampling: softmax(logits / temperature), restricted to the `top_k` most
+    likely words and to the smallest set whose probability reaches `top_p`."""
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or (self.top_k is not None and self.top_k < 1):
+            raise ValueError(
+                f"sampling needs temperature > 0, 0 < top_p <= 1 and top_k >= 1 or None; got {self}"
+            )
+
+    def choose(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits (B, C) -> sampled column (B,)."""
+        logits = logits.float() / self.temperature
+        if self.top_k is not None and self.top_k < logits.shape[-1]:
+            kth = logits.topk(self.top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if self.top_p < 1.0:
+            sorted_logits, order = logits.sort(dim=-1, descending=True)
+            probs = sorted_logits.softmax(-1)
+            ahead = probs.cumsum(-1) - probs  # probability of the words ranked before each word
+            drop_sorted = ahead >= self.top_p  # the top word always stays (ahead = 0)
+            drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)  # back to column order
+            logits = logits.masked_fill(drop, float("-inf"))
+        return torch.multinomial(logits.softmax(-1), 1)[:, 0]
+
+
 def _length_caps(attention_mask: torch.Tensor, max_new_tokens: int | None, factor: float) -> torch.Tensor:
     """(B,) maximum number of output tokens (including `</s>`) for each sentence."""
     src_len = attention_mask.sum(dim=1).float()
@@ -73,8 +106,10 @@ def greedy_search(
     max_new_tokens: int | None = None,
     max_length_factor: float = 2.5,
     shortlist: LexicalShortlist | None = None,
+    sampling: SamplingOptions | None = None,
 ) -> torch.Tensor:
-    """Greedy decoding: out[b, t] = argmax_w p(w | out[b, :t], src[b]) until `</s>` or the cap.
+    """Greedy decoding: out[b, t] = argmax_w p(w | out[b, :t], src[b]) until `</s>` or the cap
+    (or a sample from p with `sampling`).
 
     Finished rows are dropped from the batch (and from the cache) so late steps only pay
     for sentences still being written. Returns (B, T) ids padded with pad_id.
@@ -92,10 +127,9 @@ def greedy_search(
     steps = 0
     for t in range(out.shape[1]):
         hidden = model.decode_step_hidden(previous, t, cache, enc_mask)  # (b, D)
-        if output is None:
-            next_ids = model.logits(hidden).argmax(dim=-1)  # (b,)
-        else:
-            next_ids = output.ids[output.logits(hidden[:, None])[:, 0].argmax(dim=-1)]
+        logits = model.logits(hidden) if output is None else output.logits(hidden[:, None])[:, 0]  # (b, V or U)
+        choice = logits.argmax(dim=-1) if sampling is None else sampling.choose(logits)  # (b,)
+        next_ids = choice if output is None else output.ids[choice]
         out[active, t] = next_ids
         steps = t + 1
         done = (next_ids == config.eos_id) | (caps[active] <= t + 1)
@@ -120,6 +154,7 @@ def beam_search(
     max_length_factor: float = 2.5,
     length_penalty: float = 1.0,
     shortlist: LexicalShortlist | None = None,
+    num_return_sequences: int = 1,
 ) -> torch.Tensor:
     """Beam search; hypotheses are ranked by sum(log p) / length ** length_penalty.
 
@@ -127,7 +162,7 @@ def beam_search(
     (among the top K) become finished hypotheses, the best K others form the next beams.
     A sentence is done when it has K finished hypotheses or reaches its length cap (its
     live beams then count as finished). Caches are reordered by the chosen beams' rows.
-    Returns (B, T) ids padded with pad_id.
+    Returns (B * num_return_sequences, T) ids padded with pad_id, each sentence's best first.
     """
     config = model.config
     device = input_ids.device
@@ -195,8 +230,11 @@ def beam_search(
         tokens = torch.cat([tokens.index_select(0, rows), previous[:, None]], dim=1)
         cache = reorder_cache(cache, rows)
 
-    best = [max(hyps, key=lambda h: h[0])[1] if hyps else [config.eos_id] for hyps in finished]
-    out = torch.full((batch, max(len(h) for h in best)), config.pad_id, dtype=torch.long, device=device)
+    best = []
+    for hyps in finished:
+        ranked = [tokens for _, tokens in sorted(hyps, key=lambda h: -h[0])]
+        best += (ranked + [[config.eos_id]] * num_return_sequences)[:num_return_sequences]
+    out = torch.full((len(best), max(len(h) for h in best)), config.pad_id, dtype=torch.long, device=device)
     for b, hyp in enumerate(best):
         out[b, : len(hyp)] = torch.tensor(hyp, dtype=torch.long, device=device)
     return out
