@@ -37,6 +37,16 @@ class MarianSentencePieceTokenizer:
         self.unk_id = self.sp.unk_id()
 
     @property
+    def eos_token_id(self) -> int:
+        """Hugging Face spelling of `eos_id`, for code shared with HF tokenizers."""
+        return self.eos_id
+
+    @property
+    def pad_token_id(self) -> int:
+        """Hugging Face spelling of `pad_id`."""
+        return self.pad_id
+
+    @property
     def vocab_size(self) -> int:
         return self.sp.get_piece_size()
 
