@@ -34,7 +34,7 @@ LEXICON: dict[str, dict[str, str]] = {
     "adverb": {"today": "heute", "often": "oft", "again": "wieder", "never": "nie"},
 }
 
-SPLITS = {"train": 1200, "dev": 100, "test": 100}
+SPLITS = {"train": 3000, "dev": 100, "test": 100}
 SEED = 13
 
 

@@ -85,5 +85,5 @@ MARIAN_NATIVE = ModelTargets(
     attention_output=BART_LIKE.attention_output,
     cross_attention_output=BART_LIKE.cross_attention_output,
     ffn_output=BART_LIKE.ffn_output,
-    encoder_embedding="encoder.embed_tokens",
+    encoder_embedding="model.encoder.embed_tokens",
 )

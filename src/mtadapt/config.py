@@ -1,0 +1,399 @@
+"""Typed run configuration: dataclasses, YAML recipes as overrides, validation.
+
+A recipe is YAML mapped onto `RunConfig`; `key.path=value` overrides from the command line
+are applied on top. Every problem is collected and reported together, each naming the
+recipe file and line (or the override) and what would be valid:
+
+    recipes/toy.yaml:12: train.schedule: 'cosine' is not one of 'linear', 'inverse_sqrt', 'constant'
+    recipes/toy.yaml:7: data.max_tokns: unknown key; did you mean 'max_tokens'?
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mtadapt.evaluate.generation import GenerationConfig
+
+
+class ConfigError(ValueError):
+    """One or more invalid settings; the message lists them all."""
+
+
+@dataclass
+class ModelConfig:
+    """Which pretrained model to adapt.
+
+    Attributes:
+        name_or_path: HF hub name, local folder, `bergamot:pt-en`, a Marian `.bin`/`.npz`,
+            or `tiny:<family>` (a tiny random model of that family built offline, for tests
+            and the toy task).
+        family: Force the family; inferred from the model's config when None.
+        tokenizer: Tokenizer name or path when it differs from the model's.
+        trust_remote_code: Let transformers run code shipped with the model.
+    """
+
+    name_or_path: str = "tiny:mbart50"
+    family: Literal["mbart50", "m2m100", "nllb", "marian", "t5", "marian_native"] | None = None
+    tokenizer: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass
+class CorpusConfig:
+    """One parallel corpus (see `mtadapt.data.CorpusSpec`).
+
+    Attributes:
+        paths: Moses `[src_file, tgt_file]` or a prefix (`data/train` -> train.de + train.en),
+            or one TSV / JSONL / TMX file. Relative paths are resolved against the recipe's
+            folder; `toy:` refers to the shipped toy corpus (`toy:train`).
+        format: moses, tsv, jsonl or tmx; inferred from the paths when None.
+        src_key: JSONL source key.
+        tgt_key: JSONL target key.
+        limit: Use at most this many pairs (the first ones).
+    """
+
+    paths: list[str] = field(default_factory=list)
+    format: Literal["moses", "tsv", "jsonl", "tmx"] | None = None
+    src_key: str = "src"
+    tgt_key: str = "tgt"
+    limit: int | None = None
+
+
+@dataclass
+class DataConfig:
+    """Training and evaluation data.
+
+    Attributes:
+        src_lang: Source language code in the family's spelling (de_DE, de, deu_Latn).
+        tgt_lang: Target language code.
+        corpus_src_lang: Language suffix/TMX code of the source files when it differs from
+            `src_lang` (e.g. files `train.de` for src_lang `de_DE`); defaults to the part
+            before `_`.
+        corpus_tgt_lang: Same for the target.
+        train: Training corpus.
+        dev: Dev corpus for evaluation during training (BLEU/chrF by generation).
+        test: Test corpus for `mtadapt evaluate` after training.
+        max_tokens: Token budget per batch (examples * longest side).
+        max_source_tokens: Drop pairs with a longer side (counted).
+        max_length_ratio: Drop pairs whose long/short token ratio exceeds this (counted).
+        empty: Empty side: drop (counted) or error.
+        max_dev_sentences: Evaluate on at most this many dev sentences during training.
+    """
+
+    src_lang: str | None = "de_DE"
+    tgt_lang: str | None = "en_XX"
+    corpus_src_lang: str | None = None
+    corpus_tgt_lang: str | None = None
+    train: CorpusConfig = field(default_factory=lambda: CorpusConfig(paths=["toy:train"]))
+    dev: CorpusConfig | None = field(default_factory=lambda: CorpusConfig(paths=["toy:dev"]))
+    test: CorpusConfig | None = field(default_factory=lambda: CorpusConfig(paths=["toy:test"]))
+    max_tokens: int = 1024
+    max_source_tokens: int = 256
+    max_length_ratio: float = 3.0
+    empty: Literal["drop", "error"] = "drop"
+    max_dev_sentences: int = 500
+
+
+@dataclass
+class MethodSelection:
+    """The fine-tuning method and its settings.
+
+    Attributes:
+        name: full, bitfit, lora, houlsby, pfeiffer, prefix or prompt.
+        settings: The method's own settings (e.g. `rank`, `alpha` for LoRA); validated
+            against that method's config dataclass.
+    """
+
+    name: Literal["full", "bitfit", "lora", "houlsby", "pfeiffer", "prefix", "prompt"] = "full"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop.
+
+    Attributes:
+        output_dir: Run folder: checkpoints, metrics.jsonl, the final adapter or model.
+        max_steps: Optimizer steps.
+        learning_rate: Peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_steps: Linear warm-up steps.
+        schedule: Decay after warm-up.
+        grad_accumulation: Micro-batches per optimizer step.
+        max_grad_norm: Clip the gradient norm (0 = off).
+        label_smoothing: Label smoothing of the cross-entropy.
+        mixed_precision: "bf16" autocast where the hardware supports it, else "no".
+        seed: Seeds model init of new parameters, data order and dropout.
+        log_every: Steps between progress/metrics lines.
+        eval_every: Steps between dev evaluations (0 = only at the end).
+        save_every: Steps between checkpoints (0 = only at the end).
+        early_stopping_patience: Stop after this many evaluations without improvement (0 = off).
+        metric: Dev metric for early stopping and the best checkpoint.
+        keep_checkpoints: How many step checkpoints to keep (the best is kept apart).
+    """
+
+    output_dir: str = "runs/toy"
+    max_steps: int = 500
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 30
+    schedule: Literal["linear", "inverse_sqrt", "constant"] = "linear"
+    grad_accumulation: int = 1
+    max_grad_norm: float = 1.0
+    label_smoothing: float = 0.1
+    mixed_precision: Literal["no", "bf16"] = "no"
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 100
+    save_every: int = 100
+    early_stopping_patience: int = 0
+    metric: Literal["bleu", "chrf", "loss"] = "bleu"
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class RunConfig:
+    """A whole fine-tuning run: what a recipe describes."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodSelection = field(default_factory=MethodSelection)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+
+# ---------------------------------------------------------------------------------------
+# Building dataclasses from plain dicts with every error collected.
+
+
+def _yaml_lines(text: str) -> dict[str, int]:
+    """Map dotted key paths of a YAML mapping to their 1-based line numbers."""
+    lines: dict[str, int] = {}
+
+    def walk(node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                path = f"{prefix}.{key.value}" if prefix else str(key.value)
+                lines[path] = key.start_mark.line + 1
+                walk(value, path)
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, "")
+    return lines
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+class _Builder:
+    def __init__(self, source: str, lines: dict[str, int]):
+        self.source = source
+        self.lines = lines
+        self.errors: list[str] = []
+
+    def error(self, path: str, message: str) -> None:
+        where = self.source
+        if path in self.lines:
+            where = f"{self.source}:{self.lines[path]}"
+        self.errors.append(f"{where}: {path}: {message}")
+
+    def build(self, cls: type, data: Any, path: str) -> Any:
+        if not isinstance(data, dict):
+            self.error(path or "<top>", f"expected a mapping of {cls.__name__} settings, got {type(data).__name__}")
+            return cls()
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        kwargs = {}
+        for key, value in data.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), list(fields), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(fields)}"
+                self.error(sub, f"unknown key; {hint}")
+                continue
+            kwargs[key] = self.value(hints[key], value, sub)
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as err:
+            self.error(path or "<top>", str(err))
+            return cls()
+
+    def value(self, tp: Any, value: Any, path: str) -> Any:
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin in (typing.Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            options = [a for a in args if a is not type(None)]
+            if len(options) == 1:
+                return self.value(options[0], value, path)
+            return value
+        if origin is Literal:
+            if value not in args:
+                self.error(path, f"{value!r} is not one of {', '.join(repr(a) for a in args)}")
+            return value
+        if dataclasses.is_dataclass(tp):
+            return self.build(tp, value, path)
+        if origin is list:
+            if not isinstance(value, list):
+                value = [value]
+            return [self.value(args[0], v, f"{path}[{i}]") if args else v for i, v in enumerate(value)]
+        if origin is dict or tp is dict:
+            if not isinstance(value, dict):
+                self.error(path, f"expected a mapping, got {value!r}")
+                return {}
+            return value
+        if tp is Any:
+            return value
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if tp is float and isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads `3e-4` as a string
+            except ValueError:
+                pass
+        if tp is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+            self.error(path, f"expected {_type_name(tp)}, got {value!r}")
+        return value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`train.learning_rate=3e-4` -> ("train.learning_rate", 0.0003) (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY.PATH=VALUE, e.g. train.max_steps=100")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and "e" in raw.lower():
+        value = float(raw)  # YAML 1.1 reads 3e-4 as a string; keep floats floats
+    elif isinstance(value, str):
+        try:
+            value = float(raw) if any(c in raw.lower() for c in ".e") else value
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
+def _set_path(tree: dict, path: str, value: Any) -> None:
+    parts = path.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {path}: {part!r} is not a mapping")
+    node[parts[-1]] = value
+
+
+def config_from_dict(
+    data: dict, source: str = "<dict>", lines: dict[str, int] | None = None, cls: type = RunConfig
+) -> Any:
+    """Build and validate a config dataclass; raises ConfigError listing every problem."""
+    builder = _Builder(source, lines or {})
+    config = builder.build(cls, data, "")
+    if cls is RunConfig:
+        builder.errors.extend(validate_run(config, source))
+    if builder.errors:
+        raise ConfigError(f"{len(builder.errors)} problem(s) in {source}:\n  " + "\n  ".join(builder.errors))
+    return config
+
+
+def validate_run(config: RunConfig, source: str) -> list[str]:
+    """Cross-field checks and method settings (validated against the method's dataclass)."""
+    errors = []
+    t = config.train
+    for name in ("max_steps", "grad_accumulation"):
+        if getattr(t, name) < 1:
+            errors.append(f"{source}: train.{name} must be >= 1, got {getattr(t, name)}")
+    if t.learning_rate <= 0:
+        errors.append(f"{source}: train.learning_rate must be > 0, got {t.learning_rate}")
+    if t.warmup_steps < 0 or t.warmup_steps > t.max_steps:
+        errors.append(f"{source}: train.warmup_steps must be between 0 and train.max_steps ({t.max_steps}), got {t.warmup_steps}")
+    if not 0 <= t.label_smoothing < 1:
+        errors.append(f"{source}: train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+    if config.data.max_tokens < 8:
+        errors.append(f"{source}: data.max_tokens must be >= 8, got {config.data.max_tokens}")
+    if not config.data.train.paths:
+        errors.append(f"{source}: data.train.paths is empty; give the training corpus")
+    g = config.generation
+    if g.num_beams < 1 or g.batch_size < 1:
+        errors.append(f"{source}: generation.num_beams and generation.batch_size must be >= 1")
+    if config.method.name != "full" or config.method.settings:
+        try:
+            from mtadapt.methods.registry import config_from_dict as method_config
+
+            method_config(config.method.name, dict(config.method.settings))
+        except (ValueError, TypeError, ImportError) as err:
+            errors.append(f"{source}: method.settings: {err}")
+    return errors
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML recipe (or the defaults when `path` is None) and apply overrides.
+
+    Relative corpus paths are resolved against the recipe's folder.
+
+    Raises:
+        ConfigError: every invalid key and value, with file:line.
+        FileNotFoundError: the recipe does not exist.
+    """
+    data: dict = {}
+    lines: dict[str, int] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"recipe {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: invalid YAML: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a recipe is a mapping of sections (model, data, method, train, generation)")
+        lines = _yaml_lines(text)
+        source = str(path)
+        data = _resolve_paths(data, path.parent)
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_path(data, key, value)
+        lines[key] = 0
+    builder_source = source if not overrides else f"{source} (+ overrides)"
+    return config_from_dict(data, builder_source, {k: v for k, v in lines.items() if v}, RunConfig)
+
+
+def _resolve_paths(data: dict, base: Path) -> dict:
+    corpora = (data.get("data") or {}) if isinstance(data.get("data"), dict) else {}
+    for split in ("train", "dev", "test"):
+        corpus = corpora.get(split)
+        if isinstance(corpus, dict) and isinstance(corpus.get("paths"), list):
+            corpus["paths"] = [
+                p if not isinstance(p, str) or ":" in p or Path(p).is_absolute() else str(base / p)
+                for p in corpus["paths"]
+            ]
+    return data
+
+
+def config_to_dict(config: Any) -> dict:
+    """Plain dict (for run folders and reports)."""
+    return dataclasses.asdict(config)

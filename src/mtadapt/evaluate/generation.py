@@ -1,0 +1,167 @@
+"""Batched, length-sorted generation: the one translation path used by `translate`,
+`evaluate`, training-time evaluation, back-translation, `compare` and `serve`.
+
+Semantics of `translate_ids`:
+
+    order = argsort(len(src_ids[i]) for i, descending)      # similar lengths batch together
+    for chunk in batches(order, batch_size):
+        out[chunk] = generate(pad(src_ids[chunk]), decoder_prompt)  # prompt stripped
+    return out                                               # in input order
+
+Sorting by length wastes little compute on padding; the first (longest) batch also shows
+at once whether memory suffices.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mtadapt.models.languages import PairCodec
+
+
+@dataclass
+class GenerationConfig:
+    """How to decode.
+
+    Attributes:
+        num_beams: 1 = greedy (or sampling when `do_sample`), >1 = beam search.
+        batch_size: Sentences per generation batch.
+        max_length_factor: Generated length limit = ceil(factor * source length) + 5.
+        do_sample: Sample instead of searching (back-translation).
+        sampling_temperature: Softmax temperature when sampling.
+        top_k: Keep the k most likely tokens when sampling (0 = off).
+        top_p: Nucleus sampling mass (1.0 = off).
+        num_return_sequences: Outputs per source (<= num_beams for beam search).
+        length_penalty: Beam-score length normalisation exponent.
+    """
+
+    num_beams: int = 1
+    batch_size: int = 32
+    max_length_factor: float = 2.0
+    do_sample: bool = False
+    sampling_temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    num_return_sequences: int = 1
+    length_penalty: float = 1.0
+
+
+Strategy = Literal["greedy", "beam", "sample"]
+
+
+def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def _cut_at_eos(ids: list[int], eos_id: int, pad_id: int) -> list[int]:
+    out = []
+    for t in ids:
+        if t == eos_id:
+            break
+        if t != pad_id:
+            out.append(t)
+    return out
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def generate_batch(
+    model: nn.Module,
+    codec: PairCodec,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    config: GenerationConfig,
+    decoder_prompts: torch.Tensor | None = None,
+) -> list[list[int]]:
+    """Generate for one padded batch; returns target ids without prompt, EOS or padding.
+
+    Args:
+        input_ids: (batch, src_len) source ids.
+        attention_mask: (batch, src_len), 1 on real tokens.
+        decoder_prompts: (batch, prompt_len) per-example decoder prompts (mixed target
+            languages); defaults to the codec's prompt for every row.
+
+    Returns:
+        batch * num_return_sequences id lists, the outputs of source i at
+        [i * n, (i + 1) * n).
+    """
+    device = _device(model)
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    max_new = math.ceil(config.max_length_factor * input_ids.shape[1]) + 5
+    sampling = dict(
+        do_sample=config.do_sample,
+        num_return_sequences=config.num_return_sequences,
+    )
+    if config.do_sample:
+        sampling.update(temperature=config.sampling_temperature, top_k=config.top_k or None, top_p=config.top_p)
+    if not hasattr(model, "generation_config"):  # Marian-native
+        out = model.generate(
+            input_ids, attention_mask, num_beams=config.num_beams, max_new_tokens=max_new,
+            length_penalty=config.length_penalty, **sampling,
+        )
+        prompt_len = 0
+    else:
+        prompt = decoder_prompts
+        if prompt is None:
+            prompt = torch.tensor([codec.decoder_prompt()] * input_ids.shape[0], dtype=torch.long)
+        prompt_len = prompt.shape[1]
+        out = model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=prompt.to(device),
+            num_beams=config.num_beams, max_new_tokens=max_new, length_penalty=config.length_penalty,
+            early_stopping=True, **sampling,
+        )
+    return [_cut_at_eos(row[prompt_len:].tolist(), codec.eos_id, codec.pad_id) for row in out]
+
+
+def translate_ids(
+    model: nn.Module,
+    codec: PairCodec,
+    src_ids: list[list[int]],
+    config: GenerationConfig,
+    progress: bool = False,
+    desc: str = "translate",
+) -> list[list[list[int]]]:
+    """Translate tokenized sources; returns, per source in input order, its output id lists."""
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]), reverse=True)
+    outputs: list[list[list[int]]] = [[] for _ in src_ids]
+    n = config.num_return_sequences
+    with tqdm(total=len(src_ids), desc=desc, disable=not progress, unit="sent") as bar:
+        for start in range(0, len(order), config.batch_size):
+            chunk = order[start : start + config.batch_size]
+            ids, mask = _pad([src_ids[i] for i in chunk], codec.pad_id)
+            generated = generate_batch(model, codec, ids, mask, config)
+            for j, i in enumerate(chunk):
+                outputs[i] = generated[j * n : (j + 1) * n]
+            bar.update(len(chunk))
+    model.train(was_training)
+    return outputs
+
+
+def translate(
+    model: nn.Module,
+    codec: PairCodec,
+    texts: list[str],
+    config: GenerationConfig | None = None,
+    progress: bool = False,
+) -> list[str]:
+    """Translate sentences (first output of each); output i translates texts[i]."""
+    config = config or GenerationConfig()
+    outs = translate_ids(model, codec, codec.encode_sources(texts), config, progress)
+    return codec.decode([o[0] for o in outs])

@@ -1,0 +1,105 @@
+"""sacreBLEU metrics with signatures, bootstrap confidence intervals and paired tests.
+
+Everything is computed by sacreBLEU itself; this module only chooses settings and shapes
+the results into plain dicts that reports and logs can store.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+from sacrebleu.metrics import BLEU, CHRF
+
+
+@dataclass
+class Score:
+    """One metric on one system.
+
+    Attributes:
+        name: "BLEU", "chrF" or "chrF++".
+        score: Corpus score.
+        signature: sacreBLEU's signature string (how to reproduce the number).
+        ci_low / ci_high: 95% bootstrap interval (mean ± 1.96 sd over resamples) when asked.
+    """
+
+    name: str
+    score: float
+    signature: str
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _metrics() -> dict[str, BLEU | CHRF]:
+    return {"BLEU": BLEU(), "chrF": CHRF(), "chrF++": CHRF(word_order=2)}
+
+
+def check_lengths(hypotheses: list[str], references: list[str], where: str = "hypotheses") -> None:
+    if len(hypotheses) != len(references):
+        raise ValueError(
+            f"{where} have {len(hypotheses)} lines but the references have {len(references)}; "
+            "they must be line-aligned"
+        )
+
+
+def corpus_scores(
+    hypotheses: list[str], references: list[str], n_bootstrap: int = 0, seed: int = 12345
+) -> dict[str, Score]:
+    """BLEU, chrF and chrF++ of `hypotheses` against one reference each.
+
+    Args:
+        n_bootstrap: When > 0, resample this many times for 95% confidence intervals.
+        seed: sacreBLEU reads its resampling seed from SACREBLEU_SEED.
+    """
+    check_lengths(hypotheses, references)
+    os.environ["SACREBLEU_SEED"] = str(seed)
+    out = {}
+    for name, metric in _metrics().items():
+        result = metric.corpus_score(hypotheses, [references], n_bootstrap=n_bootstrap or 1)
+        score = Score(name, float(result.score), str(metric.get_signature()))
+        if n_bootstrap > 1:
+            score.ci_low = float(result._mean - result._ci)
+            score.ci_high = float(result._mean + result._ci)
+        out[name] = score
+    return out
+
+
+def paired_bootstrap(
+    baseline: list[str],
+    systems: dict[str, list[str]],
+    references: list[str],
+    n_samples: int = 1000,
+    seed: int = 12345,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Paired bootstrap resampling (Koehn 2004) of each system against `baseline`, with
+    sacreBLEU's own implementation (`sacrebleu.significance.PairedTest`).
+
+    Returns:
+        {system: {"BLEU": {"score", "p_value", "mean", "ci"}, "chrF": {...}}}; p_value is the
+        probability that the difference to the baseline arose by chance.
+    """
+    from sacrebleu.significance import PairedTest
+
+    check_lengths(baseline, references, "baseline hypotheses")
+    for name, hyps in systems.items():
+        check_lengths(hyps, references, f"system {name!r}")
+    os.environ["SACREBLEU_SEED"] = str(seed)
+    named = [("baseline", baseline)] + list(systems.items())
+    metrics = {"BLEU": BLEU(), "chrF": CHRF()}
+    test = PairedTest(named, metrics, [references], test_type="bs", n_samples=n_samples)
+    _, scores = test()
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for i, name in enumerate(scores["System"]):  # sacreBLEU names chrF "chrF2"
+        out[name] = {
+            ("BLEU" if m == "BLEU" else "chrF"): {
+                "score": float(r.score),
+                "p_value": None if r.p_value is None else float(r.p_value),
+                "mean": None if r.mean is None else float(r.mean),
+                "ci": None if r.ci is None else float(r.ci),
+            }
+            for m, results in scores.items() if m != "System" for r in [results[i]]
+        }
+    return out

@@ -1,0 +1,340 @@
+"""The fine-tuning loop, on Accelerate: the same code on CPU, one GPU, or many GPUs/nodes
+(`accelerate launch` / `torchrun`; DDP, or FSDP/DeepSpeed through Accelerate's config).
+
+    for step in range(start, max_steps):                   # optimizer steps
+        for micro in range(grad_accumulation):
+            batch = next(batches)                          # token-budget, length-bucketed
+            loss = label_smoothed_ce(model(batch).logits, batch.labels) / accumulation
+            backward(loss)
+        clip(max_grad_norm); optimizer.step(); scheduler.step()
+        every eval_every: dev BLEU/chrF by generation -> best adapter, early stopping
+        every save_every: atomic checkpoint (resumable with the same data order)
+
+The loop knows nothing of which method made the trainable parameters: it optimises
+whatever has `requires_grad`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+from tqdm.auto import tqdm
+
+from mtadapt.config import RunConfig, config_to_dict
+from mtadapt.data.batching import bucketed_batches, collate
+from mtadapt.data.filters import LengthFilterConfig
+from mtadapt.data.prepare import TokenizedPairs, corpus_spec, file_language, read_texts, tokenize_pairs
+from mtadapt.evaluate.generation import translate_ids
+from mtadapt.evaluate.metrics import corpus_scores
+from mtadapt.methods import storage
+from mtadapt.methods.base import freeze_base
+from mtadapt.methods.registry import config_from_dict as method_config_from_dict
+from mtadapt.models.languages import PairCodec
+from mtadapt.models.loading import LoadedModel, load_model
+from mtadapt.train.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced.
+
+    Attributes:
+        run_dir: The run folder.
+        steps: Optimizer steps done.
+        final_adapter: Method weights after the last step (`run_dir/final`).
+        best_adapter: Weights at the best dev score (`run_dir/best`), when evaluated.
+        best_metric: That score.
+        dev_history: Every dev evaluation ({"step", "bleu", "chrf"}).
+        train_seconds: Wall time of the optimisation (excluding loading and final save).
+        tokens_per_second: Real (non-pad) source+target tokens per second of training.
+        stopped_early: Whether early stopping ended the run.
+    """
+
+    run_dir: Path
+    steps: int
+    final_adapter: Path
+    best_adapter: Path | None
+    best_metric: float | None
+    dev_history: list[dict[str, float]]
+    train_seconds: float
+    tokens_per_second: float
+    stopped_early: bool
+
+
+def build_codec(loaded: LoadedModel, src_lang: str | None, tgt_lang: str | None) -> PairCodec:
+    return PairCodec(loaded.family, loaded.tokenizer, src_lang, tgt_lang, loaded.decoder_start_token_id)
+
+
+def load_base(config: RunConfig) -> LoadedModel:
+    """Load the run's base model; `tiny:<family>` builds (once, cached) a tiny model."""
+    name = config.model.name_or_path
+    if name.startswith("tiny:"):
+        name = str(tiny_model_path(name[len("tiny:"):]))
+    return load_model(
+        name, family=config.model.family, tokenizer=config.model.tokenizer,
+        trust_remote_code=config.model.trust_remote_code,
+    )
+
+
+def tiny_model_path(family: str) -> Path:
+    """Folder of the cached tiny model of `family` (built on first use, atomically)."""
+    from mtadapt.models.tiny import TOY_LANGUAGES, build_tiny
+
+    if family not in TOY_LANGUAGES:
+        raise ValueError(f"unknown tiny model 'tiny:{family}'; valid: {', '.join('tiny:' + f for f in TOY_LANGUAGES)}")
+    cache = Path(os.environ.get("MTADAPT_CACHE", Path.home() / ".cache" / "mtadapt")) / "tiny" / family
+    if not (cache / "config.json").exists():
+        tmp = cache.with_name(f"{family}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build_tiny(family, tmp)
+        shutil.rmtree(cache, ignore_errors=True)
+        os.replace(tmp, cache)
+    return cache
+
+
+def apply_method(loaded: LoadedModel, name: str, settings: dict[str, Any], adapter_name: str = "default") -> Any:
+    """Add the method's parameters to the model and freeze everything else."""
+    method_config = method_config_from_dict(name, dict(settings))
+    storage.add_adapter(loaded.model, method_config, loaded.family.targets, adapter_name=adapter_name)
+    if name not in ("full", "bitfit"):
+        freeze_base(loaded.model)
+    return method_config
+
+
+def load_corpus(config: RunConfig, split: str, codec: PairCodec, filters: LengthFilterConfig | None) -> TokenizedPairs | None:
+    corpus = getattr(config.data, split)
+    if corpus is None:
+        return None
+    spec = corpus_spec(
+        corpus.paths, config.data.corpus_src_lang or file_language(config.data.src_lang),
+        config.data.corpus_tgt_lang or file_language(config.data.tgt_lang), corpus.format,
+        corpus.src_key, corpus.tgt_key, config.data.empty,
+    )
+    return tokenize_pairs(read_texts(spec, corpus.limit), codec, filters)
+
+
+def label_smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Mean cross-entropy over target tokens (labels != -100), with label smoothing.
+
+    logits: (batch, tgt_len, vocab); labels: (batch, tgt_len).
+    """
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, label_smoothing=smoothing
+    )
+
+
+def evaluate_dev(model: nn.Module, codec: PairCodec, dev: TokenizedPairs, config: RunConfig) -> dict[str, float]:
+    """Dev BLEU and chrF by generation."""
+    n = min(len(dev), config.data.max_dev_sentences)
+    outputs = translate_ids(model, codec, dev.src_ids[:n], config.generation)
+    hyps = codec.decode([o[0] for o in outputs])
+    scores = corpus_scores(hyps, dev.tgt[:n])
+    return {"bleu": scores["BLEU"].score, "chrf": scores["chrF"].score}
+
+
+def _save_method_folder(model: nn.Module, folder: Path, base_name: str) -> Path:
+    """Save the method's weights into `folder`, replacing it atomically."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    storage.save_adapter(model, tmp, base_model=base_name)
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def _epoch_batches(pairs: TokenizedPairs, config: RunConfig, epoch: int, rank: int, world: int) -> list[list[int]]:
+    """This rank's micro-batches of `epoch`; every rank gets the same number (the list is
+    padded by wrapping around, so no example is dropped and DDP stays in step)."""
+    batches = bucketed_batches(
+        [len(s) for s in pairs.src_ids], [len(t) for t in pairs.tgt_ids], config.data.max_tokens,
+        seed=config.train.seed, epoch=epoch,
+    )
+    if world > 1 and len(batches) % world:
+        batches += batches[: world - len(batches) % world]
+    return batches[rank::world]
+
+
+def _batch_stream(pairs: TokenizedPairs, config: RunConfig, start_epoch: int, start_batch: int, rank: int, world: int
+                  ) -> Iterator[tuple[int, int, list[int]]]:
+    epoch, index = start_epoch, start_batch
+    while True:
+        batches = _epoch_batches(pairs, config, epoch, rank, world)
+        for i in range(index, len(batches)):
+            yield epoch, i + 1, batches[i]
+        epoch, index = epoch + 1, 0
+
+
+class MetricsLog:
+    """metrics.jsonl (+ TensorBoard when installed); main process only."""
+
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int):
+        self.path = run_dir / "metrics.jsonl"
+        self.enabled = enabled
+        self.tensorboard = None
+        if not enabled:
+            return
+        if resume_step and self.path.exists():  # drop rows logged after the checkpoint
+            rows = [r for r in self.path.read_text(encoding="utf-8").splitlines() if r and json.loads(r)["step"] <= resume_step]
+            atomic_write_text(self.path, "".join(r + "\n" for r in rows))
+        elif not resume_step:
+            self.path.write_text("", encoding="utf-8")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:
+            pass
+
+    def write(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(key, value, row["step"])
+
+
+def train(config: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Fine-tune `config.model` with `config.method` on `config.data`.
+
+    Args:
+        resume: Continue from the run folder's latest checkpoint (same data order) instead
+            of starting over. Without a checkpoint it starts from scratch.
+        progress: Show a progress bar (step, loss, tokens/s, ETA).
+
+    Raises:
+        FileExistsError: the run folder holds a previous run and `resume` is False.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list, set_seed
+
+    t = config.train
+    run_dir = Path(t.output_dir)
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    if not resume and (run_dir / "checkpoints").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another train.output_dir")
+    accelerator = Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.grad_accumulation, cpu=not torch.cuda.is_available())
+    set_seed(t.seed)
+    main = accelerator.is_main_process
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    loaded = load_base(config)
+    codec = build_codec(loaded, config.data.src_lang, config.data.tgt_lang)
+    filters = LengthFilterConfig(min_tokens=1, max_tokens=config.data.max_source_tokens, max_length_ratio=config.data.max_length_ratio)
+    train_pairs = load_corpus(config, "train", codec, filters)
+    if not train_pairs:
+        raise ValueError(f"no training pairs left in {config.data.train.paths}: {train_pairs.report.summary() if train_pairs else ''}")
+    dev_pairs = load_corpus(config, "dev", codec, None)
+    if main:
+        atomic_write_text(run_dir / "run.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        atomic_write_text(run_dir / "data_report.json", json.dumps({"train": train_pairs.report.summary()}, indent=1))
+        print(f"train data: {train_pairs.report.summary()}")
+
+    apply_method(loaded, config.method.name, config.method.settings)
+    model = loaded.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+    from mtadapt.train.schedule import build_scheduler
+
+    scheduler = build_scheduler(optimizer, t.schedule, t.warmup_steps, t.max_steps)
+    state: dict[str, Any] = {"epoch": 0, "batch_in_epoch": 0, "best": None, "bad_evals": 0, "dev_history": [], "tokens": 0, "seconds": 0.0}
+    step = 0
+    if checkpoint is not None:
+        saved = load_checkpoint(checkpoint, model, optimizer, scheduler)
+        step = saved["step"]
+        state.update({k: saved[k] for k in state if k in saved})
+        if main:
+            print(f"resumed from {checkpoint} at step {step}")
+    model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped = accelerator.unwrap_model(model)
+    log = MetricsLog(run_dir, main, step)
+    higher_better = t.metric != "loss"
+
+    stream = _batch_stream(train_pairs, config, state["epoch"], state["batch_in_epoch"], accelerator.process_index, accelerator.num_processes)
+    model.train()
+    bar = tqdm(total=t.max_steps, initial=step, desc="train", disable=not (progress and main), unit="step")
+    window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+    stopped_early = False
+    while step < t.max_steps and not stopped_early:
+        for _ in range(t.grad_accumulation):
+            epoch, position, indices = next(stream)
+            batch = collate([(train_pairs.src_ids[i], train_pairs.tgt_ids[i]) for i in indices], codec.pad_id)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            with accelerator.accumulate(model), accelerator.autocast():
+                out = model(**batch)
+                loss = label_smoothed_loss(out.logits, batch["labels"], t.label_smoothing)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and t.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(params, t.max_grad_norm)
+                optimizer.step()
+                scheduler.step() if accelerator.sync_gradients else None
+                optimizer.zero_grad()
+            window_loss += loss.item() / t.grad_accumulation
+            window_tokens += int(batch["attention_mask"].sum() + (batch["labels"] != -100).sum()) * accelerator.num_processes
+        state["epoch"], state["batch_in_epoch"] = epoch, position
+        step += 1
+        bar.update(1)
+        if step % t.log_every == 0 or step == t.max_steps:
+            elapsed = time.perf_counter() - window_start
+            state["tokens"] += window_tokens
+            state["seconds"] += elapsed
+            n = t.log_every if step % t.log_every == 0 else step % t.log_every
+            row = {"step": step, "loss": window_loss / n, "lr": scheduler.get_last_lr()[0], "tokens_per_s": window_tokens / max(elapsed, 1e-9), "epoch": epoch}
+            log.write(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
+            window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+        evaluate_now = dev_pairs is not None and ((t.eval_every and step % t.eval_every == 0) or step == t.max_steps)
+        if evaluate_now:
+            scores = [evaluate_dev(unwrapped, codec, dev_pairs, config) if main else None]
+            broadcast_object_list(scores)
+            scores = scores[0]
+            model.train()
+            value = scores[t.metric] if t.metric != "loss" else -window_loss
+            state["dev_history"].append({"step": step, **scores})
+            log.write({"step": step, **{f"dev_{k}": v for k, v in scores.items()}})
+            improved = state["best"] is None or (value > state["best"] if higher_better else value < state["best"])
+            if improved:
+                state["best"], state["bad_evals"] = value, 0
+                if main:
+                    _save_method_folder(unwrapped, run_dir / "best", loaded.name_or_path)
+            else:
+                state["bad_evals"] += 1
+                stopped_early = t.early_stopping_patience > 0 and state["bad_evals"] >= t.early_stopping_patience
+            if main:
+                bar.write(f"step {step}: dev BLEU {scores['bleu']:.2f} chrF {scores['chrf']:.2f}" + (" (best)" if improved else ""))
+        if main and ((t.save_every and step % t.save_every == 0) or step == t.max_steps or stopped_early):
+            save_checkpoint(run_dir, step, unwrapped, optimizer, scheduler, state, keep=t.keep_checkpoints)
+        accelerator.wait_for_everyone()
+    bar.close()
+    final = run_dir / "final"
+    if main:
+        _save_method_folder(unwrapped, final, loaded.name_or_path)
+    accelerator.wait_for_everyone()
+    best = run_dir / "best"
+    tokens_per_s = state["tokens"] / state["seconds"] if state["seconds"] else 0.0
+    result = TrainResult(
+        run_dir=run_dir, steps=step, final_adapter=final, best_adapter=best if best.exists() else None,
+        best_metric=state["best"], dev_history=state["dev_history"], train_seconds=state["seconds"],
+        tokens_per_second=tokens_per_s, stopped_early=stopped_early,
+    )
+    if main:
+        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
+        atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
+    return result
