@@ -123,7 +123,7 @@ def generate_batch(
         out = model.generate(
             input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=prompt.to(device),
             num_beams=config.num_beams, max_new_tokens=max_new, length_penalty=config.length_penalty,
-            early_stopping=True, **sampling,
+            **({"early_stopping": True} if config.num_beams > 1 else {}), **sampling,
         )
     return [_cut_at_eos(row[prompt_len:].tolist(), codec.eos_id, codec.pad_id) for row in out]
 

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +54,9 @@ def load_model(
     """Load model + tokenizer and identify the family.
 
     Args:
-        name_or_path: HF hub name, local folder, `bergamot:<src>-<tgt>`, or a Marian `.bin`/`.npz`.
+        name_or_path: HF hub name, local folder, `bergamot:<src>-<tgt>`, a Marian `.bin`/`.npz`,
+            or `tiny:<family>` (a tiny random model of the family, built once and cached under
+            $MTADAPT_CACHE or ~/.cache/mtadapt).
         family: Force a family (see `mtadapt.models.families.FAMILIES`); inferred when None.
         tokenizer: Tokenizer name or path when it differs from the model's (for Marian files:
             the SentencePiece vocabulary).
@@ -63,6 +67,8 @@ def load_model(
         ValueError: unknown family, or a Marian file without a vocabulary.
         OSError: from transformers when the name or folder cannot be found.
     """
+    if name_or_path.startswith("tiny:"):
+        name_or_path = str(tiny_model_path(name_or_path[len("tiny:"):]))
     if family == "marian_native" or _is_marian_native(name_or_path):
         from mtadapt.models import marian_native
 
@@ -94,5 +100,17 @@ def load_model(
     return LoadedModel(model, tok, fam, str(name_or_path), int(start) if start is not None else None)
 
 
-def is_local_folder(name_or_path: str) -> bool:
-    return Path(name_or_path).is_dir()
+def tiny_model_path(family: str) -> Path:
+    """Folder of the cached tiny model of `family` (built on first use, atomically)."""
+    from mtadapt.models.tiny import TOY_LANGUAGES, build_tiny
+
+    if family not in TOY_LANGUAGES:
+        raise ValueError(f"unknown tiny model 'tiny:{family}'; valid: {', '.join('tiny:' + f for f in TOY_LANGUAGES)}")
+    cache = Path(os.environ.get("MTADAPT_CACHE", Path.home() / ".cache" / "mtadapt")) / "tiny" / family
+    if not (cache / "config.json").exists():
+        tmp = cache.with_name(f"{family}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build_tiny(family, tmp)
+        shutil.rmtree(cache, ignore_errors=True)
+        os.replace(tmp, cache)
+    return cache

@@ -78,30 +78,11 @@ def build_codec(loaded: LoadedModel, src_lang: str | None, tgt_lang: str | None)
 
 
 def load_base(config: RunConfig) -> LoadedModel:
-    """Load the run's base model; `tiny:<family>` builds (once, cached) a tiny model."""
-    name = config.model.name_or_path
-    if name.startswith("tiny:"):
-        name = str(tiny_model_path(name[len("tiny:"):]))
+    """Load the run's base model (`tiny:<family>` builds a cached tiny model)."""
     return load_model(
-        name, family=config.model.family, tokenizer=config.model.tokenizer,
+        config.model.name_or_path, family=config.model.family, tokenizer=config.model.tokenizer,
         trust_remote_code=config.model.trust_remote_code,
     )
-
-
-def tiny_model_path(family: str) -> Path:
-    """Folder of the cached tiny model of `family` (built on first use, atomically)."""
-    from mtadapt.models.tiny import TOY_LANGUAGES, build_tiny
-
-    if family not in TOY_LANGUAGES:
-        raise ValueError(f"unknown tiny model 'tiny:{family}'; valid: {', '.join('tiny:' + f for f in TOY_LANGUAGES)}")
-    cache = Path(os.environ.get("MTADAPT_CACHE", Path.home() / ".cache" / "mtadapt")) / "tiny" / family
-    if not (cache / "config.json").exists():
-        tmp = cache.with_name(f"{family}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        build_tiny(family, tmp)
-        shutil.rmtree(cache, ignore_errors=True)
-        os.replace(tmp, cache)
-    return cache
 
 
 def apply_method(loaded: LoadedModel, name: str, settings: dict[str, Any], adapter_name: str = "default") -> Any:

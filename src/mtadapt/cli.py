@@ -1,0 +1,245 @@
+"""The `mtadapt` command line: each verb maps to one plain function.
+
+    mtadapt train RECIPE.yaml [key.path=value ...] [--resume]
+    mtadapt translate (--run DIR | --model M [--adapter DIR]) [-i FILE] [-o FILE]
+    mtadapt evaluate --ref FILE (--hyp FILE | --run DIR --src FILE) [--baseline FILE]
+    mtadapt params (--arch NAME | --model M) --method lora --set rank=8
+    mtadapt merge --model M --adapter DIR --out DIR
+    mtadapt export --format peft|npz --model M --adapter DIR --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mtadapt.config import ConfigError, parse_override
+
+
+def _read_lines(path: str | None, what: str) -> list[str]:
+    if path is None or path == "-":
+        return sys.stdin.read().splitlines()
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"error: {what} file {path} does not exist")
+    try:
+        return p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise SystemExit(f"error: {path}: invalid UTF-8 at byte {err.start}") from err
+
+
+def _write_lines(path: str | None, lines: list[str]) -> None:
+    text = "".join(line + "\n" for line in lines)
+    if path is None or path == "-":
+        sys.stdout.write(text)
+        return
+    from mtadapt.train.checkpoint import atomic_write_text
+
+    atomic_write_text(Path(path), text)
+
+
+def _generation(args: argparse.Namespace):
+    from mtadapt.evaluate.generation import GenerationConfig
+
+    return GenerationConfig(num_beams=args.beam, batch_size=args.batch_size, max_length_factor=args.max_length_factor)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", help="run folder written by `mtadapt train` (model, languages, best adapter)")
+    p.add_argument("--model", help="base model: HF name or folder, bergamot:pt-en, tiny:<family>")
+    p.add_argument("--adapter", action="append", default=[], help="adapter folder (repeatable)")
+    p.add_argument("--src-lang", help="source language code (de_DE, de, deu_Latn...)")
+    p.add_argument("--tgt-lang", help="target language code")
+
+
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    p.add_argument("--batch-size", type=int, default=32, help="sentences per generation batch")
+    p.add_argument("--max-length-factor", type=float, default=2.0, help="max output length / input length")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mtadapt.config import load_recipe
+    from mtadapt.train.loop import train
+
+    config = load_recipe(args.recipe, args.overrides)
+    result = train(config, resume=args.resume, progress=not args.no_progress)
+    best = result.best_metric
+    print(f"done: {result.steps} steps, {result.tokens_per_second:.0f} tokens/s; "
+          f"best dev {config.train.metric} {best if best is None else round(best, 2)}; adapter {result.best_adapter or result.final_adapter}")
+    return 0
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from mtadapt.evaluate.generation import translate
+    from mtadapt.runs import open_for_inference
+
+    loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang)
+    lines = _read_lines(args.input, "input")
+    out = translate(loaded.model, codec, lines, _generation(args), progress=not args.no_progress)
+    _write_lines(args.output, out)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mtadapt.evaluate.metrics import corpus_scores, paired_bootstrap
+
+    refs = _read_lines(args.ref, "reference")
+    if args.hyp:
+        hyps = _read_lines(args.hyp, "hypothesis")
+    else:
+        if not args.src:
+            raise SystemExit("error: give --hyp FILE, or --src FILE with --run/--model to translate it first")
+        from mtadapt.evaluate.generation import translate
+        from mtadapt.runs import open_for_inference
+
+        loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang)
+        hyps = translate(loaded.model, codec, _read_lines(args.src, "source"), _generation(args), progress=not args.no_progress)
+        if args.save_hyp:
+            _write_lines(args.save_hyp, hyps)
+    try:
+        scores = corpus_scores(hyps, refs, n_bootstrap=args.n_bootstrap)
+        result: dict[str, Any] = {"scores": {k: v.to_dict() for k, v in scores.items()}}
+        if args.baseline:
+            result["paired_bootstrap"] = paired_bootstrap(_read_lines(args.baseline, "baseline"), {"system": hyps}, refs, n_samples=max(args.n_bootstrap, 100))
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from err
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    for s in scores.values():
+        ci = f" (95% CI {s.ci_low:.2f}-{s.ci_high:.2f})" if s.ci_low is not None else ""
+        print(f"{s.name:7s} {s.score:6.2f}{ci}  {s.signature}")
+    if args.baseline:
+        pb = result["paired_bootstrap"]
+        for metric in ("BLEU", "chrF"):
+            base, sys_ = pb["baseline"][metric], pb["system"][metric]
+            print(f"paired bootstrap {metric}: baseline {base['score']:.2f} -> system {sys_['score']:.2f} (p = {sys_['p_value']:.4f})")
+    return 0
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in pairs:
+        key, value = parse_override(item)
+        out[key] = value
+    return out
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from mtadapt.methods.params import architecture_names, format_table, param_report
+
+    if not args.arch and not args.model:
+        raise SystemExit(f"error: give --arch NAME ({', '.join(architecture_names())}) or --model M")
+    target: Any = args.arch
+    if args.model:
+        from mtadapt.models.loading import load_model
+
+        target = load_model(args.model).model
+    rows = []
+    for method in args.method or ["lora"]:
+        rows.append(param_report(target, method, _settings(args.set) if len(args.method or ["lora"]) == 1 else {}))
+    print(format_table(rows))
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from mtadapt.methods.merge import save_merged
+    from mtadapt.runs import open_for_inference
+
+    loaded, _ = open_for_inference(model=args.model, adapters=args.adapter, run=args.run)
+    save_merged(loaded.model, args.out, tokenizer=loaded.tokenizer, copy_model=False)
+    print(f"merged model written to {args.out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from mtadapt.runs import open_for_inference
+
+    loaded, _ = open_for_inference(model=args.model, adapters=args.adapter, run=args.run)
+    if args.format == "peft":
+        from mtadapt.methods.base import adapter_names
+        from mtadapt.methods.peft_interop import export_lora_to_peft
+
+        export_lora_to_peft(loaded.model, args.out, adapter_names(loaded.model)[0], base_model_name_or_path=loaded.name_or_path)
+    else:
+        if loaded.family.name != "marian_native":
+            raise SystemExit(f"error: --format npz exports Marian-native models; {loaded.name_or_path} is {loaded.family.name}")
+        from mtadapt.methods.base import adapter_names
+        from mtadapt.methods.merge import merged_model
+
+        model = merged_model(loaded.model, copy_model=False) if adapter_names(loaded.model) else loaded.model
+        model.save_npz(args.out)
+    print(f"exported to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtadapt", description="Adapt pretrained MT models cheaply and measurably.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("train", parents=[common], help="fine-tune with a YAML recipe")
+    p.add_argument("recipe", nargs="?", help="YAML recipe (defaults: the toy task on tiny:mbart50)")
+    p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. train.max_steps=100")
+    p.add_argument("--resume", action="store_true", help="continue the run in train.output_dir from its last checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("translate", parents=[common], help="translate a file or stdin (batched, length-sorted)")
+    _add_model_args(p)
+    _add_generation_args(p)
+    p.add_argument("-i", "--input", help="input file (default: stdin)")
+    p.add_argument("-o", "--output", help="output file (default: stdout)")
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("evaluate", parents=[common], help="sacreBLEU BLEU/chrF/chrF++ against local references, paired bootstrap")
+    _add_model_args(p)
+    _add_generation_args(p)
+    p.add_argument("--ref", required=True, help="reference file, one sentence a line")
+    p.add_argument("--hyp", help="hypothesis file (else translate --src)")
+    p.add_argument("--src", help="source file to translate first")
+    p.add_argument("--save-hyp", help="write the translations here")
+    p.add_argument("--baseline", help="baseline hypotheses: paired bootstrap significance")
+    p.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap resamples (0 = no intervals)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("params", parents=[common], help="trainable / total parameters and adapter size per method")
+    p.add_argument("--arch", help="named architecture on the meta device (no weights), e.g. facebook/mbart-large-50, t5-base")
+    p.add_argument("--model", help="a model to load instead")
+    p.add_argument("--method", action="append", help="method (repeatable; default lora)")
+    p.add_argument("--set", action="append", default=[], help="method setting key=value, e.g. rank=8")
+    p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("merge", parents=[common], help="merge LoRA into a standalone model folder")
+    _add_model_args(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("export", parents=[common], help="export an adapter to HF PEFT, or a Marian-native model to .npz")
+    _add_model_args(p)
+    p.add_argument("--format", choices=["peft", "npz"], required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
