@@ -17,7 +17,6 @@ whatever has `requires_grad`.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -116,13 +115,31 @@ def label_smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: f
     )
 
 
+@torch.inference_mode()
+def dev_loss(model: nn.Module, codec: PairCodec, dev: TokenizedPairs, n: int, batch_size: int = 32) -> float:
+    """Teacher-forced cross-entropy per target token on the first `n` dev pairs."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, tokens = 0.0, 0
+    for start in range(0, n, batch_size):
+        pairs = [(dev.src_ids[i], dev.tgt_ids[i]) for i in range(start, min(n, start + batch_size))]
+        batch = {k: v.to(device) for k, v in collate(pairs, codec.pad_id).items()}
+        logits = model(**batch).logits
+        count = int((batch["labels"] != -100).sum())
+        total += float(label_smoothed_loss(logits, batch["labels"], 0.0)) * count
+        tokens += count
+    model.train(was_training)
+    return total / max(tokens, 1)
+
+
 def evaluate_dev(model: nn.Module, codec: PairCodec, dev: TokenizedPairs, config: RunConfig) -> dict[str, float]:
-    """Dev BLEU and chrF by generation."""
+    """Dev BLEU and chrF by generation, and teacher-forced dev loss."""
     n = min(len(dev), config.data.max_dev_sentences)
     outputs = translate_ids(model, codec, dev.src_ids[:n], config.generation)
     hyps = codec.decode([o[0] for o in outputs])
     scores = corpus_scores(hyps, dev.tgt[:n])
-    return {"bleu": scores["BLEU"].score, "chrf": scores["chrF"].score}
+    return {"bleu": scores["BLEU"].score, "chrf": scores["chrF"].score, "loss": dev_loss(model, codec, dev, n)}
 
 
 def _save_method_folder(model: nn.Module, folder: Path, base_name: str) -> Path:
@@ -265,7 +282,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
                 if accelerator.sync_gradients and t.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(params, t.max_grad_norm)
                 optimizer.step()
-                scheduler.step() if accelerator.sync_gradients else None
+                if accelerator.sync_gradients:  # the scheduler counts optimizer steps, not micro-batches
+                    scheduler.step()
                 optimizer.zero_grad()
             window_loss += loss.item() / t.grad_accumulation
             window_tokens += int(batch["attention_mask"].sum() + (batch["labels"] != -100).sum()) * accelerator.num_processes
@@ -287,7 +305,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
             broadcast_object_list(scores)
             scores = scores[0]
             model.train()
-            value = scores[t.metric] if t.metric != "loss" else -window_loss
+            value = scores[t.metric]
             state["dev_history"].append({"step": step, **scores})
             log.write({"step": step, **{f"dev_{k}": v for k, v in scores.items()}})
             improved = state["best"] is None or (value > state["best"] if higher_better else value < state["best"])
