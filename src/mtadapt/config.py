@@ -68,6 +68,37 @@ class CorpusConfig:
 
 
 @dataclass
+class PairCorpus:
+    """One translation direction of a multi-pair run (`data.pairs`).
+
+    Attributes:
+        src_lang: Source language code in the family's spelling (de_DE, de, deu_Latn).
+        tgt_lang: Target language code.
+        corpus_src_lang: File suffix / TMX code of the source side when it differs from
+            `src_lang` (see `DataConfig`).
+        corpus_tgt_lang: Same for the target.
+        train: Training corpus; null makes the direction *held out*: evaluated on `dev`
+            during training (to measure forgetting or zero-shot quality), never trained.
+        dev: Dev corpus of this direction (BLEU/chrF per direction during training).
+        weight: Sampling weight, used when `data.sampling` is 'weights'.
+        name: Name in logs and metrics; default `<src_lang>-<tgt_lang>`.
+    """
+
+    src_lang: str | None = None
+    tgt_lang: str | None = None
+    corpus_src_lang: str | None = None
+    corpus_tgt_lang: str | None = None
+    train: CorpusConfig | None = None
+    dev: CorpusConfig | None = None
+    weight: float | None = None
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.src_lang}-{self.tgt_lang}"
+
+
+@dataclass
 class DataConfig:
     """Training and evaluation data.
 
@@ -85,7 +116,18 @@ class DataConfig:
         max_source_tokens: Drop pairs with a longer side (counted).
         max_length_ratio: Drop pairs whose long/short token ratio exceeds this (counted).
         empty: Empty side: drop (counted) or error.
-        max_dev_sentences: Evaluate on at most this many dev sentences during training.
+        max_dev_sentences: Evaluate on at most this many dev sentences during training
+            (per direction in a multi-pair run).
+        pairs: Several directions trained by one model (multi-task). When given, each entry
+            names its own languages and corpora, and the single-pair fields above
+            (`src_lang`, `tgt_lang`, `corpus_*_lang`, `train`, `dev`) are not used;
+            `test` still is. Empty: the single pair above.
+        sampling: How often each trained direction is drawn (`mtadapt.data.sampling`):
+            'temperature' p_i ~ (n_i/N)^(1/T), 'proportional' (T=1), 'uniform' (T=inf),
+            'weights' (each pair's `weight`).
+        sampling_temperature: T of 'temperature' sampling (1 = proportional, large = uniform).
+        epoch_size: Examples drawn per (virtual) epoch of a multi-pair run; default the sum
+            of the trained corpora's sizes.
     """
 
     src_lang: str | None = "de_DE"
@@ -100,6 +142,16 @@ class DataConfig:
     max_length_ratio: float = 3.0
     empty: Literal["drop", "error"] = "drop"
     max_dev_sentences: int = 500
+    pairs: list[PairCorpus] = field(default_factory=list)
+    sampling: Literal["temperature", "proportional", "uniform", "weights"] = "temperature"
+    sampling_temperature: float = 1.0
+    epoch_size: int | None = None
+
+    def pair_corpora(self) -> list[PairCorpus]:
+        """The directions of the run: `pairs`, or the single pair as one entry."""
+        if self.pairs:
+            return list(self.pairs)
+        return [PairCorpus(self.src_lang, self.tgt_lang, self.corpus_src_lang, self.corpus_tgt_lang, self.train, self.dev)]
 
 
 @dataclass
@@ -110,10 +162,15 @@ class MethodSelection:
         name: full, bitfit, lora, houlsby, pfeiffer, prefix or prompt.
         settings: The method's own settings (e.g. `rank`, `alpha` for LoRA); validated
             against that method's config dataclass.
+        adapters: 'shared': one adapter for every direction. 'per_language': one adapter
+            per language, chosen per example: encoder layers use the source language's
+            adapter, decoder layers the target language's
+            (`mtadapt.methods.language_adapters`).
     """
 
     name: Literal["full", "bitfit", "lora", "houlsby", "pfeiffer", "prefix", "prompt"] = "full"
     settings: dict[str, Any] = field(default_factory=dict)
+    adapters: Literal["shared", "per_language"] = "shared"
 
 
 @dataclass
@@ -333,8 +390,9 @@ def validate_run(config: RunConfig, source: str) -> list[str]:
         errors.append(f"{source}: train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
     if config.data.max_tokens < 8:
         errors.append(f"{source}: data.max_tokens must be >= 8, got {config.data.max_tokens}")
-    if not config.data.train.paths:
+    if not config.data.pairs and not config.data.train.paths:
         errors.append(f"{source}: data.train.paths is empty; give the training corpus")
+    errors.extend(_validate_pairs(config, source))
     g = config.generation
     if g.num_beams < 1 or g.batch_size < 1:
         errors.append(f"{source}: generation.num_beams and generation.batch_size must be >= 1")
@@ -345,6 +403,40 @@ def validate_run(config: RunConfig, source: str) -> list[str]:
             method_config(config.method.name, dict(config.method.settings))
         except (ValueError, TypeError, ImportError) as err:
             errors.append(f"{source}: method.settings: {err}")
+    return errors
+
+
+def _validate_pairs(config: RunConfig, source: str) -> list[str]:
+    """Checks of `data.pairs`, the sampling settings and per-language adapters."""
+    d, errors = config.data, []
+    seen: dict[str, int] = {}
+    for i, pair in enumerate(d.pairs):
+        where = f"{source}: data.pairs[{i}]"
+        if pair.label in seen:
+            errors.append(f"{where}: direction {pair.label!r} repeats data.pairs[{seen[pair.label]}]; give each entry its own `name`")
+        seen.setdefault(pair.label, i)
+        if pair.train is None and pair.dev is None:
+            errors.append(f"{where}: give `train` (a trained direction) or `dev` (a held-out direction evaluated only)")
+        for split in ("train", "dev"):
+            corpus = getattr(pair, split)
+            if corpus is not None and not corpus.paths:
+                errors.append(f"{where}.{split}.paths is empty")
+        if pair.weight is not None and pair.weight <= 0:
+            errors.append(f"{where}.weight must be > 0, got {pair.weight}")
+        if d.sampling == "weights" and pair.train is not None and pair.weight is None:
+            errors.append(f"{where}.weight is missing; data.sampling 'weights' needs a weight on every trained pair")
+    if d.pairs and all(p.train is None for p in d.pairs):
+        errors.append(f"{source}: data.pairs has no trained direction (every entry lacks `train`)")
+    if d.sampling_temperature <= 0:
+        errors.append(f"{source}: data.sampling_temperature must be > 0, got {d.sampling_temperature}")
+    if d.epoch_size is not None and d.epoch_size < 1:
+        errors.append(f"{source}: data.epoch_size must be >= 1, got {d.epoch_size}")
+    if config.method.adapters == "per_language" and config.method.name in ("full", "bitfit"):
+        errors.append(f"{source}: method.adapters 'per_language' needs an adapter method (lora, houlsby, pfeiffer, prefix, prompt), not {config.method.name!r}")
+    if config.method.adapters == "per_language" and not d.pairs:
+        errors.append(f"{source}: method.adapters 'per_language' needs data.pairs (the directions whose languages get adapters)")
+    if d.pairs and getattr(d, "noise", None) is not None:
+        errors.append(f"{source}: data.noise is not supported with data.pairs yet (noised rows would be re-tokenized with one pair's codec)")
     return errors
 
 
@@ -384,13 +476,15 @@ def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 
 def _resolve_paths(data: dict, base: Path) -> dict:
     corpora = (data.get("data") or {}) if isinstance(data.get("data"), dict) else {}
-    for split in ("train", "dev", "test"):
-        corpus = corpora.get(split)
-        if isinstance(corpus, dict) and isinstance(corpus.get("paths"), list):
-            corpus["paths"] = [
-                p if not isinstance(p, str) or ":" in p or Path(p).is_absolute() else str(base / p)
-                for p in corpus["paths"]
-            ]
+    pairs = corpora.get("pairs") if isinstance(corpora.get("pairs"), list) else []
+    for holder in [corpora, *(p for p in pairs if isinstance(p, dict))]:
+        for split in ("train", "dev", "test"):
+            corpus = holder.get(split)
+            if isinstance(corpus, dict) and isinstance(corpus.get("paths"), list):
+                corpus["paths"] = [
+                    p if not isinstance(p, str) or ":" in p or Path(p).is_absolute() else str(base / p)
+                    for p in corpus["paths"]
+                ]
     return data
 
 

@@ -15,6 +15,8 @@ at once whether memory suffices.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal
 
@@ -135,8 +137,18 @@ def translate_ids(
     config: GenerationConfig,
     progress: bool = False,
     desc: str = "translate",
+    decoder_prompts: list[list[int]] | None = None,
+    batch_context: Callable[[list[int]], AbstractContextManager] | None = None,
 ) -> list[list[list[int]]]:
-    """Translate tokenized sources; returns, per source in input order, its output id lists."""
+    """Translate tokenized sources; returns, per source in input order, its output id lists.
+
+    Args:
+        decoder_prompts: per source, its decoder prompt (`PairCodec.decoder_prompt()` of its
+            direction: mixed target languages in one batch); all of one length. Default:
+            `codec`'s prompt for every source.
+        batch_context: `batch_context(chunk)` wraps the generation of the sources at indices
+            `chunk` (e.g. per-row adapter routing for exactly those rows).
+    """
     was_training = model.training
     model.eval()
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]), reverse=True)
@@ -146,7 +158,9 @@ def translate_ids(
         for start in range(0, len(order), config.batch_size):
             chunk = order[start : start + config.batch_size]
             ids, mask = _pad([src_ids[i] for i in chunk], codec.pad_id)
-            generated = generate_batch(model, codec, ids, mask, config)
+            prompts = None if decoder_prompts is None else torch.tensor([decoder_prompts[i] for i in chunk], dtype=torch.long)
+            with batch_context(chunk) if batch_context is not None else nullcontext():
+                generated = generate_batch(model, codec, ids, mask, config, prompts)
             for j, i in enumerate(chunk):
                 outputs[i] = generated[j * n : (j + 1) * n]
             bar.update(len(chunk))

@@ -21,6 +21,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,11 @@ from mtadapt.data.prepare import TokenizedPairs, corpus_spec, file_language, rea
 from mtadapt.evaluate.generation import translate_ids
 from mtadapt.evaluate.metrics import corpus_scores
 from mtadapt.methods import storage
-from mtadapt.methods.base import freeze_base
+from mtadapt.methods.base import adapter_names, freeze_base
 from mtadapt.methods.registry import config_from_dict as method_config_from_dict
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import LoadedModel, load_model
+from mtadapt.train import multitask
 from mtadapt.train.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
 
 
@@ -59,6 +61,8 @@ class TrainResult:
         train_seconds: Wall time of the optimisation (excluding loading and final save).
         tokens_per_second: Real (non-pad) source+target tokens per second of training.
         stopped_early: Whether early stopping ended the run.
+        pair_distribution: Multi-pair runs: sampling probability of each trained direction.
+        pairs_seen: Multi-pair runs: training examples seen per direction (this process).
     """
 
     run_dir: Path
@@ -70,6 +74,8 @@ class TrainResult:
     train_seconds: float
     tokens_per_second: float
     stopped_early: bool
+    pair_distribution: dict[str, float] | None = None
+    pairs_seen: dict[str, int] | None = None
 
 
 def build_codec(loaded: LoadedModel, src_lang: str | None, tgt_lang: str | None) -> PairCodec:
@@ -146,7 +152,12 @@ def _save_method_folder(model: nn.Module, folder: Path, base_name: str) -> Path:
     """Save the method's weights into `folder`, replacing it atomically."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    storage.save_adapter(model, tmp, base_model=base_name)
+    names = adapter_names(model)
+    if len(names) > 1:  # per-language adapters: one adapter folder each, `folder/<name>/`
+        for name in names:
+            storage.save_adapter(model, tmp / name, adapter_name=name, base_model=base_name)
+    else:
+        storage.save_adapter(model, tmp, base_model=base_name)
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         os.replace(folder, old)
@@ -167,11 +178,14 @@ def _epoch_batches(pairs: TokenizedPairs, config: RunConfig, epoch: int, rank: i
     return batches[rank::world]
 
 
-def _batch_stream(pairs: TokenizedPairs, config: RunConfig, start_epoch: int, start_batch: int, rank: int, world: int
-                  ) -> Iterator[tuple[int, int, list[int]]]:
+def _batch_stream(pairs: TokenizedPairs, config: RunConfig, start_epoch: int, start_batch: int, rank: int, world: int,
+                  task: multitask.TaskData | None = None) -> Iterator[tuple[int, int, list[int]]]:
     epoch, index = start_epoch, start_batch
     while True:
-        batches = _epoch_batches(pairs, config, epoch, rank, world)
+        if task is not None:  # several pairs: sampled, mixed-pair epochs
+            batches = task.epoch_batches(config, epoch, rank, world)
+        else:
+            batches = _epoch_batches(pairs, config, epoch, rank, world)
         for i in range(index, len(batches)):
             yield epoch, i + 1, batches[i]
         epoch, index = epoch + 1, 0
@@ -234,18 +248,29 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
     run_dir.mkdir(parents=True, exist_ok=True)
 
     loaded = load_base(config)
-    codec = build_codec(loaded, config.data.src_lang, config.data.tgt_lang)
     filters = LengthFilterConfig(min_tokens=1, max_tokens=config.data.max_source_tokens, max_length_ratio=config.data.max_length_ratio)
-    train_pairs = load_corpus(config, "train", codec, filters)
-    if not train_pairs:
-        raise ValueError(f"no training pairs left in {config.data.train.paths}: {train_pairs.report.summary() if train_pairs else ''}")
-    dev_pairs = load_corpus(config, "dev", codec, None)
+    task = multitask.load_task_data(config, loaded, filters) if config.data.pairs else None
+    if task is not None:  # data.pairs: every direction with its own codec; dev per direction
+        codec, train_pairs, dev_pairs = task.codec, task.train, None
+    else:
+        codec = build_codec(loaded, config.data.src_lang, config.data.tgt_lang)
+        train_pairs = load_corpus(config, "train", codec, filters)
+        if not train_pairs:
+            raise ValueError(f"no training pairs left in {config.data.train.paths}: {train_pairs.report.summary() if train_pairs else ''}")
+        dev_pairs = load_corpus(config, "dev", codec, None)
     if main:
         atomic_write_text(run_dir / "run.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
-        atomic_write_text(run_dir / "data_report.json", json.dumps({"train": train_pairs.report.summary()}, indent=1))
+        report = {"train": train_pairs.report.summary()}
+        if task is not None:
+            report.update(pairs={p.name: p.train.report.summary() for p in task.trained}, sampling=multitask.sampling_summary(task))
+            print(f"sampling: {multitask.sampling_summary(task)}")
+        atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=1))
         print(f"train data: {train_pairs.report.summary()}")
 
-    apply_method(loaded, config.method.name, config.method.settings)
+    if task is not None and task.per_language:
+        multitask.apply_language_adapters(loaded, config, task)
+    else:
+        apply_method(loaded, config.method.name, config.method.settings)
     model = loaded.model
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
@@ -253,6 +278,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
 
     scheduler = build_scheduler(optimizer, t.schedule, t.warmup_steps, t.max_steps)
     state: dict[str, Any] = {"epoch": 0, "batch_in_epoch": 0, "best": None, "bad_evals": 0, "dev_history": [], "tokens": 0, "seconds": 0.0}
+    if task is not None:
+        state["pairs_seen"] = {p.name: 0 for p in task.trained}
     step = 0
     if checkpoint is not None:
         saved = load_checkpoint(checkpoint, model, optimizer, scheduler)
@@ -263,9 +290,13 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     log = MetricsLog(run_dir, main, step)
+    if task is not None and step == 0:
+        summary = multitask.sampling_summary(task)
+        log.write({"step": 0, **{f"sampling_p/{k}": v for k, v in summary["sampling_p"].items()},
+                   **{f"train_examples/{k}": v for k, v in summary["train_examples"].items()}})
     higher_better = t.metric != "loss"
 
-    stream = _batch_stream(train_pairs, config, state["epoch"], state["batch_in_epoch"], accelerator.process_index, accelerator.num_processes)
+    stream = _batch_stream(train_pairs, config, state["epoch"], state["batch_in_epoch"], accelerator.process_index, accelerator.num_processes, task)
     model.train()
     bar = tqdm(total=t.max_steps, initial=step, desc="train", disable=not (progress and main), unit="step")
     window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
@@ -274,8 +305,11 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         for _ in range(t.grad_accumulation):
             epoch, position, indices = next(stream)
             batch = collate([(train_pairs.src_ids[i], train_pairs.tgt_ids[i]) for i in indices], codec.pad_id)
+            if task is not None:
+                task.count(indices, state["pairs_seen"])
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            with accelerator.accumulate(model), accelerator.autocast():
+            routing = task.routing(unwrapped, indices) if task is not None else nullcontext()
+            with accelerator.accumulate(model), accelerator.autocast(), routing:
                 out = model(**batch)
                 loss = label_smoothed_loss(out.logits, batch["labels"], t.label_smoothing)
                 accelerator.backward(loss)
@@ -296,12 +330,18 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
             state["seconds"] += elapsed
             n = t.log_every if step % t.log_every == 0 else step % t.log_every
             row = {"step": step, "loss": window_loss / n, "lr": scheduler.get_last_lr()[0], "tokens_per_s": window_tokens / max(elapsed, 1e-9), "epoch": epoch}
+            if task is not None:
+                row.update({f"seen/{k}": v for k, v in state["pairs_seen"].items()})
             log.write(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
             window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
-        evaluate_now = dev_pairs is not None and ((t.eval_every and step % t.eval_every == 0) or step == t.max_steps)
+        has_dev = task.has_dev if task is not None else dev_pairs is not None
+        evaluate_now = has_dev and ((t.eval_every and step % t.eval_every == 0) or step == t.max_steps)
         if evaluate_now:
-            scores = [evaluate_dev(unwrapped, codec, dev_pairs, config) if main else None]
+            if task is not None:  # per direction; the macro average drives early stopping
+                scores = [task.evaluate(unwrapped, config) if main else None]
+            else:
+                scores = [evaluate_dev(unwrapped, codec, dev_pairs, config) if main else None]
             broadcast_object_list(scores)
             scores = scores[0]
             model.train()
@@ -332,6 +372,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         run_dir=run_dir, steps=step, final_adapter=final, best_adapter=best if best.exists() else None,
         best_metric=state["best"], dev_history=state["dev_history"], train_seconds=state["seconds"],
         tokens_per_second=tokens_per_s, stopped_early=stopped_early,
+        pair_distribution=task.distribution() if task is not None else None,
+        pairs_seen=dict(state["pairs_seen"]) if task is not None else None,
     )
     if main:
         summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
