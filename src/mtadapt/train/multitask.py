@@ -33,7 +33,7 @@ from mtadapt.evaluate.generation import GenerationConfig, translate_ids
 from mtadapt.methods.base import freeze_base
 from mtadapt.methods.language_adapters import add_language_adapters, language_routing
 from mtadapt.methods.registry import config_from_dict as method_config_from_dict
-from mtadapt.models.languages import PairCodec
+from mtadapt.models.languages import PairCodec, reserve_language_tags
 from mtadapt.models.loading import LoadedModel
 
 
@@ -63,6 +63,8 @@ class TaskData:
         probabilities: sampling probability of each trained direction.
         epoch_size: examples per epoch.
         per_language: route rows through per-language adapters.
+        language_tags: target language -> tag id prepended to sources (models without
+            language codes and several target languages; `reserve_language_tags`).
     """
 
     pairs: list[PairData]
@@ -71,6 +73,7 @@ class TaskData:
     probabilities: np.ndarray
     epoch_size: int
     per_language: bool = False
+    language_tags: dict[str, int] = field(default_factory=dict)
     _pair_of: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -174,8 +177,14 @@ def load_task_data(config: RunConfig, loaded: LoadedModel, filters: LengthFilter
             data report), or a language code the tokenizer does not know.
     """
     pairs = []
-    for corpus in config.data.pair_corpora():
-        codec = PairCodec(loaded.family, loaded.tokenizer, corpus.src_lang, corpus.tgt_lang, loaded.decoder_start_token_id)
+    corpora = config.data.pair_corpora()
+    targets = sorted({c.tgt_lang for c in corpora if c.tgt_lang is not None})
+    tags: dict[str, int] = {}
+    if loaded.family.language_style == "none" and len(targets) > 1:  # no codes: tag the target
+        tags = reserve_language_tags(loaded.tokenizer, targets)
+    for corpus in corpora:
+        codec = PairCodec(loaded.family, loaded.tokenizer, corpus.src_lang, corpus.tgt_lang, loaded.decoder_start_token_id,
+                          target_tag_id=tags.get(corpus.tgt_lang))
         train = None if corpus.train is None else _read(corpus.train, corpus, config, codec, filters)
         if train is not None and not train:
             raise ValueError(f"data.pairs {corpus.label}: no training pairs left in {corpus.train.paths}: {train.report.summary()}")
@@ -188,7 +197,7 @@ def load_task_data(config: RunConfig, loaded: LoadedModel, filters: LengthFilter
     return TaskData(
         pairs=pairs, train=_concat([p.train for p in trained]), offsets=[0, *np.cumsum(sizes).tolist()],
         probabilities=probabilities, epoch_size=d.epoch_size or sum(sizes),
-        per_language=config.method.adapters == "per_language",
+        per_language=config.method.adapters == "per_language", language_tags=tags,
     )
 
 
@@ -237,4 +246,5 @@ def sampling_summary(task: TaskData) -> dict[str, Any]:
         "train_examples": {p.name: len(p.train) for p in task.trained},
         "held_out": [p.name for p in task.pairs if p.held_out],
         "epoch_size": task.epoch_size,
+        **({"language_tags": task.language_tags} if task.language_tags else {}),
     }
