@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
+from mtadapt.augment.noise import NoiseConfig
 from mtadapt.evaluate.generation import GenerationConfig
 
 
@@ -116,6 +117,8 @@ class DataConfig:
         max_source_tokens: Drop pairs with a longer side (counted).
         max_length_ratio: Drop pairs whose long/short token ratio exceeds this (counted).
         empty: Empty side: drop (counted) or error.
+        noise: Noise on the fly (`mtadapt.augment.noise`): fresh noise each epoch on
+            `noise.side` of a `noise.fraction` of the training pairs; null = none.
         max_dev_sentences: Evaluate on at most this many dev sentences during training
             (per direction in a multi-pair run).
         pairs: Several directions trained by one model (multi-task). When given, each entry
@@ -142,6 +145,7 @@ class DataConfig:
     max_length_ratio: float = 3.0
     empty: Literal["drop", "error"] = "drop"
     max_dev_sentences: int = 500
+    noise: NoiseConfig | None = None
     pairs: list[PairCorpus] = field(default_factory=list)
     sampling: Literal["temperature", "proportional", "uniform", "weights"] = "temperature"
     sampling_temperature: float = 1.0

@@ -36,6 +36,7 @@ from mtadapt.config import RunConfig, config_to_dict
 from mtadapt.data.batching import bucketed_batches, collate
 from mtadapt.data.filters import LengthFilterConfig
 from mtadapt.data.prepare import TokenizedPairs, corpus_spec, file_language, read_texts, tokenize_pairs
+from mtadapt.augment.noise import training_noiser
 from mtadapt.evaluate.generation import translate_ids
 from mtadapt.evaluate.metrics import corpus_scores
 from mtadapt.methods import storage
@@ -296,6 +297,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
                    **{f"train_examples/{k}": v for k, v in summary["train_examples"].items()}})
     higher_better = t.metric != "loss"
 
+    noiser = training_noiser(config.data, train_pairs)  # data.noise; None when unset
     stream = _batch_stream(train_pairs, config, state["epoch"], state["batch_in_epoch"], accelerator.process_index, accelerator.num_processes, task)
     model.train()
     bar = tqdm(total=t.max_steps, initial=step, desc="train", disable=not (progress and main), unit="step")
@@ -304,7 +306,10 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
     while step < t.max_steps and not stopped_early:
         for _ in range(t.grad_accumulation):
             epoch, position, indices = next(stream)
-            batch = collate([(train_pairs.src_ids[i], train_pairs.tgt_ids[i]) for i in indices], codec.pad_id)
+            examples = [(train_pairs.src_ids[i], train_pairs.tgt_ids[i]) for i in indices]
+            if noiser is not None:  # data.noise: noise this epoch's texts, re-tokenize this batch only
+                examples = noiser.tokenized_pairs(train_pairs, indices, epoch, codec)
+            batch = collate(examples, codec.pad_id)
             if task is not None:
                 task.count(indices, state["pairs_seen"])
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
