@@ -236,7 +236,11 @@ def translate_rows(
         return language_routing(model, [codecs[i].src_lang for i in chunk], [codecs[i].tgt_lang for i in chunk])
 
     outputs = translate_ids(model, codecs[0], src_ids, config, decoder_prompts=prompts, batch_context=context)
-    return [codecs[i].decode([out[0]])[0] for i, out in enumerate(outputs)]
+    texts_out: list[str] = [""] * len(texts)
+    for rows in groups.values():  # each direction decodes its rows (strips its own target code)
+        for i, text in zip(rows, codecs[rows[0]].decode([outputs[i][0] for i in rows])):
+            texts_out[i] = text
+    return texts_out
 
 
 def sampling_summary(task: TaskData) -> dict[str, Any]:
