@@ -130,7 +130,9 @@ def load_checkpoint(
         for name, p in params.items():
             p.copy_(tensors[name])
     optimizer.load_state_dict(_optimizer_state(load_file(str(folder / "optimizer.safetensors")), state["optimizer"]))
-    scheduler.load_state_dict(state["scheduler"])
+    # state.json leaves out `lr_lambdas` (closures, not JSON); LambdaLR.load_state_dict pops
+    # that key, so give it back as "nothing to restore" (None per lambda), or resume fails.
+    scheduler.load_state_dict({"lr_lambdas": [None] * len(getattr(scheduler, "lr_lambdas", [])), **state["scheduler"]})
     rng = load_file(str(folder / "rng.safetensors"))
     torch.set_rng_state(rng["cpu"])
     if torch.cuda.is_available():
