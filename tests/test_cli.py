@@ -1,0 +1,121 @@
+"""The command line: help for every verb (also verbs added later), batched translation in
+input order, clear errors, and the parameter report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from mtadapt.cli import build_parser, main
+
+
+def all_verbs(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every (sub)command path, e.g. ("train",), ("augment", "noise")."""
+    verbs = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                verbs.append(prefix + (name,))
+                verbs += all_verbs(sub, prefix + (name,))
+    return verbs
+
+
+REPO = Path(__file__).resolve().parents[1]
+VERBS = all_verbs(build_parser())
+
+
+def test_core_verbs_exist():
+    assert {("train",), ("translate",), ("evaluate",), ("params",), ("merge",), ("export",)} <= set(VERBS)
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=" ".join)
+def test_help_for_every_verb(verb, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*verb, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: mtadapt " + " ".join(verb))
+
+
+def test_top_level_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(v[0] in out for v in VERBS)
+
+
+def test_translate_keeps_input_order_with_batching(tmp_path, monkeypatch):
+    """A model that echoes its source makes the output order exactly checkable."""
+    from mtadapt.evaluate import generation
+
+    batches = []
+
+    def echo(model, codec, input_ids, attention_mask, config, decoder_prompts=None):
+        batches.append(input_ids.shape)
+        return [row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask)]
+
+    monkeypatch.setattr(generation, "generate_batch", echo)
+    words = "jeder grosse auto folgt dieser vogel katze hoert stille frau mag ein gruene".split()
+    lines = [" ".join(words[(i * 7) % len(words):][: 1 + (i * 5) % 11] or words[:2]) for i in range(53)]
+    assert len({len(line.split()) for line in lines}) > 5
+    (tmp_path / "in.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    code = main(["translate", "--model", "tiny:mbart50", "--src-lang", "de_DE", "--tgt-lang", "en_XX",
+                 "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.txt"), "--batch-size", "8", "--no-progress"])
+    assert code == 0
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8").splitlines() == lines
+    assert len(batches) == 7 and batches[0][0] == 8 and batches[-1][0] == 53 - 6 * 8
+    widths = [shape[1] for shape in batches]
+    assert widths == sorted(widths, reverse=True)  # longest first: sorted by length
+
+
+def test_translate_stdin_to_stdout(monkeypatch, capsys):
+    import io
+
+    from mtadapt.evaluate import generation
+
+    monkeypatch.setattr(generation, "generate_batch",
+                        lambda model, codec, ids, mask, config, decoder_prompts=None: [r[m.bool()].tolist() for r, m in zip(ids, mask)])
+    monkeypatch.setattr("sys.stdin", io.StringIO("ein vogel\njeder katze hoert dieser stille frau\n"))
+    assert main(["translate", "--model", "tiny:mbart50", "--src-lang", "de_DE", "--tgt-lang", "en_XX", "--no-progress"]) == 0
+    assert capsys.readouterr().out == "ein vogel\njeder katze hoert dieser stille frau\n"
+
+
+def test_evaluate_mismatched_line_counts(tmp_path):
+    (tmp_path / "hyp.txt").write_text("a\nb\nc\n", encoding="utf-8")
+    (tmp_path / "ref.txt").write_text("a\nb\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--hyp", str(tmp_path / "hyp.txt"), "--ref", str(tmp_path / "ref.txt"), "--no-progress"])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and "3 lines" in message and "references have 2" in message
+    assert "line-aligned" in message
+
+
+def test_evaluate_missing_file_is_named(tmp_path):
+    with pytest.raises(SystemExit, match=r"reference file .*nope\.txt does not exist"):
+        main(["evaluate", "--hyp", str(tmp_path / "nope.txt"), "--ref", str(tmp_path / "nope.txt")])
+
+
+def test_evaluate_perfect_hypotheses(tmp_path, capsys):
+    text = "every cat hears this quiet woman\nthis cat likes a green cat\n"
+    (tmp_path / "ref.txt").write_text(text, encoding="utf-8")
+    assert main(["evaluate", "--hyp", str(tmp_path / "ref.txt"), "--ref", str(tmp_path / "ref.txt"), "--n-bootstrap", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:2] == ["BLEU", "100.00"]
+
+
+def test_params_t5_base_lora_rank_8(capsys):
+    assert main(["params", "--arch", "t5-base", "--method", "lora", "--set", "rank=8"]) == 0
+    out = capsys.readouterr().out
+    # q and v of 12 encoder self, 12 decoder self and 12 decoder cross attentions:
+    # 36 * 2 * r * (768 + 768) = 884,736.
+    assert "884,736" in out
+
+
+def test_train_reports_config_errors(capsys):
+    assert main(["train", str(REPO / "recipes" / "toy.yaml"), "train.schedule=cosine", "train.max_stepz=3"]) == 2
+    err = capsys.readouterr().err
+    assert "'cosine' is not one of 'linear', 'inverse_sqrt', 'constant'" in err and "did you mean 'max_steps'" in err
+
