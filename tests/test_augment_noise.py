@@ -5,6 +5,7 @@ the CLI and the training-loop hook."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,3 +206,11 @@ def test_training_batches_get_fresh_noise_each_epoch(tiny_model_dir):
     epochs = {tuple(map(tuple, (s for s, _ in noiser.tokenized_pairs(pairs, [0, 1], e, codec)))) for e in range(5)}
     assert len(epochs) > 1
     assert training_noiser(DataConfig(), pairs) is None
+
+
+@pytest.mark.parametrize("recipe", sorted(Path(__file__).parents[1].glob("recipes/augment-*.yaml")), ids=lambda p: p.name)
+def test_augment_recipes_validate(recipe):
+    from mtadapt.config import load_recipe
+
+    config = load_recipe(recipe)
+    assert config.train.output_dir.startswith("runs/augment-")

@@ -188,7 +188,9 @@ class FilterReport:
 def _fingerprint(lines: Sequence[str], config: BacktranslationConfig, model_id: dict[str, Any]) -> dict[str, Any]:
     digest = hashlib.sha1("\n".join(lines).encode("utf-8")).hexdigest()
     generation = asdict(config.generation_config())
-    generation.pop("batch_size")  # batching does not change the outputs
+    # The batch size may change on resume (say, after running out of memory); it only moves
+    # the length limit of outputs that never reach </s> (the limit follows the batch width).
+    generation.pop("batch_size")
     return {"model": model_id, "input_lines": len(lines), "input_sha1": digest, "generation": generation,
             "seed": config.seed, "shard_size": config.shard_size}
 

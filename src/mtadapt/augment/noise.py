@@ -125,13 +125,6 @@ class NoiseConfig:
         if problems:
             raise ValueError("; ".join(problems))
 
-    @property
-    def is_identity(self) -> bool:
-        """True when no setting changes a sentence."""
-        return self.fraction == 0 or (
-            self.word_dropout == 0 and self.word_shuffle_distance <= 1 and self.insertion_prob == 0 and self.blank_prob == 0
-        )
-
 
 def _no_space_script(char: str) -> bool:
     cp = ord(char)
