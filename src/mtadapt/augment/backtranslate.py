@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -493,6 +494,11 @@ def backtranslate_file(
     loaded, codec = open_for_inference(run=run, model=model, adapters=adapters, src_lang=src_lang, tgt_lang=tgt_lang)
     if torch.cuda.is_available():
         loaded.model.cuda()
+    if config.tag is not None:
+        try:
+            check_tag(codec, config.tag)
+        except ValueError as err:  # a warning: the model to be trained may have another vocabulary
+            warnings.warn(f"{err} (checked with the tokenizer of {loaded.name_or_path})", stacklevel=2)
     work_dir = Path(work_dir) if work_dir else Path(f"{output_src}.shards")
     model_id = {"model": loaded.name_or_path, "run": run, "adapters": sorted(adapters or [])}
     pairs, report = backtranslate(loaded.model, codec, lines, work_dir, config, model_id, progress)
