@@ -22,6 +22,7 @@ from mtadapt.augment.backtranslate import (
     backtranslate,
     check_tag,
     filter_rows,
+    generate_shards,
     mix_corpora,
     read_shards,
     synthetic_pairs,
@@ -201,8 +202,6 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tiny, lines, tmp_path
     assert 2 <= len(done) < 7  # killed mid-run
     config = BacktranslationConfig(mode="greedy", shard_size=3, max_length_factor=0.5, batch_size=2,
                                    drop_copies=False, drop_duplicates=False, drop_empty=False, max_length_ratio=0)
-    from mtadapt.augment.backtranslate import generate_shards
-
     assert generate_shards(model, codec, text, work, config) == 7 - len(done)  # only the rest
     resumed = read_shards(work, text)
     assert [r.index for r in resumed] == list(range(20))  # each line once, in order
