@@ -118,3 +118,28 @@ def test_new_run_in_existing_folder_needs_resume(runs, capsys):
     code = main(["train", str(RECIPE), f"train.output_dir={straight}", "train.max_steps=50", "--no-progress"])
     assert code != 0
     assert "--resume" in capsys.readouterr().err
+
+
+def test_logged_loss_after_resume_off_a_log_boundary(tmp_path, monkeypatch):
+    """Resumed at step 15 with log_every=10, the row at step 20 is the mean of steps 16-20,
+    exactly what an uninterrupted run logging every 5 steps reports there.
+
+    The first run also builds the tiny model (a cold cache) in-process, the others load it:
+    the loop's dropout RNG must not depend on how much RNG loading used.
+    """
+    from mtadapt.cli import main
+
+    monkeypatch.setenv("MTADAPT_CACHE", str(tmp_path / "cold-cache"))
+    common = [str(RECIPE), "data.dev=null", "train.schedule=constant", "train.warmup_steps=0"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["train", *common, f"train.output_dir={tmp_path / 'a'}", "train.max_steps=20", "train.log_every=5", "--no-progress"]) == 0
+        b = [*common, f"train.output_dir={tmp_path / 'b'}", "train.log_every=10", "train.save_every=15"]
+        assert main(["train", *b, "train.max_steps=15", "--no-progress"]) == 0
+        assert main(["train", *b, "train.max_steps=20", "--resume", "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    loss_at = lambda run: {r["step"]: r["loss"] for r in map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines())}  # noqa: E731
+    assert sorted(loss_at("b")) == [10, 15, 20]
+    assert loss_at("b")[20] == pytest.approx(loss_at("a")[20], rel=1e-9)

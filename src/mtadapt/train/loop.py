@@ -268,6 +268,10 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=1))
         print(f"train data: {train_pairs.report.summary()}")
 
+    # Seed again: loading used the RNG by a varying amount (a tiny model is built on first
+    # use, a hub model may initialise missing weights), and new parameters and dropout must
+    # not depend on that (a fresh cache otherwise trained differently from a warm one).
+    set_seed(t.seed)
     if task is not None and task.per_language:
         multitask.apply_language_adapters(loaded, config, task)
     else:
@@ -301,7 +305,9 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
     stream = _batch_stream(train_pairs, config, state["epoch"], state["batch_in_epoch"], accelerator.process_index, accelerator.num_processes, task)
     model.train()
     bar = tqdm(total=t.max_steps, initial=step, desc="train", disable=not (progress and main), unit="step")
-    window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+    # window_steps: steps since the last log row; after a resume off a log boundary it is not
+    # step % log_every, and dividing by that would misreport the mean loss.
+    window_loss, window_tokens, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
     stopped_early = False
     while step < t.max_steps and not stopped_early:
         for _ in range(t.grad_accumulation):
@@ -328,18 +334,18 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
             window_tokens += int(batch["attention_mask"].sum() + (batch["labels"] != -100).sum()) * accelerator.num_processes
         state["epoch"], state["batch_in_epoch"] = epoch, position
         step += 1
+        window_steps += 1
         bar.update(1)
         if step % t.log_every == 0 or step == t.max_steps:
             elapsed = time.perf_counter() - window_start
             state["tokens"] += window_tokens
             state["seconds"] += elapsed
-            n = t.log_every if step % t.log_every == 0 else step % t.log_every
-            row = {"step": step, "loss": window_loss / n, "lr": scheduler.get_last_lr()[0], "tokens_per_s": window_tokens / max(elapsed, 1e-9), "epoch": epoch}
+            row = {"step": step, "loss": window_loss / window_steps, "lr": scheduler.get_last_lr()[0], "tokens_per_s": window_tokens / max(elapsed, 1e-9), "epoch": epoch}
             if task is not None:
                 row.update({f"seen/{k}": v for k, v in state["pairs_seen"].items()})
             log.write(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
-            window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+            window_loss, window_tokens, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
         has_dev = task.has_dev if task is not None else dev_pairs is not None
         evaluate_now = has_dev and ((t.eval_every and step % t.eval_every == 0) or step == t.max_steps)
         if evaluate_now:
