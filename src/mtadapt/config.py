@@ -380,26 +380,33 @@ def config_from_dict(
 
 
 def validate_run(config: RunConfig, source: str) -> list[str]:
-    """Cross-field checks and method settings (validated against the method's dataclass)."""
+    """Cross-field checks and method settings (validated against the method's dataclass).
+
+    A value that already failed its type check (reported by the builder) is skipped here.
+    """
+    t, d, g = config.train, config.data, config.generation
+    checks = [
+        (lambda: t.max_steps >= 1, f"train.max_steps must be >= 1, got {t.max_steps!r}"),
+        (lambda: t.grad_accumulation >= 1, f"train.grad_accumulation must be >= 1, got {t.grad_accumulation!r}"),
+        (lambda: t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate!r}"),
+        (lambda: 0 <= t.warmup_steps <= t.max_steps,
+         f"train.warmup_steps must be between 0 and train.max_steps ({t.max_steps!r}), got {t.warmup_steps!r}"),
+        (lambda: 0 <= t.label_smoothing < 1, f"train.label_smoothing must be in [0, 1), got {t.label_smoothing!r}"),
+        (lambda: d.max_tokens >= 8, f"data.max_tokens must be >= 8, got {d.max_tokens!r}"),
+        (lambda: bool(d.pairs) or bool(d.train.paths), "data.train.paths is empty; give the training corpus"),
+        (lambda: g.num_beams >= 1 and g.batch_size >= 1, "generation.num_beams and generation.batch_size must be >= 1"),
+    ]
     errors = []
-    t = config.train
-    for name in ("max_steps", "grad_accumulation"):
-        if getattr(t, name) < 1:
-            errors.append(f"{source}: train.{name} must be >= 1, got {getattr(t, name)}")
-    if t.learning_rate <= 0:
-        errors.append(f"{source}: train.learning_rate must be > 0, got {t.learning_rate}")
-    if t.warmup_steps < 0 or t.warmup_steps > t.max_steps:
-        errors.append(f"{source}: train.warmup_steps must be between 0 and train.max_steps ({t.max_steps}), got {t.warmup_steps}")
-    if not 0 <= t.label_smoothing < 1:
-        errors.append(f"{source}: train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
-    if config.data.max_tokens < 8:
-        errors.append(f"{source}: data.max_tokens must be >= 8, got {config.data.max_tokens}")
-    if not config.data.pairs and not config.data.train.paths:
-        errors.append(f"{source}: data.train.paths is empty; give the training corpus")
-    errors.extend(_validate_pairs(config, source))
-    g = config.generation
-    if g.num_beams < 1 or g.batch_size < 1:
-        errors.append(f"{source}: generation.num_beams and generation.batch_size must be >= 1")
+    for ok, message in checks:
+        try:
+            if not ok():
+                errors.append(f"{source}: {message}")
+        except TypeError:
+            pass  # wrong type: already reported with its file:line
+    try:
+        errors.extend(_validate_pairs(config, source))
+    except TypeError:
+        pass
     if config.method.name != "full" or config.method.settings:
         try:
             from mtadapt.methods.registry import config_from_dict as method_config
