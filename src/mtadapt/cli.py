@@ -1,6 +1,7 @@
 """The `mtadapt` command line: each verb maps to one plain function.
 
     mtadapt train RECIPE.yaml [key.path=value ...] [--resume]
+    mtadapt compare RECIPE.yaml [key.path=value ...]
     mtadapt translate (--run DIR | --model M [--adapter DIR]) [-i FILE] [-o FILE]
     mtadapt evaluate --ref FILE (--hyp FILE | --run DIR --src FILE) [--baseline FILE]
     mtadapt params (--arch NAME | --model M) --method lora --set rank=8
@@ -225,6 +226,18 @@ def cmd_augment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mtadapt.compare.grid import load_compare_recipe
+    from mtadapt.compare.report import markdown_table
+    from mtadapt.compare.runner import run_compare
+
+    config, cells = load_compare_recipe(args.recipe, args.overrides)
+    rows = run_compare(config, cells, progress=not args.no_progress, source=args.recipe)
+    print(markdown_table(rows))
+    print(f"report: {Path(config.output_dir) / 'report.md'} and report.html")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtadapt", description="Adapt pretrained MT models cheaply and measurably.")
     common = argparse.ArgumentParser(add_help=False)
@@ -329,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--real-upsample", type=float, default=1.0, help="times each real pair is used (e.g. 2, 2.5)")
     a.add_argument("--seed", type=int, default=0)
     a.set_defaults(func=cmd_augment)
+    p = sub.add_parser("compare", parents=[common], help="run a grid of methods on one budget; results.jsonl, report.md/html")
+    p.add_argument("recipe", help="compare recipe (base run + cells), e.g. recipes/quickstart.yaml")
+    p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. output_dir=/tmp/q base.train.max_steps=10")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -1,0 +1,186 @@
+"""A comparison grid: one base run configuration, many cells that differ only in method.
+
+    recipe.yaml -> CompareConfig -> [Cell(name, RunConfig), ...]
+
+Every cell shares the base's model, data, evaluation and budget; a cell sets its method
+(`none` = the untuned base model, evaluated without training), the method's settings and a
+few `train` overrides (typically the learning rate, which differs between methods):
+
+    output_dir: runs/quickstart
+    base:                       # a RunConfig recipe (model, data, train, generation)
+      model: {name_or_path: "bergamot:pt-en"}
+      ...
+    cells:
+      - {name: baseline, method: none}
+      - {name: full, method: full, train: {learning_rate: 5.0e-5}}
+      - {name: lora-r8, method: lora, settings: {rank: 8}}
+
+Each cell's run folder is `<output_dir>/cells/<name>`. Problems in every cell are collected
+and reported together, as for a single recipe.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mtadapt.config import (
+    ConfigError, RunConfig, _Builder, _resolve_paths, _set_path, _yaml_lines, config_from_dict, config_to_dict, parse_override,
+)
+
+MethodName = Literal["none", "full", "bitfit", "lora", "houlsby", "pfeiffer", "prefix", "prompt"]
+_CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class CellSpec:
+    """One cell of the grid, as written in the recipe.
+
+    Attributes:
+        name: Unique name; also the cell's run folder (`[A-Za-z0-9_.-]`).
+        method: A registered method, or `none` for the untuned base model.
+        settings: The method's settings (e.g. `rank: 8` for LoRA).
+        train: Overrides of the base's `train` section for this cell (e.g. `learning_rate`).
+    """
+
+    name: str = ""
+    method: MethodName = "full"
+    settings: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CompareConfig:
+    """A comparison recipe.
+
+    Attributes:
+        output_dir: Folder for results.jsonl, report.md, report.html, plots and cells/.
+        title: Heading of the report.
+        base: The shared run configuration (a RunConfig recipe: model, data, train, ...).
+        cells: The grid, run in this order.
+        n_bootstrap: Resamples for the 95% confidence intervals and the paired tests.
+    """
+
+    output_dir: str = "runs/compare"
+    title: str = "mtadapt compare"
+    base: dict[str, Any] = field(default_factory=dict)
+    cells: list[CellSpec] = field(default_factory=list)
+    n_bootstrap: int = 1000
+
+
+@dataclass
+class Cell:
+    """A resolved cell: its validated run configuration and a fingerprint of it.
+
+    Attributes:
+        spec: As written in the recipe.
+        config: The full RunConfig (for `none`, `method` is irrelevant and training is skipped).
+        fingerprint: Hash of the cell's configuration; a finished result with another
+            fingerprint is stale and the cell runs again.
+    """
+
+    spec: CellSpec
+    config: RunConfig
+    fingerprint: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def trains(self) -> bool:
+        return self.spec.method != "none"
+
+
+def cell_config_dict(base: dict[str, Any], spec: CellSpec, output_dir: str | Path) -> dict[str, Any]:
+    """The base tree with the cell's method, settings, train overrides and run folder."""
+    tree = copy.deepcopy(base)
+    tree["method"] = {"name": "full" if spec.method == "none" else spec.method, "settings": dict(spec.settings)}
+    train = tree.setdefault("train", {})
+    if not isinstance(train, dict):
+        raise ConfigError(f"base.train must be a mapping, got {train!r}")
+    train.update(copy.deepcopy(spec.train))
+    train["output_dir"] = str(Path(output_dir) / "cells" / spec.name)
+    return tree
+
+
+def resolve_cells(config: CompareConfig, source: str = "<compare>") -> list[Cell]:
+    """Validate every cell's run configuration; raises one ConfigError listing all problems."""
+    errors: list[str] = []
+    if not config.cells:
+        errors.append(f"{source}: cells is empty; give at least one cell (e.g. {{name: baseline, method: none}})")
+    if config.n_bootstrap < 0:
+        errors.append(f"{source}: n_bootstrap must be >= 0, got {config.n_bootstrap}")
+    seen: set[str] = set()
+    cells = []
+    for i, spec in enumerate(config.cells):
+        where = f"{source}: cells[{i}]"
+        if not _CELL_NAME.match(spec.name or ""):
+            errors.append(f"{where}: name {spec.name!r} must be non-empty and use only letters, digits, '_', '.', '-'")
+            continue
+        if spec.name in seen:
+            errors.append(f"{where}: name {spec.name!r} is used twice; cell names must be unique")
+            continue
+        seen.add(spec.name)
+        if spec.method not in typing.get_args(MethodName):
+            continue  # already reported against the Literal
+        if spec.method == "none" and spec.settings:
+            errors.append(f"{where} ({spec.name}): method none (the untuned base) takes no settings, got {spec.settings}")
+        try:
+            tree = cell_config_dict(config.base, spec, config.output_dir)
+            run = config_from_dict(tree, f"{source} cell {spec.name!r}")
+        except ConfigError as err:
+            errors.append(str(err))
+            continue
+        canonical = config_to_dict(run)
+        canonical["method"]["name"] = spec.method
+        digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        cells.append(Cell(spec, run, digest))
+    if errors:
+        raise ConfigError(f"{len(errors)} problem(s) in {source}:\n  " + "\n  ".join(errors))
+    return cells
+
+
+def load_compare_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[CompareConfig, list[Cell]]:
+    """Read and validate a comparison recipe; `key.path=value` overrides apply to the
+    compare tree (`output_dir=/tmp/q`, `base.train.max_steps=10`).
+
+    Relative corpus paths in `base` resolve against the recipe's folder.
+
+    Raises:
+        ConfigError: every invalid key and value, in the compare settings and in every cell.
+        FileNotFoundError: the recipe does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a compare recipe is a mapping with base, cells and output_dir")
+    if isinstance(data.get("base"), dict):
+        data["base"] = _resolve_paths(data["base"], path.parent)
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_path(data, key, value)
+    source = str(path) if not overrides else f"{path} (+ overrides)"
+    builder = _Builder(source, _yaml_lines(text))
+    config = builder.build(CompareConfig, data, "")
+    try:
+        cells = resolve_cells(config, source)
+    except ConfigError as err:
+        builder.errors.append(str(err))
+    if builder.errors:  # the compare settings' problems and every cell's, together
+        raise ConfigError(f"problem(s) in {source}:\n  " + "\n  ".join(builder.errors))
+    return config, cells

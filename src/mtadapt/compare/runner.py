@@ -1,0 +1,264 @@
+"""Run a comparison grid cell after cell, resumably, and write the report.
+
+    for cell in cells:
+        if results.jsonl has cell (same fingerprint): skip          # finished earlier
+        run the cell in a fresh Python process:                      # honest peak memory
+            train(config, resume=True)                               # continues a killed cell
+            translate the test set with the best adapter, BLEU/chrF with bootstrap CIs
+        append the cell's row to results.jsonl
+    paired bootstrap of every cell against the untuned baseline and full fine-tuning
+    rewrite results.jsonl with those comparisons, then report.md and report.html
+
+One process per cell makes the peak resident memory (`ru_maxrss`) the cell's own and
+returns every byte to the system between cells. A cell whose method cannot be applied to
+the model (prompt tuning on Marian-native) is recorded as "unsupported" with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mtadapt.compare.grid import Cell, CompareConfig
+from mtadapt.config import config_from_dict, config_to_dict
+
+RESULTS_FILE = "results.jsonl"
+CELL_FILE = "cell.json"
+CELL_RESULT_FILE = "cell_result.json"
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """Rows of results.jsonl; a torn last line (killed mid-write) is ignored."""
+    rows = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+# ---------------------------------------------------------------------------------------
+# One cell, inside its own process.
+
+
+def _peak_memory() -> dict[str, float | None]:
+    import resource
+
+    import torch
+
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {"peak_rss_mb": rss_mb, "peak_gpu_mb": gpu_mb}
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def run_cell(spec: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+    """Train (unless the method is `none`) and evaluate one cell; returns its result row.
+
+    `spec` is what the runner wrote to the cell's `cell.json`: name, method, settings,
+    fingerprint, n_bootstrap and the cell's RunConfig as a dict.
+    """
+    from mtadapt.evaluate.generation import translate_ids
+    from mtadapt.evaluate.metrics import corpus_scores
+    from mtadapt.methods.params import param_report
+    from mtadapt.runs import open_for_inference
+    from mtadapt.train.loop import build_codec, load_base, load_corpus, train
+
+    config = config_from_dict(spec["config"], f"cell {spec['name']!r}")
+    run_dir = Path(config.train.output_dir)
+    row: dict[str, Any] = {k: spec[k] for k in ("name", "method", "settings", "fingerprint")}
+    start = time.perf_counter()
+    loaded = load_base(config)
+    if config.data.test is None:
+        raise ValueError("data.test is not set in the compare base; cells are scored on the test set")
+    if spec["method"] == "none":
+        total = sum(p.numel() for p in loaded.model.parameters())
+        row.update(trainable=0, total=total, adapter_bytes=0, steps=0, train_seconds=0.0, tokens_per_second=None, dev_history=[])
+        codec = build_codec(loaded, config.data.src_lang, config.data.tgt_lang)
+        model = loaded.model.eval()
+    else:
+        try:  # applies the method to a meta copy: fails fast, with the reason, if unsupported
+            report = param_report(loaded.model, spec["method"], spec["settings"], targets=loaded.family.targets)
+        except (TypeError, ValueError, NotImplementedError) as err:
+            row.update(status="unsupported", reason=f"{type(err).__name__}: {err}")
+            return row
+        del loaded
+        result = train(config, resume=True, progress=progress)
+        loaded, codec = open_for_inference(run=run_dir)  # the best adapter by dev score (else final)
+        adapter = result.best_adapter or result.final_adapter
+        model = loaded.model
+        row.update(
+            trainable=report.trainable, total=report.total, adapter_bytes=_folder_bytes(adapter), steps=result.steps,
+            train_seconds=result.train_seconds, tokens_per_second=result.tokens_per_second,
+            dev_history=result.dev_history, evaluated_adapter=adapter.name,
+        )
+    test = load_corpus(config, "test", codec, None)
+    outputs = translate_ids(model, codec, test.src_ids, config.generation)
+    hyps = codec.decode([o[0] for o in outputs])
+    (run_dir / "test.hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    (run_dir / "test.ref").write_text("".join(r + "\n" for r in test.tgt), encoding="utf-8")
+    scores = corpus_scores(hyps, test.tgt, n_bootstrap=spec["n_bootstrap"])
+    row.update(
+        status="done", test_sentences=len(hyps), scores={k: v.to_dict() for k, v in scores.items()},
+        cell_seconds=time.perf_counter() - start, **_peak_memory(),
+    )
+    return row
+
+
+def _cell_main(cell_file: str, progress: bool) -> int:
+    spec = json.loads(Path(cell_file).read_text(encoding="utf-8"))
+    row = run_cell(spec, progress=progress)
+    out = Path(cell_file).with_name(CELL_RESULT_FILE)
+    out.write_text(json.dumps(row, indent=1), encoding="utf-8")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# The grid, in the calling process.
+
+
+def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool) -> dict[str, Any]:
+    run_dir = Path(cell.config.train.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "name": cell.name, "method": cell.spec.method, "settings": cell.spec.settings, "fingerprint": cell.fingerprint,
+        "n_bootstrap": n_bootstrap, "config": config_to_dict(cell.config),
+    }
+    (run_dir / CELL_FILE).write_text(json.dumps(spec, indent=1, default=str), encoding="utf-8")
+    result_file = run_dir / CELL_RESULT_FILE
+    result_file.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "mtadapt.compare.runner", str(run_dir / CELL_FILE)]
+    if not progress:
+        command.append("--no-progress")
+    env = dict(os.environ)
+    # Bible corpora (`bible:` paths) are written into the compare folder, next to the results.
+    env.setdefault("MTADAPT_BIBLE_DIR", str(run_dir.parent.parent / "data"))
+    rc = subprocess.call(command, env=env)
+    if rc != 0 or not result_file.exists():
+        raise RuntimeError(f"cell {cell.name!r} failed (exit status {rc}); its output is above, its run folder is {run_dir}")
+    return json.loads(result_file.read_text(encoding="utf-8"))
+
+
+def add_comparisons(rows: list[dict[str, Any]], output_dir: Path, n_bootstrap: int) -> None:
+    """Paired bootstrap (sacreBLEU) of every finished cell against the untuned baseline
+    (the first `none` cell) and full fine-tuning (the first `full` cell), in place."""
+    from mtadapt.evaluate.metrics import paired_bootstrap
+
+    done = [r for r in rows if r.get("status") == "done"]
+    hyps = {r["name"]: (output_dir / "cells" / r["name"] / "test.hyp").read_text(encoding="utf-8").splitlines() for r in done}
+    refs = {r["name"]: (output_dir / "cells" / r["name"] / "test.ref").read_text(encoding="utf-8").splitlines() for r in done}
+    for reference_method, key in (("none", "vs_baseline"), ("full", "vs_full")):
+        reference = next((r["name"] for r in done if r["method"] == reference_method), None)
+        for r in rows:
+            r.pop(key, None)
+        if reference is None:
+            continue
+        systems = {n: h for n, h in hyps.items() if n != reference and refs[n] == refs[reference]}
+        if not systems:
+            continue
+        # sacreBLEU names the reference "baseline"; prefix the cells so none collides with it
+        tests = paired_bootstrap(hyps[reference], {f"cell:{n}": h for n, h in systems.items()}, refs[reference],
+                                 n_samples=max(n_bootstrap, 100))
+        for r in done:
+            if r["name"] in systems:
+                t = tests[f"cell:{r['name']}"]
+                r[key] = {"reference": reference, **{
+                    metric: {"delta": t[metric]["score"] - tests["baseline"][metric]["score"], "p_value": t[metric]["p_value"]}
+                    for metric in ("BLEU", "chrF")
+                }}
+
+
+def run_compare(config: CompareConfig, cells: list[Cell], progress: bool = True, source: str = "") -> list[dict[str, Any]]:
+    """Run every unfinished cell, then write results.jsonl (with the paired tests), report.md,
+    report.html and the plots into `config.output_dir`. Returns the rows in grid order.
+
+    A cell already in results.jsonl with the same fingerprint is not run again; a cell whose
+    configuration changed is rerun from scratch; a cell killed mid-training resumes from its
+    last checkpoint.
+    """
+    from mtadapt.compare.report import write_report
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / RESULTS_FILE
+    finished = {r["name"]: r for r in read_results(results_path) if r.get("status") in ("done", "unsupported")}
+    rows_by_name: dict[str, dict[str, Any]] = {}
+    todo = []
+    for cell in cells:
+        row = finished.get(cell.name)
+        if row is not None and row.get("fingerprint") == cell.fingerprint:
+            rows_by_name[cell.name] = row
+        else:
+            todo.append(cell)
+            if row is not None:  # the recipe changed this cell: start it over
+                shutil.rmtree(Path(cell.config.train.output_dir), ignore_errors=True)
+    _write_rows(results_path, [rows_by_name[c.name] for c in cells if c.name in rows_by_name])
+    if rows_by_name:
+        print(f"[compare] {len(rows_by_name)} of {len(cells)} cells already finished in {results_path}: "
+              f"{', '.join(rows_by_name)}", flush=True)
+    grid_start = time.perf_counter()
+    durations: list[float] = []
+    for k, cell in enumerate(todo):
+        index = cells.index(cell) + 1
+        left = len(todo) - k
+        eta = f", grid ETA {_format_seconds(sum(durations) / len(durations) * left)}" if durations else ""
+        what = cell.spec.method + (" " + ", ".join(f"{a}={b}" for a, b in cell.spec.settings.items()) if cell.spec.settings else "")
+        print(f"[compare] cell {index}/{len(cells)} {cell.name!r} ({what}); "
+              f"{cell.config.train.max_steps if cell.trains else 0} steps; elapsed {_format_seconds(time.perf_counter() - grid_start)}{eta}",
+              flush=True)
+        cell_start = time.perf_counter()
+        row = _run_cell_process(cell, config.n_bootstrap, progress)
+        if cell.trains:
+            durations.append(time.perf_counter() - cell_start)
+        rows_by_name[cell.name] = row
+        with results_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if row["status"] == "done":
+            bleu = row["scores"]["BLEU"]["score"]
+            print(f"[compare] cell {cell.name!r} done in {_format_seconds(time.perf_counter() - cell_start)}: test BLEU {bleu:.2f}", flush=True)
+        else:
+            print(f"[compare] cell {cell.name!r} {row['status']}: {row.get('reason', '')}", flush=True)
+    rows = [rows_by_name[c.name] for c in cells]
+    add_comparisons(rows, out, config.n_bootstrap)
+    _write_rows(results_path, rows)
+    write_report(rows, out, title=config.title, source=source)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mtadapt.compare.runner CELL.json [--no-progress]`: one cell (used by the runner)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    progress = "--no-progress" not in args
+    args = [a for a in args if a != "--no-progress"]
+    if len(args) != 1:
+        print("usage: python -m mtadapt.compare.runner CELL.json [--no-progress]", file=sys.stderr)
+        return 2
+    return _cell_main(args[0], progress)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""`mtadapt compare`: a two-cell grid on a tiny model, killed mid-grid and resumed; the report
+shows exactly the numbers in results.jsonl; recipe errors are collected."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtadapt.compare.grid import load_compare_recipe
+from mtadapt.compare.report import COLUMNS
+from mtadapt.config import ConfigError
+from mtadapt.models.loading import load_model
+from mtadapt.train.loop import apply_method
+
+BASE = {
+    "model": {"name_or_path": "tiny:m2m100"},
+    "data": {
+        "src_lang": "de", "tgt_lang": "en",
+        "train": {"paths": ["toy:train"]}, "dev": {"paths": ["toy:dev"]}, "test": {"paths": ["toy:test"], "limit": 30},
+        "max_tokens": 128, "max_dev_sentences": 10,
+    },
+    "train": {"max_steps": 20, "warmup_steps": 2, "eval_every": 10, "save_every": 2, "log_every": 2,
+              "learning_rate": 3.0e-3, "keep_checkpoints": 1},
+    "generation": {"max_length_factor": 1.5},
+}
+
+
+def _recipe(tmp_path: Path, cells: list[dict], **extra) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "out"), "n_bootstrap": 100, "base": BASE,
+                                    "cells": cells, **extra}), encoding="utf-8")
+    return path
+
+
+def _compare(recipe: Path, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mtadapt.cli", "compare", str(recipe), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory):
+    """Run [baseline, lora], SIGKILL the whole process group once the LoRA cell has
+    written a checkpoint, run again to completion, then once more (nothing left to run)."""
+    tmp_path = tmp_path_factory.mktemp("compare")
+    recipe = _recipe(tmp_path, [{"name": "baseline", "method": "none"},
+                                {"name": "lora", "method": "lora", "settings": {"rank": 4}}])
+    out = tmp_path / "out"
+    first = _compare(recipe, start_new_session=True)  # own group: the kill reaches the cell process too
+    checkpoints = out / "cells" / "lora" / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None:
+        if checkpoints.exists() and any(p.name.startswith("step-") and not p.name.endswith(".tmp") for p in checkpoints.iterdir()):
+            break
+        time.sleep(0.05)
+    assert first.poll() is None, f"the grid ended before it could be killed:\n{first.stdout.read()}"
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    rows_after_kill = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    second = _compare(recipe)
+    log, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, log
+    third = _compare(recipe)
+    log3, _ = third.communicate(timeout=120)
+    assert third.returncode == 0, log3
+    return out, rows_after_kill, log, log3
+
+
+def test_killed_grid_resumes_without_rerunning_finished_cells(killed_and_resumed):
+    out, rows_after_kill, log, log3 = killed_and_resumed
+    assert [r["name"] for r in rows_after_kill] == ["baseline"]  # killed inside the LoRA cell
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["name"], r["status"]) for r in rows] == [("baseline", "done"), ("lora", "done")]
+    # the finished baseline is not run again: same row, same measured seconds
+    assert rows[0]["cell_seconds"] == rows_after_kill[0]["cell_seconds"]
+    assert "1 of 2 cells already finished" in log and "cell 2/2 'lora'" in log and "cell 1/2" not in log
+    assert "resumed from" in log and rows[1]["steps"] == 20  # the LoRA cell continued from its checkpoint
+    assert "2 of 2 cells already finished" in log3 and "[compare] cell " not in log3
+    lora = rows[1]
+    loaded = load_model("tiny:m2m100")
+    apply_method(loaded, "lora", {"rank": 4})
+    assert lora["trainable"] == sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
+    assert lora["total"] == sum(p.numel() for p in loaded.model.parameters())
+    assert lora["adapter_bytes"] > lora["trainable"] * 4  # fp32 tensors + header + config
+    assert lora["peak_rss_mb"] > 50 and lora["tokens_per_second"] > 0
+    assert [h["step"] for h in lora["dev_history"]] == [10, 20]
+
+
+def test_report_shows_the_numbers_of_results_jsonl(killed_and_resumed):
+    out, *_ = killed_and_resumed
+    rows = {r["name"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    lines = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
+    assert lines[0] == "| " + " | ".join(COLUMNS) + " |"
+    table = {cells[0]: dict(zip(COLUMNS, cells)) for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[1:])}
+    assert set(table) == {"baseline", "lora"}
+    for name, row in rows.items():
+        shown = table[name]
+        bleu, chrf = row["scores"]["BLEU"], row["scores"]["chrF"]
+        assert shown["test BLEU [95% CI]"] == f"{bleu['score']:.2f} [{bleu['ci_low']:.2f}, {bleu['ci_high']:.2f}]"
+        assert shown["test chrF [95% CI]"] == f"{chrf['score']:.2f} [{chrf['ci_low']:.2f}, {chrf['ci_high']:.2f}]"
+        assert shown["trainable"] == f"{row['trainable']:,}"
+    # the paired test: LoRA against the untuned baseline, with the score difference
+    vs = rows["lora"]["vs_baseline"]
+    assert vs["reference"] == "baseline" and 0 <= vs["BLEU"]["p_value"] <= 1
+    assert vs["BLEU"]["delta"] == pytest.approx(rows["lora"]["scores"]["BLEU"]["score"] - rows["baseline"]["scores"]["BLEU"]["score"], abs=1e-6)
+    assert table["lora"]["ΔBLEU vs base (p)"] == f"{vs['BLEU']['delta']:+.2f} (p={vs['BLEU']['p_value']:.3f})"
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "<td>lora</td>" in page
+
+
+def test_recipe_errors_are_collected_per_cell(tmp_path):
+    recipe = _recipe(tmp_path, [
+        {"name": "a", "method": "lora", "settings": {"rnak": 8}},
+        {"name": "a", "method": "full"},
+        {"name": "b", "method": "adapterz"},
+        {"name": "c", "method": "full", "train": {"learning_rate": -1}},
+    ])
+    with pytest.raises(ConfigError) as err:
+        load_compare_recipe(recipe)
+    text = str(err.value)
+    assert "rnak" in text and "used twice" in text and "'adapterz' is not one of" in text
+    assert "learning_rate must be > 0" in text and "cell 'c'" in text
