@@ -91,6 +91,7 @@ def test_killed_grid_resumes_without_rerunning_finished_cells(killed_and_resumed
     assert lora["adapter_bytes"] > lora["trainable"] * 4  # fp32 tensors + header + config
     assert lora["peak_rss_mb"] > 50 and lora["tokens_per_second"] > 0
     assert [h["step"] for h in lora["dev_history"]] == [10, 20]
+    assert [h["step"] for h in rows[0]["dev_history"]] == [0]  # the untuned dev score starts the curves
 
 
 def test_report_shows_the_numbers_of_results_jsonl(killed_and_resumed):

@@ -84,7 +84,7 @@ def run_cell(spec: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     from mtadapt.evaluate.metrics import corpus_scores
     from mtadapt.methods.params import param_report
     from mtadapt.runs import open_for_inference
-    from mtadapt.train.loop import build_codec, load_base, load_corpus, train
+    from mtadapt.train.loop import build_codec, evaluate_dev, load_base, load_corpus, train
 
     config = config_from_dict(spec["config"], f"cell {spec['name']!r}")
     run_dir = Path(config.train.output_dir)
@@ -95,9 +95,11 @@ def run_cell(spec: dict[str, Any], progress: bool = True) -> dict[str, Any]:
         raise ValueError("data.test is not set in the compare base; cells are scored on the test set")
     if spec["method"] == "none":
         total = sum(p.numel() for p in loaded.model.parameters())
-        row.update(trainable=0, total=total, adapter_bytes=0, steps=0, train_seconds=0.0, tokens_per_second=None, dev_history=[])
         codec = build_codec(loaded, config.data.src_lang, config.data.tgt_lang)
         model = loaded.model.eval()
+        dev = load_corpus(config, "dev", codec, None)  # the untuned dev score: step 0 of every curve
+        history = [{"step": 0, **evaluate_dev(model, codec, dev, config)}] if dev else []
+        row.update(trainable=0, total=total, adapter_bytes=0, steps=0, train_seconds=0.0, tokens_per_second=None, dev_history=history)
     else:
         try:  # applies the method to a meta copy: fails fast, with the reason, if unsupported
             report = param_report(loaded.model, spec["method"], spec["settings"], targets=loaded.family.targets)
