@@ -351,7 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `train recipe.yaml --resume key=value`: overrides may follow options.
+    overrides = [e for e in extra if "=" in e and not e.startswith("-")]
+    if extra and (getattr(args, "verb", None) != "train" or len(overrides) != len(extra)):
+        parser.error(f"unrecognized arguments: {' '.join(e for e in extra if e not in overrides or args.verb != 'train')}")
+    if overrides:
+        args.overrides = list(args.overrides) + overrides
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError, FileExistsError) as err:

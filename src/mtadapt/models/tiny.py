@@ -131,7 +131,11 @@ def build_tiny_model(family: str, tokenizer, seed: int = 0) -> torch.nn.Module:
         config = transformers.MBartConfig(**bart_like, bos_token_id=0, decoder_start_token_id=tokenizer.eos_token_id)
         return transformers.MBartForConditionalGeneration(config)
     if family in ("m2m100", "nllb"):
-        config = transformers.M2M100Config(**bart_like, bos_token_id=0, decoder_start_token_id=tokenizer.eos_token_id)
+        # LayerDrop off: with 2 layers a batch could skip every layer (and every adapter).
+        config = transformers.M2M100Config(
+            **bart_like, bos_token_id=0, decoder_start_token_id=tokenizer.eos_token_id,
+            encoder_layerdrop=0.0, decoder_layerdrop=0.0,
+        )
         return transformers.M2M100ForConditionalGeneration(config)
     if family == "marian":
         config = transformers.MarianConfig(

@@ -59,7 +59,8 @@ class TrainResult:
         best_adapter: Weights at the best dev score (`run_dir/best`), when evaluated.
         best_metric: That score.
         dev_history: Every dev evaluation ({"step", "bleu", "chrf"}).
-        train_seconds: Wall time of the optimisation (excluding loading and final save).
+        train_seconds: Wall time of the optimisation steps (excluding loading, dev evaluation,
+            checkpoints and the final save).
         tokens_per_second: Real (non-pad) source+target tokens per second of training.
         stopped_early: Whether early stopping ended the run.
         pair_distribution: Multi-pair runs: sampling probability of each trained direction.
@@ -346,6 +347,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
             log.write(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
             window_loss, window_tokens, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
+        pause_start = time.perf_counter()  # evaluation and checkpoints are not training time
         has_dev = task.has_dev if task is not None else dev_pairs is not None
         evaluate_now = has_dev and ((t.eval_every and step % t.eval_every == 0) or step == t.max_steps)
         if evaluate_now:
@@ -372,6 +374,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         if main and ((t.save_every and step % t.save_every == 0) or step == t.max_steps or stopped_early):
             save_checkpoint(run_dir, step, unwrapped, optimizer, scheduler, state, keep=t.keep_checkpoints)
         accelerator.wait_for_everyone()
+        window_start += time.perf_counter() - pause_start
     bar.close()
     final = run_dir / "final"
     if main:
