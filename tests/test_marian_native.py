@@ -487,3 +487,46 @@ def test_bergamot_fine_tuning_and_npz_export(bergamot_pten, tmp_path: Path) -> N
     assert reloaded.config == model.config
     with torch.no_grad():
         assert torch.equal(model(ids, mask, labels=labels).logits, reloaded(ids, mask, labels=labels).logits)
+
+
+def test_mtadapt_lora_lowers_loss_and_keeps_base_frozen() -> None:
+    """The project's own LoRA (not a stand-in) on the Marian-native module names."""
+    from mtadapt.methods.base import freeze_base
+    from mtadapt.methods.lora import LoraConfig, LoraLinear
+    from mtadapt.methods.storage import add_adapter
+    from mtadapt.models.targets import MARIAN_NATIVE
+
+    model = tiny_model()
+    ids, mask = tiny_batch()
+    add_adapter(model, LoraConfig(rank=4, alpha=8), MARIAN_NATIVE)
+    freeze_base(model)
+    wrapped = [n for n, m in model.named_modules() if isinstance(m, LoraLinear)]
+    assert len(wrapped) == 2 * (2 + 2)  # q and v of 2 encoder self-attn + 2 decoder cross-attn
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert sum(p.numel() for p in trainable) == sum(
+        4 * (m.in_features + m.out_features) for m in model.modules() if isinstance(m, LoraLinear)
+    )
+    before = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
+    losses = _train(model, trainable, ids, mask, _labels(), steps=8)
+    assert losses[-1] < losses[0], losses
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters() if n in before)
+
+
+def test_bergamot_lora_lowers_loss(bergamot_pten) -> None:
+    from mtadapt.methods.base import freeze_base
+    from mtadapt.methods.lora import LoraConfig
+    from mtadapt.methods.storage import add_adapter
+    from mtadapt.models.targets import MARIAN_NATIVE
+
+    import copy
+
+    model, tokenizer = bergamot_pten
+    model = copy.deepcopy(model)  # the fixture is shared with other tests
+    src, tgt = bible_pairs(8)
+    ids, mask = tokenizer.pad(tokenizer.encode(src))
+    labels, _ = tokenizer.pad(tokenizer.encode(tgt), pad_value=-100)
+    add_adapter(model, LoraConfig(rank=8, alpha=16, targets="all-linear"), MARIAN_NATIVE)
+    freeze_base(model)
+    losses = _train(model, [p for p in model.parameters() if p.requires_grad], ids, mask, labels, steps=4, lr=1e-3)
+    assert losses[-1] < losses[0], losses
+
