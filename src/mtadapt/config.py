@@ -451,6 +451,25 @@ def _validate_pairs(config: RunConfig, source: str) -> list[str]:
     return errors
 
 
+def read_yaml_mapping(path: Path, expected: str) -> tuple[dict, str]:
+    """Parse a recipe file that must hold a YAML mapping; returns (data, text).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: invalid YAML, or not a mapping (`expected` says what it should hold).
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is {expected}")
+    return data, text
+
+
 def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read a YAML recipe (or the defaults when `path` is None) and apply overrides.
 
@@ -465,15 +484,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     source = "<defaults>"
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"recipe {path} does not exist")
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML: {err}") from err
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a recipe is a mapping of sections (model, data, method, train, generation)")
+        data, text = read_yaml_mapping(path, "a mapping of sections (model, data, method, train, generation)")
         lines = _yaml_lines(text)
         source = str(path)
         data = _resolve_paths(data, path.parent)

@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from mtadapt.config import (
     ConfigError, RunConfig, _Builder, _resolve_paths, _set_path, _yaml_lines, config_from_dict, config_to_dict, parse_override,
+    read_yaml_mapping,
 )
 
 MethodName = Literal["none", "full", "bitfit", "lora", "houlsby", "pfeiffer", "prefix", "prompt"]
@@ -160,15 +159,7 @@ def load_compare_recipe(path: str | Path, overrides: list[str] | tuple[str, ...]
         FileNotFoundError: the recipe does not exist.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a compare recipe is a mapping with base, cells and output_dir")
+    data, text = read_yaml_mapping(path, "a compare recipe: a mapping with base, cells and output_dir")
     if isinstance(data.get("base"), dict):
         data["base"] = _resolve_paths(data["base"], path.parent)
     for item in overrides:
