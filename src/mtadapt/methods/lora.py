@@ -221,7 +221,9 @@ class LoraLinear(nn.Module):
         for name in self._active:
             if name in self.lora_A and name not in self.merged:
                 delta = self._lora(x, name)
-                y = y + (delta if delta.dtype == y.dtype else delta.to(y.dtype))
+                # in place: the base linear's backward needs its input, not its output, so
+                # adding into y is safe and saves one (..., d_out) allocation per layer
+                y.add_(delta if delta.dtype == y.dtype else delta.to(y.dtype))
         return y
 
     def _routed_forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
