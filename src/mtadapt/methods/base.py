@@ -118,6 +118,38 @@ class AdapterLayer(Protocol):
         ...
 
 
+class AdapterSelection:
+    """Which adapters a layer's forward uses: shared by every adapter layer.
+
+    Holds ``_active`` (adapter names, summed) and the per-row route ``_route`` (B,) with its
+    ``_route_names`` (see the module docstring for precedence and beam expansion). A layer
+    calls `_init_selection` in ``__init__`` and `_forget` when it deletes an adapter; its
+    forward reads the three attributes. Implements the selection half of `AdapterLayer`.
+    """
+
+    _active: list[str]
+    _route: torch.Tensor | None
+    _route_names: list[str]
+
+    def _init_selection(self) -> None:
+        self._active = []
+        self._route = None
+        self._route_names = []
+
+    def _forget(self, adapter_name: str) -> None:
+        self._active = [n for n in self._active if n != adapter_name]
+
+    def set_active_adapters(self, adapter_names: Sequence[str]) -> None:
+        self._active = list(adapter_names)
+
+    def active_adapters(self) -> list[str]:
+        return list(self._active)
+
+    def set_routing(self, route: torch.Tensor | None, route_names: Sequence[str]) -> None:
+        self._route = route
+        self._route_names = list(route_names)
+
+
 def resolve_target_patterns(
     spec: str | Sequence[str], targets: ModelTargets, field_name: str = "targets"
 ) -> tuple[str, ...]:

@@ -42,7 +42,6 @@ computed per adapter on its rows (one gather, the adapter, one index_add).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -51,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtadapt.methods.base import (
+    AdapterSelection,
     MethodConfig,
     active_adapters,
     adapter_names,
@@ -168,7 +168,7 @@ class Bottleneck(nn.Module):
         return self.up(_ACTIVATIONS[self.activation](self.down(z)))
 
 
-class BottleneckLinear(nn.Module):
+class BottleneckLinear(AdapterSelection, nn.Module):
     """A sublayer output projection followed by named bottleneck adapters.
 
     ``forward(x) = h + sum of adapter branches on h`` with ``h = base_layer(x)``; see the
@@ -179,9 +179,7 @@ class BottleneckLinear(nn.Module):
         super().__init__()
         self.base_layer = base_layer
         self.adapters = nn.ModuleDict()
-        self._active: list[str] = []
-        self._route: torch.Tensor | None = None  # (B,) indices into _route_names, -1 = base
-        self._route_names: list[str] = []
+        self._init_selection()
 
     # Some models read the projection's weight directly (T5's FFN checks ``wo.weight.dtype``).
     @property
@@ -211,17 +209,7 @@ class BottleneckLinear(nn.Module):
         if adapter_name not in self.adapters:
             raise KeyError(f"no adapter {adapter_name!r} here; held: {self.adapter_names()}")
         del self.adapters[adapter_name]
-        self._active = [n for n in self._active if n != adapter_name]
-
-    def set_active_adapters(self, adapter_names: Sequence[str]) -> None:
-        self._active = list(adapter_names)
-
-    def active_adapters(self) -> list[str]:
-        return list(self._active)
-
-    def set_routing(self, route: torch.Tensor | None, route_names: Sequence[str]) -> None:
-        self._route = route
-        self._route_names = list(route_names)
+        self._forget(adapter_name)
 
     def adapter_parameters(self, adapter_name: str) -> list[nn.Parameter]:
         return list(self.adapters[adapter_name].parameters())

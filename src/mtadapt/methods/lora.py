@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtadapt.methods.base import (
+    AdapterSelection,
     MethodConfig,
     active_adapters,
     adapter_names,
@@ -81,7 +82,7 @@ class LoraConfig(MethodConfig):
         return self.alpha / (math.sqrt(self.rank) if self.use_rslora else self.rank)
 
 
-class LoraLinear(nn.Module):
+class LoraLinear(AdapterSelection, nn.Module):
     """A frozen ``nn.Linear`` (``base_layer``) plus any number of named LoRA adapters.
 
     Parameter names: ``<module>.lora_A.<adapter>`` (r, d_in), ``<module>.lora_B.<adapter>``
@@ -96,9 +97,7 @@ class LoraLinear(nn.Module):
         self.scale: dict[str, float] = {}
         self.dropout: dict[str, float] = {}
         self.merged: list[str] = []  # adapters currently added into base_layer.weight
-        self._active: list[str] = []
-        self._route: torch.Tensor | None = None  # (B,) indices into _route_names
-        self._route_names: list[str] = []
+        self._init_selection()
 
     @property
     def in_features(self) -> int:
@@ -141,19 +140,12 @@ class LoraLinear(nn.Module):
         del self.lora_A[adapter_name]
         del self.lora_B[adapter_name]
         del self.scale[adapter_name], self.dropout[adapter_name]
-        self._active = [n for n in self._active if n != adapter_name]
-
-    def set_active_adapters(self, adapter_names: Sequence[str]) -> None:
-        self._active = list(adapter_names)
-
-    def active_adapters(self) -> list[str]:
-        return list(self._active)
+        self._forget(adapter_name)
 
     def set_routing(self, route: torch.Tensor | None, route_names: Sequence[str]) -> None:
         if route is not None and self.merged:
             raise ValueError(f"cannot route per example while {self.merged} are merged; unmerge first")
-        self._route = route
-        self._route_names = list(route_names)
+        super().set_routing(route, route_names)
 
     def adapter_parameters(self, adapter_name: str) -> list[nn.Parameter]:
         return [self.lora_A[adapter_name], self.lora_B[adapter_name]]

@@ -64,6 +64,7 @@ from torch import nn
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
 from mtadapt.methods.base import (
+    AdapterSelection,
     MethodConfig,
     active_adapters,
     adapter_names,
@@ -204,7 +205,7 @@ def _attention_geometry(attention: nn.Module) -> tuple[int, int]:
     return heads, head_dim
 
 
-class PrefixSite(nn.Module):
+class PrefixSite(AdapterSelection, nn.Module):
     """Prefixes of one attention module, child ``prefix_tuning`` of that module.
 
     Holds plain prefixes (``prefix_keys[name]``, ``prefix_values[name]``, each (P, w)) or a
@@ -219,9 +220,7 @@ class PrefixSite(nn.Module):
         # name -> (mlp, site index); a plain dict so the MLP is registered once, at the root
         self._reparam: dict[str, tuple[PrefixMLP, int]] = {}
         self._order: list[str] = []
-        self._active: list[str] = []
-        self._route: torch.Tensor | None = None
-        self._route_names: list[str] = []
+        self._init_selection()
         self.base_implementation: str | None = None  # HF only: "eager" or "sdpa"
 
     @property
@@ -271,17 +270,7 @@ class PrefixSite(nn.Module):
             del self.prefix_keys[adapter_name]
             del self.prefix_values[adapter_name]
         self._order.remove(adapter_name)
-        self._active = [n for n in self._active if n != adapter_name]
-
-    def set_active_adapters(self, adapter_names: Sequence[str]) -> None:
-        self._active = list(adapter_names)
-
-    def active_adapters(self) -> list[str]:
-        return list(self._active)
-
-    def set_routing(self, route: torch.Tensor | None, route_names: Sequence[str]) -> None:
-        self._route = route
-        self._route_names = list(route_names)
+        self._forget(adapter_name)
 
     def adapter_parameters(self, adapter_name: str) -> list[nn.Parameter]:
         if adapter_name in self.prefix_keys:

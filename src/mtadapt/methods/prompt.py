@@ -34,14 +34,13 @@ The Marian-native encoder takes no ``inputs_embeds``: prompt tuning is HF-only f
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
-from mtadapt.methods.base import MethodConfig, active_adapters, adapter_names, expand_routing, set_active_adapters
+from mtadapt.methods.base import AdapterSelection, MethodConfig, active_adapters, adapter_names, expand_routing, set_active_adapters
 from mtadapt.models.targets import ModelTargets
 
 SITE_ATTR = "prompt_tuning"
@@ -110,15 +109,13 @@ def layout_rows(
     return source.gather(1, index)
 
 
-class SoftPrompt(nn.Module):
+class SoftPrompt(AdapterSelection, nn.Module):
     """Soft prompts of all prompt adapters; child ``prompt_tuning`` of the encoder."""
 
     def __init__(self) -> None:
         super().__init__()
         self.prompts = nn.ParameterDict()  # name -> (N, d)
-        self._active: list[str] = []
-        self._route: torch.Tensor | None = None
-        self._route_names: list[str] = []
+        self._init_selection()
 
     # --- AdapterLayer protocol -------------------------------------------------------------
     def adapter_names(self) -> list[str]:
@@ -128,17 +125,7 @@ class SoftPrompt(nn.Module):
         if adapter_name not in self.prompts:
             raise KeyError(f"no prompt adapter {adapter_name!r}; held: {self.adapter_names()}")
         del self.prompts[adapter_name]
-        self._active = [n for n in self._active if n != adapter_name]
-
-    def set_active_adapters(self, adapter_names: Sequence[str]) -> None:
-        self._active = list(adapter_names)
-
-    def active_adapters(self) -> list[str]:
-        return list(self._active)
-
-    def set_routing(self, route: torch.Tensor | None, route_names: Sequence[str]) -> None:
-        self._route = route
-        self._route_names = list(route_names)
+        self._forget(adapter_name)
 
     def adapter_parameters(self, adapter_name: str) -> list[nn.Parameter]:
         return [self.prompts[adapter_name]]
