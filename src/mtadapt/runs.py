@@ -3,6 +3,13 @@
     model, codec = open_for_inference(run="runs/toy")                 # best (or final) of a run
     model, codec = open_for_inference(model="tiny:mbart50", adapters=["runs/toy/best"],
                                       src_lang="de_DE", tgt_lang="en_XX")
+    model, codec = open_for_inference(run="runs/multi", src_lang="es", tgt_lang="en")  # one
+                                      # direction of a multi-pair run (data.pairs)
+
+A multi-pair run gives each direction what training gave it: its target-language tag (models
+without language codes, `reserve_language_tags` over the run's target languages) and, with
+`method.adapters: per_language`, the source language's adapters in the encoder and the target
+language's in the decoder (`activate_language_adapters`).
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ import yaml
 from mtadapt.config import RunConfig, config_from_dict
 from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_names, set_active_adapters
-from mtadapt.models.languages import PairCodec
+from mtadapt.methods.language_adapters import PREFIX as LANGUAGE_PREFIX
+from mtadapt.methods.language_adapters import activate_language_adapters
+from mtadapt.models.languages import PairCodec, reserve_language_tags
 from mtadapt.models.loading import LoadedModel, load_model
 
 
@@ -29,9 +38,36 @@ def run_adapter(run_dir: str | Path, which: str = "best") -> Path:
     """The run's `best` adapter when it exists (and `which` is best), else `final`."""
     run_dir = Path(run_dir)
     for name in ([which, "final"] if which == "best" else [which]):
-        if (run_dir / name / storage.CONFIG_FILE).exists():
-            return run_dir / name
+        folder = run_dir / name
+        if folder.is_dir() and _adapter_folders(folder):  # one adapter, or one per language
+            return folder
     raise FileNotFoundError(f"{run_dir} has no finished adapter ({which}/ or final/); did training finish?")
+
+
+def _run_direction(cfg: RunConfig, run: str | Path, src_lang: str | None, tgt_lang: str | None) -> tuple[str | None, str | None]:
+    """The direction to serve from a multi-pair run: the one asked for, or its only one.
+
+    Raises:
+        ValueError: no direction given while the run has several, naming them.
+    """
+    directions = [(c.src_lang, c.tgt_lang) for c in cfg.data.pair_corpora()]
+    if src_lang is None and tgt_lang is None and len(directions) == 1:
+        return directions[0]
+    if src_lang is None or tgt_lang is None:
+        names = ", ".join(f"--src-lang {s} --tgt-lang {t}" for s, t in directions)
+        raise ValueError(f"{run} is a multi-pair run; choose a direction: {names} (or any pair of its languages)")
+    return src_lang, tgt_lang
+
+
+def _adapter_folders(folder: Path) -> list[tuple[str | None, Path]]:
+    """(name, folder) of the adapters saved in a run's `best/` or `final/`: one adapter, or one
+    sub-folder per language adapter (`lang_<code>/`)."""
+    if (folder / storage.CONFIG_FILE).exists():
+        return [(None, folder)]
+    if not folder.is_dir():
+        return []
+    subs = sorted(p for p in folder.iterdir() if (p / storage.CONFIG_FILE).exists())
+    return [(p.name, p) for p in subs]
 
 
 def open_for_inference(
@@ -42,31 +78,52 @@ def open_for_inference(
     src_lang: str | None = None,
     tgt_lang: str | None = None,
     which: str = "best",
+    shortlist: bool | None = None,
 ) -> tuple[LoadedModel, PairCodec]:
     """Load a base model, add saved adapters (their fingerprints checked), build the codec.
 
     A run folder supplies the model name, languages and adapter; explicit arguments win.
+    `shortlist` (Bergamot models): None takes the run's `model.shortlist` (default on).
 
     Raises:
-        ValueError: neither `run` nor `model` given.
+        ValueError: neither `run` nor `model` given; a multi-pair run without a direction;
+            a target language the run has no tag for.
     """
     family = tokenizer = None
+    cfg: RunConfig | None = None
+    folders: list[tuple[str | None, Path]] = []
     if run is not None:
         cfg = read_run_config(run)
         model = model or cfg.model.name_or_path
         family, tokenizer = cfg.model.family, cfg.model.tokenizer
-        src_lang = src_lang or cfg.data.src_lang
-        tgt_lang = tgt_lang or cfg.data.tgt_lang
-        adapters = adapters or [str(run_adapter(run, which))]
+        if shortlist is None:
+            shortlist = cfg.model.shortlist
+        if cfg.data.pairs:
+            src_lang, tgt_lang = _run_direction(cfg, run, src_lang, tgt_lang)
+        else:
+            src_lang = src_lang or cfg.data.src_lang
+            tgt_lang = tgt_lang or cfg.data.tgt_lang
+        if not adapters:
+            folders = _adapter_folders(run_adapter(run, which))
     if model is None:
         raise ValueError("give --model (a name or path) or --run (a run folder)")
-    loaded = load_model(model, family=family, tokenizer=tokenizer)
-    for i, folder in enumerate(adapters or []):
-        name = None if len(adapters or []) == 1 else f"adapter{i}"
+    folders = folders or [(None if len(adapters or []) == 1 else f"adapter{i}", Path(f)) for i, f in enumerate(adapters or [])]
+    loaded = load_model(model, family=family, tokenizer=tokenizer, shortlist=True if shortlist is None else shortlist)
+    for name, folder in folders:
         storage.load_adapter(loaded.model, folder, loaded.family.targets, adapter_name=name)
     names = adapter_names(loaded.model)
-    if names:
+    if cfg is not None and cfg.method.adapters == "per_language" and all(n.startswith(LANGUAGE_PREFIX) for n in names):
+        activate_language_adapters(loaded.model, src_lang, tgt_lang)  # encoder: source's, decoder: target's
+    elif names:
         set_active_adapters(loaded.model, names)
     loaded.model.eval()
-    codec = PairCodec(loaded.family, loaded.tokenizer, src_lang, tgt_lang, loaded.decoder_start_token_id)
+    tag = None
+    if cfg is not None and cfg.data.pairs and loaded.family.language_style == "none":
+        targets = sorted({c.tgt_lang for c in cfg.data.pair_corpora() if c.tgt_lang is not None})
+        if len(targets) > 1:  # trained with target tags: the same tags (they depend on the set only)
+            tags = reserve_language_tags(loaded.tokenizer, targets)
+            if tgt_lang not in tags:
+                raise ValueError(f"{run} tagged target languages {', '.join(targets)}; --tgt-lang {tgt_lang} has no tag")
+            tag = tags[tgt_lang]
+    codec = PairCodec(loaded.family, loaded.tokenizer, src_lang, tgt_lang, loaded.decoder_start_token_id, target_tag_id=tag)
     return loaded, codec

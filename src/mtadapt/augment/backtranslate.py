@@ -481,17 +481,20 @@ def backtranslate_file(
     tgt_lang: str | None = None,
     work_dir: str | Path | None = None,
     progress: bool = False,
+    shortlist: bool | None = None,
 ) -> FilterReport:
     """`backtranslate` a text file with a model opened by `open_for_inference`; writes the
     pairs and `report.json` in the work folder (default: `<output_src>.shards`).
 
     `src_lang`/`tgt_lang` are the model's direction: for back-translation into a pt->en
-    training set, a en->pt model with src_lang en, tgt_lang pt.
+    training set, a en->pt model with src_lang en, tgt_lang pt. `shortlist`: see
+    `open_for_inference`.
     """
     from mtadapt.runs import open_for_inference
 
     lines = Path(input_path).read_text(encoding="utf-8").splitlines()
-    loaded, codec = open_for_inference(run=run, model=model, adapters=adapters, src_lang=src_lang, tgt_lang=tgt_lang)
+    loaded, codec = open_for_inference(run=run, model=model, adapters=adapters, src_lang=src_lang, tgt_lang=tgt_lang,
+                                       shortlist=shortlist)
     if torch.cuda.is_available():
         loaded.model.cuda()
     if config.tag is not None:

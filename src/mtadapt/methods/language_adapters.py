@@ -109,6 +109,18 @@ def set_language_routing(model: nn.Module, src_langs: Sequence[str] | None, tgt_
         layer.set_routing(tgt_route, route_names)
 
 
+def activate_language_adapters(model: nn.Module, src_lang: str | None, tgt_lang: str | None) -> None:
+    """One direction for every row (inference of a single direction, any batch size): the
+    encoder layers use the source language's adapter, the decoder layers the target
+    language's; a language without an adapter leaves that half on the base model."""
+    encoder, decoder = split_layers(model)
+    known = set(adapter_names(model))
+    for layers, language in ((encoder, src_lang), (decoder, tgt_lang)):
+        name = None if language is None else language_adapter_name(language)
+        for layer in layers:
+            layer.set_active_adapters([name] if name in known else [])
+
+
 @contextmanager
 def language_routing(model: nn.Module, src_langs: Sequence[str], tgt_langs: Sequence[str]) -> Iterator[None]:
     """``with language_routing(model, ["de_DE", "en_XX"], ["en_XX", "de_DE"]): model.generate(...)``."""

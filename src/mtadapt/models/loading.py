@@ -50,6 +50,7 @@ def load_model(
     tokenizer: str | None = None,
     trust_remote_code: bool = False,
     dtype: torch.dtype | None = None,
+    shortlist: bool = True,
 ) -> LoadedModel:
     """Load model + tokenizer and identify the family.
 
@@ -62,6 +63,9 @@ def load_model(
             the SentencePiece vocabulary).
         trust_remote_code: Passed to transformers; off by default.
         dtype: Load weights in this dtype (default: as stored, float32 on CPU).
+        shortlist: Attach a Bergamot model's lexical shortlist (generation then only scores
+            each sentence's candidate words). Switch it off when the sources are not in the
+            model's source language (a pt->en shortlist restricts by *Portuguese* words).
 
     Raises:
         ValueError: unknown family, or a Marian file without a vocabulary.
@@ -73,7 +77,7 @@ def load_model(
         from mtadapt.models import marian_native
 
         if name_or_path.startswith("bergamot:"):
-            model, tok = marian_native.load_bergamot(name_or_path)
+            model, tok = marian_native.load_bergamot(name_or_path, use_shortlist=shortlist)
         else:
             if tokenizer is None:
                 raise ValueError(

@@ -88,7 +88,7 @@ def load_base(config: RunConfig) -> LoadedModel:
     """Load the run's base model (`tiny:<family>` builds a cached tiny model)."""
     return load_model(
         config.model.name_or_path, family=config.model.family, tokenizer=config.model.tokenizer,
-        trust_remote_code=config.model.trust_remote_code,
+        trust_remote_code=config.model.trust_remote_code, shortlist=config.model.shortlist,
     )
 
 
