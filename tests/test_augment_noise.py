@@ -213,4 +213,4 @@ def test_augment_recipes_validate(recipe):
     from mtadapt.config import load_recipe
 
     config = load_recipe(recipe)
-    assert config.train.output_dir.startswith("runs/augment-")
+    assert config.train.output_dir.startswith(("runs/augment-", "runs/bt-"))
