@@ -11,7 +11,7 @@
 
 One process per cell makes the peak resident memory (`ru_maxrss`) the cell's own and
 returns every byte to the system between cells. A cell whose method cannot be applied to
-the model (prompt tuning on Marian-native) is recorded as "unsupported" with the reason.
+the model (BitFit on T5, which has no biases) is recorded as "unsupported" with the reason.
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ so that its tokens keep the positions they have when the row runs alone::
         mask[i] = [1 (n_i)            ; attention_mask[i]   ; 0 (N_max - n_i)]
 
 Parameters per adapter: N * d.
-The Marian-native encoder takes no ``inputs_embeds``: prompt tuning is HF-only for now.
+Marian-native models take the same encoder hook (their encoder accepts ``inputs_embeds``)
+and need no decoder hook: their encoder returns the mask it used (``encode_masked``), which
+generation and the teacher-forced forward hand to the decoder.
 """
 
 from __future__ import annotations

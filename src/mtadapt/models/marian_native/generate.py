@@ -118,10 +118,9 @@ def greedy_search(
     batch = input_ids.shape[0]
     caps = _length_caps(attention_mask, max_new_tokens, max_length_factor)
     out = torch.full((batch, int(caps.max())), config.pad_id, dtype=torch.long, device=input_ids.device)
-    encoder_hidden = model.encode(input_ids, attention_mask)
-    cache = model.model.decoder.init_cache(encoder_hidden, attention_mask)
+    encoder_hidden, enc_mask = model.encode_masked(input_ids, attention_mask)  # (B, S', D), (B, S')
+    cache = model.model.decoder.init_cache(encoder_hidden, enc_mask)
     active = torch.arange(batch, device=input_ids.device)  # original row of each live row
-    enc_mask = attention_mask
     output = None if shortlist is None else ShortlistOutput(model, shortlist, input_ids, attention_mask)
     previous = torch.full((batch,), config.pad_id, dtype=torch.long, device=input_ids.device)
     steps = 0
@@ -168,12 +167,12 @@ def beam_search(
     device = input_ids.device
     batch, k = input_ids.shape[0], num_beams
     caps = _length_caps(attention_mask, max_new_tokens, max_length_factor).tolist()
-    encoder_hidden = model.encode(input_ids, attention_mask)
-    cache = model.model.decoder.init_cache(encoder_hidden, attention_mask)
+    encoder_hidden, encoder_mask = model.encode_masked(input_ids, attention_mask)  # (B, S', D), (B, S')
+    cache = model.model.decoder.init_cache(encoder_hidden, encoder_mask)
     # rows b*K .. b*K+K-1 are the beams of sentence b
     expand = torch.arange(batch, device=device).repeat_interleave(k)
     cache = reorder_cache(cache, expand)
-    enc_mask = attention_mask.index_select(0, expand)
+    enc_mask = encoder_mask.index_select(0, expand)
     beam_scores = torch.full((batch, k), float("-inf"), device=device)
     beam_scores[:, 0] = 0.0  # all beams start identical: expand only the first at step 0
     tokens = torch.empty((batch * k, 0), dtype=torch.long, device=device)

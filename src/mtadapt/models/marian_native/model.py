@@ -291,13 +291,31 @@ class MarianEncoder(nn.Module):
         self.embed_scale = math.sqrt(config.dim)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.encoder_layers))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, S) ids and mask -> (B, S, D) encoder states."""
-        x = self.embed_tokens(input_ids) * self.embed_scale
-        x = x + sinusoidal_positions(input_ids.shape[1], x.shape[-1], device=x.device, dtype=x.dtype)
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        return_mask: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) ids (or (B, S, D) `inputs_embeds`, already times `embed_scale`) and mask ->
+        (B, S, D) encoder states; with `return_mask` also the (B, S) mask over those states.
+
+        The mask is returned because a method may change the encoder's input: prompt tuning
+        (`mtadapt.methods.prompt`) prepends N rows and extends the mask in a pre-hook, so the
+        decoder must attend over the mask the encoder actually used, not the caller's.
+        """
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("MarianEncoder needs input_ids or inputs_embeds")
+            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
+        x = inputs_embeds
+        if attention_mask is None:
+            attention_mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
+        x = x + sinusoidal_positions(x.shape[1], x.shape[-1], device=x.device, dtype=x.dtype)
         for layer in self.layers:
             x = layer(x, attention_mask)
-        return x
+        return (x, attention_mask) if return_mask else x
 
 
 class MarianDecoder(nn.Module):
@@ -416,7 +434,12 @@ class MarianNativeModel(nn.Module):
         return F.linear(decoder_hidden, self.model.shared.weight, self.final_logits_bias[0])
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model.encoder(input_ids, attention_mask)
+        return self.encode_masked(input_ids, attention_mask)[0]
+
+    def encode_masked(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) source -> encoder states (B, S', D) and the mask over them (B, S'); S' = S
+        unless a method prepends rows to the encoder input (prompt tuning)."""
+        return self.model.encoder(input_ids=input_ids, attention_mask=attention_mask, return_mask=True)
 
     def decode_step_hidden(
         self, previous_ids: torch.Tensor, position: int, cache: list[LayerCache], encoder_mask: torch.Tensor
@@ -458,10 +481,15 @@ class MarianNativeModel(nn.Module):
                 raise ValueError("MarianNativeModel.forward needs labels or decoder_input_ids")
             decoder_input_ids = shift_right(labels, self.config.pad_id)
         if encoder_outputs is None:
-            encoder_hidden = self.encode(input_ids, attention_mask)
+            encoder_hidden, encoder_mask = self.encode_masked(input_ids, attention_mask)
         else:
-            encoder_hidden = encoder_outputs[0]
-        hidden = self.model.decoder(decoder_input_ids, encoder_hidden, attention_mask)
+            encoder_hidden, encoder_mask = encoder_outputs[0], attention_mask
+            if encoder_hidden.shape[1] != encoder_mask.shape[1]:
+                raise ValueError(
+                    f"encoder_outputs cover {encoder_hidden.shape[1]} positions but attention_mask {encoder_mask.shape[1]}; "
+                    "pass the mask from encode_masked"
+                )
+        hidden = self.model.decoder(decoder_input_ids, encoder_hidden, encoder_mask)
         logits = self.logits(hidden)
         loss = None
         if labels is not None:
