@@ -214,17 +214,11 @@ def test_marian_native_prompt_matches_plain_reference_and_generates() -> None:
             torch.testing.assert_close(out[i : i + 1], alone.logits, rtol=1e-9, atol=1e-9)
         apply(model, PromptConfig(prompt_length=2, init="normal", init_std=1.0, seed=1), MARIAN_NATIVE, "short")
         names = ["short", "__base__", "default"]
-        with base.routing(model, names):
-            beams = model.generate(ids, mask, num_beams=3, max_new_tokens=5)
-        for i, name in enumerate(names):
-            base.set_active_adapters(model, [] if name == "__base__" else [name])
-            n = int(mask[i].sum())
-            alone = model.generate(ids[i : i + 1, :n], mask[i : i + 1, :n], num_beams=3, max_new_tokens=5)
-            assert torch.equal(beams[i, : alone.shape[1]], alone[0])
-        with base.routing(model, names):
-            greedy = model.generate(ids, mask, num_beams=1, max_new_tokens=5)
-        for i, name in enumerate(names):
-            base.set_active_adapters(model, [] if name == "__base__" else [name])
-            n = int(mask[i].sum())
-            alone = model.generate(ids[i : i + 1, :n], mask[i : i + 1, :n], num_beams=1, max_new_tokens=5)
-            assert torch.equal(greedy[i, : alone.shape[1]], alone[0])
+        for num_beams in (3, 1):  # beam search and greedy
+            with base.routing(model, names):
+                mixed = model.generate(ids, mask, num_beams=num_beams, max_new_tokens=5)
+            for i, name in enumerate(names):
+                base.set_active_adapters(model, [] if name == "__base__" else [name])
+                n = int(mask[i].sum())
+                alone = model.generate(ids[i : i + 1, :n], mask[i : i + 1, :n], num_beams=num_beams, max_new_tokens=5)
+                assert torch.equal(mixed[i, : alone.shape[1]], alone[0])
