@@ -119,3 +119,41 @@ def test_train_reports_config_errors(capsys):
     err = capsys.readouterr().err
     assert "'cosine' is not one of 'linear', 'inverse_sqrt', 'constant'" in err and "did you mean 'max_steps'" in err
 
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt"])
+def test_export_peft_writes_the_adapter_kind_peft_loads(tmp_path, method):
+    """`mtadapt export --format peft` picks the PEFT format from the saved adapter's method,
+    and PEFT reproduces the adapted model's logits."""
+    peft = pytest.importorskip("peft")
+    import json
+
+    import torch
+
+    from mtadapt.methods import storage
+    from mtadapt.methods.lora import LoraConfig
+    from mtadapt.methods.prompt import PromptConfig
+    from mtadapt.models.loading import load_model
+
+    loaded = load_model("tiny:mbart50")
+    config = LoraConfig(rank=4)
+    if method == "prompt":
+        config = PromptConfig(prompt_length=3, init="normal", init_std=1.0, seed=0)
+    storage.add_adapter(loaded.model, config, loaded.family.targets)
+    with torch.no_grad():  # a fresh LoRA B is zero: make it change the output
+        for name, p in loaded.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3)
+    storage.save_adapter(loaded.model, tmp_path / "adapter", base_model="tiny:mbart50")
+    assert main(["export", "--model", "tiny:mbart50", "--adapter", str(tmp_path / "adapter"), "--format", "peft",
+                 "--out", str(tmp_path / "peft")]) == 0
+    written = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert written["peft_type"] == {"lora": "LORA", "prompt": "PROMPT_TUNING"}[method]
+    theirs = peft.PeftModel.from_pretrained(load_model("tiny:mbart50").model, tmp_path / "peft").eval()
+    ids = loaded.tokenizer(["Hallo Welt", "Guten Morgen, wie geht es?"], return_tensors="pt", padding=True)
+    labels = loaded.tokenizer(["Hello world", "Good morning"], return_tensors="pt", padding=True).input_ids
+    with torch.no_grad():
+        ours = loaded.model.eval()(**ids, labels=labels).logits
+        plain = load_model("tiny:mbart50").model.eval()(**ids, labels=labels).logits
+        assert (ours - plain).abs().max() > 1e-3
+        assert (ours - theirs(**ids, labels=labels).logits).abs().max() < 1e-5

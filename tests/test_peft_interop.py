@@ -123,3 +123,41 @@ def test_one_training_step_matches_peft():
             n_checked += 1
     assert n_checked == 24
     assert sum(p.numel() for p in ours.parameters() if p.requires_grad) == theirs.get_nb_trainable_parameters()[0]
+
+
+@pytest.mark.parametrize("family", ["mbart", "t5"])
+def test_prompt_export_loads_in_peft_with_equal_logits_and_generation(tmp_path, family):
+    from mtadapt.methods.prompt import PromptConfig
+
+    base_model = tiny_mbart(dropout=0.0) if family == "mbart" else tiny_t5()
+    targets = BART_LIKE if family == "mbart" else T5
+    ours = copy.deepcopy(base_model)
+    storage.add_adapter(ours, PromptConfig(prompt_length=5, init="normal", init_std=1.0, seed=0), targets, "p")
+    peft_interop.export_prompt_to_peft(ours, tmp_path / "peft", "p")
+    theirs = peft.PeftModel.from_pretrained(copy.deepcopy(base_model), tmp_path / "peft").eval()
+    b = batch()
+    b["attention_mask"] = torch.ones_like(b["input_ids"])
+    b["attention_mask"][1, 4:] = 0  # a padded row: PEFT and mtadapt extend the mask alike
+    with torch.no_grad():
+        a_logits = ours(**b).logits
+        p_logits = theirs(**b).logits
+        plain = base_model(**b).logits
+        kw = dict(input_ids=b["input_ids"], attention_mask=b["attention_mask"], num_beams=2, do_sample=False, max_new_tokens=6)
+        a_gen, p_gen = ours.generate(**kw), theirs.generate(**kw)
+    assert (a_logits - plain).abs().max() > 0.1
+    assert (a_logits - p_logits).abs().max() < 1e-5
+    assert torch.equal(a_gen, p_gen)
+
+
+def test_prompt_export_refuses_a_placement_peft_does_not_share(tmp_path):
+    from transformers import MarianConfig, MarianMTModel
+
+    from mtadapt.methods.prompt import PromptConfig
+
+    config = MarianConfig(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4,
+                          encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=100, decoder_vocab_size=100, pad_token_id=1,
+                          eos_token_id=2, decoder_start_token_id=1, max_position_embeddings=64, scale_embedding=True)
+    model = MarianMTModel(config).eval()
+    storage.add_adapter(model, PromptConfig(prompt_length=2), BART_LIKE, "p")
+    with pytest.raises(ValueError, match="outside the embedding module"):
+        peft_interop.export_prompt_to_peft(model, tmp_path / "peft", "p")

@@ -79,11 +79,14 @@ def open_for_inference(
     tgt_lang: str | None = None,
     which: str = "best",
     shortlist: bool | None = None,
+    with_codec: bool = True,
 ) -> tuple[LoadedModel, PairCodec]:
     """Load a base model, add saved adapters (their fingerprints checked), build the codec.
 
     A run folder supplies the model name, languages and adapter; explicit arguments win.
     `shortlist` (Bergamot models): None takes the run's `model.shortlist` (default on).
+    `with_codec=False` (merge, export: no text goes in) skips the direction and the codec,
+    which is then None.
 
     Raises:
         ValueError: neither `run` nor `model` given; a multi-pair run without a direction;
@@ -98,7 +101,7 @@ def open_for_inference(
         family, tokenizer = cfg.model.family, cfg.model.tokenizer
         if shortlist is None:
             shortlist = cfg.model.shortlist
-        if cfg.data.pairs:
+        if cfg.data.pairs and (with_codec or src_lang or tgt_lang):
             src_lang, tgt_lang = _run_direction(cfg, run, src_lang, tgt_lang)
         else:
             src_lang = src_lang or cfg.data.src_lang
@@ -117,6 +120,8 @@ def open_for_inference(
     elif names:
         set_active_adapters(loaded.model, names)
     loaded.model.eval()
+    if not with_codec:
+        return loaded, None  # type: ignore[return-value]
     tag = None
     if cfg is not None and cfg.data.pairs and loaded.family.language_style == "none":
         targets = sorted({c.tgt_lang for c in cfg.data.pair_corpora() if c.tgt_lang is not None})

@@ -1,4 +1,5 @@
-"""Exchange LoRA adapters with HF PEFT (``adapter_config.json`` + ``adapter_model.safetensors``).
+"""Exchange adapters with HF PEFT (``adapter_config.json`` + ``adapter_model.safetensors``):
+LoRA both ways, prompt tuning out (`export_prompt_to_peft`).
 
 PEFT's saved format (peft/utils/save_and_load.py, ``get_peft_model_state_dict``) stores,
 for a wrapped module ``<module>`` of the *plain* transformers model::
@@ -89,6 +90,72 @@ def export_lora_to_peft(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _atomic_write_bytes(folder / PEFT_WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+    _atomic_write_bytes(
+        folder / PEFT_CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(peft_config, indent=2) + "\n")
+    )
+    return folder
+
+
+def export_prompt_to_peft(
+    model: nn.Module,
+    folder: str | os.PathLike,
+    adapter_name: str = "default",
+    base_model_name_or_path: str | None = None,
+) -> Path:
+    """Write one prompt-tuning adapter as a PEFT ``PROMPT_TUNING`` folder for a seq2seq model.
+
+    PEFT (``PeftModelForSeq2SeqLM``) computes, for prompt tuning::
+
+        inputs_embeds  = [prompt_embeddings[:N] ; get_input_embeddings()(input_ids)]
+        attention_mask = [1 x N ; attention_mask]
+
+    which is our placement when the input embedding module itself yields what the encoder
+    feeds its layers (mBART-50, M2M100/NLLB scale inside the embedding; T5 does not scale).
+    HF Marian scales in the encoder, outside the embedding, and skips that scaling for
+    ``inputs_embeds``: PEFT's tokens would enter unscaled, so export is refused there, as for
+    Marian-native models (not transformers models). We write ``num_transformer_submodules: 1``
+    so ``prompt_embeddings`` is exactly our (N, d) prompt (PEFT's seq2seq default, 2, keeps N
+    more rows that its prompt-tuning forward never reads).
+
+    Raises:
+        ValueError: not a prompt adapter; a model whose placement differs (named).
+    """
+    from mtadapt.methods import prompt as prompt_method
+
+    soft = None
+    for module in model.modules():
+        candidate = getattr(module, prompt_method.SITE_ATTR, None)
+        if isinstance(candidate, prompt_method.SoftPrompt):
+            encoder, soft = module, candidate
+            break
+    if soft is None or adapter_name not in soft.prompts:
+        raise KeyError(f"no prompt-tuning adapter {adapter_name!r} in the model")
+    model_config = getattr(model, "config", None)
+    if model_config is None or not hasattr(model, "get_input_embeddings"):
+        raise ValueError(f"{type(model).__name__} is not a transformers model; PEFT cannot load a prompt adapter for it")
+    embedding = model.get_input_embeddings()
+    scale = getattr(encoder, "embed_scale", None)
+    if scale not in (None, 1, 1.0) and not hasattr(embedding, "embed_scale"):
+        raise ValueError(
+            f"{type(model).__name__}: the encoder scales token embeddings by {scale} outside the embedding module and "
+            "PEFT feeds prompt-tuned inputs unscaled, so a PEFT prompt adapter would not reproduce this one"
+        )
+    weights = soft.prompts[adapter_name].detach().contiguous().cpu().clone()  # (N, d)
+    peft_config: dict[str, Any] = {
+        "peft_type": "PROMPT_TUNING",
+        "task_type": "SEQ_2_SEQ_LM",
+        "base_model_name_or_path": base_model_name_or_path or getattr(model_config, "_name_or_path", None) or None,
+        "inference_mode": True,
+        "num_virtual_tokens": int(weights.shape[0]),
+        "token_dim": int(weights.shape[1]),
+        "num_transformer_submodules": 1,
+        "num_attention_heads": getattr(model_config, "num_attention_heads", None),
+        "num_layers": getattr(model_config, "num_hidden_layers", None),
+        "prompt_tuning_init": "RANDOM",
+    }
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(folder / PEFT_WEIGHTS_FILE, lambda p: save_file({"prompt_embeddings": weights}, p, metadata={"format": "pt"}))
     _atomic_write_bytes(
         folder / PEFT_CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(peft_config, indent=2) + "\n")
     )
