@@ -8,6 +8,7 @@
 #   scripts/bible_bt_experiment.sh all                      # everything, one system after another
 #
 # Systems (all LoRA r=8 all-linear from bergamot:pt-en, same recipe and step budget):
+#   bt-base        the untuned student (no training)
 #   bt-real        the 2,000 real pairs alone
 #   bt-real-noise  the same with source noise on the fly (deletion 0.1, shuffle k=3)
 #   bt-beam        2 x real + 4,000 beam (4) back-translations
@@ -45,20 +46,23 @@ train_one() {
   local name=$1 run=runs/$1
   local args=()
   case $name in
+    bt-base) mkdir -p $run ;;
     bt-real) ;;
     bt-real-noise) args=("data.noise={word_dropout: 0.1, word_shuffle_distance: 3}") ;;
     bt-beam|bt-tagged|bt-sample|bt-noised)
       args=("data.train.paths=[../$D/mix-${name#bt-}.pt, ../$D/mix-${name#bt-}.en]") ;;
     *) echo "unknown system $name" >&2; exit 2 ;;
   esac
-  if [ ! -f $run/final/adapter.json ]; then
+  if [ $name != bt-base ] && [ ! -f $run/final/adapter.json ]; then
     if [ -d $run ]; then resume=--resume; else resume=; fi
     $MT train --no-progress $resume $RECIPE train.output_dir=$run "${args[@]}"
   fi
   if [ ! -f $run/test.json ]; then
     local baseline=()
     [ $name != bt-real ] && [ -f runs/bt-real/test.hyp ] && baseline=(--baseline runs/bt-real/test.hyp)
-    $MT evaluate --no-progress --run $run --src $D/test.pt --ref $D/test.en --save-hyp $run/test.hyp \
+    local model=(--run $run)
+    [ $name = bt-base ] && model=(--model bergamot:pt-en)
+    $MT evaluate --no-progress "${model[@]}" --src $D/test.pt --ref $D/test.en --save-hyp $run/test.hyp \
       "${baseline[@]}" --json > $run/test.json.tmp
     mv $run/test.json.tmp $run/test.json
   fi
@@ -68,6 +72,6 @@ train_one() {
 case ${1:-all} in
   data) data ;;
   train) shift; for s in "$@"; do train_one "$s"; done ;;
-  all) data; for s in bt-real bt-real-noise bt-beam bt-tagged bt-sample bt-noised; do train_one $s; done ;;
+  all) data; for s in bt-base bt-real bt-real-noise bt-beam bt-tagged bt-sample bt-noised; do train_one $s; done ;;
   *) echo "usage: $0 data | train SYSTEM... | all" >&2; exit 2 ;;
 esac
