@@ -50,7 +50,7 @@ train_one() {
     bt-real) ;;
     bt-real-noise) args=("data.noise={word_dropout: 0.1, word_shuffle_distance: 3}") ;;
     bt-beam|bt-tagged|bt-sample|bt-noised)
-      args=("data.train.paths=[../$D/mix-${name#bt-}.pt, ../$D/mix-${name#bt-}.en]") ;;
+      args=("data.train.paths=[$D/mix-${name#bt-}.pt, $D/mix-${name#bt-}.en]") ;;  # overrides: relative to the working folder
     *) echo "unknown system $name" >&2; exit 2 ;;
   esac
   if [ $name != bt-base ] && [ ! -f $run/final/adapter.json ]; then
