@@ -8,7 +8,8 @@ Measures
   adapter file size (mtadapt `save_adapter` vs PEFT `save_pretrained`);
   generation: greedy, fixed length, base vs unmerged LoRA vs merged LoRA.
 
-Run: python benchmarks/lora_vs_peft.py [--steps 12] (about 2-3 minutes on 2 CPU cores).
+Run: python benchmarks/lora_vs_peft.py --steps 30 (about a minute on 2 idle CPU cores). Each figure is
+the best of --rounds alternated training runs / --gen-rounds interleaved generations.
 """
 
 from __future__ import annotations
@@ -108,17 +109,12 @@ def train_run(kind: str, base_model: torch.nn.Module, data: list) -> dict:
     return result
 
 
-def gen_time(model: torch.nn.Module, src: torch.Tensor, repeats: int = 3) -> float:
-    model.eval()
+def gen_once(model: torch.nn.Module, src: torch.Tensor) -> float:
     kwargs = dict(max_new_tokens=24, min_new_tokens=24, num_beams=1, do_sample=False)
     with torch.no_grad():
+        t0 = time.perf_counter()
         model.generate(input_ids=src, **kwargs)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model.generate(input_ids=src, **kwargs)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        return time.perf_counter() - t0
 
 
 def dir_size(folder: Path, name: str) -> int:
@@ -128,6 +124,8 @@ def dir_size(folder: Path, name: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="training runs per side, alternated")
+    parser.add_argument("--gen-rounds", type=int, default=10, help="timed generations per model, interleaved")
     args = parser.parse_args()
     import peft
     import transformers
@@ -142,7 +140,7 @@ def main() -> None:
           f"batch 8 x (24 src + 24 tgt) tokens, {args.steps} steps (2 warm-up)")
 
     results: dict[str, list[dict]] = {"mtadapt": [], "peft": []}
-    for _ in range(2):  # alternate so drift in machine load hits both equally
+    for _ in range(args.rounds):  # alternate so drift in machine load hits both equally
         for kind in ("mtadapt", "peft"):
             results[kind].append(train_run(kind, base_model, data))
     summary = {}
@@ -173,10 +171,13 @@ def main() -> None:
     for _, layer in lora.lora_layers(unmerged):
         torch.nn.init.normal_(layer.lora_B["default"], std=0.01)
     merged = lora.merge_and_unload(copy.deepcopy(unmerged))
-    times = {name: [] for name in ("base", "unmerged", "merged")}
-    for _ in range(2):
-        for name, model in (("base", plain), ("unmerged", unmerged), ("merged", merged)):
-            times[name].append(gen_time(model, src))
+    models = {"base": plain.eval(), "unmerged": unmerged.eval(), "merged": merged.eval()}
+    for model in models.values():
+        gen_once(model, src)  # warm-up
+    times = {name: [] for name in models}
+    for _ in range(args.gen_rounds):  # interleaved one generation at a time: load drift hits all three
+        for name, model in models.items():
+            times[name].append(gen_once(model, src))
     t = {k: min(v) for k, v in times.items()}
     print("\ngeneration (greedy, 8 x 24 new tokens)   seconds   vs base")
     for name in ("base", "unmerged", "merged"):

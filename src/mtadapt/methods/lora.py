@@ -17,6 +17,8 @@ Per-example routing (see `mtadapt.methods.base`): with ``a = expand_routing(rout
             y[i] += scale[a[i]] * dropout(x[i]) @ A[a[i]]^T @ B[a[i]]^T
 
 computed per adapter on the rows routed to it (one gather, two matmuls, one index_add).
+Unrouted, a plain ``nn.Linear`` base runs fused (see `LoraLinear.forward`): the base matmul
+and each adapter's second matmul with its add are one ``addmm`` each.
 """
 
 from __future__ import annotations
@@ -207,16 +209,33 @@ class LoraLinear(AdapterSelection, nn.Module):
         return F.linear(F.linear(h, A) * self.scale[adapter_name], B)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base_layer(x)
         if self._route is not None:
-            return self._routed_forward(x, y)
-        for name in self._active:
-            if name in self.lora_A and name not in self.merged:
-                delta = self._lora(x, name)
-                # in place: the base linear's backward needs its input, not its output, so
-                # adding into y is safe and saves one (..., d_out) allocation per layer
-                y.add_(delta if delta.dtype == y.dtype else delta.to(y.dtype))
-        return y
+            return self._routed_forward(x, self.base_layer(x))
+        live = [n for n in self._active if n in self.lora_A and n not in self.merged]
+        base = self.base_layer
+        if not live:
+            return base(x)
+        if type(base) is not nn.Linear or any(self.lora_A[n].dtype != x.dtype for n in live) or x.dtype != base.weight.dtype:
+            y = base(x)  # generic path: any Linear subclass, mixed dtypes
+            for name in live:
+                # in place: the base linear's backward needs its input, not its output
+                y.add_(self._lora(x, name).to(y.dtype))
+            return y
+        # Fused path (plain nn.Linear, one dtype): per adapter two kernels instead of four,
+        #   y2 = b + x2 W^T                  (N, d_out)    addmm
+        #   y2 += scale * (x2 A^T) B^T       (N, r) -> (N, d_out), in place: addmm_(alpha=scale)
+        # on the flattened rows x2 (N, d_in). The in-place update is safe for autograd: the
+        # base addmm saves its inputs, not its output.
+        x2 = x.reshape(-1, x.shape[-1])
+        weight, bias = base.weight, base.bias
+        y2 = torch.addmm(bias, x2, weight.t()) if bias is not None else x2 @ weight.t()
+        for name in live:
+            h = x2
+            p = self.dropout[name]
+            if p and self.training:
+                h = F.dropout(h, p)
+            y2.addmm_(h @ self.lora_A[name].t(), self.lora_B[name].t(), alpha=self.scale[name])
+        return y2.view(*x.shape[:-1], y2.shape[-1])
 
     def _routed_forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # x (N, ..., d_in), y (N, ..., d_out); a (N,) adapter index per row, -1 = base only
