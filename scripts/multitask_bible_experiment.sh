@@ -10,7 +10,7 @@
 #   scripts/multitask_bible_experiment.sh all
 #
 # Systems:
-#   mt-base                    the untuned student on the four test sets
+#   mt-base                    the untuned student on the four test sets (and on en->pt)
 #   mt-single-{pt,es,fr,it}    one pair trained, the three others held out (dev only)
 #   mt-multi-T1, mt-multi-T5   all four pairs, temperature sampling T=1 / T=5
 #   mt-bidir                   pt->en and en->pt, uniform sampling, target tags
@@ -77,6 +77,7 @@ run_one() {
   else
     for l in pt es fr it; do evaluate $what $run $l en ${CODE[$l]} 4; done
   fi
+  [ $name = mt-base ] && evaluate $what $run en pt 4 a  # the untuned pt->en student asked for en->pt
   echo "$name done"
 }
 

@@ -1,0 +1,144 @@
+"""Markdown tables of the issue 6 (back-translation) and issue 7 (multi-task) experiments,
+recomputed from the saved test hypotheses (sacreBLEU BLEU/chrF, paired bootstrap with 1,000
+resamples, sacreBLEU's implementation) and the runs' own result.json / metrics.jsonl.
+
+    python scripts/experiment_tables.py bt [--root .]      # runs/bt-*, data/bible-bt
+    python scripts/experiment_tables.py multitask [--root .]  # runs/mt-*
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mtadapt.evaluate.metrics import corpus_scores, paired_bootstrap
+
+BT_SYSTEMS = [
+    ("bt-base", "untuned student", "-"),
+    ("bt-real", "real pairs only", "2,000"),
+    ("bt-real-noise", "real, source noise on the fly", "2,000"),
+    ("bt-beam", "+ beam BT", "2 x 2,000 + BT"),
+    ("bt-tagged", "+ tagged beam BT", "2 x 2,000 + BT"),
+    ("bt-sample", "+ sampled BT (top-10)", "2 x 2,000 + BT"),
+    ("bt-noised", "+ noised beam BT", "2 x 2,000 + BT"),
+]
+LANGS = ["pt", "es", "fr", "it"]
+MT_SYSTEMS = ["mt-base", "mt-single-pt", "mt-single-es", "mt-single-fr", "mt-single-it", "mt-multi-T1", "mt-multi-T5"]
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def _best_dev(run: Path, key: str = "dev_bleu") -> str:
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return "-"
+    values = [json.loads(line).get(key) for line in _lines(path)]
+    values = [v for v in values if v is not None]
+    return f"{max(values):.2f}" if values else "-"
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _delta(hyps: list[str], base: list[str], refs: list[str]) -> str:
+    result = paired_bootstrap(base, {"s": hyps}, refs)["s"]["BLEU"]
+    base_score = corpus_scores(base, refs)["BLEU"].score
+    return f"{result['score'] - base_score:+.2f} (p={_p(result['p_value'])})"
+
+
+def bt_table(root: Path) -> str:
+    refs = _lines(root / "data/bible-bt/test.en")
+    hyps = {name: _lines(root / "runs" / name / "test.hyp") for name, _, _ in BT_SYSTEMS
+            if (root / "runs" / name / "test.hyp").exists()}
+    rows = ["| system | training pairs | best dev BLEU | test BLEU [95% CI] | test chrF | ΔBLEU vs untuned (p) | ΔBLEU vs real only (p) |",
+            "|---|---|---|---|---|---|---|"]
+    for name, label, pairs in BT_SYSTEMS:
+        if name not in hyps:
+            rows.append(f"| {label} | {pairs} | not run | | | | |")
+            continue
+        s = corpus_scores(hyps[name], refs, n_bootstrap=1000)
+        bleu, chrf = s["BLEU"], s["chrF"]
+        vs_base = "-" if name == "bt-base" else _delta(hyps[name], hyps["bt-base"], refs)
+        vs_real = "-" if name in ("bt-base", "bt-real") else _delta(hyps[name], hyps["bt-real"], refs)
+        rows.append(f"| {label} (`{name}`) | {pairs} | {_best_dev(root / 'runs' / name)} | {bleu.score:.2f} "
+                    f"[{bleu.ci_low:.2f}, {bleu.ci_high:.2f}] | {chrf.score:.2f} | {vs_base} | {vs_real} |")
+    return "\n".join(rows)
+
+
+def _test_refs(src: str, tgt: str) -> list[str]:
+    from mtadapt.data.bible import parse_corpus_path, write_splits
+
+    return _lines(write_splits(parse_corpus_path(f"bible:{src}-{tgt}:test")[0])["test"][1])
+
+
+CODE = {"pt": "a", "es": "v", "fr": "l", "it": "d"}
+
+
+def multitask_tables(root: Path) -> str:
+    runs = root / "runs"
+    refs = {lang: _test_refs(CODE[lang], "4") for lang in LANGS}
+
+    def hyp(system: str, src: str, tgt: str = "en") -> list[str] | None:
+        path = runs / system / f"test-{src}-{tgt}.hyp"
+        return _lines(path) if path.exists() else None
+
+    out = ["Test BLEU / chrF per direction (501 verses each; greedy, no shortlist):", "",
+           "| system | " + " | ".join(f"{lang}->en" for lang in LANGS) + " | it verses seen | best macro dev BLEU |",
+           "|---|" + "---|" * (len(LANGS) + 2)]
+    for system in MT_SYSTEMS:
+        cells = []
+        for lang in LANGS:
+            h = hyp(system, lang)
+            if h is None:
+                cells.append("-")
+                continue
+            s = corpus_scores(h, refs[lang])
+            cells.append(f"{s['BLEU'].score:.2f} / {s['chrF'].score:.2f}")
+        result = runs / system / "result.json"
+        seen = json.loads(result.read_text()).get("pairs_seen", {}).get("it-en", 0) if result.exists() else "-"
+        out.append(f"| `{system}` | " + " | ".join(cells) + f" | {seen} | {_best_dev(runs / system)} |")
+    out += ["", "ΔBLEU (paired bootstrap p) on each direction's test set:", "",
+            "| comparison | " + " | ".join(f"{lang}->en" for lang in LANGS) + " |", "|---|" + "---|" * len(LANGS)]
+    comparisons = [(f"{m} vs untuned", m, lambda lang: "mt-base") for m in ("mt-multi-T1", "mt-multi-T5")]
+    comparisons += [(f"{m} vs single-pair", m, lambda lang: f"mt-single-{lang}") for m in ("mt-multi-T1", "mt-multi-T5")]
+    comparisons += [("mt-single-<lang> vs untuned", None, lambda lang: "mt-base"), ("T=5 vs T=1", "mt-multi-T5", lambda lang: "mt-multi-T1")]
+    for label, system, against in comparisons:
+        cells = []
+        for lang in LANGS:
+            s = hyp(system or f"mt-single-{lang}", lang)
+            b = hyp(against(lang), lang)
+            cells.append("-" if s is None or b is None else _delta(s, b, refs[lang]))
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    bidir = runs / "mt-bidir"
+    if bidir.exists():
+        out += ["", "pt<->en in one model (`mt-bidir`):", "", "| direction | untuned | single pt->en | pt<->en | ΔBLEU vs untuned (p) |", "|---|---|---|---|---|"]
+        for src, tgt, s_code, t_code in (("pt", "en", "a", "4"), ("en", "pt", "4", "a")):
+            r = _test_refs(s_code, t_code)
+            h = hyp("mt-bidir", src, tgt)
+            if h is None:
+                continue
+            base = hyp("mt-base", src, tgt)
+            if base is None:  # the untuned pt->en student on en->pt: translate with the base model
+                base_path = runs / "mt-base" / f"test-{src}-{tgt}.hyp"
+                base = _lines(base_path) if base_path.exists() else None
+            single = hyp("mt-single-pt", src, tgt)
+            fmt = lambda x: "-" if x is None else f"{corpus_scores(x, r)['BLEU'].score:.2f}"
+            out.append(f"| {src}->{tgt} | {fmt(base)} | {fmt(single)} | {fmt(h)} | {'-' if base is None else _delta(h, base, r)} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("which", choices=["bt", "multitask"])
+    parser.add_argument("--root", default=".", help="folder holding runs/ (and data/bible-bt for bt)")
+    args = parser.parse_args()
+    root = Path(args.root)
+    print(bt_table(root) if args.which == "bt" else multitask_tables(root))
+
+
+if __name__ == "__main__":
+    main()
