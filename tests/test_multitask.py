@@ -326,6 +326,56 @@ def test_per_language_adapter_training_run(toy_dir, tmp_path):
         open_for_inference(run=tmp_path, which="final")
 
 
+def test_shared_plus_language_adapters_equal_their_sum_under_beam_search(toy_dir):
+    """shared+per_language: each row's output equals, by hand, its language adapters (encoder
+    by source, decoder by target) *plus* the shared adapter active on every layer."""
+    from mtadapt.methods.language_adapters import SHARED_ADAPTER, add_shared_adapter
+
+    loaded, model = _language_lora_model("mbart50", ["de_DE", "en_XX"])
+    add_shared_adapter(model, LoraConfig(rank=4, targets="all-linear"), loaded.family.targets)
+    with torch.no_grad():
+        for _, layer in adapter_layers(model):
+            layer.lora_B[SHARED_ADAPTER].normal_(0, 0.3)
+    texts = _same_length_texts(loaded.tokenizer, toy_dir, 2)
+    langs = [("de_DE", "en_XX"), ("en_XX", "de_DE")]
+    codecs = [PairCodec(loaded.family, loaded.tokenizer, s, t, loaded.decoder_start_token_id) for s, t in langs]
+    generation = GenerationConfig(num_beams=3, batch_size=4)
+    mixed = multitask.translate_rows(model, codecs, texts, generation, per_language=True)
+    for (src, tgt), codec, text, out in zip(langs, codecs, texts, mixed):
+        encoder, decoder = split_layers(model)
+        for layer in encoder:
+            layer.set_active_adapters(["lang_" + src, SHARED_ADAPTER])
+        for layer in decoder:
+            layer.set_active_adapters(["lang_" + tgt, SHARED_ADAPTER])
+        for layer in encoder + decoder:
+            layer.set_shared_adapters([])  # by hand: plain activation of both
+        assert translate(model, codec, [text], generation) == [out]
+        for layer in encoder + decoder:
+            layer.set_active_adapters([])
+            layer.set_shared_adapters([SHARED_ADAPTER])
+    # the shared adapter changes the outputs (it is not a no-op)
+    for layer in split_layers(model)[0] + split_layers(model)[1]:
+        layer.set_shared_adapters([])
+    assert multitask.translate_rows(model, codecs, texts, generation, per_language=True) != mixed
+
+
+def test_shared_plus_language_training_run_saves_and_serves_both(toy_dir, tmp_path):
+    from mtadapt.runs import open_for_inference
+
+    method = {"name": "lora", "settings": {"rank": 4}, "adapters": "shared+per_language"}
+    loop.train(_config(toy_dir, tmp_path, max_steps=6, eval_every=6, method=method), progress=False)
+    names = sorted(p.name for p in (tmp_path / "final").iterdir())
+    assert names == ["lang_de_DE", "lang_en_XX", "lang_fr_XX", "shared"]
+    shared = load_file(str(tmp_path / "final" / "shared" / "adapter.safetensors"))
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in shared.items())  # trained on every row
+    served, _ = open_for_inference(run=tmp_path, src_lang="de_DE", tgt_lang="en_XX", which="final")
+    encoder, decoder = split_layers(served.model)
+    assert {tuple(layer.active_adapters()) for layer in encoder} == {("lang_de_DE",)}
+    assert {tuple(layer._shared) for layer in encoder + decoder} == {("shared",)}
+    with pytest.raises(ConfigError, match="built for lora"):
+        _config(toy_dir, tmp_path / "x", method={"name": "houlsby", "adapters": "shared+per_language"})
+
+
 def test_marian_native_run_folder_rebuilds_its_target_tags(toy_dir, tmp_path):
     """A multi-pair Marian-native run is served with the tags it was trained with, and its
     `model.shortlist: false` is kept."""

@@ -174,12 +174,13 @@ class MethodSelection:
         adapters: 'shared': one adapter for every direction. 'per_language': one adapter
             per language, chosen per example: encoder layers use the source language's
             adapter, decoder layers the target language's
-            (`mtadapt.methods.language_adapters`).
+            (`mtadapt.methods.language_adapters`). 'shared+per_language' (LoRA): both, one
+            shared adapter on every row plus the rows' language adapters, summed.
     """
 
     name: Literal["full", "bitfit", "lora", "houlsby", "pfeiffer", "prefix", "prompt"] = "full"
     settings: dict[str, Any] = field(default_factory=dict)
-    adapters: Literal["shared", "per_language"] = "shared"
+    adapters: Literal["shared", "per_language", "shared+per_language"] = "shared"
 
 
 @dataclass
@@ -447,10 +448,13 @@ def _validate_pairs(config: RunConfig, source: str) -> list[str]:
         errors.append(f"{source}: data.sampling_temperature must be > 0, got {d.sampling_temperature}")
     if d.epoch_size is not None and d.epoch_size < 1:
         errors.append(f"{source}: data.epoch_size must be >= 1, got {d.epoch_size}")
+    per_language = config.method.adapters in ("per_language", "shared+per_language")
     if config.method.adapters == "per_language" and config.method.name in ("full", "bitfit"):
         errors.append(f"{source}: method.adapters 'per_language' needs an adapter method (lora, houlsby, pfeiffer, prefix, prompt), not {config.method.name!r}")
-    if config.method.adapters == "per_language" and not d.pairs:
-        errors.append(f"{source}: method.adapters 'per_language' needs data.pairs (the directions whose languages get adapters)")
+    if config.method.adapters == "shared+per_language" and config.method.name != "lora":
+        errors.append(f"{source}: method.adapters 'shared+per_language' is built for lora, not {config.method.name!r}")
+    if per_language and not d.pairs:
+        errors.append(f"{source}: method.adapters {config.method.adapters!r} needs data.pairs (the directions whose languages get adapters)")
     if d.pairs and getattr(d, "noise", None) is not None:
         errors.append(f"{source}: data.noise is not supported with data.pairs yet (noised rows would be re-tokenized with one pair's codec)")
     return errors

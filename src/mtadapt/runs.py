@@ -9,7 +9,8 @@
 A multi-pair run gives each direction what training gave it: its target-language tag (models
 without language codes, `reserve_language_tags` over the run's target languages) and, with
 `method.adapters: per_language`, the source language's adapters in the encoder and the target
-language's in the decoder (`activate_language_adapters`).
+language's in the decoder (`activate_language_adapters`), plus the shared adapter with
+`shared+per_language`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from mtadapt.config import RunConfig, config_from_dict
 from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_names, set_active_adapters
 from mtadapt.methods.language_adapters import PREFIX as LANGUAGE_PREFIX
-from mtadapt.methods.language_adapters import activate_language_adapters
+from mtadapt.methods.language_adapters import SHARED_ADAPTER, activate_language_adapters, set_shared_adapter
 from mtadapt.models.languages import PairCodec, reserve_language_tags
 from mtadapt.models.loading import LoadedModel, load_model
 
@@ -115,8 +116,11 @@ def open_for_inference(
     for name, folder in folders:
         storage.load_adapter(loaded.model, folder, loaded.family.targets, adapter_name=name)
     names = adapter_names(loaded.model)
-    if cfg is not None and cfg.method.adapters == "per_language" and all(n.startswith(LANGUAGE_PREFIX) for n in names):
+    languages = [n for n in names if n.startswith(LANGUAGE_PREFIX)]
+    if cfg is not None and cfg.method.adapters in ("per_language", "shared+per_language") and languages:
         activate_language_adapters(loaded.model, src_lang, tgt_lang)  # encoder: source's, decoder: target's
+        if SHARED_ADAPTER in names:
+            set_shared_adapter(loaded.model, SHARED_ADAPTER)  # plus the shared adapter on every row
     elif names:
         set_active_adapters(loaded.model, names)
     loaded.model.eval()

@@ -35,6 +35,10 @@ Which adapters a forward pass uses, in order of precedence:
 2. **Active adapters** (`set_active_adapters`): every row uses the sum of the active
    adapters' contributions. An empty list means the plain base model.
 
+LoRA layers also hold *shared* adapters (`set_shared_adapters`), added on every row on top
+of either of the above: a shared adapter next to routed per-language adapters
+(`mtadapt.methods.language_adapters`, ``method.adapters: shared+per_language``).
+
 Method modules never import a model family: they get names through `ModelTargets`.
 """
 
@@ -130,14 +134,17 @@ class AdapterSelection:
     _active: list[str]
     _route: torch.Tensor | None
     _route_names: list[str]
+    _shared: list[str]
 
     def _init_selection(self) -> None:
         self._active = []
         self._route = None
         self._route_names = []
+        self._shared = []
 
     def _forget(self, adapter_name: str) -> None:
         self._active = [n for n in self._active if n != adapter_name]
+        self._shared = [n for n in self._shared if n != adapter_name]
 
     def set_active_adapters(self, adapter_names: Sequence[str]) -> None:
         self._active = list(adapter_names)

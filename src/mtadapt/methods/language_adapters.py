@@ -35,6 +35,7 @@ from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_layers, adapter_names, set_active_adapters
 from mtadapt.models.targets import ModelTargets
 
+SHARED_ADAPTER = "shared"
 ENCODER = re.compile(r"(^|\.)encoder\.")
 DECODER = re.compile(r"(^|\.)decoder\.")
 PREFIX = "lang_"
@@ -57,6 +58,28 @@ def add_language_adapters(model: nn.Module, method_config: Any, targets: ModelTa
         names.append(name)
     set_active_adapters(model, [])
     return names
+
+
+def add_shared_adapter(model: nn.Module, method_config: Any, targets: ModelTargets) -> str:
+    """Add `SHARED_ADAPTER`, applied to every row on top of the language adapters (LoRA;
+    ``method.adapters: shared+per_language``); returns its name."""
+    storage.add_adapter(model, method_config, targets, adapter_name=SHARED_ADAPTER)
+    set_active_adapters(model, [])
+    set_shared_adapter(model, SHARED_ADAPTER)
+    return SHARED_ADAPTER
+
+
+def set_shared_adapter(model: nn.Module, name: str | None) -> None:
+    """Every LoRA layer adds adapter `name` on every row (None: no shared adapter).
+
+    Raises:
+        ValueError: an adapter layer that cannot hold a shared adapter (not LoRA).
+    """
+    for layer_name, layer in adapter_layers(model):
+        if not hasattr(layer, "set_shared_adapters"):
+            raise ValueError(f"{layer_name}: {type(layer).__name__} has no shared adapters; shared+per_language needs LoRA")
+        if name is None or name in layer.adapter_names():
+            layer.set_shared_adapters([] if name is None else [name])
 
 
 def split_layers(model: nn.Module) -> tuple[list[Any], list[Any]]:

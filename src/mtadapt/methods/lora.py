@@ -208,10 +208,20 @@ class LoraLinear(AdapterSelection, nn.Module):
         # scale the thin (..., r) intermediate rather than the (..., d_out) output
         return F.linear(F.linear(h, A) * self.scale[adapter_name], B)
 
+    def set_shared_adapters(self, adapter_names: Sequence[str]) -> None:
+        """Adapters added on every row, on top of routing or the active adapters."""
+        unknown = [n for n in adapter_names if n not in self.lora_A]
+        if unknown:
+            raise KeyError(f"no LoRA adapter(s) {unknown}; this layer holds {self.adapter_names()}")
+        self._shared = list(adapter_names)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._route is not None:
-            return self._routed_forward(x, self.base_layer(x))
-        live = [n for n in self._active if n in self.lora_A and n not in self.merged]
+            y = self._routed_forward(x, self.base_layer(x))
+            for name in self._shared:  # (N, ..., d_out) += shared adapter on every row
+                y = y + self._lora(x, name).to(y.dtype)
+            return y
+        live = [n for n in dict.fromkeys(self._active + self._shared) if n in self.lora_A and n not in self.merged]
         base = self.base_layer
         if not live:
             return base(x)

@@ -31,7 +31,7 @@ from mtadapt.data.sampling import pair_probabilities, sampled_batches
 from mtadapt.data.validation import DataReport
 from mtadapt.evaluate.generation import GenerationConfig, translate_ids
 from mtadapt.methods.base import freeze_base
-from mtadapt.methods.language_adapters import add_language_adapters, language_routing
+from mtadapt.methods.language_adapters import add_shared_adapter, add_language_adapters, language_routing
 from mtadapt.methods.registry import config_from_dict as method_config_from_dict
 from mtadapt.models.languages import PairCodec, reserve_language_tags
 from mtadapt.models.loading import LoadedModel
@@ -197,15 +197,18 @@ def load_task_data(config: RunConfig, loaded: LoadedModel, filters: LengthFilter
     return TaskData(
         pairs=pairs, train=_concat([p.train for p in trained]), offsets=[0, *np.cumsum(sizes).tolist()],
         probabilities=probabilities, epoch_size=d.epoch_size or sum(sizes),
-        per_language=config.method.adapters == "per_language", language_tags=tags,
+        per_language=config.method.adapters in ("per_language", "shared+per_language"), language_tags=tags,
     )
 
 
 def apply_language_adapters(loaded: LoadedModel, config: RunConfig, task: TaskData) -> list[str]:
     """`method.adapters: per_language`: one adapter of `config.method` per language of the
-    run, the base frozen; returns the adapter names."""
+    run, the base frozen; `shared+per_language` adds one shared adapter (`SHARED_ADAPTER`) on
+    every row. Returns the adapter names."""
     method_config = method_config_from_dict(config.method.name, dict(config.method.settings))
     names = add_language_adapters(loaded.model, method_config, loaded.family.targets, task.languages())
+    if config.method.adapters == "shared+per_language":
+        names.append(add_shared_adapter(loaded.model, method_config, loaded.family.targets))
     freeze_base(loaded.model)
     return names
 
