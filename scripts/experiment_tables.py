@@ -56,7 +56,12 @@ def bt_table(root: Path) -> str:
             if (root / "runs" / name / "test.hyp").exists()}
     rows = ["| system | training pairs | best dev BLEU | test BLEU [95% CI] | test chrF | ΔBLEU vs untuned (p) | ΔBLEU vs real only (p) |",
             "|---|---|---|---|---|---|---|"]
+    synthetic = {kind: len(_lines(root / f"data/bible-bt/bt-{kind}.pt")) for kind in ("beam", "sample")
+                 if (root / f"data/bible-bt/bt-{kind}.pt").exists()}
     for name, label, pairs in BT_SYSTEMS:
+        kind = "sample" if name == "bt-sample" else "beam"
+        if pairs.endswith("BT") and kind in synthetic:
+            pairs = f"2 x 2,000 + {synthetic[kind]:,} BT"
         if name not in hyps:
             rows.append(f"| {label} | {pairs} | not run | | | | |")
             continue
