@@ -161,3 +161,7 @@ def test_prompt_export_refuses_a_placement_peft_does_not_share(tmp_path):
     storage.add_adapter(model, PromptConfig(prompt_length=2), BART_LIKE, "p")
     with pytest.raises(ValueError, match="outside the embedding module"):
         peft_interop.export_prompt_to_peft(model, tmp_path / "peft", "p")
+    suffix = tiny_mbart()
+    storage.add_adapter(suffix, PromptConfig(prompt_length=2, placement="suffix"), BART_LIKE, "s")
+    with pytest.raises(ValueError, match="PEFT only prepends"):
+        peft_interop.export_prompt_to_peft(suffix, tmp_path / "peft", "s")

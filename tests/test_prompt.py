@@ -44,6 +44,20 @@ def test_layout_rows_matches_loop() -> None:
         n = int(lengths[i])
         want = torch.cat([prompts[i, :n], tokens[i], torch.zeros(4 - n, 2)])
         torch.testing.assert_close(out[i], want)
+    starts = torch.tensor([5, 2, 0])  # suffix placement: after each row's real tokens
+    out = layout_rows(prompts, lengths, tokens, torch.zeros(2), starts)
+    for i in range(3):
+        n, s = int(lengths[i]), int(starts[i])
+        want = torch.cat([tokens[i, :s], prompts[i, :n], tokens[i, s:], torch.zeros(4 - n, 2)])
+        torch.testing.assert_close(out[i], want)
+
+
+def test_suffix_needs_right_padding() -> None:
+    from mtadapt.methods.prompt import suffix_starts
+
+    assert suffix_starts(torch.tensor([[1, 1, 0], [1, 1, 1]])).tolist() == [2, 3]
+    with pytest.raises(ValueError, match="right-padded"):
+        suffix_starts(torch.tensor([[0, 1, 1]]))
 
 
 def test_token_embeddings_reproduce_encoder_inputs() -> None:
@@ -75,10 +89,11 @@ def test_prompt_changes_outputs_counts_and_vocab_init(make, targets) -> None:
         assert (model(**b).logits - ref).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("placement", ["prefix", "suffix"])
 @pytest.mark.parametrize("make, targets", FAMILIES)
-def test_padded_batch_rows_equal_alone_and_generate(make, targets) -> None:
+def test_padded_batch_rows_equal_alone_and_generate(make, targets, placement) -> None:
     model = make().double()  # float64: exact row comparisons despite T5's large logits
-    apply(model, PromptConfig(prompt_length=3, init="normal", init_std=1.0, seed=1), targets)
+    apply(model, PromptConfig(prompt_length=3, init="normal", init_std=1.0, seed=1, placement=placement), targets)
     b = padded_batch(model)
     with torch.no_grad():
         full = model(**b).logits
@@ -93,11 +108,12 @@ def test_padded_batch_rows_equal_alone_and_generate(make, targets) -> None:
         assert torch.equal(model.generate(**kw), model.generate(**kw, use_cache=False))
 
 
+@pytest.mark.parametrize("placement", ["prefix", "suffix"])
 @pytest.mark.parametrize("make, targets", FAMILIES)
-def test_routing_different_prompt_lengths_equals_each_alone(make, targets) -> None:
+def test_routing_different_prompt_lengths_equals_each_alone(make, targets, placement) -> None:
     model = make().double()
-    apply(model, PromptConfig(prompt_length=2, seed=2), targets, "de")
-    apply(model, PromptConfig(prompt_length=5, seed=3), targets, "fr")
+    apply(model, PromptConfig(prompt_length=2, seed=2, placement=placement), targets, "de")
+    apply(model, PromptConfig(prompt_length=5, seed=3, placement=placement), targets, "fr")
     b = padded_batch(model)
     names = ["fr", "__base__", "de"]
     kw = dict(num_beams=2, do_sample=False, max_new_tokens=6)
@@ -178,7 +194,8 @@ def test_storage_round_trip(tmp_path) -> None:
 # --- Marian-native (Bergamot students): the encoder takes inputs_embeds and returns its mask ---
 
 
-def test_marian_native_prompt_matches_plain_reference_and_generates() -> None:
+@pytest.mark.parametrize("placement", ["prefix", "suffix"])
+def test_marian_native_prompt_matches_plain_reference_and_generates(placement) -> None:
     """Prompted logits == the encoder run by hand on [prompt ; embed(ids)] with the extended
     mask; padded rows == each row alone; beam search with per-row prompts of different
     lengths == each row alone."""
@@ -193,14 +210,23 @@ def test_marian_native_prompt_matches_plain_reference_and_generates() -> None:
     mask[1, 3:] = 0
     ids[1, 3:] = 0
     labels = torch.randint(1, 50, (3, 5), generator=g)
-    apply(model, PromptConfig(prompt_length=4, init="normal", init_std=1.0, seed=0), MARIAN_NATIVE)
+    apply(model, PromptConfig(prompt_length=4, init="normal", init_std=1.0, seed=0, placement=placement), MARIAN_NATIVE)
     encoder = model.model.encoder
     prompt = encoder.prompt_tuning.prompts["default"]  # (4, D)
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, labels=labels).logits
         # plain reference, hooks bypassed: encoder layers on [prompt ; scaled embeddings]
-        x = torch.cat([prompt.expand(3, -1, -1), encoder.embed_tokens(ids) * encoder.embed_scale], dim=1)
-        full_mask = torch.cat([torch.ones(3, 4, dtype=mask.dtype), mask], dim=1)
+        tokens = encoder.embed_tokens(ids) * encoder.embed_scale
+        if placement == "prefix":
+            x = torch.cat([prompt.expand(3, -1, -1), tokens], dim=1)
+            full_mask = torch.cat([torch.ones(3, 4, dtype=mask.dtype), mask], dim=1)
+        else:  # after each row's real tokens, before its padding
+            rows, masks = [], []
+            for i in range(3):
+                n = int(mask[i].sum())
+                rows.append(torch.cat([tokens[i, :n], prompt, tokens[i, n:]]))
+                masks.append(torch.cat([mask[i, :n], torch.ones(4, dtype=mask.dtype), mask[i, n:]]))
+            x, full_mask = torch.stack(rows), torch.stack(masks)
         from mtadapt.models.marian_native.model import sinusoidal_positions, shift_right
 
         x = x + sinusoidal_positions(x.shape[1], x.shape[-1], dtype=x.dtype)
@@ -212,7 +238,7 @@ def test_marian_native_prompt_matches_plain_reference_and_generates() -> None:
             n = int(mask[i].sum())
             alone = model(input_ids=ids[i : i + 1, :n], attention_mask=mask[i : i + 1, :n], labels=labels[i : i + 1])
             torch.testing.assert_close(out[i : i + 1], alone.logits, rtol=1e-9, atol=1e-9)
-        apply(model, PromptConfig(prompt_length=2, init="normal", init_std=1.0, seed=1), MARIAN_NATIVE, "short")
+        apply(model, PromptConfig(prompt_length=2, init="normal", init_std=1.0, seed=1, placement=placement), MARIAN_NATIVE, "short")
         names = ["short", "__base__", "default"]
         for num_beams in (3, 1):  # beam search and greedy
             with base.routing(model, names):

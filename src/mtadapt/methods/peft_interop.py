@@ -130,6 +130,8 @@ def export_prompt_to_peft(
             break
     if soft is None or adapter_name not in soft.prompts:
         raise KeyError(f"no prompt-tuning adapter {adapter_name!r} in the model")
+    if soft.placements.get(adapter_name, "prefix") != "prefix":
+        raise ValueError(f"prompt adapter {adapter_name!r} has placement 'suffix'; PEFT only prepends soft tokens")
     model_config = getattr(model, "config", None)
     if model_config is None or not hasattr(model, "get_input_embeddings"):
         raise ValueError(f"{type(model).__name__} is not a transformers model; PEFT cannot load a prompt adapter for it")

@@ -27,6 +27,11 @@ so that its tokens keep the positions they have when the row runs alone::
         x[i]    = [prompt_{a_i} (n_i) ; embed(ids[i]) (T) ; 0 (N_max - n_i)]
         mask[i] = [1 (n_i)            ; attention_mask[i]   ; 0 (N_max - n_i)]
 
+With ``placement="suffix"`` the prompt goes after each row's last real token instead (the
+source keeps its positions; ``s_i`` = real tokens of row i, right padding required)::
+
+    x[i]    = [embed(ids[i])[:s_i] ; prompt (n_i) ; embed(ids[i])[s_i:] ; 0 (N_max - n_i)]
+
 Parameters per adapter: N * d.
 Marian-native models take the same encoder hook (their encoder accepts ``inputs_embeds``)
 and need no decoder hook: their encoder returns the mask it used (``encode_masked``), which
@@ -57,6 +62,10 @@ class PromptConfig(MethodConfig):
         init: "vocab" (embeddings of random vocabulary ids) or "normal" (N(0, init_std)).
         init_std: std for ``init="normal"``.
         seed: seed of the random ids / normal draws (None = torch's global generator).
+        placement: "prefix" (Lester et al.; PEFT's placement) puts the soft tokens before the
+            source, shifting every source position by N; "suffix" puts them after each row's
+            last real token, so the source keeps the positions the base model was trained
+            with (right-padded batches only; not exportable to PEFT).
     """
 
     method: ClassVar[str] = "prompt"
@@ -64,6 +73,7 @@ class PromptConfig(MethodConfig):
     init: Literal["vocab", "normal"] = "vocab"
     init_std: float = 0.02
     seed: int | None = None
+    placement: Literal["prefix", "suffix"] = "prefix"
 
     def __post_init__(self) -> None:
         problems = []
@@ -71,6 +81,8 @@ class PromptConfig(MethodConfig):
             problems.append(f"prompt prompt_length={self.prompt_length!r} must be an integer >= 1")
         if self.init not in ("vocab", "normal"):
             problems.append(f"prompt init={self.init!r} must be 'vocab' or 'normal'")
+        if self.placement not in ("prefix", "suffix"):
+            problems.append(f"prompt placement={self.placement!r} must be 'prefix' or 'suffix'")
         if not self.init_std > 0:
             problems.append(f"prompt init_std={self.init_std!r} must be > 0")
         if problems:
@@ -89,15 +101,22 @@ def token_embeddings(encoder: nn.Module, input_ids: torch.Tensor) -> torch.Tenso
 
 
 def layout_rows(
-    prompts: torch.Tensor, lengths: torch.Tensor, tokens: torch.Tensor, fill: torch.Tensor
+    prompts: torch.Tensor,
+    lengths: torch.Tensor,
+    tokens: torch.Tensor,
+    fill: torch.Tensor,
+    starts: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-row ``[prompts[i, :n_i] ; tokens[i] ; fill x (N_max - n_i)]`` (see module doc).
+    """Per row, the prompt inserted at ``starts[i]`` (default 0: in front) and padded at the end::
+
+        out[i] = [tokens[i, :s_i] ; prompts[i, :n_i] ; tokens[i, s_i:] ; fill x (N_max - n_i)]
 
     Args:
         prompts: (B, N_max, ...) prompt rows, valid up to ``lengths[i]``.
         lengths: (B,) long, n_i <= N_max.
         tokens: (B, T, ...).
         fill: (...) value of the trailing pad (zeros for states, 0 for masks).
+        starts: (B,) long, 0 <= s_i <= T; None = zeros.
     Returns:
         (B, N_max + T, ...)
     """
@@ -106,9 +125,27 @@ def layout_rows(
     source = torch.cat([prompts, tokens, fill.expand(b, 1, *tokens.shape[2:])], dim=1)  # (B, N_max+T+1, ...)
     j = torch.arange(n_max + t, device=tokens.device)[None, :]  # (1, L)
     n = lengths.to(tokens.device)[:, None]  # (B, 1)
-    index = torch.where(j < n, j, torch.where(j < n + t, n_max + j - n, n_max + t))  # (B, L)
+    s = torch.zeros_like(n) if starts is None else starts.to(tokens.device)[:, None]  # (B, 1)
+    index = torch.where(
+        j < s, n_max + j,  # tokens before the prompt
+        torch.where(j < s + n, j - s,  # the prompt
+                    torch.where(j < n + t, n_max + j - n, n_max + t)),  # the other tokens, then fill
+    )  # (B, L) into `source`
     index = index.view(b, n_max + t, *([1] * (tokens.dim() - 2))).expand(b, n_max + t, *tokens.shape[2:])
     return source.gather(1, index)
+
+
+def suffix_starts(mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) right-padded source mask -> (B,) number of real tokens: where a suffix prompt goes.
+
+    Raises:
+        ValueError: a row whose real tokens are not a prefix (left padding), where "after the
+            source" would not be one place.
+    """
+    lengths = mask.sum(dim=1)
+    if mask.shape[1] and not torch.equal(mask.bool(), torch.arange(mask.shape[1], device=mask.device)[None, :] < lengths[:, None]):
+        raise ValueError("prompt tuning with placement 'suffix' needs right-padded sources (real tokens first)")
+    return lengths
 
 
 class SoftPrompt(AdapterSelection, nn.Module):
@@ -117,6 +154,7 @@ class SoftPrompt(AdapterSelection, nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.prompts = nn.ParameterDict()  # name -> (N, d)
+        self.placements: dict[str, str] = {}  # name -> "prefix" | "suffix" (from its PromptConfig)
         self._init_selection()
 
     # --- AdapterLayer protocol -------------------------------------------------------------
@@ -127,6 +165,7 @@ class SoftPrompt(AdapterSelection, nn.Module):
         if adapter_name not in self.prompts:
             raise KeyError(f"no prompt adapter {adapter_name!r}; held: {self.adapter_names()}")
         del self.prompts[adapter_name]
+        self.placements.pop(adapter_name, None)
         self._forget(adapter_name)
 
     def adapter_parameters(self, adapter_name: str) -> list[nn.Parameter]:
@@ -144,6 +183,22 @@ class SoftPrompt(AdapterSelection, nn.Module):
         self.prompts[adapter_name] = nn.Parameter(tensors["prompt"].to(old.device, old.dtype).clone())
 
     # --- rows ------------------------------------------------------------------------------
+    def placement(self) -> str:
+        """Where the prompts in use go: "prefix" or "suffix".
+
+        Raises:
+            ValueError: adapters of both placements in use at once.
+        """
+        used = self._route_names if self._route is not None else self._active
+        kinds = {self.placements.get(n, "prefix") for n in used if n in self.prompts}
+        if len(kinds) > 1:
+            raise ValueError(f"prompt adapters {used} mix placements {sorted(kinds)}; use one placement at a time")
+        return kinds.pop() if kinds else "prefix"
+
+    def starts(self, mask: torch.Tensor) -> torch.Tensor | None:
+        """(B,) insertion point per row for `layout_rows`, from the (B, T) source mask."""
+        return suffix_starts(mask) if self.placement() == "suffix" else None
+
     def rows(self, n_rows: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Prompts (N_rows, N_max, d) and lengths (N_rows,) for a batch; None = no prompt."""
         if self._route is None:
@@ -194,9 +249,10 @@ def _encoder_pre_hook(encoder: nn.Module, args: tuple, kwargs: dict) -> tuple[tu
     mask = call.get("attention_mask")
     if mask is None:
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-    call["inputs_embeds"] = layout_rows(prompts.to(embeds.dtype), lengths, embeds, embeds.new_zeros(embeds.shape[-1]))
+    starts = soft.starts(mask)  # None: in front; else after each row's real tokens
+    call["inputs_embeds"] = layout_rows(prompts.to(embeds.dtype), lengths, embeds, embeds.new_zeros(embeds.shape[-1]), starts)
     keep = torch.arange(prompts.shape[1], device=mask.device)[None, :] < lengths.to(mask.device)[:, None]
-    call["attention_mask"] = layout_rows(keep.to(mask.dtype), lengths, mask, mask.new_zeros(()))
+    call["attention_mask"] = layout_rows(keep.to(mask.dtype), lengths, mask, mask.new_zeros(()), starts)
     call["input_ids"] = None
     return (), call
 
@@ -222,7 +278,7 @@ def _decoder_pre_hook(soft: SoftPrompt, decoder: nn.Module, args: tuple, kwargs:
             f"{total} with a prompt of {n_max}; pass the (B, T) source mask"
         )
     keep = torch.arange(n_max, device=mask.device)[None, :] < lengths.to(mask.device)[:, None]
-    call["encoder_attention_mask"] = layout_rows(keep.to(mask.dtype), lengths, mask, mask.new_zeros(()))
+    call["encoder_attention_mask"] = layout_rows(keep.to(mask.dtype), lengths, mask, mask.new_zeros(()), soft.starts(mask))
     return (), call
 
 
@@ -271,4 +327,5 @@ def apply(model: nn.Module, config: PromptConfig, targets: ModelTargets, adapter
         else:
             init = torch.randn(config.prompt_length, weight.shape[1], generator=g) * config.init_std
     soft.prompts[adapter_name] = nn.Parameter(init.to(weight.device, weight.dtype).clone())
+    soft.placements[adapter_name] = config.placement
     set_active_adapters(model, was_active or [adapter_name])
