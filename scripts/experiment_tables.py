@@ -126,10 +126,7 @@ def multitask_tables(root: Path) -> str:
             h = hyp("mt-bidir", src, tgt)
             if h is None:
                 continue
-            base = hyp("mt-base", src, tgt)
-            if base is None:  # the untuned pt->en student on en->pt: translate with the base model
-                base_path = runs / "mt-base" / f"test-{src}-{tgt}.hyp"
-                base = _lines(base_path) if base_path.exists() else None
+            base = hyp("mt-base", src, tgt)  # en->pt: the untuned pt->en student asked for Portuguese
             single = hyp("mt-single-pt", src, tgt)
             fmt = lambda x: "-" if x is None else f"{corpus_scores(x, r)['BLEU'].score:.2f}"
             out.append(f"| {src}->{tgt} | {fmt(base)} | {fmt(single)} | {fmt(h)} | {'-' if base is None else _delta(h, base, r)} |")
