@@ -6,6 +6,7 @@
 #   scripts/bible_bt_experiment.sh data                     # data + back-translations + mixtures
 #   scripts/bible_bt_experiment.sh train bt-real bt-beam    # train and score these systems
 #   scripts/bible_bt_experiment.sh all                      # everything, one system after another
+#   SEED=1 scripts/bible_bt_experiment.sh train bt-real bt-beam   # another seed: runs/<system>-s1
 #
 # Systems (all LoRA r=8 all-linear from bergamot:pt-en, same recipe and step budget):
 #   bt-base        the untuned student (no training)
@@ -42,15 +43,18 @@ data() {
     --output-src $D/mix-sample.pt --output-tgt $D/mix-sample.en --real-upsample 2 --seed 0
 }
 
+SEED=${SEED:-0}
+SUFFIX=$([ "$SEED" = 0 ] || echo "-s$SEED")
+
 train_one() {
-  local name=$1 run=runs/$1
-  local args=()
+  local name=$1 run=runs/$1$SUFFIX
+  local args=("train.seed=$SEED")
   case $name in
     bt-base) mkdir -p $run ;;
     bt-real) ;;
-    bt-real-noise) args=("data.noise={word_dropout: 0.1, word_shuffle_distance: 3}") ;;
+    bt-real-noise) args+=("data.noise={word_dropout: 0.1, word_shuffle_distance: 3}") ;;
     bt-beam|bt-tagged|bt-sample|bt-noised)
-      args=("data.train.paths=[$D/mix-${name#bt-}.pt, $D/mix-${name#bt-}.en]") ;;  # overrides: relative to the working folder
+      args+=("data.train.paths=[$D/mix-${name#bt-}.pt, $D/mix-${name#bt-}.en]") ;;  # overrides: relative to the working folder
     *) echo "unknown system $name" >&2; exit 2 ;;
   esac
   if [ $name != bt-base ] && [ ! -f $run/final/adapter.json ]; then
@@ -59,7 +63,7 @@ train_one() {
   fi
   if [ ! -f $run/test.json ]; then
     local baseline=()
-    [ $name != bt-real ] && [ -f runs/bt-real/test.hyp ] && baseline=(--baseline runs/bt-real/test.hyp)
+    [ $name != bt-real ] && [ -f runs/bt-real$SUFFIX/test.hyp ] && baseline=(--baseline runs/bt-real$SUFFIX/test.hyp)
     local model=(--run $run)
     [ $name = bt-base ] && model=(--model bergamot:pt-en)
     $MT evaluate --no-progress "${model[@]}" --src $D/test.pt --ref $D/test.en --save-hyp $run/test.hyp \
