@@ -50,10 +50,15 @@ def _delta(hyps: list[str], base: list[str], refs: list[str]) -> str:
     return f"{result['score'] - base_score:+.2f} (p={_p(result['p_value'])})"
 
 
-def bt_table(root: Path) -> str:
+def bt_table(root: Path, suffix: str = "") -> str:
+    """One row per system; `suffix` "-s1" reads the seed-1 runs (`SEED=1`), whose untuned row
+    is the same model and so is taken from `bt-base`."""
     refs = _lines(root / "data/bible-bt/test.en")
-    hyps = {name: _lines(root / "runs" / name / "test.hyp") for name, _, _ in BT_SYSTEMS
-            if (root / "runs" / name / "test.hyp").exists()}
+    hyps = {}
+    for name, _, _ in BT_SYSTEMS:
+        path = root / "runs" / (name if name == "bt-base" else name + suffix) / "test.hyp"
+        if path.exists():
+            hyps[name] = _lines(path)
     rows = ["| system | training pairs | best dev BLEU | test BLEU [95% CI] | test chrF | ΔBLEU vs untuned (p) | ΔBLEU vs real only (p) |",
             "|---|---|---|---|---|---|---|"]
     synthetic = {kind: len(_lines(root / f"data/bible-bt/bt-{kind}.pt")) for kind in ("beam", "sample")
@@ -69,7 +74,8 @@ def bt_table(root: Path) -> str:
         bleu, chrf = s["BLEU"], s["chrF"]
         vs_base = "-" if name == "bt-base" else _delta(hyps[name], hyps["bt-base"], refs)
         vs_real = "-" if name in ("bt-base", "bt-real") else _delta(hyps[name], hyps["bt-real"], refs)
-        rows.append(f"| {label} (`{name}`) | {pairs} | {_best_dev(root / 'runs' / name)} | {bleu.score:.2f} "
+        run = name if name == "bt-base" else name + suffix
+        rows.append(f"| {label} (`{run}`) | {pairs} | {_best_dev(root / 'runs' / run)} | {bleu.score:.2f} "
                     f"[{bleu.ci_low:.2f}, {bleu.ci_high:.2f}] | {chrf.score:.2f} | {vs_base} | {vs_real} |")
     return "\n".join(rows)
 
@@ -139,7 +145,13 @@ def main() -> None:
     parser.add_argument("--root", default=".", help="folder holding runs/ (and data/bible-bt for bt)")
     args = parser.parse_args()
     root = Path(args.root)
-    print(bt_table(root) if args.which == "bt" else multitask_tables(root))
+    if args.which == "multitask":
+        print(multitask_tables(root))
+        return
+    print(bt_table(root))
+    for suffix in sorted({p.name[p.name.rindex("-s"):] for p in (root / "runs").glob("bt-*-s[0-9]*")}):
+        print(f"\nSeed {suffix[2:]} (`SEED={suffix[2:]}`; systems not run at this seed are marked):\n")
+        print(bt_table(root, suffix))
 
 
 if __name__ == "__main__":
