@@ -371,7 +371,7 @@ def test_shared_plus_language_training_run_saves_and_serves_both(toy_dir, tmp_pa
     served, _ = open_for_inference(run=tmp_path, src_lang="de_DE", tgt_lang="en_XX", which="final")
     encoder, decoder = split_layers(served.model)
     assert {tuple(layer.active_adapters()) for layer in encoder} == {("lang_de_DE",)}
-    assert {tuple(layer._shared) for layer in encoder + decoder} == {("shared",)}
+    assert {tuple(layer.shared_adapters()) for layer in encoder + decoder} == {("shared",)}
     with pytest.raises(ConfigError, match="built for lora"):
         _config(toy_dir, tmp_path / "x", method={"name": "houlsby", "adapters": "shared+per_language"})
 

@@ -134,17 +134,14 @@ class AdapterSelection:
     _active: list[str]
     _route: torch.Tensor | None
     _route_names: list[str]
-    _shared: list[str]
 
     def _init_selection(self) -> None:
         self._active = []
         self._route = None
         self._route_names = []
-        self._shared = []
 
     def _forget(self, adapter_name: str) -> None:
         self._active = [n for n in self._active if n != adapter_name]
-        self._shared = [n for n in self._shared if n != adapter_name]
 
     def set_active_adapters(self, adapter_names: Sequence[str]) -> None:
         self._active = list(adapter_names)

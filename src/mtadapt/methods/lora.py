@@ -100,6 +100,7 @@ class LoraLinear(AdapterSelection, nn.Module):
         self.dropout: dict[str, float] = {}
         self.merged: list[str] = []  # adapters currently added into base_layer.weight
         self._init_selection()
+        self._shared: list[str] = []  # added on every row, on top of routing or the active adapters
 
     @property
     def in_features(self) -> int:
@@ -143,6 +144,7 @@ class LoraLinear(AdapterSelection, nn.Module):
         del self.lora_B[adapter_name]
         del self.scale[adapter_name], self.dropout[adapter_name]
         self._forget(adapter_name)
+        self._shared = [n for n in self._shared if n != adapter_name]
 
     def set_routing(self, route: torch.Tensor | None, route_names: Sequence[str]) -> None:
         if route is not None and self.merged:
@@ -198,13 +200,15 @@ class LoraLinear(AdapterSelection, nn.Module):
                 w.copy_((w.detach().float() - self.delta_weight(name)).to(w.dtype))
 
     # ---- forward --------------------------------------------------------------------
+    def _dropout(self, h: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """The adapter's dropout on its input (training only)."""
+        p = self.dropout[adapter_name]
+        return F.dropout(h, p) if p and self.training else h
+
     def _lora(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """scale * dropout(x) @ A^T @ B^T; x (..., d_in) -> (..., d_out)."""
         A, B = self.lora_A[adapter_name], self.lora_B[adapter_name]
-        h = x if x.dtype == A.dtype else x.to(A.dtype)
-        p = self.dropout[adapter_name]
-        if p and self.training:
-            h = F.dropout(h, p)
+        h = self._dropout(x if x.dtype == A.dtype else x.to(A.dtype), adapter_name)
         # scale the thin (..., r) intermediate rather than the (..., d_out) output
         return F.linear(F.linear(h, A) * self.scale[adapter_name], B)
 
@@ -214,6 +218,9 @@ class LoraLinear(AdapterSelection, nn.Module):
         if unknown:
             raise KeyError(f"no LoRA adapter(s) {unknown}; this layer holds {self.adapter_names()}")
         self._shared = list(adapter_names)
+
+    def shared_adapters(self) -> list[str]:
+        return list(self._shared)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._route is not None:
@@ -240,10 +247,7 @@ class LoraLinear(AdapterSelection, nn.Module):
         weight, bias = base.weight, base.bias
         y2 = torch.addmm(bias, x2, weight.t()) if bias is not None else x2 @ weight.t()
         for name in live:
-            h = x2
-            p = self.dropout[name]
-            if p and self.training:
-                h = F.dropout(h, p)
+            h = self._dropout(x2, name)
             y2.addmm_(h @ self.lora_A[name].t(), self.lora_B[name].t(), alpha=self.scale[name])
         return y2.view(*x.shape[:-1], y2.shape[-1])
 
