@@ -35,6 +35,20 @@ def test_config_validation() -> None:
         PromptConfig(init="zeros")  # type: ignore[arg-type]
 
 
+def test_unseeded_init_follows_torch_global_seed() -> None:
+    """seed=None draws from torch's global generator: a run seeded by the training loop starts
+    from the same prompt every time (it had drawn from OS entropy, so reruns differed)."""
+
+    def initial_prompt(global_seed: int) -> torch.Tensor:
+        model = tiny_mbart()
+        torch.manual_seed(global_seed)
+        apply(model, PromptConfig(prompt_length=6, init="normal", init_std=1.0), BART_LIKE)
+        return model.get_encoder().prompt_tuning.prompts["default"].detach().clone()
+
+    torch.testing.assert_close(initial_prompt(5), initial_prompt(5), rtol=0, atol=0)
+    assert not torch.equal(initial_prompt(5), initial_prompt(6))
+
+
 def test_layout_rows_matches_loop() -> None:
     g = torch.Generator().manual_seed(0)
     prompts, tokens = torch.randn(3, 4, 2, generator=g), torch.randn(3, 5, 2, generator=g)

@@ -318,8 +318,10 @@ def apply(model: nn.Module, config: PromptConfig, targets: ModelTargets, adapter
     if adapter_name in soft.prompts:
         raise ValueError(f"prompt adapter {adapter_name!r} already exists; held: {soft.adapter_names()}")
     weight = encoder.embed_tokens.weight  # (V, d)
+    # seed None: the draw comes from torch's global generator, so a run seeded by the training
+    # loop (set_seed) initialises the same prompt every time
     g = torch.Generator(device="cpu")
-    g.manual_seed(config.seed) if config.seed is not None else g.seed()
+    g.manual_seed(config.seed if config.seed is not None else int(torch.randint(0, 2**62, ())))
     with torch.no_grad():
         if config.init == "vocab":
             ids = torch.randint(0, weight.shape[0], (config.prompt_length,), generator=g).to(weight.device)
