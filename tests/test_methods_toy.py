@@ -1,28 +1,36 @@
-"""Every method lifts BLEU on the toy task from a partly trained base.
+"""Every method lifts BLEU on the toy task of every family.
 
 A random tiny model is no base for parameter-efficient methods (a rank-8 update of random
 weights learns little), so each family's base is first fully fine-tuned for a short while
 (dev BLEU ~10-40), saved as a plain model folder, and each method then trains from it for
 the same number of steps. Measured on 2 CPU cores (mBART-50, 150 + 150 steps):
 base 12.5 -> LoRA 48.1, Houlsby 39.1, Pfeiffer 29.7, prefix 37.4, BitFit 16.1, full 58.3.
-Prompt tuning does not lift BLEU on a model this small in 150 steps (12.5 -> 13.3 at lr 3e-3,
-10.1 at 3e-2; dev loss 1.355 -> 1.399): the soft tokens shift the learned source positions of
-a base trained without them, and prompt tuning is known to need scale (Lester et al. 2021).
-For it the test asserts that training lowers the dev loss of the model with its initial
-prompt. On the other families LoRA, Houlsby, Pfeiffer and prefix tuning each train from a
-base of that family. Tiny T5 learns the toy task slowest: its base gets 150 steps at 3e-3 and
-its adapters 1e-2. From a T5 base trained 300 steps (dev BLEU 42.5) the adapters lifted less
+On the other families LoRA, Houlsby, Pfeiffer and prefix tuning each train from a base of
+that family. Tiny T5 learns the toy task slowest: its base gets 150 steps at 3e-3 and its
+adapters 1e-2. From a T5 base trained 300 steps (dev BLEU 42.5) the adapters lifted less
 than a point at 3e-3, or fell below the base (Houlsby 39.2, Pfeiffer 39.9 with one thread),
 and whether they passed depended on the thread count; all tests here run on one thread.
+
+Prompt tuning steers a model towards a behaviour it already has; it adds no capacity
+(Lester et al. 2021). From the undertrained base above it lifts nothing (mBART-50: 12.5 ->
+13.3 at lr 3e-3; lengths 1-20, lr up to 3e-2, prefix or suffix: within a point of the
+base). Its base is therefore trained on two tasks told apart by a two-word tag in front of
+the source, "frau mann" (translate) and "kind baum" (copy the source); the prompt run gets
+untagged sources and its two soft tokens learn to stand in for the translate tag. Measured
+(300 base steps, then 150 prompt steps at 3e-2; dev BLEU untagged base -> prompt, tagged
+base): mBART-50 17.4 -> 30.7 (29.5), M2M100 13.0 -> 39.5 (40.9), NLLB 6.5 -> 68.3 (72.8),
+Marian 2.3 -> 89.3 (89.2), T5 13.4 -> 26.0 (26.4).
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
 from mtadapt.config import load_recipe
+from mtadapt.data.toy import toy_corpus_dir
 from mtadapt.models.tiny import TOY_LANGUAGES
 from mtadapt.runs import open_for_inference
 from mtadapt.train.loop import train
@@ -32,13 +40,12 @@ STEPS = 150
 T5_BASE_STEPS = 150
 T5_LR_FACTOR = 3  # tiny T5 (no embedding scale, relative positions) moves slowest: 1e-2 for the adapters
 
-# method -> (settings, learning rate, minimum BLEU gain over the base; None: dev loss must fall)
+# method -> (settings, learning rate, minimum BLEU gain over the base)
 METHODS = {
     "lora": ("{rank: 8, targets: all-linear}", 3e-3, 10.0),
     "houlsby": ("{bottleneck_dim: 16}", 3e-3, 10.0),
     "pfeiffer": ("{bottleneck_dim: 16}", 3e-3, 5.0),
     "prefix": ("{prefix_length: 8}", 3e-3, 5.0),
-    "prompt": ("{prompt_length: 8}", 3e-3, None),
     "bitfit": ("{}", 3e-3, 1.0),
     "full": ("{}", 1e-3, 10.0),
 }
@@ -50,30 +57,32 @@ def _languages(family: str) -> list[str]:
 
 
 def _run(tmp: Path, name: str, model: str, family: str, method: str = "full", settings: str = "{}",
-         lr: float = 1e-3, steps: int = STEPS) -> dict[str, float]:
+         lr: float = 1e-3, steps: int = STEPS, overrides: tuple[str, ...] = ()) -> dict[str, float]:
     config = load_recipe(RECIPE, [
         f"model.name_or_path={model}", f"train.output_dir={tmp / name}", f"train.max_steps={steps}",
         f"train.eval_every={steps}", f"train.save_every={steps}", f"method.name={method}",
         f"method.settings={settings}", f"train.learning_rate={lr}", "data.max_dev_sentences=100",
-        *_languages(family),
+        *_languages(family), *overrides,
     ])
     return train(config, progress=False).dev_history[-1]
 
 
-def _initial_dev_loss(model: str, family: str, method: str, settings: str) -> float:
-    """Dev loss of `model` with the method's parameters as initialised (seed 0), untrained."""
-    import torch
+def _save_final(run: Path, folder: Path) -> str:
+    """The run's final weights as a plain model folder (the next run's base)."""
+    loaded, _ = open_for_inference(run=run, which="final")
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    return str(folder)
 
-    from mtadapt.train.loop import apply_method, build_codec, dev_loss, load_base, load_corpus
 
-    config = load_recipe(RECIPE, [f"model.name_or_path={model}", f"method.name={method}",
-                                  f"method.settings={settings}", *_languages(family)])
-    torch.manual_seed(config.train.seed)
+def _untagged_dev_scores(model: str, family: str) -> dict[str, float]:
+    """Dev scores of `model` on the plain toy dev set (no tag in front of the sources)."""
+    from mtadapt.train.loop import build_codec, evaluate_dev, load_base, load_corpus
+
+    config = load_recipe(RECIPE, [f"model.name_or_path={model}", "data.max_dev_sentences=100", *_languages(family)])
     loaded = load_base(config)
     codec = build_codec(loaded, config.data.src_lang, config.data.tgt_lang)
-    apply_method(loaded, config.method.name, config.method.settings)
-    dev = load_corpus(config, "dev", codec, None)
-    return dev_loss(loaded.model, codec, dev, 100)
+    return evaluate_dev(loaded.model.eval(), codec, load_corpus(config, "dev", codec, None), config)
 
 
 @pytest.fixture(autouse=True)
@@ -99,11 +108,40 @@ def bases(tmp_path_factory):
             # tiny T5 learns the toy task slowest (dev BLEU ~1 after 150 steps at 1e-3)
             lr, steps = (3e-3, T5_BASE_STEPS) if family == "t5" else (1e-3, STEPS)
             scores = _run(tmp, f"{family}-pre", f"tiny:{family}", family, lr=lr, steps=steps)
-            loaded, _ = open_for_inference(run=tmp / f"{family}-pre", which="final")
-            folder = tmp / f"{family}-base"
-            loaded.model.save_pretrained(folder)
-            loaded.tokenizer.save_pretrained(folder)
-            cache[family] = (str(folder), scores)
+            cache[family] = (_save_final(tmp / f"{family}-pre", tmp / f"{family}-base"), scores)
+        return cache[family]
+
+    return get
+
+
+TRANSLATE_TAG, COPY_TAG = "frau mann", "kind baum"
+TAGGED_BASE_STEPS = 300
+
+
+@pytest.fixture(scope="module")
+def tagged_bases(tmp_path_factory):
+    """family -> (base trained on the tagged translate/copy mixture, its tagged dev scores,
+    its scores on untagged dev sources)."""
+    tmp = tmp_path_factory.mktemp("tagged")
+    toy = toy_corpus_dir()
+
+    def read(split: str) -> list[tuple[str, str]]:
+        src, tgt = ((toy / f"{split}.{side}").read_text(encoding="utf-8").splitlines() for side in ("de", "en"))
+        return list(zip(src, tgt, strict=True))
+
+    rows = [row for de, en in read("train") for row in ((f"{TRANSLATE_TAG} {de}", en), (f"{COPY_TAG} {de}", de))]
+    random.Random(0).shuffle(rows)
+    (tmp / "mix.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in rows), encoding="utf-8")
+    (tmp / "dev.tsv").write_text("".join(f"{TRANSLATE_TAG} {de}\t{en}\n" for de, en in read("dev")), encoding="utf-8")
+    cache: dict[str, tuple[str, dict[str, float], dict[str, float]]] = {}
+
+    def get(family: str) -> tuple[str, dict[str, float], dict[str, float]]:
+        if family not in cache:
+            lr = 3e-3 if family == "t5" else 1e-3
+            tagged = _run(tmp, f"{family}-pre", f"tiny:{family}", family, lr=lr, steps=TAGGED_BASE_STEPS,
+                          overrides=(f"data.train.paths=[{tmp / 'mix.tsv'}]", f"data.dev.paths=[{tmp / 'dev.tsv'}]"))
+            folder = _save_final(tmp / f"{family}-pre", tmp / f"{family}-base")
+            cache[family] = (folder, tagged, _untagged_dev_scores(folder, family))
         return cache[family]
 
     return get
@@ -114,11 +152,7 @@ def test_each_method_lifts_bleu_on_mbart50(method, bases, tmp_path):
     base, before = bases("mbart50")
     settings, lr, gain = METHODS[method]
     after = _run(tmp_path, method, base, "mbart50", method, settings, lr)
-    if gain is None:
-        initial = _initial_dev_loss(base, "mbart50", method, settings)
-        assert after["loss"] < initial - 0.01, f"{method}: dev loss {after['loss']:.3f} vs {initial:.3f} at init"
-    else:
-        assert after["bleu"] >= before["bleu"] + gain, f"{method}: dev BLEU {after['bleu']:.1f} vs base {before['bleu']:.1f}"
+    assert after["bleu"] >= before["bleu"] + gain, f"{method}: dev BLEU {after['bleu']:.1f} vs base {before['bleu']:.1f}"
 
 
 @pytest.mark.parametrize("family", ["m2m100", "nllb", "marian", "t5"])
@@ -129,3 +163,12 @@ def test_adapter_methods_lift_bleu_on_every_family(method, family, bases, tmp_pa
     lr = lr * T5_LR_FACTOR if family == "t5" else lr
     after = _run(tmp_path, method, base, family, method, settings, lr)
     assert after["bleu"] >= before["bleu"] + 1.0, f"{family} {method}: dev BLEU {after['bleu']:.1f} vs base {before['bleu']:.1f}"
+
+
+@pytest.mark.parametrize("family", ["mbart50", "m2m100", "nllb", "marian", "t5"])
+def test_prompt_tuning_learns_the_task_tag_on_every_family(family, tagged_bases, tmp_path):
+    base, tagged, untagged = tagged_bases(family)
+    assert tagged["bleu"] >= untagged["bleu"] + 5, f"{family}: the base does not depend on its tag: {tagged} vs {untagged}"
+    after = _run(tmp_path, "prompt", base, family, "prompt", "{prompt_length: 2}", lr=3e-2)
+    assert after["bleu"] >= untagged["bleu"] + 5.0, f"{family} prompt: dev BLEU {after['bleu']:.1f} vs base {untagged['bleu']:.1f}"
+    assert after["bleu"] >= tagged["bleu"] - 5.0, f"{family} prompt: dev BLEU {after['bleu']:.1f} vs tagged base {tagged['bleu']:.1f}"
