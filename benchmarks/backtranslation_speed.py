@@ -11,6 +11,12 @@ Both run in this process on the same device, batched first and then one at a tim
 batched again (the two batched timings bracket the slow one so machine-load drift shows).
 Prints seconds, sentences/s, the ratio, how many outputs agree, and the machine.
 
+On a CPU it also prints the ceiling batching can reach there: the batched run's matmul FLOPs
+(counted by torch.utils.flop_counter; attention and element-wise ops are not counted, so the
+ceiling is optimistic) divided by the machine's peak matmul rate (measured on the encoder FFN
+shape, 1024 rows x 256 x 1536) is the fastest the batched run could be; one-at-a-time time
+over that is the largest ratio any batching could show on this machine.
+
     .venv/bin/python benchmarks/backtranslation_speed.py [--sentences 200] [--batch-size 32] [--threads 2] [--device cpu|cuda]
 """
 
@@ -63,6 +69,22 @@ def machine(device: torch.device) -> str:
     return text
 
 
+def matmul_peak_gflops(device: torch.device, rows: int = 1024, inner: int = 256, cols: int = 1536) -> float:
+    """Best of 5 timings of a (rows, inner) @ (inner, cols) float32 matmul, in GFLOP/s."""
+    a = torch.randn(rows, inner, device=device)
+    b = torch.randn(inner, cols, device=device)
+    reps = 50
+    best = float("inf")
+    for _ in range(6):  # the first round warms up
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * rows * inner * cols * reps / best / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=200)
@@ -103,6 +125,18 @@ def main() -> None:
     print(f"one at a time:                 {t_single:.1f} s -> {n / t_single:.1f} sent/s")
     print(f"ratio: {t_single / t_batched:.1f}x faster batched (target >= 10x)")
     print(f"identical outputs: {same}/{n} (differences come from the batch's shared shortlist and length limit)")
+    if device.type == "cpu":
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            batched()
+        gflop = counter.get_total_flops() / 1e9
+        peak = matmul_peak_gflops(device)
+        fastest = gflop / peak
+        print(f"ceiling: the batched run does {gflop:.1f} GFLOP of matmuls ({gflop / n * 1e3:.0f} MFLOP a sentence), "
+              f"{gflop / t_batched:.0f} GFLOP/s measured = {gflop / t_batched / peak:.0%} of this machine's peak "
+              f"matmul rate ({peak:.0f} GFLOP/s); at that peak it would take {fastest:.2f} s, "
+              f"at most {t_single / fastest:.1f}x faster than one at a time")
     print(f"machine: {machine(device)}")
     print(f"example: {verses[0]!r} -> {out_batched[0]!r}")
 
