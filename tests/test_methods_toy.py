@@ -171,4 +171,6 @@ def test_prompt_tuning_learns_the_task_tag_on_every_family(family, tagged_bases,
     assert tagged["bleu"] >= untagged["bleu"] + 5, f"{family}: the base does not depend on its tag: {tagged} vs {untagged}"
     after = _run(tmp_path, "prompt", base, family, "prompt", "{prompt_length: 2}", lr=3e-2)
     assert after["bleu"] >= untagged["bleu"] + 5.0, f"{family} prompt: dev BLEU {after['bleu']:.1f} vs base {untagged['bleu']:.1f}"
-    assert after["bleu"] >= tagged["bleu"] - 5.0, f"{family} prompt: dev BLEU {after['bleu']:.1f} vs tagged base {tagged['bleu']:.1f}"
+    # and it closes at least half the gap to the tagged base (measured: 93-110% of it)
+    halfway = (untagged["bleu"] + tagged["bleu"]) / 2
+    assert after["bleu"] >= halfway, f"{family} prompt: dev BLEU {after['bleu']:.1f} vs tagged base {tagged['bleu']:.1f}"
