@@ -468,6 +468,20 @@ def test_beam_scores_at_least_greedy(bergamot_pten) -> None:
         assert tokenizer.decode(alone) == tokenizer.decode(beam[row])
 
 
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_real_model_batched_search_equals_each_sentence_alone(bergamot_pten, num_beams) -> None:
+    """Sentences of different lengths leave the batch at different steps (with their cache rows,
+    shortlist rows and, in beam search, cross-attention states): each still gets what it gets alone."""
+    model, tokenizer = bergamot_pten
+    sources, _ = bible_pairs(12)
+    batched = model.generate(**tokenizer(sources), num_beams=num_beams)
+    lengths = {int((row != model.config.pad_id).sum()) for row in batched}
+    assert len(lengths) >= 4, lengths  # sentences really finish at different steps
+    for row, source in enumerate(sources):
+        alone = model.generate(**tokenizer([source]), num_beams=num_beams)[0]
+        assert tokenizer.decode(alone) == tokenizer.decode(batched[row]), (row, source)
+
+
 def test_bergamot_fine_tuning_and_npz_export(bergamot_pten, tmp_path: Path) -> None:
     """Full fine-tuning of the real student lowers its loss on a batch; the tuned model
     exported to a Marian .npz reloads to identical logits."""
