@@ -18,7 +18,12 @@ ceiling is optimistic) divided by the machine's peak matmul rate (measured on th
 shape, 1024 rows x 256 x 1536) is the fastest the batched run could be; one-at-a-time time
 over that is the largest ratio any batching could show on this machine.
 
-    .venv/bin/python benchmarks/backtranslation_speed.py [--sentences 200] [--batch-size 32] [--beams 1] [--threads 2] [--device cpu|cuda]
+With `--dtype bfloat16` (or float16) it then times the batched path once more with the model
+in that precision (`mtadapt augment backtranslate --dtype`) and counts the outputs that
+differ from float32's.
+
+    .venv/bin/python benchmarks/backtranslation_speed.py [--sentences 200] [--batch-size 32] [--beams 1] [--threads 2]
+                                                         [--device cpu|cuda] [--dtype bfloat16|float16]
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ def main() -> None:
     parser.add_argument("--beams", type=int, default=1, help="1 = greedy (Marian's decoder config), >1 = beam search")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=["bfloat16", "float16"], help="also time the batched path in this precision")
     parser.add_argument("--skip", type=int, default=0, help="start after this many verses (Genesis 1:1 = 0)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -142,6 +148,16 @@ def main() -> None:
               f"{gflop / t_batched:.0f} GFLOP/s measured = {gflop / t_batched / peak:.0%} of this machine's peak "
               f"matmul rate ({peak:.0f} GFLOP/s); at that peak it would take {fastest:.2f} s, "
               f"at most {t_single / fastest:.1f}x faster than one at a time")
+    if args.dtype:
+        model.to(getattr(torch, args.dtype))
+        batched()  # warm-up in the new precision
+        t_low_1, out_low = batched()
+        t_low_2, _ = batched()
+        t_low = (t_low_1 + t_low_2) / 2
+        agree = sum(a == b for a, b in zip(out_low, out_batched))
+        print(f"batched in {args.dtype}: {t_low_1:.1f} s and {t_low_2:.1f} s -> {n / t_low:.1f} sent/s, "
+              f"{t_batched / t_low:.2f}x float32 batched, {t_single / t_low:.1f}x one at a time in float32; "
+              f"{agree}/{n} outputs equal to float32's")
     print(f"machine: {machine(device)}")
     print(f"example: {verses[0]!r} -> {out_batched[0]!r}")
 

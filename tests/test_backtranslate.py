@@ -251,3 +251,30 @@ def test_cli_backtranslate(tmp_path, lines, tiny_model_dir, capsys):
     assert main(argv) == 0  # a second run reuses the shards (the manifest matches)
     with pytest.raises(SystemExit, match="give --output FILE.tsv"):
         main(["augment", "backtranslate", "--model", "tiny:marian", "--input", str(inp)])
+
+
+def test_dtype_casts_the_reverse_model_and_enters_the_fingerprint(tmp_path, lines, tiny_model_dir, monkeypatch):
+    import torch
+
+    import mtadapt.augment.backtranslate as bt
+
+    seen = []
+    real = bt.backtranslate
+
+    def spy(model, *args, **kwargs):
+        seen.append(next(model.parameters()).dtype)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(bt, "backtranslate", spy)
+    inp = tmp_path / "mono.en"
+    inp.write_text("\n".join(lines[:4]) + "\n", encoding="utf-8")
+    config = BacktranslationConfig(mode="greedy", max_length_ratio=0, **FAST)
+    model = str(tiny_model_dir("marian"))
+    bt.backtranslate_file(inp, tmp_path / "bt.tsv", None, config, model=model, work_dir=tmp_path / "w", dtype="bfloat16")
+    assert seen == [torch.bfloat16]
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["fingerprint"]["model"]["dtype"] == "bfloat16"
+    with pytest.raises(ValueError, match="differs in: model"):  # the same work folder, float32 now
+        bt.backtranslate_file(inp, tmp_path / "bt.tsv", None, config, model=model, work_dir=tmp_path / "w", dtype="float32")
+    with pytest.raises(ValueError, match=r"dtype 'fp8' is not one of float32, bfloat16, float16"):
+        bt.backtranslate_file(inp, tmp_path / "bt.tsv", None, config, model=model, dtype="fp8")
