@@ -83,6 +83,39 @@ def test_translate_stdin_to_stdout(monkeypatch, capsys):
     assert capsys.readouterr().out == "ein vogel\njeder katze hoert dieser stille frau\n"
 
 
+def test_translate_dtype_reaches_the_model(monkeypatch, capsys):
+    import io
+
+    import torch
+
+    from mtadapt.evaluate import generation
+
+    seen = []
+
+    def echo(model, codec, ids, mask, config, decoder_prompts=None):
+        seen.append(next(model.parameters()).dtype)
+        return [r[m.bool()].tolist() for r, m in zip(ids, mask)]
+
+    monkeypatch.setattr(generation, "generate_batch", echo)
+    monkeypatch.setattr("sys.stdin", io.StringIO("ein vogel\n"))
+    assert main(["translate", "--model", "tiny:mbart50", "--src-lang", "de_DE", "--tgt-lang", "en_XX", "--dtype", "bfloat16",
+                 "--no-progress"]) == 0
+    assert seen == [torch.bfloat16] and capsys.readouterr().out == "ein vogel\n"
+
+
+def test_place_for_inference_names_valid_dtypes():
+    import torch
+    from torch import nn
+
+    from mtadapt.runs import place_for_inference
+
+    layer = nn.Linear(2, 2)
+    assert place_for_inference(layer) == "float32"
+    assert place_for_inference(layer, "float16") == "float16" and layer.weight.dtype == torch.float16
+    with pytest.raises(ValueError, match="'half' is not one of float32, bfloat16, float16"):
+        place_for_inference(layer, "half")
+
+
 def test_evaluate_mismatched_line_counts(tmp_path):
     (tmp_path / "hyp.txt").write_text("a\nb\nc\n", encoding="utf-8")
     (tmp_path / "ref.txt").write_text("a\nb\n", encoding="utf-8")

@@ -65,6 +65,13 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per generation batch")
     p.add_argument("--max-length-factor", type=float, default=2.0, help="max output length / input length")
+    _add_dtype_arg(p)
+
+
+def _add_dtype_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="the model's precision while generating (default: as loaded; bfloat16/float16 are "
+                        "faster on GPUs and change some outputs)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -81,10 +88,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_translate(args: argparse.Namespace) -> int:
     from mtadapt.evaluate.generation import translate
-    from mtadapt.runs import open_for_inference
+    from mtadapt.runs import open_for_inference, place_for_inference
 
     loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
                                         shortlist=False if args.no_shortlist else None)
+    place_for_inference(loaded.model, args.dtype)
     lines = _read_lines(args.input, "input")
     out = translate(loaded.model, codec, lines, _generation(args), progress=not args.no_progress)
     _write_lines(args.output, out)
@@ -101,10 +109,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not args.src:
             raise SystemExit("error: give --hyp FILE, or --src FILE with --run/--model to translate it first")
         from mtadapt.evaluate.generation import translate
-        from mtadapt.runs import open_for_inference
+        from mtadapt.runs import open_for_inference, place_for_inference
 
         loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
                                         shortlist=False if args.no_shortlist else None)
+        place_for_inference(loaded.model, args.dtype)
         hyps = translate(loaded.model, codec, _read_lines(args.src, "source"), _generation(args), progress=not args.no_progress)
         if args.save_hyp:
             _write_lines(args.save_hyp, hyps)
@@ -349,9 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--keep-duplicates", action="store_true", help="keep repeated pairs")
     a.add_argument("--shard-size", type=int, default=500, help="lines per shard (the unit of resumption)")
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                   help="the reverse model's precision while generating (default: as loaded; bfloat16/float16 are "
-                        "faster on GPUs and change some outputs)")
+    _add_dtype_arg(a)
     a.add_argument("--json", action="store_true", help="print the counts as JSON")
     a.set_defaults(func=cmd_augment)
     a = aug.add_parser("mix", parents=[common], help="mix real (upsampled) and synthetic pairs into one corpus")

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import yaml
+from torch import nn
 
 from mtadapt.config import RunConfig, config_from_dict
 from mtadapt.methods import storage
@@ -69,6 +71,27 @@ def _adapter_folders(folder: Path) -> list[tuple[str | None, Path]]:
         return []
     subs = sorted(p for p in folder.iterdir() if (p / storage.CONFIG_FILE).exists())
     return [(p.name, p) for p in subs]
+
+
+INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def place_for_inference(model: nn.Module, dtype: str | None = None) -> str:
+    """Move `model` to the GPU when there is one (training gets it through Accelerate) and,
+    with `dtype` (one of INFERENCE_DTYPES; None keeps the loaded precision), cast it for
+    generation: bfloat16/float16 run faster where the hardware has them and change some
+    outputs. Returns the precision the model now has, e.g. "float32".
+
+    Raises:
+        ValueError: an unknown dtype (the message lists the valid ones).
+    """
+    if dtype is not None and dtype not in INFERENCE_DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(INFERENCE_DTYPES)} (or None: as loaded)")
+    if torch.cuda.is_available():
+        model.cuda()
+    if dtype is not None:
+        model.to(getattr(torch, dtype))
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
 
 
 def open_for_inference(

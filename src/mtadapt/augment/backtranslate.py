@@ -67,7 +67,6 @@ Mode = Literal["greedy", "beam", "sample", "noised_beam"]
 EDUNOV_NOISE = NoiseConfig(word_dropout=0.1, blank_prob=0.1, blank_token="<blank>", word_shuffle_distance=3.0)
 
 MANIFEST = "manifest.json"
-INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -490,22 +489,15 @@ def backtranslate_file(
 
     `src_lang`/`tgt_lang` are the model's direction: for back-translation into a pt->en
     training set, a en->pt model with src_lang en, tgt_lang pt. `shortlist`: see
-    `open_for_inference`. `dtype`: the model's precision while generating, one of
-    `INFERENCE_DTYPES` (None: as loaded); "bfloat16"/"float16" run faster where the hardware
-    has them (GPUs) and change some outputs. It is part of the resume fingerprint, so a run
-    never mixes precisions.
+    `open_for_inference`. `dtype`: see `place_for_inference`; the precision is part of the
+    resume fingerprint, so a run never mixes precisions.
     """
-    from mtadapt.runs import open_for_inference
+    from mtadapt.runs import open_for_inference, place_for_inference
 
-    if dtype is not None and dtype not in INFERENCE_DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(INFERENCE_DTYPES)} (or None: as loaded)")
     lines = Path(input_path).read_text(encoding="utf-8").splitlines()
     loaded, codec = open_for_inference(run=run, model=model, adapters=adapters, src_lang=src_lang, tgt_lang=tgt_lang,
                                        shortlist=shortlist)
-    if torch.cuda.is_available():
-        loaded.model.cuda()
-    if dtype is not None:
-        loaded.model.to(getattr(torch, dtype))  # generation only: nothing is trained or saved
+    precision = place_for_inference(loaded.model, dtype)  # generation only: nothing is trained or saved
     if config.tag is not None:
         try:
             check_tag(codec, config.tag)
@@ -513,7 +505,7 @@ def backtranslate_file(
             warnings.warn(f"{err} (checked with the tokenizer of {loaded.name_or_path})", stacklevel=2)
     work_dir = Path(work_dir) if work_dir else Path(f"{output_src}.shards")
     model_id = {"model": loaded.name_or_path, "run": run, "adapters": sorted(adapters or []),
-                "dtype": str(next(loaded.model.parameters()).dtype).removeprefix("torch.")}
+                "dtype": precision}
     pairs, report = backtranslate(loaded.model, codec, lines, work_dir, config, model_id, progress)
     write_pairs(pairs, output_src, output_tgt)
     atomic_write_text(work_dir / "report.json", json.dumps(asdict(report), indent=1))
