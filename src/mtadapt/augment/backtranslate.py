@@ -504,8 +504,9 @@ def backtranslate_file(
         except ValueError as err:  # a warning: the model to be trained may have another vocabulary
             warnings.warn(f"{err} (checked with the tokenizer of {loaded.name_or_path})", stacklevel=2)
     work_dir = Path(work_dir) if work_dir else Path(f"{output_src}.shards")
-    model_id = {"model": loaded.name_or_path, "run": run, "adapters": sorted(adapters or []),
-                "dtype": precision}
+    model_id = {"model": loaded.name_or_path, "run": run, "adapters": sorted(adapters or [])}
+    if precision != "float32":  # float32 work folders keep the fingerprint they had before --dtype
+        model_id["dtype"] = precision
     pairs, report = backtranslate(loaded.model, codec, lines, work_dir, config, model_id, progress)
     write_pairs(pairs, output_src, output_tgt)
     atomic_write_text(work_dir / "report.json", json.dumps(asdict(report), indent=1))
