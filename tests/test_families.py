@@ -176,3 +176,27 @@ def test_detect_family_by_tokenizer_class(loaded):
     assert loaded("nllb").family is FAMILIES["nllb"] and loaded("m2m100").family is FAMILIES["m2m100"]
     with pytest.raises(ValueError, match="set `model.family`"):
         detect_family("gpt2")
+
+
+def test_tiny_cache_is_rebuilt_when_its_builder_changes(tmp_path, monkeypatch):
+    """A tiny model cached by an older builder is not reused: the cache folder carries a stamp
+    of the builder's code and library versions (a stale tiny:m2m100, built before its
+    LayerDrop fix, had trained differently)."""
+    from mtadapt.models import loading, tiny
+
+    builds = []
+
+    def fake_build(family, out_dir):
+        out_dir.mkdir(parents=True)
+        (out_dir / "config.json").write_text("{}", encoding="utf-8")
+        builds.append(out_dir)
+
+    monkeypatch.setattr(tiny, "build_tiny", fake_build)
+    monkeypatch.setenv("MTADAPT_CACHE", str(tmp_path))
+    (tmp_path / "tiny" / "m2m100").mkdir(parents=True)  # the old unstamped layout is ignored
+    (tmp_path / "tiny" / "m2m100" / "config.json").write_text("{}", encoding="utf-8")
+    first = loading.tiny_model_path("m2m100")
+    assert first.name == f"m2m100-{loading._tiny_build_stamp()}" and len(builds) == 1
+    assert loading.tiny_model_path("m2m100") == first and len(builds) == 1  # built once
+    monkeypatch.setattr(loading, "_tiny_build_stamp", lambda: "changed")
+    assert loading.tiny_model_path("m2m100") == tmp_path / "tiny" / "m2m100-changed" and len(builds) == 2

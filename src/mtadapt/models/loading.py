@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -104,15 +105,35 @@ def load_model(
     return LoadedModel(model, tok, fam, str(name_or_path), int(start) if start is not None else None)
 
 
+def _tiny_build_stamp() -> str:
+    """Changes whenever what a tiny model is built from changes: the builder and the toy corpus
+    code (mtadapt.models.tiny, mtadapt.data.toy) and the torch / transformers versions."""
+    import transformers
+
+    from mtadapt.data import toy
+    from mtadapt.models import tiny
+
+    digest = hashlib.sha1()
+    for module in (tiny, toy):
+        digest.update(Path(module.__file__).read_bytes())
+    digest.update(f"{torch.__version__} {transformers.__version__}".encode())
+    return digest.hexdigest()[:12]
+
+
 def tiny_model_path(family: str) -> Path:
-    """Folder of the cached tiny model of `family` (built on first use, atomically)."""
+    """Folder of the cached tiny model of `family` (built on first use, atomically).
+
+    The folder name carries `_tiny_build_stamp()`, so a changed builder or library builds a
+    new model instead of reusing one an older version built (which trained differently).
+    """
     from mtadapt.models.tiny import TOY_LANGUAGES, build_tiny
 
     if family not in TOY_LANGUAGES:
         raise ValueError(f"unknown tiny model 'tiny:{family}'; valid: {', '.join('tiny:' + f for f in TOY_LANGUAGES)}")
-    cache = Path(os.environ.get("MTADAPT_CACHE", Path.home() / ".cache" / "mtadapt")) / "tiny" / family
+    root = Path(os.environ.get("MTADAPT_CACHE", Path.home() / ".cache" / "mtadapt"))
+    cache = root / "tiny" / f"{family}-{_tiny_build_stamp()}"
     if not (cache / "config.json").exists():
-        tmp = cache.with_name(f"{family}.tmp{os.getpid()}")
+        tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         build_tiny(family, tmp)
         shutil.rmtree(cache, ignore_errors=True)
