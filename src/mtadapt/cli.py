@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mtadapt.config import ConfigError, parse_override
+from mtadapt.evaluate.generation import INFERENCE_DTYPES
 
 
 def _read_lines(path: str | None, what: str) -> list[str]:
@@ -69,7 +70,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_dtype_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+    p.add_argument("--dtype", choices=INFERENCE_DTYPES,
                    help="the model's precision while generating (default: as loaded; bfloat16/float16 are "
                         "faster on GPUs and change some outputs)")
 

@@ -22,6 +22,7 @@ import yaml
 from torch import nn
 
 from mtadapt.config import RunConfig, config_from_dict
+from mtadapt.evaluate.generation import INFERENCE_DTYPES
 from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_names, set_active_adapters
 from mtadapt.methods.language_adapters import PREFIX as LANGUAGE_PREFIX
@@ -71,9 +72,6 @@ def _adapter_folders(folder: Path) -> list[tuple[str | None, Path]]:
         return []
     subs = sorted(p for p in folder.iterdir() if (p / storage.CONFIG_FILE).exists())
     return [(p.name, p) for p in subs]
-
-
-INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def place_for_inference(model: nn.Module, dtype: str | None = None) -> str:

@@ -27,6 +27,10 @@ from tqdm.auto import tqdm
 from mtadapt.models.languages import PairCodec
 
 
+# precisions a model may be cast to for generation (runs.place_for_inference, the CLI's --dtype)
+INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
+
+
 @dataclass
 class GenerationConfig:
     """How to decode.
