@@ -93,7 +93,9 @@ def test_empty_and_control_char_drops_are_counted(tmp_path: Path) -> None:
     assert report.drop_origins["empty_src"] == [f"{src}:2"]
     summary = report.summary()
     assert summary.startswith("read 6 pairs, kept 1 (16.7%); dropped 5: control_char 3")
-    assert f"empty_tgt 1 (e.g. {src}:3)" in summary
+    # each drop names the file holding the problem: the empty target is in the target file
+    assert f"empty_tgt 1 (e.g. {tgt}:3)" in summary
+    assert report.drop_origins["control_char"] == [f"{src}:4", f"{tgt}:5", f"{src}:6"]
 
 
 def test_empty_error_policy_names_target_file_and_line(tmp_path: Path) -> None:

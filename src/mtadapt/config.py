@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,11 +22,8 @@ from typing import Any, Literal
 import yaml
 
 from mtadapt.augment.noise import NoiseConfig
+from mtadapt.errors import ConfigError  # also mtadapt.config.ConfigError, as before
 from mtadapt.evaluate.generation import GenerationConfig
-
-
-class ConfigError(ValueError):
-    """One or more invalid settings; the message lists them all."""
 
 
 @dataclass
@@ -336,13 +334,16 @@ class _Builder:
             return float(value)
         if tp is float and isinstance(value, str):
             try:
-                return float(value)  # YAML 1.1 reads `3e-4` as a string
+                value = float(value)  # YAML 1.1 reads `3e-4` as a string
             except ValueError:
                 pass
         if tp is int and isinstance(value, float) and value.is_integer():
             return int(value)
         if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
             self.error(path, f"expected {_type_name(tp)}, got {value!r}")
+        elif tp is float and not math.isfinite(value):
+            # .inf / .nan (or an override `=inf`) would train to NaN weights without a word
+            self.error(path, f"must be a finite number, got {value!r}")
         return value
 
 
@@ -401,6 +402,18 @@ def validate_run(config: RunConfig, source: str) -> list[str]:
         (lambda: d.max_tokens >= 8, f"data.max_tokens must be >= 8, got {d.max_tokens!r}"),
         (lambda: bool(d.pairs) or bool(d.train.paths), "data.train.paths is empty; give the training corpus"),
         (lambda: g.num_beams >= 1 and g.batch_size >= 1, "generation.num_beams and generation.batch_size must be >= 1"),
+        (lambda: g.max_length_factor > 0, f"generation.max_length_factor must be > 0, got {g.max_length_factor!r}"),
+        (lambda: t.log_every >= 1, f"train.log_every must be >= 1, got {t.log_every!r}"),
+        (lambda: t.eval_every >= 0, f"train.eval_every must be >= 0 (0 = only at the end), got {t.eval_every!r}"),
+        (lambda: t.save_every >= 0, f"train.save_every must be >= 0 (0 = only at the end), got {t.save_every!r}"),
+        (lambda: t.keep_checkpoints >= 0, f"train.keep_checkpoints must be >= 0 (0 = keep all), got {t.keep_checkpoints!r}"),
+        (lambda: t.early_stopping_patience >= 0,
+         f"train.early_stopping_patience must be >= 0 (0 = off), got {t.early_stopping_patience!r}"),
+        (lambda: t.weight_decay >= 0, f"train.weight_decay must be >= 0, got {t.weight_decay!r}"),
+        (lambda: t.max_grad_norm >= 0, f"train.max_grad_norm must be >= 0 (0 = off), got {t.max_grad_norm!r}"),
+        (lambda: d.max_source_tokens >= 1, f"data.max_source_tokens must be >= 1, got {d.max_source_tokens!r}"),
+        (lambda: d.max_length_ratio >= 1, f"data.max_length_ratio must be >= 1 (long/short), got {d.max_length_ratio!r}"),
+        (lambda: d.max_dev_sentences >= 1, f"data.max_dev_sentences must be >= 1, got {d.max_dev_sentences!r}"),
     ]
     errors = []
     for ok, message in checks:
@@ -413,6 +426,10 @@ def validate_run(config: RunConfig, source: str) -> list[str]:
         errors.extend(_validate_pairs(config, source))
     except TypeError:
         pass
+    errors.extend(f"{source}: {message}" for message in _corpus_limit_errors(config))
+    errors.extend(f"{source}: method.settings.{key}: must be a finite number, got {value!r}"
+                  for key, value in config.method.settings.items()
+                  if isinstance(value, float) and not math.isfinite(value))
     if config.method.name != "full" or config.method.settings:
         try:
             from mtadapt.methods.registry import config_from_dict as method_config
@@ -421,6 +438,18 @@ def validate_run(config: RunConfig, source: str) -> list[str]:
         except (ValueError, TypeError, ImportError) as err:
             errors.append(f"{source}: method.settings: {err}")
     return errors
+
+
+def _corpus_limit_errors(config: RunConfig) -> list[str]:
+    """`limit` of every corpus: >= 1, or null for all (0 pairs would leave nothing to train on)."""
+    d = config.data
+    corpora = [(f"data.{split}", getattr(d, split)) for split in ("train", "dev", "test")]
+    corpora += [(f"data.pairs[{i}].{split}", getattr(p, split)) for i, p in enumerate(d.pairs) for split in ("train", "dev")]
+    return [
+        f"{where}.limit must be >= 1 (or null: the whole corpus), got {corpus.limit!r}"
+        for where, corpus in corpora
+        if isinstance(corpus, CorpusConfig) and isinstance(corpus.limit, int) and corpus.limit < 1
+    ]
 
 
 def _validate_pairs(config: RunConfig, source: str) -> list[str]:
@@ -460,6 +489,47 @@ def _validate_pairs(config: RunConfig, source: str) -> list[str]:
     return errors
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first_line: int, line: int):
+        super().__init__(f"key {key!r} repeated")
+        self.key, self.first_line, self.line = key, first_line, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may repeat
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: SafeLoader reports it itself
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise _DuplicateKey(key, first, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; a key repeated in one mapping is an error (both lines named).
+
+    Raises:
+        ConfigError: invalid YAML, or a repeated key (`source:LINE: key 'x' repeats line N`).
+    """
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _DuplicateKey as err:
+        raise ConfigError(
+            f"{source}:{err.line}: key {err.key!r} is given twice, here and at line {err.first_line}; "
+            "YAML would keep only the last: remove one"
+        ) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: invalid YAML: {' '.join(str(err).split())}") from None
+
+
 def read_yaml_mapping(path: Path, expected: str) -> tuple[dict, str]:
     """Parse a recipe file that must hold a YAML mapping; returns (data, text).
 
@@ -467,13 +537,15 @@ def read_yaml_mapping(path: Path, expected: str) -> tuple[dict, str]:
         FileNotFoundError: no such file.
         ConfigError: invalid YAML, or not a mapping (`expected` says what it should hold).
     """
+    if path.is_dir():
+        raise ConfigError(f"recipe {path} is a folder; give a YAML file")
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path} does not exist")
-    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from err
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); a recipe is a YAML file") from None
+    data = load_yaml(text, str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe is {expected}")
     return data, text

@@ -29,8 +29,8 @@ from mtadapt.data.validation import (
     Policy,
     check_pair,
     check_policy,
-    decode_utf8_line,
 )
+from mtadapt.io import decoded_lines
 
 CorpusFormat = Literal["moses", "tsv", "jsonl", "tmx"]
 
@@ -187,6 +187,8 @@ def scan_corpus(spec: CorpusSpec) -> DataReport:
 
 
 def _open_binary(path: Path) -> IO[bytes]:
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; a corpus path names a file (or a Moses prefix such as data/train)")
     if not path.exists():
         raise DataError(f"{path}: no such file")
     # Binary on purpose: text mode would also split lines on \r, \x0b, \x1c, U+2028 ...,
@@ -198,10 +200,7 @@ def _open_binary(path: Path) -> IO[bytes]:
 
 def _decoded_lines(stream: IO[bytes], path: str) -> Iterator[tuple[int, str]]:
     """Yields (1-based line number, decoded line without its line ending)."""
-    offset = 0
-    for line_no, raw in enumerate(stream, start=1):
-        yield line_no, decode_utf8_line(raw, path, line_no, offset)
-        offset += len(raw)
+    return decoded_lines(stream, path)
 
 
 def read_moses(

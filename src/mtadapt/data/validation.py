@@ -20,6 +20,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mtadapt.errors import DataError
+from mtadapt.io import decode_line
+
 Policy = Literal["drop", "error"]
 POLICIES: tuple[str, ...] = ("drop", "error")
 
@@ -29,10 +32,6 @@ _CONTROL_CHAR = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 # How many example origins to keep per reason: enough to find the lines, bounded memory.
 _ORIGINS_KEPT_PER_REASON = 3
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file and line (or TMX <tu> index)."""
 
 
 @dataclass
@@ -90,35 +89,8 @@ def check_policy(name: str, value: str) -> str | None:
     return None
 
 
-def decode_utf8_line(raw: bytes, path: str, line_no: int, line_start: int) -> str:
-    """Decodes one raw line (its `\\n` or `\\r\\n` ending removed) as strict UTF-8.
-
-    Args:
-        raw: the line's bytes, as read from a binary file.
-        path: file name, for the error message.
-        line_no: 1-based line number, for the error message.
-        line_start: byte offset of the line in the file, to report the absolute offset.
-
-    Raises:
-        DataError: `path:line: invalid UTF-8 at byte offset N ...`.
-    """
-    if raw.endswith(b"\n"):
-        raw = raw[:-1]
-        if raw.endswith(b"\r"):  # Windows line ending; a lone \r mid-line is kept (and flagged)
-            raw = raw[:-1]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        bad = raw[err.start : err.start + 4]
-        raise DataError(
-            f"{path}:{line_no}: invalid UTF-8 at byte offset {line_start + err.start} of the file "
-            f"(byte {err.start} of the line): {err.reason}, bytes {bad!r}; "
-            "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
-        ) from None
-    # A byte-order mark is an encoding artifact, not text; editors on Windows add it.
-    if line_no == 1 and text.startswith("\ufeff"):
-        text = text[1:]
-    return text
+# One strict UTF-8 line decoder for every reader (mtadapt.io: "\n"-only lines).
+decode_utf8_line = decode_line
 
 
 def has_control_char(text: str) -> bool:
@@ -160,7 +132,7 @@ def check_pair(
                 raise DataError(
                     f"{where}: empty {side} side; set `empty: drop` to skip and count such pairs"
                 )
-            report.record_drop(f"empty_{side}", origin)
+            report.record_drop(f"empty_{side}", where)  # the file holding the empty side
             return False
     for side, text, where in (("src", src, origin), ("tgt", tgt, tgt_origin)):
         match = _CONTROL_CHAR.search(text)
@@ -170,6 +142,6 @@ def check_pair(
                     f"{where}: control character U+{ord(match.group()):04X} in the {side} side at "
                     f"character {match.start()}; set `control_chars: drop` to skip and count such pairs"
                 )
-            report.record_drop("control_char", origin)
+            report.record_drop("control_char", where)
             return False
     return True
