@@ -260,23 +260,24 @@ def read_jsonl_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
 def replace_folder(folder: str | os.PathLike, build: Callable[[Path], Any]) -> Path:
     """Build a folder with `build(tmp_folder)`, then put it in place of `folder`.
 
-    The swap is two renames (`folder` -> `folder.old`, `tmp` -> `folder`): a kill between
-    them leaves `folder.old` and `tmp` complete, never a half-built `folder`.
+    The temporary folder (`.<name>.<random>.tmp` beside `folder`) is unique, so concurrent
+    builders do not collide. The swap is two renames (`folder` -> `.<name>.<random>.old`,
+    tmp -> `folder`): a kill between them leaves both complete, never a half-built `folder`.
     """
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
-        tmp.mkdir(parents=True)
         build(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    old = None
     if folder.exists():
-        os.replace(folder, old)
+        old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".old"))
+        os.replace(folder, old)  # onto the empty folder mkdtemp made
     os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     _fsync_folder(folder.parent)
     return folder

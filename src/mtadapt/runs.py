@@ -18,10 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
-from mtadapt.config import RunConfig, config_from_dict
+from mtadapt.config import RunConfig, config_from_dict, load_yaml
+from mtadapt.errors import CheckpointError, ConfigError
 from mtadapt.evaluate.generation import INFERENCE_DTYPES
 from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_names, set_active_adapters
@@ -32,10 +32,24 @@ from mtadapt.models.loading import LoadedModel, load_model
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The configuration a run folder was trained with (its `run.yaml`).
+
+    Raises:
+        CheckpointError: no run.yaml, or one that is not valid YAML / not a run configuration
+            (names the file).
+    """
     path = Path(run_dir) / "run.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: is {run_dir} a run folder written by `mtadapt train`?")
-    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"run folder {run_dir} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found: is {run_dir} a run folder written by `mtadapt train`?")
+    try:
+        data = load_yaml(path.read_text(encoding="utf-8"), str(path))
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of run settings, got {type(data).__name__}")
+        return config_from_dict(data, str(path))
+    except (ConfigError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is damaged: {err}; it is rewritten by `mtadapt train`, restore it or train again") from None
 
 
 def run_adapter(run_dir: str | Path, which: str = "best") -> Path:

@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mtadapt.methods import lora
-from mtadapt.methods.storage import _atomic_write_bytes
+from mtadapt.io import atomic_write_with
 
 PEFT_CONFIG_FILE = "adapter_config.json"
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
@@ -89,8 +89,8 @@ def export_lora_to_peft(
     }
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(folder / PEFT_WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
-    _atomic_write_bytes(
+    atomic_write_with(folder / PEFT_WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+    atomic_write_with(
         folder / PEFT_CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(peft_config, indent=2) + "\n")
     )
     return folder
@@ -157,8 +157,8 @@ def export_prompt_to_peft(
     }
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(folder / PEFT_WEIGHTS_FILE, lambda p: save_file({"prompt_embeddings": weights}, p, metadata={"format": "pt"}))
-    _atomic_write_bytes(
+    atomic_write_with(folder / PEFT_WEIGHTS_FILE, lambda p: save_file({"prompt_embeddings": weights}, p, metadata={"format": "pt"}))
+    atomic_write_with(
         folder / PEFT_CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(peft_config, indent=2) + "\n")
     )
     return folder

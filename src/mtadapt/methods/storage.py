@@ -24,14 +24,17 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from mtadapt.errors import AdapterError
+from mtadapt.io import atomic_write_json, atomic_write_with
 
 from mtadapt.methods import baselines
 from mtadapt.methods.base import adapter_layers, adapter_names
@@ -48,7 +51,7 @@ _VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "torch_dtype",
                          "output_hidden_states", "return_dict"}
 
 
-class FingerprintMismatchError(ValueError):
+class FingerprintMismatchError(AdapterError):
     """The adapter was trained on a different base model."""
 
 
@@ -100,18 +103,6 @@ def fingerprint(model: nn.Module, whole_model_method: Any | None = None) -> Fing
         sample = torch.cat([flat[:16], flat[-16:]]).to(torch.float32).cpu()
         weights.update(sample.numpy().tobytes())
     return Fingerprint(arch.hexdigest()[:16], weights.hexdigest()[:16])
-
-
-def _atomic_write_bytes(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _adapter_method(model: nn.Module, adapter_name: str) -> Any:
@@ -183,19 +174,49 @@ def save_adapter(
         "modules": modules,
         "fingerprint": {"architecture": fp.architecture, "weights": fp.weights},
     }
-    _atomic_write_bytes(folder / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
-    _atomic_write_bytes(folder / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write_with(folder / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+    atomic_write_json(folder / CONFIG_FILE, meta, indent=2)  # last: a folder with it is complete
     return folder
 
 
+_META_KEYS = {"method": str, "settings": dict, "adapter_name": str, "modules": list, "fingerprint": dict}
+
+
 def read_adapter_config(folder: str | os.PathLike) -> dict[str, Any]:
-    path = Path(folder) / CONFIG_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: is {folder} an mtadapt adapter folder?")
-    meta = json.loads(path.read_text())
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise ValueError(f"{path}: format {meta.get('format')!r} v{meta.get('version')}, expected {FORMAT!r} v{VERSION}")
+    """The parsed `adapter.json` of an adapter folder.
+
+    Raises:
+        AdapterError: no such folder or file, invalid JSON (with line and column), another
+            format, or a missing/mistyped key; the message names the file.
+    """
+    folder = Path(folder)
+    path = folder / CONFIG_FILE
+    if not folder.is_dir():
+        raise AdapterError(f"adapter folder {folder} does not exist" + (" (it is a file)" if folder.exists() else ""))
+    if not path.is_file():
+        raise AdapterError(f"{path} not found: is {folder} an mtadapt adapter folder?")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise AdapterError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise AdapterError(f"{path}:{err.lineno}: invalid JSON at column {err.colno}: {err.msg} (edited or truncated?)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        found = (meta.get("format"), meta.get("version")) if isinstance(meta, dict) else (type(meta).__name__, None)
+        raise AdapterError(f"{path}: format {found[0]!r} v{found[1]}, expected {FORMAT!r} v{VERSION}")
+    wrong = [f"{key!r} ({kind.__name__})" for key, kind in _META_KEYS.items() if not isinstance(meta.get(key), kind)]
+    if wrong:
+        raise AdapterError(f"{path}: missing or mistyped key(s) {', '.join(wrong)}")
     return meta
+
+
+def _read_adapter_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise AdapterError(f"{path} not found; the adapter folder is incomplete")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise AdapterError(f"{path} is damaged ({path.stat().st_size} bytes; truncated or not safetensors: {err})") from None
 
 
 def check_fingerprint(model: nn.Module, meta: dict[str, Any], folder: str | os.PathLike = "") -> None:
@@ -234,29 +255,55 @@ def load_adapter(
 
     Raises:
         FingerprintMismatchError: the base differs from the one the adapter was saved from.
+        AdapterError: a missing or damaged file, or weights that do not fit the saved
+            settings (e.g. an edited rank); the message names the folder or file.
     """
     meta = read_adapter_config(folder)
+    config_path = Path(folder) / CONFIG_FILE
+    try:
+        config = config_from_dict(meta["method"], meta["settings"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise AdapterError(f"{config_path}: invalid method settings: {err}") from None
     if check_base:
         check_fingerprint(model, meta, folder)
     name = adapter_name or meta["adapter_name"]
-    config = config_from_dict(meta["method"], meta["settings"])
-    tensors = load_file(str(Path(folder) / WEIGHTS_FILE))
+    tensors = _read_adapter_weights(Path(folder) / WEIGHTS_FILE)
+    try:
+        return _add_saved_adapter(model, folder, meta, config, tensors, targets, name)
+    except AdapterError:
+        raise
+    except (KeyError, ValueError, RuntimeError) as err:  # tensors that do not fit the settings
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise AdapterError(
+            f"{folder}: {WEIGHTS_FILE} does not fit {CONFIG_FILE} (method {meta['method']!r}, settings "
+            f"{meta['settings']}): {message}"
+        ) from None
+
+
+def _add_saved_adapter(
+    model: nn.Module, folder: str | os.PathLike, meta: dict[str, Any], config: Any,
+    tensors: dict[str, torch.Tensor], targets: ModelTargets | None, name: str,
+) -> str:
+    """Apply `config` under `name` and copy the saved `tensors` in (the body of `load_adapter`)."""
     if config.method in ("full", "bitfit"):
         params = dict(model.named_parameters())
+        unknown = sorted(set(tensors) - set(params))
+        if unknown:
+            raise AdapterError(f"{folder}: {WEIGHTS_FILE} holds tensors the model does not have: {unknown[:3]}")
         with torch.no_grad():
             for key, t in tensors.items():
                 params[key].copy_(t)
         baselines.apply(model, config, targets)
         return name
     if name in adapter_names(model):
-        raise ValueError(f"the model already holds an adapter {name!r}; pass another adapter_name")
+        raise AdapterError(f"the model already holds an adapter {name!r}; pass another adapter_name")
     if config.method == "lora":
         config = replace(config, targets=[re.escape(m) for m in meta["modules"]])
     add_adapter(model, config, targets, adapter_name=name)
     layers = dict(adapter_layers(model))
     missing = [m for m in meta["modules"] if m not in layers or name not in layers[m].adapter_names()]
     if missing:
-        raise ValueError(f"adapter {folder} expects modules {missing[:5]} that the model does not have")
+        raise AdapterError(f"adapter {folder} expects modules {missing[:5]} that the model does not have")
     for module_name in meta["modules"]:
         prefix = module_name + "."
         layers[module_name].load_adapter_state_dict(

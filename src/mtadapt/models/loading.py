@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mtadapt.errors import ModelError
+from mtadapt.io import replace_folder
 from mtadapt.models.families import Family, detect_family, get_family
 
 
@@ -69,8 +70,9 @@ def load_model(
             model's source language (a pt->en shortlist restricts by *Portuguese* words).
 
     Raises:
+        ModelError: no such local folder, a folder without config.json, or a hub name that
+            is neither cached nor reachable.
         ValueError: unknown family, or a Marian file without a vocabulary.
-        OSError: from transformers when the name or folder cannot be found.
     """
     if name_or_path.startswith("tiny:"):
         name_or_path = str(tiny_model_path(name_or_path[len("tiny:"):]))
@@ -80,6 +82,8 @@ def load_model(
         if name_or_path.startswith("bergamot:"):
             model, tok = marian_native.load_bergamot(name_or_path, use_shortlist=shortlist)
         else:
+            if not Path(name_or_path).is_file():
+                raise ModelError(f"Marian checkpoint {name_or_path} does not exist" + (" (it is a folder)" if Path(name_or_path).exists() else ""))
             if tokenizer is None:
                 raise ValueError(
                     f"{name_or_path}: a Marian checkpoint needs its SentencePiece vocabulary; "
@@ -92,8 +96,20 @@ def load_model(
 
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    tok = AutoTokenizer.from_pretrained(tokenizer or name_or_path, trust_remote_code=trust_remote_code)
+    _check_model_path(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except OSError as err:  # not in the local cache and the hub unreachable, or no such repo
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(
+            f"model {name_or_path!r} is not a local folder and could not be loaded from the Hugging Face hub "
+            f"or its cache: {first}"
+        ) from None
+    try:
+        tok = AutoTokenizer.from_pretrained(tokenizer or name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"tokenizer of {tokenizer or name_or_path!r} could not be loaded: {first}") from None
     fam = get_family(family) if family else detect_family(config.model_type, type(tok).__name__)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if dtype is not None:
@@ -103,6 +119,34 @@ def load_model(
     if start is None:
         start = model.config.pad_token_id
     return LoadedModel(model, tok, fam, str(name_or_path), int(start) if start is not None else None)
+
+
+def _looks_local(name_or_path: str) -> bool:
+    """A path rather than a hub id (`org/name`): absolute, relative (`./`, `../`, `~`), Windows,
+    more than one `/`, or a file suffix."""
+    return (
+        name_or_path.startswith(("/", "./", "../", "~", "\\")) or "\\" in name_or_path
+        or name_or_path.count("/") > 1 or Path(name_or_path).suffix in (".json", ".safetensors", ".bin", ".npz", ".pt")
+    )
+
+
+def _check_model_path(name_or_path: str) -> None:
+    """Named errors for local paths, before transformers turns them into hub-id messages.
+
+    Raises:
+        ModelError: a local path that does not exist, is a file, or is a folder without
+            `config.json`.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model folder {name_or_path} has no config.json; give a folder written by save_pretrained "
+                             "(or `mtadapt merge`), a hub name, bergamot:<src>-<tgt> or tiny:<family>")
+        return
+    if path.exists():
+        raise ModelError(f"model {name_or_path} is a file; give its folder (with config.json), or a Marian .bin/.npz checkpoint")
+    if _looks_local(name_or_path):
+        raise ModelError(f"model folder {name_or_path} does not exist")
 
 
 def _tiny_build_stamp() -> str:
@@ -133,9 +177,5 @@ def tiny_model_path(family: str) -> Path:
     root = Path(os.environ.get("MTADAPT_CACHE", Path.home() / ".cache" / "mtadapt"))
     cache = root / "tiny" / f"{family}-{_tiny_build_stamp()}"
     if not (cache / "config.json").exists():
-        tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        build_tiny(family, tmp)
-        shutil.rmtree(cache, ignore_errors=True)
-        os.replace(tmp, cache)
+        replace_folder(cache, lambda tmp: build_tiny(family, tmp))
     return cache

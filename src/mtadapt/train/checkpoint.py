@@ -18,21 +18,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mtadapt.errors import CheckpointError
+from mtadapt.io import atomic_write_json, atomic_write_text
+
 LATEST = "latest"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+_STEP_FOLDER = re.compile(r"^step-\d{6,}$")
 
 
 def trainable_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -88,7 +88,7 @@ def save_checkpoint(
     save_file(rng, str(tmp / "rng.safetensors"))
     sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
     payload = {"step": step, "optimizer": opt_meta, "scheduler": sched, **state}
-    (tmp / "state.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    atomic_write_json(tmp / "state.json", payload)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     atomic_write_text(root / LATEST, final.name)
@@ -99,11 +99,38 @@ def save_checkpoint(
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint `checkpoints/latest` names, or None when the run has saved none yet.
+
+    Raises:
+        CheckpointError: `latest` is unreadable or names no complete checkpoint folder
+            (resuming would silently start over and overwrite the run's later files).
+    """
     pointer = run_dir / "checkpoints" / LATEST
     if not pointer.exists():
         return None
-    folder = run_dir / "checkpoints" / pointer.read_text(encoding="utf-8").strip()
-    return folder if (folder / "state.json").exists() else None
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{pointer} is unreadable ({err}); it should hold a folder name such as step-000200") from None
+    folder = pointer.parent / name
+    if not _STEP_FOLDER.match(name):
+        found = sorted(p.name for p in pointer.parent.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
+        raise CheckpointError(
+            f"{pointer} holds {name[:40]!r}, not a checkpoint name such as step-000200; checkpoints present: "
+            f"{', '.join(found) or 'none'} (write one of them into {pointer} to resume from it)"
+        )
+    if not (folder / "state.json").is_file():
+        raise CheckpointError(f"{pointer} names {name}, but {folder}/state.json does not exist; the checkpoint is missing or incomplete")
+    return folder
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; the checkpoint is incomplete") from None
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is damaged (truncated or not safetensors: {err})") from None
 
 
 def load_checkpoint(
@@ -115,25 +142,34 @@ def load_checkpoint(
     """Restore trainable weights, optimizer, scheduler and RNG; return the saved state.
 
     Raises:
-        ValueError: the checkpoint's trainable parameters do not match the model's.
+        CheckpointError: a damaged or missing file (named), or trainable parameters that do
+            not match the model's (another method or model).
     """
-    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-    tensors = load_file(str(folder / "trainable.safetensors"))
+    state_file = folder / "state.json"
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        int(state["step"]), state["optimizer"], state["scheduler"]  # noqa: B018 (the keys resuming needs)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{state_file} is damaged ({type(err).__name__}: {err})") from None
+    tensors = _load_tensors(folder / "trainable.safetensors")
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if set(tensors) != set(params):
         missing, extra = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
-        raise ValueError(
+        raise CheckpointError(
             f"{folder}: checkpoint does not match this run's trainable parameters "
             f"(missing {missing[:3]}, unexpected {extra[:3]}); was the method or model changed?"
         )
+    shapes = [f"{n} {tuple(tensors[n].shape)} != {tuple(p.shape)}" for n, p in params.items() if tensors[n].shape != p.shape]
+    if shapes:
+        raise CheckpointError(f"{folder}: checkpoint shapes differ from this run's parameters ({'; '.join(shapes[:3])}); were the method settings changed?")
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(tensors[name])
-    optimizer.load_state_dict(_optimizer_state(load_file(str(folder / "optimizer.safetensors")), state["optimizer"]))
+    optimizer.load_state_dict(_optimizer_state(_load_tensors(folder / "optimizer.safetensors"), state["optimizer"]))
     # state.json leaves out `lr_lambdas` (closures, not JSON); LambdaLR.load_state_dict pops
     # that key, so give it back as "nothing to restore" (None per lambda), or resume fails.
     scheduler.load_state_dict({"lr_lambdas": [None] * len(getattr(scheduler, "lr_lambdas", [])), **state["scheduler"]})
-    rng = load_file(str(folder / "rng.safetensors"))
+    rng = _load_tensors(folder / "rng.safetensors")
     torch.set_rng_state(rng["cpu"])
     if torch.cuda.is_available():
         cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda"))]
