@@ -4,6 +4,7 @@ input order, clear errors, and the parameter report."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -116,19 +117,18 @@ def test_place_for_inference_names_valid_dtypes():
         place_for_inference(layer, "half")
 
 
-def test_evaluate_mismatched_line_counts(tmp_path):
+def test_evaluate_mismatched_line_counts(tmp_path, capsys):
     (tmp_path / "hyp.txt").write_text("a\nb\nc\n", encoding="utf-8")
     (tmp_path / "ref.txt").write_text("a\nb\n", encoding="utf-8")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["evaluate", "--hyp", str(tmp_path / "hyp.txt"), "--ref", str(tmp_path / "ref.txt"), "--no-progress"])
-    message = str(exit_info.value.code)
+    assert main(["evaluate", "--hyp", str(tmp_path / "hyp.txt"), "--ref", str(tmp_path / "ref.txt"), "--no-progress"]) == 2
+    message = capsys.readouterr().err
     assert message.startswith("error: ") and "3 lines" in message and "references have 2" in message
     assert "line-aligned" in message
 
 
-def test_evaluate_missing_file_is_named(tmp_path):
-    with pytest.raises(SystemExit, match=r"reference file .*nope\.txt does not exist"):
-        main(["evaluate", "--hyp", str(tmp_path / "nope.txt"), "--ref", str(tmp_path / "nope.txt")])
+def test_evaluate_missing_file_is_named(tmp_path, capsys):
+    assert main(["evaluate", "--hyp", str(tmp_path / "nope.txt"), "--ref", str(tmp_path / "nope.txt")]) == 2
+    assert re.fullmatch(r"error: reference file .*nope\.txt does not exist\n", capsys.readouterr().err)
 
 
 def test_evaluate_perfect_hypotheses(tmp_path, capsys):

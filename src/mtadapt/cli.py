@@ -10,40 +10,73 @@
     mtadapt augment noise --input F --output F [--word-dropout P ...]
     mtadapt augment backtranslate --model M --input F --output F.tsv [--mode sample ...]
     mtadapt augment mix --real S T --synthetic S T --output-src S --output-tgt T
+
+Errors: a problem the user can fix (`mtadapt.errors.MtadaptError`, or a missing file) prints
+one `error:` line naming the file, line, flag or value and what is valid, and exits 2. Anything
+else is a bug: one `internal error:` line, exit 1; `--debug` (or MTADAPT_DEBUG=1) shows its
+traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
-from mtadapt.config import ConfigError, parse_override
+from mtadapt.config import parse_override
+from mtadapt.errors import CheckpointError, ConfigError, DataError, MtadaptError, MtadaptWarning
 from mtadapt.evaluate.generation import INFERENCE_DTYPES
+from mtadapt.io import atomic_write_lines, check_output_file, join_lines, lines_of_bytes, read_lines, split_lines
 
 
-def _read_lines(path: str | None, what: str) -> list[str]:
+def _read_lines(path: str | None, what: str, allow_empty: bool = False) -> list[str]:
+    """The lines of `path` (stdin for None or "-"), split on "\\n" only (mtadapt.io).
+
+    Raises:
+        DataError: no such file, a folder, invalid UTF-8, or (unless `allow_empty`) no lines.
+    """
     if path is None or path == "-":
-        return sys.stdin.read().splitlines()
-    p = Path(path)
-    if not p.is_file():
-        raise SystemExit(f"error: {what} file {path} does not exist")
-    try:
-        return p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise SystemExit(f"error: {path}: invalid UTF-8 at byte {err.start}") from err
+        buffer = getattr(sys.stdin, "buffer", None)
+        lines = lines_of_bytes(buffer.read(), "<stdin>") if buffer is not None else split_lines(sys.stdin.read())
+    else:
+        lines = read_lines(path, f"{what}")
+    if not lines and not allow_empty:
+        raise DataError(f"{what} {'stdin' if path in (None, '-') else path} is empty: no lines to read")
+    return lines
+
+
+def _check_output(path: str | None, flag: str) -> None:
+    """Fail before the work, not after it, when `path` cannot be written."""
+    if path is not None and path != "-":
+        check_output_file(path, flag)
 
 
 def _write_lines(path: str | None, lines: list[str]) -> None:
-    text = "".join(line + "\n" for line in lines)
     if path is None or path == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(join_lines(lines))
         return
-    from mtadapt.train.checkpoint import atomic_write_text
+    atomic_write_lines(Path(path), lines)
 
-    atomic_write_text(Path(path), text)
+
+def _number(kind: type, low: float, inclusive: bool = True):
+    """argparse `type=`: a finite `kind` >= low (> low when not inclusive), else a named error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {low}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def _generation(args: argparse.Namespace):
@@ -63,9 +96,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
-    p.add_argument("--batch-size", type=int, default=32, help="sentences per generation batch")
-    p.add_argument("--max-length-factor", type=float, default=2.0, help="max output length / input length")
+    p.add_argument("--beam", type=_number(int, 1), default=1, help="beam size (1 = greedy)")
+    p.add_argument("--batch-size", type=_number(int, 1), default=32, help="sentences per generation batch")
+    p.add_argument("--max-length-factor", type=_number(float, 0, inclusive=False), default=2.0,
+                   help="max output length / input length")
     _add_dtype_arg(p)
 
 
@@ -80,6 +114,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mtadapt.train.loop import train
 
     config = load_recipe(args.recipe, args.overrides)
+    if args.resume:
+        _check_resumable(Path(config.train.output_dir))
     result = train(config, resume=args.resume, progress=not args.no_progress)
     best = result.best_metric
     print(f"done: {result.steps} steps, {result.tokens_per_second:.0f} tokens/s; "
@@ -87,14 +123,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_resumable(run_dir: Path) -> None:
+    """`--resume` needs a run: refuse a folder holding none (a mistyped train.output_dir would
+    otherwise start a new run there without a word); say so when no checkpoint exists yet."""
+    from mtadapt.train.checkpoint import LATEST, latest_checkpoint
+
+    if not (run_dir / "run.yaml").is_file() and not (run_dir / "checkpoints").is_dir():
+        raise CheckpointError(f"--resume: {run_dir} holds no run to resume (no run.yaml, no checkpoints/); "
+                              "drop --resume to start a new run there, or set train.output_dir to the run's folder")
+    if latest_checkpoint(run_dir) is None:  # raises CheckpointError for a damaged `latest`
+        print(f"--resume: {run_dir} has no checkpoint yet (no checkpoints/{LATEST}): starting from step 0", file=sys.stderr)
+
+
 def cmd_translate(args: argparse.Namespace) -> int:
     from mtadapt.evaluate.generation import translate
     from mtadapt.runs import open_for_inference, place_for_inference
 
+    _check_output(args.output, "--output")
+    lines = _read_lines(args.input, "input")  # before loading the model: a bad file fails at once
     loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
                                         shortlist=False if args.no_shortlist else None)
     place_for_inference(loaded.model, args.dtype)
-    lines = _read_lines(args.input, "input")
     out = translate(loaded.model, codec, lines, _generation(args), progress=not args.no_progress)
     _write_lines(args.output, out)
     return 0
@@ -104,27 +153,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from mtadapt.evaluate.metrics import corpus_scores, paired_bootstrap
 
     refs = _read_lines(args.ref, "reference")
+    baseline = _read_lines(args.baseline, "baseline") if args.baseline else None
     if args.hyp:
         hyps = _read_lines(args.hyp, "hypothesis")
     else:
         if not args.src:
-            raise SystemExit("error: give --hyp FILE, or --src FILE with --run/--model to translate it first")
+            raise ConfigError("give --hyp FILE, or --src FILE with --run/--model to translate it first")
         from mtadapt.evaluate.generation import translate
+        from mtadapt.evaluate.metrics import check_lengths
         from mtadapt.runs import open_for_inference, place_for_inference
 
+        _check_output(args.save_hyp, "--save-hyp")
+        sources = _read_lines(args.src, "source")
+        check_lengths(sources, refs, "sources")  # before translating, not after
         loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
                                         shortlist=False if args.no_shortlist else None)
         place_for_inference(loaded.model, args.dtype)
-        hyps = translate(loaded.model, codec, _read_lines(args.src, "source"), _generation(args), progress=not args.no_progress)
+        hyps = translate(loaded.model, codec, sources, _generation(args), progress=not args.no_progress)
         if args.save_hyp:
             _write_lines(args.save_hyp, hyps)
-    try:
-        scores = corpus_scores(hyps, refs, n_bootstrap=args.n_bootstrap)
-        result: dict[str, Any] = {"scores": {k: v.to_dict() for k, v in scores.items()}}
-        if args.baseline:
-            result["paired_bootstrap"] = paired_bootstrap(_read_lines(args.baseline, "baseline"), {"system": hyps}, refs, n_samples=max(args.n_bootstrap, 100))
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from err
+    scores = corpus_scores(hyps, refs, n_bootstrap=args.n_bootstrap)
+    result: dict[str, Any] = {"scores": {k: v.to_dict() for k, v in scores.items()}}
+    if baseline is not None:
+        result["paired_bootstrap"] = paired_bootstrap(baseline, {"system": hyps}, refs, n_samples=max(args.n_bootstrap, 100))
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -151,7 +202,7 @@ def cmd_params(args: argparse.Namespace) -> int:
     from mtadapt.methods.params import architecture_names, format_table, param_report
 
     if not args.arch and not args.model:
-        raise SystemExit(f"error: give --arch NAME ({', '.join(architecture_names())}) or --model M")
+        raise ConfigError(f"give --arch NAME ({', '.join(architecture_names())}) or --model M")
     target: Any = args.arch
     if args.model:
         from mtadapt.models.loading import load_model
@@ -188,17 +239,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         names = adapter_names(loaded.model)
         if len(names) != 1:
-            raise SystemExit(f"error: --format peft exports one adapter; the model holds {names or 'none'}")
+            raise ConfigError(f"--format peft exports one adapter; the model holds {names or 'none'}")
         config = getattr(loaded.model, "mtadapt_adapter_configs", {}).get(names[0])
         if isinstance(config, LoraConfig):
             export_lora_to_peft(loaded.model, args.out, names[0], base_model_name_or_path=loaded.name_or_path)
         elif isinstance(config, PromptConfig):
             export_prompt_to_peft(loaded.model, args.out, names[0], base_model_name_or_path=loaded.name_or_path)
         else:
-            raise SystemExit(f"error: --format peft exports LoRA and prompt tuning adapters; {names[0]!r} is {getattr(config, 'method', config)}")
+            raise ConfigError(f"--format peft exports LoRA and prompt tuning adapters; {names[0]!r} is {getattr(config, 'method', config)}")
     else:
         if loaded.family.name != "marian_native":
-            raise SystemExit(f"error: --format npz exports Marian-native models; {loaded.name_or_path} is {loaded.family.name}")
+            raise ConfigError(f"--format npz exports Marian-native models; {loaded.name_or_path} is {loaded.family.name}")
         from mtadapt.methods.base import adapter_names
         from mtadapt.methods.merge import merged_model
 
@@ -221,6 +272,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
             blank_prob=args.blank_prob, blank_token=args.blank_token, side=args.side, unit=args.unit,
             fraction=args.fraction, seed=args.seed,
         )
+        _check_output(args.output, "--output")
         lines = _read_lines(args.input, "input")
         tsv = args.tsv or str(args.input).endswith(".tsv")
         _write_lines(args.output, noise_tsv_lines(lines, config, args.epoch) if tsv else noise_lines(lines, config, args.epoch))
@@ -228,15 +280,21 @@ def cmd_augment(args: argparse.Namespace) -> int:
     if args.augment_verb == "mix":
         from mtadapt.augment.backtranslate import write_mixed_corpus
 
+        _check_output(args.output_src, "--output-src")
+        _check_output(args.output_tgt, "--output-tgt")
         counts = write_mixed_corpus(args.real, args.synthetic, args.output_src, args.output_tgt, args.real_upsample, args.seed)
         print(f"mixed {counts['real']} real pairs x {args.real_upsample} + {counts['synthetic']} synthetic = {counts['mixed']} pairs")
+        for side in ("real", "synthetic"):  # every pair a reader dropped, with its reason
+            print(f"{side} ({' '.join(getattr(args, side))}): {counts[side + '_report']}")
         return 0
     from mtadapt.augment.backtranslate import BacktranslationConfig, backtranslate_file
 
     if bool(args.output) == bool(args.output_src):
-        raise SystemExit("error: give --output FILE.tsv, or --output-src FILE --output-tgt FILE (a Moses pair)")
+        raise ConfigError("give --output FILE.tsv, or --output-src FILE --output-tgt FILE (a Moses pair)")
     if args.output_src and not args.output_tgt:
-        raise SystemExit("error: --output-src needs --output-tgt")
+        raise ConfigError("--output-src needs --output-tgt")
+    for flag, path in (("--output", args.output), ("--output-src", args.output_src), ("--output-tgt", args.output_tgt)):
+        _check_output(path, flag)
     config = BacktranslationConfig(
         direction=args.direction, mode=args.mode, num_beams=args.beam, outputs_per_sentence=args.outputs_per_sentence,
         sampling_temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size,
@@ -267,8 +325,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtadapt", description="Adapt pretrained MT models cheaply and measurably.")
+    debug_help = "show the traceback of an internal error (also MTADAPT_DEBUG=1)"
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--no-progress", action="store_true", help="no progress bars")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="verb", required=True)
 
     p = sub.add_parser("train", parents=[common], help="fine-tune with a YAML recipe")
@@ -292,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--src", help="source file to translate first")
     p.add_argument("--save-hyp", help="write the translations here")
     p.add_argument("--baseline", help="baseline hypotheses: paired bootstrap significance")
-    p.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap resamples (0 = no intervals)")
+    p.add_argument("--n-bootstrap", type=_number(int, 0), default=1000, help="bootstrap resamples (0 = no intervals)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
 
@@ -345,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--work-dir", help="shards and progress manifest; rerun to resume (default OUTPUT.shards)")
     a.add_argument("--direction", choices=["back", "forward"], default="back")
     a.add_argument("--mode", choices=["greedy", "beam", "sample", "noised_beam"], default="beam")
-    a.add_argument("--beam", type=int, default=5, help="beam size for beam and noised_beam")
+    a.add_argument("--beam", type=_number(int, 1), default=5, help="beam size for beam and noised_beam")
     a.add_argument("--outputs-per-sentence", type=int, default=1, help="n-best (beam) or samples (sample) per line")
     a.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     a.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens (0 = off)")
@@ -377,7 +438,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """mtadapt's own warnings as one `warning:` line; others as Python shows them."""
+    if issubclass(category, MtadaptWarning):
+        print(f"warning: {message}", file=sys.stderr if file is None else file)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _raised_by_mtadapt(err: BaseException) -> bool:
+    """Whether the innermost frame of `err`'s traceback is mtadapt's own code."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    package = Path(__file__).resolve().parent
+    return tb is not None and package in Path(tb.tb_frame.f_code.co_filename).resolve().parents
+
+
+def _user_error(err: Exception) -> str | None:
+    """The one-line message of an error the user can fix, or None for a bug.
+
+    Expected: mtadapt's own errors; an OS error on a named file (no such file, a folder, no
+    permission); and the ValueError / FileNotFoundError / FileExistsError that mtadapt code
+    raises with a message written for users.
+    """
+    if isinstance(err, MtadaptError):
+        return str(err)
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    if isinstance(err, (ValueError, FileNotFoundError, FileExistsError)) and _raised_by_mtadapt(err):
+        return str(err)
+    return None
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `train recipe.yaml --resume key=value`: overrides may follow options.
@@ -386,14 +483,38 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(e for e in extra if e not in overrides or args.verb != 'train')}")
     if overrides:
         args.overrides = list(args.overrides) + overrides
-    try:
-        return args.func(args)
-    except (ConfigError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return args.func(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one verb; the one place where errors become messages and exit statuses.
+
+    Returns:
+        0 on success, 2 for an error the user can fix (one `error:` line on stderr), 1 for an
+        internal error (its traceback with --debug or MTADAPT_DEBUG=1), 130 on Ctrl-C.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("MTADAPT_DEBUG", "").strip() not in ("", "0")
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return _run(argv)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except Exception as err:  # noqa: BLE001 (the top-level handler)
+            message = _user_error(err)
+            if message is not None and not debug:
+                print(f"error: {message}", file=sys.stderr)
+                return 2
+            if debug:
+                traceback.print_exc()
+                return 2 if message is not None else 1
+            text = " ".join(str(err).split())
+            print(f"internal error: {type(err).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}\n"
+                  "this is a bug (in mtadapt or a library it uses); rerun with --debug (or MTADAPT_DEBUG=1) "
+                  "for the traceback, and report it with that", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
       AdapterError                  an adapter folder (its JSON or its weights)
       CheckpointError               a run folder: its checkpoints, run.yaml, what --resume finds
       TrainingError                 a run that cannot go on (a non-finite loss)
+    MtadaptWarning                  something was changed to carry on (a source truncated)
 
 Every class is also a `ValueError`, as the plain `ValueError`s it replaces were, so callers that
 catch `ValueError` keep working. An exception that is not an `MtadaptError` is a bug: the CLI
@@ -44,3 +45,8 @@ class CheckpointError(MtadaptError):
 
 class TrainingError(MtadaptError):
     """Training cannot continue (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+class MtadaptWarning(UserWarning):
+    """Something was changed to carry on (e.g. an over-long source truncated); the CLI prints
+    it as one `warning:` line."""

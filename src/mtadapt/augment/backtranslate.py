@@ -54,9 +54,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mtadapt.augment.noise import NoiseConfig, Noiser, WordVocabulary
+from mtadapt.errors import DataError
 from mtadapt.evaluate.generation import GenerationConfig, translate_ids
+from mtadapt.io import atomic_write_json, atomic_write_lines, read_lines, split_lines
 from mtadapt.models.languages import PairCodec
-from mtadapt.train.checkpoint import atomic_write_text
 
 Direction = Literal["back", "forward"]
 Mode = Literal["greedy", "beam", "sample", "noised_beam"]
@@ -264,10 +265,9 @@ def generate_shards(
             for r in range(n):
                 text = texts[position * n + r] if r < len(outputs[position]) else ""
                 rows.append(json.dumps({"index": kept[j], "output": r, "synthetic": " ".join(text.split())}, ensure_ascii=False))
-        atomic_write_text(work_dir / _shard_name(k), "".join(row + "\n" for row in rows))
+        atomic_write_lines(work_dir / _shard_name(k), rows)
         done.append(k)
-        atomic_write_text(work_dir / MANIFEST, json.dumps(
-            {"fingerprint": fingerprint, "num_shards": len(shards), "done_shards": sorted(done)}, indent=1))
+        atomic_write_json(work_dir / MANIFEST, {"fingerprint": fingerprint, "num_shards": len(shards), "done_shards": sorted(done)})
         made += 1
         bar.update(len(shard))
     bar.close()
@@ -287,7 +287,8 @@ def read_shards(work_dir: str | Path, lines: Sequence[str]) -> list[SyntheticRow
         raise ValueError(f"{work_dir}: shards {missing[:5]}{'...' if len(missing) > 5 else ''} are not done; run again to resume")
     rows: list[SyntheticRow] = []
     for k in range(manifest["num_shards"]):
-        for line in (work_dir / _shard_name(k)).read_text(encoding="utf-8").splitlines():
+        # "\n" only: a synthetic text may hold U+2028, which JSON (ensure_ascii=False) keeps raw
+        for line in split_lines((work_dir / _shard_name(k)).read_text(encoding="utf-8")):
             row = json.loads(line)
             rows.append(SyntheticRow(row["index"], row["output"], lines[row["index"]], row["synthetic"]))
     rows.sort(key=lambda r: (r.index, r.output))
@@ -381,10 +382,10 @@ def write_pairs(pairs: Sequence[tuple[str, str]], output_src: str | Path, output
     """Write a Moses pair (`output_src`, `output_tgt`) or, without `output_tgt`, a TSV file."""
     clean = [(" ".join(s.split()), " ".join(t.split())) for s, t in pairs]  # no tabs or newlines inside
     if output_tgt is None:
-        atomic_write_text(Path(output_src), "".join(f"{s}\t{t}\n" for s, t in clean))
+        atomic_write_lines(Path(output_src), (f"{s}\t{t}" for s, t in clean))
         return
-    atomic_write_text(Path(output_src), "".join(s + "\n" for s, _ in clean))
-    atomic_write_text(Path(output_tgt), "".join(t + "\n" for _, t in clean))
+    atomic_write_lines(Path(output_src), (s for s, _ in clean))
+    atomic_write_lines(Path(output_tgt), (t for _, t in clean))
 
 
 def backtranslate(
@@ -442,13 +443,16 @@ def mix_corpora(
     return list(real) * whole + [real[i] for i in picked] + list(synthetic)
 
 
-def read_pairs(paths: Sequence[str | Path]) -> list[tuple[str, str]]:
-    """Pairs of a Moses pair `(src_file, tgt_file)` or one TSV file, checked and with empty
-    pairs dropped by the data readers."""
+def read_pairs(paths: Sequence[str | Path], report: Any | None = None) -> list[tuple[str, str]]:
+    """Pairs of a Moses pair `(src_file, tgt_file)` or one TSV file, checked by the data
+    readers; pairs with an empty side or a control character are dropped and counted in
+    `report` (a `mtadapt.data.DataReport`) under their reason, with file:line examples."""
     from mtadapt.data.prepare import read_texts
     from mtadapt.data.readers import CorpusSpec
 
     texts = read_texts(CorpusSpec(paths=tuple(Path(p) for p in paths), src_lang="src", tgt_lang="tgt"))
+    if report is not None:
+        report.merge(texts.report)
     return list(zip(texts.src, texts.tgt))
 
 
@@ -461,11 +465,26 @@ def write_mixed_corpus(
     seed: int = 0,
 ) -> dict[str, int]:
     """Read real and synthetic corpora (Moses pairs or TSV), mix them (`mix_corpora`) and
-    write the result (Moses pair, or TSV without `output_tgt`); returns the counts."""
-    real, synthetic = read_pairs(real_paths), read_pairs(synthetic_paths)
+    write the result (Moses pair, or TSV without `output_tgt`).
+
+    Returns:
+        The counts: "real", "synthetic" and "mixed" pairs, and "real_report" /
+        "synthetic_report", the readers' summaries (pairs read, kept, dropped per reason).
+
+    Raises:
+        DataError: a corpus with no usable pair (its summary says why).
+    """
+    from mtadapt.data.validation import DataReport
+
+    reports = {"real": DataReport(), "synthetic": DataReport()}
+    real, synthetic = read_pairs(real_paths, reports["real"]), read_pairs(synthetic_paths, reports["synthetic"])
+    for side, pairs, paths in (("real", real, real_paths), ("synthetic", synthetic, synthetic_paths)):
+        if not pairs:
+            raise DataError(f"{side} corpus {' '.join(map(str, paths))} has no usable pair: {reports[side].summary()}")
     mixed = mix_corpora(real, synthetic, real_upsample, seed)
     write_pairs(mixed, output_src, output_tgt)
-    return {"real": len(real), "synthetic": len(synthetic), "mixed": len(mixed)}
+    return {"real": len(real), "synthetic": len(synthetic), "mixed": len(mixed),
+            "real_report": reports["real"].summary(), "synthetic_report": reports["synthetic"].summary()}
 
 
 def backtranslate_file(
@@ -494,7 +513,9 @@ def backtranslate_file(
     """
     from mtadapt.runs import open_for_inference, place_for_inference
 
-    lines = Path(input_path).read_text(encoding="utf-8").splitlines()
+    lines = read_lines(input_path, "input")  # "\n" only: a U+2028 inside a line keeps it one line
+    if not any(line.strip() for line in lines):
+        raise DataError(f"input {input_path} has no non-empty line to translate ({len(lines)} lines)")
     loaded, codec = open_for_inference(run=run, model=model, adapters=adapters, src_lang=src_lang, tgt_lang=tgt_lang,
                                        shortlist=shortlist)
     precision = place_for_inference(loaded.model, dtype)  # generation only: nothing is trained or saved
@@ -509,5 +530,5 @@ def backtranslate_file(
         model_id["dtype"] = precision
     pairs, report = backtranslate(loaded.model, codec, lines, work_dir, config, model_id, progress)
     write_pairs(pairs, output_src, output_tgt)
-    atomic_write_text(work_dir / "report.json", json.dumps(asdict(report), indent=1))
+    atomic_write_json(work_dir / "report.json", asdict(report))
     return report

@@ -15,6 +15,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from mtadapt.io import atomic_write_bytes, atomic_write_lines, atomic_write_text
+
 COLUMNS = [
     "cell", "method", "settings", "trainable", "trainable %", "adapter file", "peak RSS", "train time", "tokens/s",
     "test BLEU [95% CI]", "test chrF [95% CI]", "ΔBLEU vs base (p)", "ΔBLEU vs full (p)",
@@ -158,14 +160,14 @@ def write_report(rows: list[dict[str, Any]], output_dir: Path, title: str = "mta
     output_dir = Path(output_dir)
     pngs = _plots(rows)
     for name, data in pngs.items():
-        (output_dir / name).write_bytes(data)
+        atomic_write_bytes(output_dir / name, data)
     notes = _notes(rows)
     origin = f"Recipe: `{source}`. " if source else ""
     md = [f"# {title}", "", f"{origin}Rows: `results.jsonl` in this folder.", "", markdown_table(rows), ""]
     md += [f"- {n}" for n in notes] + [""]
     md += [f"![{name}]({name})" for name in pngs]
     report_md = output_dir / "report.md"
-    report_md.write_text("\n".join(md) + "\n", encoding="utf-8")
+    atomic_write_lines(report_md, md)
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>\n" for cells in table_rows(rows))
@@ -182,5 +184,5 @@ def write_report(rows: list[dict[str, Any]], output_dir: Path, title: str = "mta
         f"<table><tr>{head}</tr>\n{body}</table>\n<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
         + f"</ul>\n{images}</body></html>\n"
     )
-    (output_dir / "report.html").write_text(page, encoding="utf-8")
+    atomic_write_text(output_dir / "report.html", page)
     return report_md

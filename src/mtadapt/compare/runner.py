@@ -27,6 +27,7 @@ from typing import Any
 
 from mtadapt.compare.grid import Cell, CompareConfig
 from mtadapt.config import config_from_dict, config_to_dict
+from mtadapt.io import append_line, atomic_write_json, atomic_write_lines, read_jsonl_rows, read_lines
 
 RESULTS_FILE = "results.jsonl"
 CELL_FILE = "cell.json"
@@ -35,20 +36,11 @@ CELL_RESULT_FILE = "cell_result.json"
 
 def read_results(path: Path) -> list[dict[str, Any]]:
     """Rows of results.jsonl; a torn last line (killed mid-write) is ignored."""
-    rows = []
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
+    return read_jsonl_rows(path)
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_lines(path, (json.dumps(r) for r in rows))
 
 
 def _format_seconds(seconds: float) -> str:
@@ -119,8 +111,8 @@ def run_cell(spec: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     test = load_corpus(config, "test", codec, None)
     outputs = translate_ids(model, codec, test.src_ids, config.generation)
     hyps = codec.decode([o[0] for o in outputs])
-    (run_dir / "test.hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-    (run_dir / "test.ref").write_text("".join(r + "\n" for r in test.tgt), encoding="utf-8")
+    atomic_write_lines(run_dir / "test.hyp", hyps)
+    atomic_write_lines(run_dir / "test.ref", test.tgt)
     scores = corpus_scores(hyps, test.tgt, n_bootstrap=spec["n_bootstrap"])
     row.update(
         status="done", test_sentences=len(hyps), scores={k: v.to_dict() for k, v in scores.items()},
@@ -132,8 +124,7 @@ def run_cell(spec: dict[str, Any], progress: bool = True) -> dict[str, Any]:
 def _cell_main(cell_file: str, progress: bool) -> int:
     spec = json.loads(Path(cell_file).read_text(encoding="utf-8"))
     row = run_cell(spec, progress=progress)
-    out = Path(cell_file).with_name(CELL_RESULT_FILE)
-    out.write_text(json.dumps(row, indent=1), encoding="utf-8")
+    atomic_write_json(Path(cell_file).with_name(CELL_RESULT_FILE), row)
     return 0
 
 
@@ -148,7 +139,7 @@ def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool) -> dict[str,
         "name": cell.name, "method": cell.spec.method, "settings": cell.spec.settings, "fingerprint": cell.fingerprint,
         "n_bootstrap": n_bootstrap, "config": config_to_dict(cell.config),
     }
-    (run_dir / CELL_FILE).write_text(json.dumps(spec, indent=1, default=str), encoding="utf-8")
+    atomic_write_json(run_dir / CELL_FILE, spec, default=str)
     result_file = run_dir / CELL_RESULT_FILE
     result_file.unlink(missing_ok=True)
     command = [sys.executable, "-m", "mtadapt.compare.runner", str(run_dir / CELL_FILE)]
@@ -169,8 +160,8 @@ def add_comparisons(rows: list[dict[str, Any]], output_dir: Path, n_bootstrap: i
     from mtadapt.evaluate.metrics import paired_bootstrap
 
     done = [r for r in rows if r.get("status") == "done"]
-    hyps = {r["name"]: (output_dir / "cells" / r["name"] / "test.hyp").read_text(encoding="utf-8").splitlines() for r in done}
-    refs = {r["name"]: (output_dir / "cells" / r["name"] / "test.ref").read_text(encoding="utf-8").splitlines() for r in done}
+    hyps = {r["name"]: read_lines(output_dir / "cells" / r["name"] / "test.hyp", "hypotheses") for r in done}
+    refs = {r["name"]: read_lines(output_dir / "cells" / r["name"] / "test.ref", "references") for r in done}
     for reference_method, key in (("none", "vs_baseline"), ("full", "vs_full")):
         reference = next((r["name"] for r in done if r["method"] == reference_method), None)
         for r in rows:
@@ -235,10 +226,7 @@ def run_compare(config: CompareConfig, cells: list[Cell], progress: bool = True,
         if cell.trains:
             durations.append(time.perf_counter() - cell_start)
         rows_by_name[cell.name] = row
-        with results_path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(results_path, json.dumps(row), fsync=True)
         if row["status"] == "done":
             bleu = row["scores"]["BLEU"]["score"]
             print(f"[compare] cell {cell.name!r} done in {_format_seconds(time.perf_counter() - cell_start)}: test BLEU {bleu:.2f}", flush=True)

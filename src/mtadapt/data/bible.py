@@ -28,6 +28,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtadapt.io import atomic_write_lines, atomic_write_text
+
 BIBLE_PREFIX = "bible:"
 SPLITS = ("train", "dev", "test")
 
@@ -57,12 +59,6 @@ class BibleSplitConfig:
 
     def key(self) -> str:
         return f"{self.src}-{self.tgt}-seed{self.seed}-dev{self.dev_verses}-test{self.test_verses}"
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)  # readers never see half a file
 
 
 def database_path() -> Path:
@@ -186,11 +182,11 @@ def write_splits(config: BibleSplitConfig, folder: Path | None = None) -> dict[s
     for split, verses in splits.items():
         src_text = "".join(v[3] + "\n" for v in verses)
         tgt_text = "".join(v[4] + "\n" for v in verses)
-        _write_text(files[split][0], src_text)
-        _write_text(files[split][1], tgt_text)
+        atomic_write_text(files[split][0], src_text)  # readers never see half a file
+        atomic_write_text(files[split][1], tgt_text)
         digest.update(src_text.encode() + tgt_text.encode())
         chapters = len({(v[0], v[1]) for v in verses})
         lines.append(f"{split}: {len(verses)} verses in {chapters} chapters")
     lines.append(f"sha256 {digest.hexdigest()}")
-    _write_text(manifest, "\n".join(lines) + "\n")
+    atomic_write_lines(manifest, lines)
     return files

@@ -10,11 +10,16 @@ Semantics of `translate_ids`:
 
 Sorting by length wastes little compute on padding; the first (longest) batch also shows
 at once whether memory suffices.
+
+A source longer than the model's position table (`config.max_position_embeddings`) is cut to
+its first `limit - 1` tokens plus its last (`</s>`), with one warning counting such sources;
+the output length is capped to the table too. Every other sentence is translated as usual.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -24,6 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mtadapt.errors import MtadaptWarning
 from mtadapt.models.languages import PairCodec
 
 
@@ -81,6 +87,27 @@ def _cut_at_eos(ids: list[int], eos_id: int, pad_id: int) -> list[int]:
     return out
 
 
+def position_limit(model: nn.Module) -> int | None:
+    """Most tokens a sequence of `model` may hold (its position table), or None (no limit:
+    T5's relative positions, Marian-native's computed sinusoids)."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(limit) if isinstance(limit, int) and limit > 1 else None
+
+
+def truncate_sources(src_ids: list[list[int]], limit: int | None) -> tuple[list[list[int]], list[int]]:
+    """Sources cut to `limit` tokens (the first `limit - 1` and the last, `</s>`), and the
+    indices of those that were cut."""
+    if limit is None:
+        return src_ids, []
+    cut = [i for i, ids in enumerate(src_ids) if len(ids) > limit]
+    if not cut:
+        return src_ids, []
+    out = list(src_ids)
+    for i in cut:
+        out[i] = list(src_ids[i][: limit - 1]) + [src_ids[i][-1]]
+    return out, cut
+
+
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -109,6 +136,7 @@ def generate_batch(
     device = _device(model)
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     max_new = math.ceil(config.max_length_factor * input_ids.shape[1]) + 5
+    limit = position_limit(model)
     sampling = dict(
         do_sample=config.do_sample,
         num_return_sequences=config.num_return_sequences,
@@ -126,6 +154,8 @@ def generate_batch(
         if prompt is None:
             prompt = torch.tensor([codec.decoder_prompt()] * input_ids.shape[0], dtype=torch.long)
         prompt_len = prompt.shape[1]
+        if limit is not None:  # the decoder's positions run out too (prompt + new tokens)
+            max_new = max(1, min(max_new, limit - prompt_len))
         out = model.generate(
             input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=prompt.to(device),
             num_beams=config.num_beams, max_new_tokens=max_new, length_penalty=config.length_penalty,
@@ -153,6 +183,14 @@ def translate_ids(
         batch_context: `batch_context(chunk)` wraps the generation of the sources at indices
             `chunk` (e.g. per-row adapter routing for exactly those rows).
     """
+    src_ids, cut = truncate_sources(src_ids, position_limit(model))
+    if cut:
+        shown = ", ".join(str(i + 1) for i in cut[:5]) + (", ..." if len(cut) > 5 else "")
+        warnings.warn(
+            f"{len(cut)} of {len(src_ids)} sources are longer than the model's {position_limit(model)} positions "
+            f"and were truncated (sentences {shown}, 1-based); their translations cover only the start",
+            MtadaptWarning, stacklevel=2,
+        )
     was_training = model.training
     model.eval()
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]), reverse=True)

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 from sacrebleu.metrics import BLEU, CHRF
 
+from mtadapt.errors import DataError
+
 
 @dataclass
 class Score:
@@ -33,13 +35,34 @@ class Score:
         return asdict(self)
 
 
+def _float_scores(metric: BLEU | CHRF) -> BLEU | CHRF:
+    """`metric`, its per-resample scores made Python floats.
+
+    sacreBLEU 2.x scores a bootstrap resample with no matching n-gram as a Python 0.0 and the
+    others as NumPy floats, and `statistics.mean` refuses that mix ("TypeError: don't know how
+    to coerce float and float32"): small files (2 lines) crash the confidence interval.
+    """
+    compute = metric._compute_score_from_stats
+
+    def compute_float(stats):  # same score, as a Python float
+        result = compute(stats)
+        result.score = float(result.score)
+        return result
+
+    metric._compute_score_from_stats = compute_float
+    return metric
+
+
 def _metrics() -> dict[str, BLEU | CHRF]:
-    return {"BLEU": BLEU(), "chrF": CHRF(), "chrF++": CHRF(word_order=2)}
+    return {name: _float_scores(m) for name, m in {"BLEU": BLEU(), "chrF": CHRF(), "chrF++": CHRF(word_order=2)}.items()}
 
 
 def check_lengths(hypotheses: list[str], references: list[str], where: str = "hypotheses") -> None:
+    """Raises DataError unless the two lists are line-aligned (and not empty)."""
+    if not references:
+        raise DataError("the references are empty: nothing to score")
     if len(hypotheses) != len(references):
-        raise ValueError(
+        raise DataError(
             f"{where} have {len(hypotheses)} lines but the references have {len(references)}; "
             "they must be line-aligned"
         )
@@ -51,10 +74,12 @@ def corpus_scores(
     """BLEU, chrF and chrF++ of `hypotheses` against one reference each.
 
     Args:
-        n_bootstrap: When > 0, resample this many times for 95% confidence intervals.
+        n_bootstrap: When > 1, resample this many times for 95% confidence intervals.
         seed: sacreBLEU reads its resampling seed from SACREBLEU_SEED.
     """
     check_lengths(hypotheses, references)
+    if n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be >= 0 (0 = no intervals), got {n_bootstrap}")
     os.environ["SACREBLEU_SEED"] = str(seed)
     out = {}
     for name, metric in _metrics().items():

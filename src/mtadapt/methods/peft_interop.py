@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mtadapt.methods import lora
-from mtadapt.io import atomic_write_with
+from mtadapt.io import atomic_write_json, atomic_write_with
 
 PEFT_CONFIG_FILE = "adapter_config.json"
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
@@ -90,9 +90,7 @@ def export_lora_to_peft(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_with(folder / PEFT_WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
-    atomic_write_with(
-        folder / PEFT_CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(peft_config, indent=2) + "\n")
-    )
+    atomic_write_json(folder / PEFT_CONFIG_FILE, peft_config, indent=2)
     return folder
 
 
@@ -158,9 +156,7 @@ def export_prompt_to_peft(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_with(folder / PEFT_WEIGHTS_FILE, lambda p: save_file({"prompt_embeddings": weights}, p, metadata={"format": "pt"}))
-    atomic_write_with(
-        folder / PEFT_CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(peft_config, indent=2) + "\n")
-    )
+    atomic_write_json(folder / PEFT_CONFIG_FILE, peft_config, indent=2)
     return folder
 
 
