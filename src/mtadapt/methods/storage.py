@@ -147,7 +147,7 @@ def save_adapter(
         config = whole if whole is not None and not adapter_names(model) else _adapter_method(model, adapter_name)
     tensors: dict[str, torch.Tensor] = {}
     modules: list[str] = []
-    if config.method in ("full", "bitfit"):
+    if config.whole_model:
         tensors = dict(baselines.trainable_state_dict(model))
     else:
         for name, layer in adapter_layers(model):
@@ -162,7 +162,7 @@ def save_adapter(
             raise KeyError(f"no adapter {adapter_name!r} in the model; it holds {adapter_names(model)}")
     # safetensors refuses shared storage and non-contiguous views; copies are tiny for adapters
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
-    fp = fingerprint(model, config if config.method in ("full", "bitfit") else None)
+    fp = fingerprint(model, config if config.whole_model else None)
     model_config = getattr(model, "config", None)
     meta = {
         "format": FORMAT,
@@ -221,7 +221,8 @@ def _read_adapter_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def check_fingerprint(model: nn.Module, meta: dict[str, Any], folder: str | os.PathLike = "") -> None:
     """Raise `FingerprintMismatchError` naming both fingerprints if the base differs."""
-    whole = config_from_dict(meta["method"], meta["settings"]) if meta["method"] in ("full", "bitfit") else None
+    saved_config = config_from_dict(meta["method"], meta["settings"])
+    whole = saved_config if saved_config.whole_model else None
     fp = fingerprint(model, whole)
     saved = meta["fingerprint"]
     problems = []
@@ -285,7 +286,7 @@ def _add_saved_adapter(
     tensors: dict[str, torch.Tensor], targets: ModelTargets | None, name: str,
 ) -> str:
     """Apply `config` under `name` and copy the saved `tensors` in (the body of `load_adapter`)."""
-    if config.method in ("full", "bitfit"):
+    if config.whole_model:
         params = dict(model.named_parameters())
         unknown = sorted(set(tensors) - set(params))
         if unknown:
