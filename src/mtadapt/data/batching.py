@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from mtadapt.data.validation import DataError
+from mtadapt.models import LABEL_PAD_ID  # re-exported: mtadapt.data.LABEL_PAD_ID
 
-LABEL_PAD_ID = -100  # ignored by torch.nn.CrossEntropyLoss and by Hugging Face models
 
 
 def _as_lengths(src_lengths: Sequence[int], tgt_lengths: Sequence[int], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
@@ -172,10 +172,10 @@ def collate(
 
         input_ids[b, :len(src_b)] = src_b;       rest pad_id          # [B, S]
         attention_mask[b, :len(src_b)] = 1;      rest 0               # [B, S]
-        labels[b, :len(tgt_b)] = tgt_b;          rest -100            # [B, T]
+        labels[b, :len(tgt_b)] = tgt_b;          rest LABEL_PAD_ID     # [B, T]
 
-    Labels are padded with -100 so the loss ignores them; Hugging Face seq2seq models build
-    `decoder_input_ids` from `labels` (shifting right, -100 -> pad).
+    Labels are padded with LABEL_PAD_ID (-100) so the loss ignores them; Hugging Face seq2seq models build
+    `decoder_input_ids` from `labels` (shifting right, LABEL_PAD_ID -> pad).
     """
     if not examples_ids:
         raise DataError("collate got an empty batch")

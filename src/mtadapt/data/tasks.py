@@ -165,11 +165,18 @@ def read_pair_corpus(corpus: CorpusConfig, pair: PairCorpus, empty: str, codec: 
 
 
 def load_corpus(config: RunConfig, split: str, codec: PairCodec, filters: LengthFilterConfig | None) -> TokenizedPairs | None:
-    """`data.<split>` (train, dev or test) of a single-pair run, tokenized by `codec`; None when unset."""
+    """`data.<split>` (train, dev or test) of a single-pair run, tokenized by `codec`; None when unset.
+
+    Raises:
+        DataError: the corpus has no pair left (names its files and the data report).
+    """
     corpus = getattr(config.data, split)
     if corpus is None:
         return None
-    return read_pair_corpus(corpus, config.data.pair_corpora()[0], config.data.empty, codec, filters)
+    pairs = read_pair_corpus(corpus, config.data.pair_corpora()[0], config.data.empty, codec, filters)
+    if not pairs:
+        raise DataError(f"data.{split}: no pairs in {corpus.paths}: {pairs.report.summary()}")
+    return pairs
 
 
 def concat_pairs(parts: list[TokenizedPairs]) -> TokenizedPairs:
@@ -189,8 +196,8 @@ def load_task_data(config: RunConfig, loaded: LoadedModel, filters: LengthFilter
     its own codec.
 
     Raises:
-        DataError: a trained direction has no pair left after filtering (names its files and
-            the data report).
+        DataError: a trained direction has no pair left after filtering, or a dev corpus has
+            none (names its files and the data report).
         ValueError: a language code the tokenizer does not know.
     """
     pairs = []
@@ -207,6 +214,10 @@ def load_task_data(config: RunConfig, loaded: LoadedModel, filters: LengthFilter
             where = f"data.pairs {corpus.label}: " if multi_pair else ""
             raise DataError(f"{where}no training pairs left in {corpus.train.paths}: {train.report.summary()}")
         dev = None if corpus.dev is None else read_pair_corpus(corpus.dev, corpus, config.data.empty, codec, None)
+        if dev is not None and not dev:  # else the run would train without a dev score, silently
+            where = f"data.pairs {corpus.label}: " if multi_pair else ""
+            raise DataError(f"{where}no dev pairs in {corpus.dev.paths}: {dev.report.summary()}; "
+                            "fix the dev file or set data.dev: null")
         pairs.append(PairData(corpus.label, corpus, codec, train, dev))
     trained = [p for p in pairs if not p.held_out]
     sizes = [len(p.train) for p in trained]

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtadapt.config import RunConfig
-from mtadapt.data.batching import collate
+from mtadapt.data.batching import LABEL_PAD_ID, collate
 from mtadapt.data.prepare import TokenizedPairs
 from mtadapt.data.tasks import TaskData
 from mtadapt.evaluate.generation import translate_ids
@@ -34,8 +34,8 @@ def dev_loss(model: nn.Module, codec: PairCodec, dev: TokenizedPairs, n: int, ba
         batch = {k: v.to(device) for k, v in collate(pairs, codec.pad_id).items()}
         logits = model(**batch).logits  # (batch, tgt_len, vocab)
         labels = batch["labels"]
-        count = int((labels != -100).sum())
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        count = int((labels != LABEL_PAD_ID).sum())
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=LABEL_PAD_ID)
         total += float(loss) * count
         tokens += count
     model.train(was_training)

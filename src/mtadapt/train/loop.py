@@ -10,15 +10,15 @@
         every eval_every: dev BLEU/chrF by generation -> best adapter, early stopping
         every save_every: atomic checkpoint (resumable with the same data order)
 
-The loop knows nothing of which method made the trainable parameters: it optimises
+A non-finite loss stops the run with a `TrainingError` before anything of that step is saved,
+so the last checkpoint and `best/` stay the last good ones; weights are checked to be finite
+before each save. The loop knows nothing of which method made the trainable parameters: it optimises
 whatever has `requires_grad`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,17 +33,19 @@ from tqdm.auto import tqdm
 
 from mtadapt.augment.noise import training_noiser
 from mtadapt.config import RunConfig, config_to_dict
-from mtadapt.data.batching import collate
+from mtadapt.data.batching import LABEL_PAD_ID, collate
 from mtadapt.data.filters import LengthFilterConfig
 from mtadapt.data.tasks import TaskData, load_task_data
+from mtadapt.errors import TrainingError
 from mtadapt.evaluate.dev import evaluate_task
+from mtadapt.io import append_line, atomic_write_json, atomic_write_lines, atomic_write_text, read_jsonl_rows, replace_folder
 from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_names, freeze_base
 from mtadapt.methods.language_adapters import add_language_adapters, add_shared_adapter
 from mtadapt.methods.registry import config_from_dict as method_config_from_dict
 from mtadapt.models.loading import LoadedModel
 from mtadapt.runs import load_base
-from mtadapt.train.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
+from mtadapt.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from mtadapt.train.schedule import build_scheduler
 
 
@@ -104,31 +106,49 @@ def apply_run_method(loaded: LoadedModel, config: RunConfig, task: TaskData) -> 
 
 
 def label_smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Mean cross-entropy over target tokens (labels != -100), with label smoothing.
+    """Mean cross-entropy over target tokens (labels != LABEL_PAD_ID), with label smoothing.
 
     logits: (batch, tgt_len, vocab); labels: (batch, tgt_len).
     """
     return F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, label_smoothing=smoothing
+        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=LABEL_PAD_ID, label_smoothing=smoothing
     )
 
 
 def _save_method_folder(model: nn.Module, folder: Path, base_name: str) -> Path:
     """Save the method's weights into `folder`, replacing it atomically."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     names = adapter_names(model)
-    if len(names) > 1:  # per-language adapters: one adapter folder each, `folder/<name>/`
-        for name in names:
-            storage.save_adapter(model, tmp / name, adapter_name=name, base_model=base_name)
-    else:
-        storage.save_adapter(model, tmp, base_model=base_name)
-    old = folder.with_name(folder.name + ".old")
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
-    return folder
+
+    def build(tmp: Path) -> None:
+        if len(names) > 1:  # per-language adapters: one adapter folder each, `folder/<name>/`
+            for name in names:
+                storage.save_adapter(model, tmp / name, adapter_name=name, base_model=base_name)
+        else:
+            storage.save_adapter(model, tmp, base_model=base_name)
+
+    return replace_folder(folder, build)
+
+
+def _check_finite_weights(params: list[torch.Tensor], step: int, run_dir: Path, what: str) -> None:
+    """Refuse to save non-finite trained weights (they would become `best` or the checkpoint).
+
+    Raises:
+        TrainingError: naming the step and the last good checkpoint.
+    """
+    if all(bool(torch.isfinite(p).all()) for p in params):
+        return
+    raise TrainingError(
+        f"step {step}: the trained weights are no longer finite (inf or NaN); {what} not saved. "
+        f"{_last_good(run_dir)}; lower train.learning_rate or keep train.max_grad_norm > 0"
+    )
+
+
+def _last_good(run_dir: Path) -> str:
+    try:
+        last = latest_checkpoint(run_dir)
+    except ValueError:
+        last = None
+    return f"the last good checkpoint is {last} (mtadapt train --resume continues from it)" if last else "no checkpoint was saved yet"
 
 
 def _batch_stream(task: TaskData, config: RunConfig, start_epoch: int, start_batch: int, rank: int,
@@ -152,10 +172,10 @@ class MetricsLog:
         if not enabled:
             return
         if resume_step and self.path.exists():  # drop rows logged after the checkpoint
-            rows = [r for r in self.path.read_text(encoding="utf-8").splitlines() if r and json.loads(r)["step"] <= resume_step]
-            atomic_write_text(self.path, "".join(r + "\n" for r in rows))
+            rows = [r for r in read_jsonl_rows(self.path) if r.get("step", 0) <= resume_step]
+            atomic_write_lines(self.path, (json.dumps(r) for r in rows))
         elif not resume_step:
-            self.path.write_text("", encoding="utf-8")
+            atomic_write_text(self.path, "")
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -166,8 +186,7 @@ class MetricsLog:
     def write(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        append_line(self.path, json.dumps(row))
         if self.tensorboard is not None:
             for key, value in row.items():
                 if key != "step" and isinstance(value, (int, float)):
@@ -175,14 +194,20 @@ class MetricsLog:
 
 
 def _write_run_files(run_dir: Path, config: RunConfig, task: TaskData) -> None:
-    """run.yaml (the resolved config) and data_report.json (what reading kept and dropped)."""
+    """run.yaml (the resolved config) and data_report.json (what reading kept and dropped, of
+    the training and the dev data)."""
     atomic_write_text(run_dir / "run.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
     report: dict[str, Any] = {"train": task.train.report.summary()}
+    devs = {p.name: p.dev.report.summary() for p in task.pairs if p.dev is not None}
     if task.multi_pair:
         report.update(pairs={p.name: p.train.report.summary() for p in task.trained}, sampling=task.summary())
         print(f"sampling: {task.summary()}")
-    atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=1))
+    if devs:
+        report["dev"] = devs if task.multi_pair else next(iter(devs.values()))
+    atomic_write_json(run_dir / "data_report.json", report)
     print(f"train data: {task.train.report.summary()}")
+    for name, summary in devs.items():
+        print(f"dev data{' ' + name if task.multi_pair else ''}: {summary}")
 
 
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -196,6 +221,11 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
 
     Raises:
         FileExistsError: the run folder holds a previous run and `resume` is False.
+        CheckpointError: `resume` finds a damaged checkpoint, or one of another method or
+            model (run.yaml is then left as it was).
+        TrainingError: the loss or the weights became non-finite; the last good checkpoint
+            and `best/` are kept.
+        DataError: no training pair left, or an empty dev set.
     """
     from accelerate import Accelerator
     from accelerate.utils import broadcast_object_list, set_seed
@@ -214,8 +244,6 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
     filters = LengthFilterConfig(min_tokens=1, max_tokens=config.data.max_source_tokens, max_length_ratio=config.data.max_length_ratio)
     task = load_task_data(config, loaded, filters)  # every direction with its own codec and dev set
     codec, train_pairs = task.codec, task.train
-    if main:
-        _write_run_files(run_dir, config, task)
 
     # Seed again: loading used the RNG by a varying amount (a tiny model is built on first
     # use, a hub model may initialise missing weights), and new parameters and dropout must
@@ -235,6 +263,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         state.update({k: saved[k] for k in state if k in saved})
         if main:
             print(f"resumed from {checkpoint} at step {step}")
+    if main:  # after the checkpoint loaded: a refused resume leaves the run's run.yaml as it was
+        _write_run_files(run_dir, config, task)
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     log = MetricsLog(run_dir, main, step)
@@ -271,8 +301,15 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
                 if accelerator.sync_gradients:  # the scheduler counts optimizer steps, not micro-batches
                     scheduler.step()
                 optimizer.zero_grad()
-            window_loss += loss.item() / t.grad_accumulation
-            window_tokens += int(batch["attention_mask"].sum() + (batch["labels"] != -100).sum()) * accelerator.num_processes
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):  # nothing of this step is saved: the last checkpoint stays good
+                raise TrainingError(
+                    f"step {step + 1}: the training loss is {loss_value} (not finite); the run stopped. "
+                    f"{_last_good(run_dir)}. Lower train.learning_rate (now {t.learning_rate}), keep "
+                    f"train.max_grad_norm > 0 (now {t.max_grad_norm}) or train in float32 (mixed_precision 'no')"
+                )
+            window_loss += loss_value / t.grad_accumulation
+            window_tokens += int(batch["attention_mask"].sum() + (batch["labels"] != LABEL_PAD_ID).sum()) * accelerator.num_processes
         state["epoch"], state["batch_in_epoch"] = epoch, position
         step += 1
         window_steps += 1
@@ -300,6 +337,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
             if improved:
                 state["best"], state["bad_evals"] = value, 0
                 if main:
+                    _check_finite_weights(params, step, run_dir, "best/")
                     _save_method_folder(unwrapped, run_dir / "best", loaded.name_or_path)
             else:
                 state["bad_evals"] += 1
@@ -307,12 +345,14 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
             if main:
                 bar.write(f"step {step}: dev BLEU {scores['bleu']:.2f} chrF {scores['chrf']:.2f}" + (" (best)" if improved else ""))
         if main and ((t.save_every and step % t.save_every == 0) or step == t.max_steps or stopped_early):
+            _check_finite_weights(params, step, run_dir, f"checkpoint step-{step:06d}")
             save_checkpoint(run_dir, step, unwrapped, optimizer, scheduler, state, keep=t.keep_checkpoints)
         accelerator.wait_for_everyone()
         window_start += time.perf_counter() - pause_start
     bar.close()
     final = run_dir / "final"
     if main:
+        _check_finite_weights(params, step, run_dir, "final/")
         _save_method_folder(unwrapped, final, loaded.name_or_path)
     accelerator.wait_for_everyone()
     best = run_dir / "best"
@@ -326,5 +366,5 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
     )
     if main:
         summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
-        atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
+        atomic_write_json(run_dir / "result.json", summary)
     return result

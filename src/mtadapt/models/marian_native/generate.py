@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mtadapt.models import LABEL_PAD_ID
+
 from .binary import LexicalShortlist
 from .model import LayerCache, MarianNativeModel, reorder_cache
 
@@ -284,8 +286,8 @@ def sequence_scores(
     width = output_ids.shape[1]
     lengths = torch.where(is_eos.any(1), is_eos.long().argmax(1) + 1, width)  # (B,) through the first </s>
     positions = torch.arange(output_ids.shape[1], device=output_ids.device)[None, :]
-    labels = output_ids.masked_fill(positions >= lengths[:, None], -100)
+    labels = output_ids.masked_fill(positions >= lengths[:, None], LABEL_PAD_ID)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).logits
     logp = F.log_softmax(logits.float(), dim=-1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
-    total = (logp * (labels != -100)).sum(1)
+    total = (logp * (labels != LABEL_PAD_ID)).sum(1)
     return total / lengths.float() ** length_penalty

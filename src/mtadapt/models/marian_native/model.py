@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
+from mtadapt.models import LABEL_PAD_ID
+
 from .binary import LexicalShortlist
 
 DecoderType = Literal["ssru", "transformer"]
@@ -378,10 +380,10 @@ class MarianBackbone(nn.Module):
 
 
 def shift_right(labels: torch.Tensor, start_id: int) -> torch.Tensor:
-    """Decoder inputs from labels (B, T): [start, y_0, ..., y_(T-2)], -100 replaced by start_id."""
+    """Decoder inputs from labels (B, T): [start, y_0, ..., y_(T-2)], LABEL_PAD_ID replaced by start_id."""
     shifted = labels.new_full(labels.shape, start_id)
     shifted[:, 1:] = labels[:, :-1]
-    return shifted.masked_fill(shifted == -100, start_id)
+    return shifted.masked_fill(shifted == LABEL_PAD_ID, start_id)
 
 
 class MarianNativeModel(nn.Module):
@@ -467,12 +469,12 @@ class MarianNativeModel(nn.Module):
         Args:
             input_ids: (B, S) source ids ending in `</s>`.
             attention_mask: (B, S) 1 for real tokens; defaults to all ones.
-            labels: (B, T) target ids ending in `</s>`, padded with -100.
+            labels: (B, T) target ids ending in `</s>`, padded with LABEL_PAD_ID (-100).
             decoder_input_ids: (B, T); defaults to `labels` shifted right. Position 0 is the
                 start position (a zero vector), whatever id it holds.
         Returns:
             Seq2SeqLMOutput with `logits` (B, T, V) and, given labels, the mean token
-            cross-entropy over labels != -100 as `loss`.
+            cross-entropy over labels != LABEL_PAD_ID as `loss`.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -493,7 +495,7 @@ class MarianNativeModel(nn.Module):
         logits = self.logits(hidden)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=LABEL_PAD_ID)
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,

@@ -3,7 +3,7 @@
 Marian uses the SentencePiece piece ids directly as its vocabulary ids and appends `</s>`
 to every source sentence. The model has no separate pad symbol: Marian pads with `</s>`
 (id 0 in the Bergamot vocabularies), so `pad_id == eos_id` and padding is told apart by
-the attention mask (sources) or by -100 labels (targets).
+the attention mask (sources) or by LABEL_PAD_ID (-100) labels (targets).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class MarianSentencePieceTokenizer:
 
         Args:
             sequences: id lists, e.g. from `encode_batch`.
-            pad_value: fill for padding; `pad_id` by default (use -100 for labels).
+            pad_value: fill for padding; `pad_id` by default (use LABEL_PAD_ID for labels).
         """
         fill = self.pad_id if pad_value is None else pad_value
         width = max((len(s) for s in sequences), default=0)
