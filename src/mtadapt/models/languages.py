@@ -121,6 +121,8 @@ class PairCodec:
 
     def encode_sources(self, texts: list[str]) -> list[list[int]]:
         """Source token ids, each ending in </s> (and starting with the source code if any)."""
+        if not texts:  # HF fast tokenizers raise IndexError on an empty batch
+            return []
         if self.family.name == "marian_native":
             ids = self.tokenizer.encode(texts)
             return ids if self.target_tag_id is None else [[self.target_tag_id, *row] for row in ids]
@@ -130,6 +132,8 @@ class PairCodec:
 
     def encode_targets(self, texts: list[str]) -> list[list[int]]:
         """Label ids: `[tgt_code] Y </s>` for code families, `Y </s>` otherwise."""
+        if not texts:
+            return []
         if self.family.name == "marian_native":
             return self.tokenizer.encode(texts)
         if self.family.language_style == "codes":
@@ -154,6 +158,8 @@ class PairCodec:
     def decode(self, batch: list[list[int]]) -> list[str]:
         """Text of generated ids; special tokens and language codes removed (M2M100's
         tokenizer keeps `__en__` under skip_special_tokens)."""
+        if not batch:
+            return []
         if self.family.name == "marian_native":
             return self.tokenizer.decode(batch)
         bos = self.forced_bos_token_id()

@@ -18,6 +18,7 @@ whatever has `requires_grad`.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator
