@@ -226,7 +226,8 @@ def test_mix_upsamples_real_pairs(tmp_path):
     (tmp_path / "s.tsv").write_text("[BT] três\tthree\n", encoding="utf-8")
     counts = write_mixed_corpus([tmp_path / "r.pt", tmp_path / "r.en"], [tmp_path / "s.tsv"],
                                 tmp_path / "m.pt", tmp_path / "m.en", real_upsample=2)
-    assert counts == {"real": 2, "synthetic": 1, "mixed": 5}
+    assert counts == {"real": 2, "synthetic": 1, "mixed": 5, "real_report": "read 2 pairs, kept 2 (100.0%); dropped 0",
+                      "synthetic_report": "read 1 pairs, kept 1 (100.0%); dropped 0"}
     assert (tmp_path / "m.pt").read_text(encoding="utf-8").splitlines() == ["um", "dois", "um", "dois", "[BT] três"]
     assert (tmp_path / "m.en").read_text(encoding="utf-8").splitlines() == ["one", "two", "one", "two", "three"]
 
@@ -249,8 +250,9 @@ def test_cli_backtranslate(tmp_path, lines, tiny_model_dir, capsys):
     assert set(tgt) <= set(lines[:5])
     assert json.loads(Path(f"{out_src}.shards/report.json").read_text(encoding="utf-8")) == report
     assert main(argv) == 0  # a second run reuses the shards (the manifest matches)
-    with pytest.raises(SystemExit, match="give --output FILE.tsv"):
-        main(["augment", "backtranslate", "--model", "tiny:marian", "--input", str(inp)])
+    capsys.readouterr()
+    assert main(["augment", "backtranslate", "--model", "tiny:marian", "--input", str(inp)]) == 2
+    assert "error: give --output FILE.tsv" in capsys.readouterr().err
 
 
 def test_dtype_casts_the_reverse_model_and_enters_the_fingerprint(tmp_path, lines, tiny_model_dir, monkeypatch):

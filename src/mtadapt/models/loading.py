@@ -105,7 +105,7 @@ def load_model(
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except OSError as err:  # not in the local cache and the hub unreachable, or no such repo
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = str(err).strip().split("\n")[0] if str(err).strip() else type(err).__name__
         raise ModelError(
             f"model {name_or_path!r} is not a local folder and could not be loaded from the Hugging Face hub "
             f"or its cache: {first}"
@@ -113,7 +113,7 @@ def load_model(
     try:
         tok = AutoTokenizer.from_pretrained(tokenizer or name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = str(err).strip().split("\n")[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"tokenizer of {tokenizer or name_or_path!r} could not be loaded: {first}") from None
     fam = get_family(family) if family else detect_family(config.model_type, type(tok).__name__)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
