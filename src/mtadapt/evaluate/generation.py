@@ -29,11 +29,7 @@ from tqdm.auto import tqdm
 
 from mtadapt.errors import MtadaptWarning
 from mtadapt.models.languages import PairCodec
-from mtadapt.settings import GenerationConfig
-
-
-# precisions a model may be cast to for generation (runs.place_for_inference, the CLI's --dtype)
-INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
+from mtadapt.settings import INFERENCE_DTYPES, GenerationConfig
 
 
 def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
