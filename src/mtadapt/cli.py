@@ -247,7 +247,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             raise ConfigError(f"--format peft exports LoRA and prompt tuning adapters; {names[0]!r} is {getattr(config, 'method', config)}")
     else:
-        if loaded.family.name != "marian_native":
+        if not loaded.family.native:
             raise ConfigError(f"--format npz exports Marian-native models; {loaded.name_or_path} is {loaded.family.name}")
         from mtadapt.methods.base import adapter_names
         from mtadapt.methods.merge import merged_model

@@ -27,6 +27,7 @@ from typing import Any
 
 from mtadapt.compare.grid import Cell, CompareConfig
 from mtadapt.config import config_from_dict, config_to_dict
+from mtadapt.data.bible import CORPUS_DIR_ENV
 from mtadapt.io import append_line, atomic_write_json, atomic_write_lines, read_jsonl_rows, read_lines
 
 RESULTS_FILE = "results.jsonl"
@@ -148,8 +149,8 @@ def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool) -> dict[str,
     if not progress:
         command.append("--no-progress")
     env = dict(os.environ)
-    # Bible corpora (`bible:` paths) are written into the compare folder, next to the results.
-    env.setdefault("MTADAPT_BIBLE_DIR", str(run_dir.parent.parent / "data"))
+    # Corpora built at run time (e.g. `bible:` paths) go into the compare folder, next to the results.
+    env.setdefault(CORPUS_DIR_ENV, str(run_dir.parent.parent / "data"))
     rc = subprocess.call(command, env=env)
     if rc != 0 or not result_file.exists():
         raise RuntimeError(f"cell {cell.name!r} failed (exit status {rc}); its output is above, its run folder is {run_dir}")
