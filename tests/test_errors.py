@@ -174,6 +174,10 @@ def _tiny_config(tmp_path: Path, toy_dir: Path, run: str = "run", **train) -> ob
     return config_from_dict(data)
 
 
+# The tests of one trained run go to one pytest-xdist worker (--dist loadgroup): trained once.
+ON_TRAINED_RUN = pytest.mark.xdist_group("test_errors_trained_run")
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     from mtadapt.toy import toy_corpus_dir
@@ -200,6 +204,7 @@ def _resume_config(trained_run, run_dir: Path, **method):
     return replace(config, method=replace(config.method, **method)) if method else config
 
 
+@ON_TRAINED_RUN
 def test_dev_set_drops_are_reported(trained_run):
     tmp_path, _ = trained_run
     report = json.loads((tmp_path / "run" / "data_report.json").read_text(encoding="utf-8"))
@@ -232,6 +237,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, toy_
     assert all(math.isfinite(r["loss"]) for r in rows if "loss" in r) and max(r["step"] for r in rows) == 2
 
 
+@ON_TRAINED_RUN
 def test_garbage_latest_is_refused_and_nothing_is_rewritten(trained_run, tmp_path):
     from mtadapt.train.loop import train
 
@@ -245,6 +251,7 @@ def test_garbage_latest_is_refused_and_nothing_is_rewritten(trained_run, tmp_pat
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before  # metrics.jsonl kept
 
 
+@ON_TRAINED_RUN
 def test_corrupt_checkpoint_names_the_file(trained_run, tmp_path):
     from mtadapt.train.loop import train
 
@@ -258,6 +265,7 @@ def test_corrupt_checkpoint_names_the_file(trained_run, tmp_path):
         train(_resume_config(trained_run, run_dir), resume=True, progress=False)
 
 
+@ON_TRAINED_RUN
 def test_resume_refused_for_a_changed_method_keeps_run_yaml(trained_run, tmp_path):
     from mtadapt.train.loop import train
 
@@ -276,6 +284,7 @@ def test_resume_with_nothing_to_resume(tmp_path, capsys):
     assert not (tmp_path / "typo").exists()
 
 
+@ON_TRAINED_RUN
 def test_corrupt_run_yaml_names_the_file(trained_run, tmp_path, capsys):
     run_dir = _copy_run(trained_run, tmp_path)
     (run_dir / "run.yaml").write_text("model:\n  name_or_path: [tiny:mbart50\n", encoding="utf-8")
