@@ -257,11 +257,15 @@ def active_adapters(model: nn.Module) -> list[str]:
 
 
 def delete_adapter(model: nn.Module, name: str) -> None:
-    """Remove one adapter from every layer that holds it."""
+    """Remove one adapter from every layer that holds it, and from every layer's active list
+    (layers that never held it keep it active too after a model-wide `set_active_adapters`)."""
     _check_known(model, [name])
     for _, layer in adapter_layers(model):
         if name in layer.adapter_names():
             layer.delete_adapter(name)
+        active = layer.active_adapters()
+        if name in active:
+            layer.set_active_adapters([n for n in active if n != name])
 
 
 def expand_routing(route: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -271,7 +271,7 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
         try:
             folder = adapter_path_under_roots(body.path, config.adapter_roots)
         except PathError as err:
-            raise ApiError(403 if "outside" in str(err) or ".." in str(err) or "disabled" in str(err) else 400, "path", str(err)) from err
+            raise ApiError(err.status, "path", str(err)) from err
 
         def action() -> dict[str, Any]:
             record = engine.registry.describe(body.name, folder)

@@ -8,6 +8,8 @@ different adapters:
     ensure_loaded({adapter of every row})
     out = translate_ids(model, codec, [ids for ids, _ in rows], generation,
                         batch_context=lambda chunk: routing(model, [adapter of row i for i in chunk]))
+    out[i] = out[i][: ceil(factor * len(src_ids of row i)) + 5]    # its own length limit
+    (beam search: rows grouped by source length first; see `_generate_rows`)
 
 `translate_ids` is the one generation path (`mtadapt translate` uses it too) and per-row
 routing is the methods' own (`mtadapt.methods.base.routing`, beam-safe), so each output equals
@@ -21,6 +23,7 @@ to float rounding.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -152,11 +155,46 @@ class Engine:
                 record.sentences_served += sum(1 for r in rows if r == name)
         generation = GenerationConfig(num_beams=first.num_beams, batch_size=self.max_batch_sentences,
                                       max_length_factor=first.max_length_factor)
+        out = self._generate_rows(ids, rows, single if merged else None, codec, generation)
+        result, start = [], 0
+        for job in jobs:
+            result.append(out[start : start + len(job.src_ids)])
+            start += len(job.src_ids)
+        return result
+
+    def _generate_rows(self, ids: list[list[int]], rows: list[str], merged: str | None,
+                       codec: PairCodec, generation: GenerationConfig) -> list[list[int]]:
+        """First output of each row, each as if translated alone.
+
+        `generate_batch` limits a batch's outputs to ceil(factor * padded width) + 5 tokens,
+        so a short source batched with a long one may run longer than alone. Greedy search is
+        prefix-consistent: cutting row i at its own limit (one less where the generation config
+        forces EOS at the last step) gives exactly its output alone.
+        Beam search is not (finished hypotheses depend on the limit), so beam rows are
+        generated in groups of one source length, where the padded width is their own.
+        """
+        # a generation config with forced_eos_token_id (mBART) spends the last step on EOS
+        forced_eos = getattr(getattr(self.loaded.model, "generation_config", None), "forced_eos_token_id", None) is not None
+        limits = [math.ceil(generation.max_length_factor * len(s)) + 5 - int(forced_eos) for s in ids]
+        if generation.num_beams == 1:
+            groups = [list(range(len(ids)))]
+        else:
+            by_length: dict[int, list[int]] = {}
+            for i, s in enumerate(ids):
+                by_length.setdefault(len(s), []).append(i)
+            groups = list(by_length.values())
+        out: list[list[int]] = [[] for _ in ids]
+        for group in groups:
+            for i, o in zip(group, self._translate([ids[i] for i in group], [rows[i] for i in group], merged, codec, generation)):
+                out[i] = o[: limits[i]]
+        return out
+
+    def _translate(self, ids: list[list[int]], rows: list[str], merged: str | None, codec: PairCodec,
+                   generation: GenerationConfig) -> list[list[int]]:
         model = self.loaded.model
-        if merged:
-            assert single is not None
-            self._merge(single)
-            base.set_active_adapters(model, [single])  # merged: LoRA layers skip it, others have none
+        if merged is not None:
+            self._merge(merged)
+            base.set_active_adapters(model, [merged])  # merged: LoRA layers skip it, others have none
             try:
                 out = translate_ids(model, codec, ids, generation)
             finally:
@@ -164,12 +202,7 @@ class Engine:
         else:
             out = translate_ids(model, codec, ids, generation,
                                 batch_context=lambda chunk: base.routing(model, [rows[i] for i in chunk]))
-        firsts = [o[0] for o in out]
-        result, start = [], 0
-        for job in jobs:
-            result.append(firsts[start : start + len(job.src_ids)])
-            start += len(job.src_ids)
-        return result
+        return [o[0] for o in out]
 
     def _merge(self, name: str) -> None:
         if self._merged == name:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from mtadapt.methods import storage
+from mtadapt.methods import base, storage
 from mtadapt.methods.peft_interop import PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, import_peft_lora
 from mtadapt.methods.routing import AdapterSet
 from mtadapt.models.loading import LoadedModel
@@ -231,6 +231,7 @@ class AdapterRegistry:
             if name in self.adapters.names:
                 self.adapters.delete(name)
             raise AdapterError(f"adapter {name!r} ({record.path}) failed to load: {err}") from err
+        base.set_active_adapters(self.loaded.model, [])  # loading activates; the server routes every batch
         self.loads += 1
         with self.lock:
             self._lru[name] = None

@@ -97,7 +97,12 @@ def key_from_headers(headers: dict[str, str]) -> str | None:
 
 
 class PathError(ValueError):
-    """An adapter path outside the configured roots."""
+    """A refused adapter path: `status` 403 (outside the roots, `..`, loading disabled) or
+    400 (no such folder)."""
+
+    def __init__(self, message: str, status: int = 403) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def adapter_path_under_roots(path: str, roots: list[str]) -> Path:
@@ -112,7 +117,7 @@ def adapter_path_under_roots(path: str, roots: list[str]) -> Path:
     if not roots:
         raise PathError("path: loading adapters at run time is disabled (no adapter_roots configured)")
     if not isinstance(path, str) or not path or "\x00" in path:
-        raise PathError("path: give a folder under an adapter root")
+        raise PathError("path: give a folder under an adapter root", 400)
     if ".." in PurePath(path).parts:
         raise PathError(f"path: {path!r} contains '..'; give a folder under {', '.join(roots)}")
     real_roots = [Path(os.path.realpath(r)) for r in roots]
@@ -125,4 +130,4 @@ def adapter_path_under_roots(path: str, roots: list[str]) -> Path:
             return real
     if any(Path(os.path.realpath(c)).is_dir() for c in candidates):
         raise PathError(f"path: {path!r} resolves outside the adapter roots ({', '.join(roots)})")
-    raise PathError(f"path: {path!r} is not a folder under the adapter roots ({', '.join(roots)})")
+    raise PathError(f"path: {path!r} is not a folder under the adapter roots ({', '.join(roots)})", 400)
