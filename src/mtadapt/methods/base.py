@@ -153,6 +153,12 @@ class AdapterSelection:
         self._route = route
         self._route_names = list(route_names)
 
+    def keep_route_rows(self, rows: torch.Tensor) -> None:
+        """A generator dropped finished sources from its batch (Marian-native greedy and beam
+        search do): keep the routes of the remaining sources, ``route = route[rows]``."""
+        if self._route is not None:
+            self._route = self._route.index_select(0, rows.to(self._route.device))
+
 
 def resolve_target_patterns(
     spec: str | Sequence[str], targets: ModelTargets, field_name: str = "targets"
