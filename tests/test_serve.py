@@ -312,3 +312,27 @@ def test_metrics_parse_and_openapi(served):
     assert {"/translate", "/languages", "/v1/translate", "/v1/adapters", "/health", "/ready", "/metrics"} <= set(spec["paths"])
     body = spec["paths"]["/translate"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"q", "source", "target", "adapter", "api_key"} <= set(body["properties"])
+
+
+def test_full_queue_answers_429_with_retry_after(served):
+    """64 queued sentences at most: 24 concurrent requests of 8 texts overflow it."""
+    texts = [TEXTS[i % len(TEXTS)] for i in range(8)]
+    responses = asyncio.run(_post_all(served["url"], [("/v1/translate", {"texts": texts})] * 24, ALL))
+    codes = [r.status_code for r in responses]
+    assert 429 in codes and 200 in codes and set(codes) <= {200, 429}, codes
+    busy = next(r for r in responses if r.status_code == 429)
+    assert busy.headers["Retry-After"] == "1" and "queue" in busy.json()["error"]
+    ok = next(r for r in responses if r.status_code == 200)
+    assert ok.json()["translations"] == [served["references"][None, 1][TEXTS.index(t)] for t in texts]
+    assert httpx.get(served["url"] + "/ready").status_code == 200  # drained again
+
+
+def test_restarted_server_serves_after_sigkill(served):  # last: restarts the module's server
+    server = served["server"]
+    server.kill()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(server.url + "/health", timeout=2)
+    server.start()  # same config, same port
+    r = httpx.post(server.url + "/translate", json={"q": TEXTS[1], "source": "de", "target": "en", "adapter": "lora1"},
+                   headers=ALL)
+    assert r.json() == {"translatedText": served["references"]["lora1", 1][1]}
