@@ -154,8 +154,8 @@ async def drive(url: str, plans: list[list[dict]], reference: dict[str, str] | N
                     if item["adapter"]:
                         payload["adapter"] = item["adapter"]
                     r = await http.post("/translate", json=payload)
-            except httpx.HTTPError:
-                codes["error"] += 1
+            except httpx.HTTPError as err:  # no HTTP answer: counted by exception type
+                codes[f"error {type(err).__name__}"] += 1
                 lost += 1
                 continue
             codes[r.status_code] += 1
