@@ -24,6 +24,6 @@ def tiny_model_dir():
 
 @pytest.fixture
 def toy_dir() -> Path:
-    from mtadapt.data.toy import toy_corpus_dir
+    from mtadapt.toy import toy_corpus_dir
 
     return toy_corpus_dir()

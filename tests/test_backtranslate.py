@@ -47,7 +47,7 @@ def tiny(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def lines():
-    from mtadapt.data.toy import toy_corpus_dir
+    from mtadapt.toy import toy_corpus_dir
 
     text = (toy_corpus_dir() / "train.en").read_text(encoding="utf-8").splitlines()
     return text[:5] + [""] + text[5:10]  # an empty line is skipped, not translated

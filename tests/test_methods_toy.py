@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from mtadapt.config import load_recipe
-from mtadapt.data.toy import toy_corpus_dir
+from mtadapt.toy import toy_corpus_dir
 from mtadapt.models.tiny import TOY_LANGUAGES
 from mtadapt.runs import open_for_inference
 from mtadapt.train.loop import train
@@ -77,11 +77,13 @@ def _save_final(run: Path, folder: Path) -> str:
 
 def _untagged_dev_scores(model: str, family: str) -> dict[str, float]:
     """Dev scores of `model` on the plain toy dev set (no tag in front of the sources)."""
-    from mtadapt.train.loop import build_codec, evaluate_dev, load_base, load_corpus
+    from mtadapt.data.tasks import load_corpus
+    from mtadapt.evaluate.dev import evaluate_dev
+    from mtadapt.runs import load_base
 
     config = load_recipe(RECIPE, [f"model.name_or_path={model}", "data.max_dev_sentences=100", *_languages(family)])
     loaded = load_base(config)
-    codec = build_codec(loaded, config.data.src_lang, config.data.tgt_lang)
+    codec = loaded.codec(config.data.src_lang, config.data.tgt_lang)
     return evaluate_dev(loaded.model.eval(), codec, load_corpus(config, "dev", codec, None), config)
 
 

@@ -4,6 +4,7 @@ and short end-to-end runs on tiny models."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -14,16 +15,34 @@ from safetensors.torch import load_file
 from mtadapt.config import ConfigError, RunConfig, config_from_dict, load_recipe
 from mtadapt.data.batching import collate
 from mtadapt.data.filters import LengthFilterConfig
-from mtadapt.evaluate.generation import GenerationConfig, translate
+from mtadapt.evaluate.generation import GenerationConfig, translate, translate_ids
 from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_layers
 from mtadapt.methods.language_adapters import add_language_adapters, language_routing, split_layers
 from mtadapt.methods.lora import LoraConfig, LoraLinear
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
-from mtadapt.train import loop, multitask
+from mtadapt.data.batching import bucketed_batches
+from mtadapt.data.tasks import load_corpus, load_task_data
+from mtadapt.train import loop
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def translate_rows(model, codecs, texts, config: GenerationConfig, per_language: bool = False) -> list[str]:
+    """Translate a mixed list, `texts[i]` in the direction of `codecs[i]`, batched together
+    through `translate_ids` (rows sorted by length across directions; each row with its own
+    source marking, decoder prompt and, with `per_language`, its own language adapters)."""
+    src_ids = [codec.encode_sources([text])[0] for codec, text in zip(codecs, texts)]
+
+    def context(chunk):
+        if not per_language:
+            return contextlib.nullcontext()
+        return language_routing(model, [codecs[i].src_lang for i in chunk], [codecs[i].tgt_lang for i in chunk])
+
+    outputs = translate_ids(model, codecs[0], src_ids, config, decoder_prompts=[c.decoder_prompt() for c in codecs],
+                            batch_context=context)
+    return [codec.decode([out[0]])[0] for codec, out in zip(codecs, outputs)]
 
 
 @pytest.fixture(autouse=True)
@@ -82,11 +101,13 @@ def test_single_pair_recipe_is_one_entry_with_unchanged_batches(toy_dir):
     # the same corpus as a one-entry data.pairs gives exactly the single-pair data order
     config.data.pairs = [pair]
     loaded = load_model("tiny:mbart50")
-    task = multitask.load_task_data(config, loaded, None)
-    single = loop.load_corpus(config, "train", loop.build_codec(loaded, "de_DE", "en_XX"), None)
+    task = load_task_data(config, loaded, None)
+    single = load_corpus(config, "train", loaded.codec("de_DE", "en_XX"), None)
     assert task.train.src_ids == single.src_ids
+    lengths = [len(s) for s in single.src_ids], [len(t) for t in single.tgt_ids]
     for epoch in (0, 3):
-        assert task.epoch_batches(config, epoch, 0, 1) == loop._epoch_batches(single, config, epoch, 0, 1)
+        expected = bucketed_batches(*lengths, config.data.max_tokens, seed=config.train.seed, epoch=epoch)
+        assert task.epoch_batches(config, epoch, 0, 1) == expected
 
 
 def test_multitask_recipes_validate():
@@ -103,7 +124,7 @@ def test_multitask_recipes_validate():
 def test_mixed_batch_rows_carry_their_own_languages(toy_dir, tmp_path):
     config = _config(toy_dir, tmp_path)
     loaded = load_model("tiny:mbart50")
-    task = multitask.load_task_data(config, loaded, LengthFilterConfig(min_tokens=1, max_tokens=256))
+    task = load_task_data(config, loaded, LengthFilterConfig(min_tokens=1, max_tokens=256))
     tok = loaded.tokenizer
     code = tok.convert_tokens_to_ids
     batch = max(task.epoch_batches(config, 0, 0, 1), key=lambda b: len({p.name for p in task.row_pairs(b)}))
@@ -137,7 +158,7 @@ def test_mixed_batch_generation_equals_each_direction_alone(family, directions, 
     codecs = [PairCodec(loaded.family, loaded.tokenizer, s, t, loaded.decoder_start_token_id) for s, t in directions]
     rows = [codecs[i % 3] for i in range(len(texts))]
     gen = GenerationConfig(num_beams=3, batch_size=16, max_length_factor=1.0)
-    mixed = multitask.translate_rows(loaded.model, rows, texts, gen)
+    mixed = translate_rows(loaded.model, rows, texts, gen)
     for k, codec in enumerate(codecs):
         alone = translate(loaded.model, codec, texts[k::3], gen)
         assert mixed[k::3] == alone
@@ -148,7 +169,7 @@ def test_t5_rows_get_their_own_task_prefix(toy_dir, tmp_path):
              {"src_lang": "en", "tgt_lang": "de", "train": {"paths": [str(toy_dir / "train.en"), str(toy_dir / "train.de")], "limit": 20}}]
     config = config_from_dict({"model": {"name_or_path": "tiny:t5"}, "data": {"pairs": pairs}})
     loaded = load_model("tiny:t5")
-    task = multitask.load_task_data(config, loaded, None)
+    task = load_task_data(config, loaded, None)
     texts = loaded.tokenizer.batch_decode(task.train.src_ids, skip_special_tokens=True)
     assert all(t.startswith("translate German to English:") for t in texts[:20])
     assert all(t.startswith("translate English to German:") for t in texts[20:])
@@ -207,7 +228,7 @@ def test_language_routing_under_beam_search_equals_each_example_alone(num_beams,
     assert len(texts) == len(directions)
     codecs = [PairCodec(loaded.family, loaded.tokenizer, s, t, loaded.decoder_start_token_id) for s, t in directions]
     gen = GenerationConfig(num_beams=num_beams, batch_size=8, max_length_factor=1.0)
-    mixed = multitask.translate_rows(model, codecs, texts, gen, per_language=True)
+    mixed = translate_rows(model, codecs, texts, gen, per_language=True)
     alone = []
     for text, codec in zip(texts, codecs):
         _alone(model, codec.src_lang, codec.tgt_lang)
@@ -265,11 +286,11 @@ def test_multi_pair_training_reports_per_pair_metrics(toy_dir, tmp_path):
 def test_resumed_stream_replays_the_sampled_order(toy_dir, tmp_path):
     config = _config(toy_dir, tmp_path)
     config.data.max_tokens = 128
-    task = multitask.load_task_data(config, load_model("tiny:mbart50"), None)
-    straight = loop._batch_stream(task.train, config, 0, 0, 0, 1, task)
+    task = load_task_data(config, load_model("tiny:mbart50"), None)
+    straight = loop._batch_stream(task, config, 0, 0, 0, 1)
     first = [next(straight) for _ in range(len(task.epoch_batches(config, 0, 0, 1)) + 7)]  # into epoch 1
     epoch, position, _ = first[-8]
-    resumed = loop._batch_stream(task.train, config, epoch, position, 0, 1, task)
+    resumed = loop._batch_stream(task, config, epoch, position, 0, 1)
     assert [next(resumed) for _ in range(7)] == first[-7:]
     assert first[-1][0] == 1 and first[0][2] != first[-7][2]
 
@@ -340,7 +361,7 @@ def test_shared_plus_language_adapters_equal_their_sum_under_beam_search(toy_dir
     langs = [("de_DE", "en_XX"), ("en_XX", "de_DE")]
     codecs = [PairCodec(loaded.family, loaded.tokenizer, s, t, loaded.decoder_start_token_id) for s, t in langs]
     generation = GenerationConfig(num_beams=3, batch_size=4)
-    mixed = multitask.translate_rows(model, codecs, texts, generation, per_language=True)
+    mixed = translate_rows(model, codecs, texts, generation, per_language=True)
     for (src, tgt), codec, text, out in zip(langs, codecs, texts, mixed):
         encoder, decoder = split_layers(model)
         for layer in encoder:
@@ -356,7 +377,7 @@ def test_shared_plus_language_adapters_equal_their_sum_under_beam_search(toy_dir
     # the shared adapter changes the outputs (it is not a no-op)
     for layer in split_layers(model)[0] + split_layers(model)[1]:
         layer.set_shared_adapters([])
-    assert multitask.translate_rows(model, codecs, texts, generation, per_language=True) != mixed
+    assert translate_rows(model, codecs, texts, generation, per_language=True) != mixed
 
 
 def test_shared_plus_language_training_run_saves_and_serves_both(toy_dir, tmp_path):
@@ -390,7 +411,7 @@ def test_marian_native_run_folder_rebuilds_its_target_tags(toy_dir, tmp_path):
     config = config_from_dict({"model": {"name_or_path": "bergamot:pt-en", "shortlist": False}, "data": {"pairs": pairs}})
     loaded = load_model("bergamot:pt-en", shortlist=False)
     assert loaded.model.shortlist is None
-    tags = multitask.load_task_data(config, loaded, None).language_tags
+    tags = load_task_data(config, loaded, None).language_tags
     storage.add_adapter(loaded.model, LoraConfig(rank=2), loaded.family.targets)
     storage.save_adapter(loaded.model, tmp_path / "best", base_model="bergamot:pt-en")
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config_to_dict(config)), encoding="utf-8")
@@ -409,7 +430,7 @@ def test_marian_native_rows_get_a_target_language_tag(toy_dir):
              {"src_lang": "en", "tgt_lang": "de", "train": {"paths": [str(toy_dir / "train.en"), str(toy_dir / "train.de")], "limit": 5}}]
     config = config_from_dict({"model": {"name_or_path": "bergamot:pt-en"}, "data": {"pairs": pairs}})
     loaded = load_model("bergamot:pt-en")
-    task = multitask.load_task_data(config, loaded, None)
+    task = load_task_data(config, loaded, None)
     sp = loaded.tokenizer.sp
     tags = task.language_tags
     assert set(tags) == {"de", "en"} and tags["de"] > tags["en"] > sp.get_piece_size() - 20  # rarest pieces
@@ -419,4 +440,4 @@ def test_marian_native_rows_get_a_target_language_tag(toy_dir):
     assert task.train.tgt_ids[0] == loaded.tokenizer.encode(task.train.tgt[0])  # targets untouched
     # one target language: no tag (a many-to-English Bergamot run stays as pretrained)
     one = config_from_dict({"model": {"name_or_path": "bergamot:pt-en"}, "data": {"pairs": pairs[:1]}})
-    assert multitask.load_task_data(one, loaded, None).language_tags == {}
+    assert load_task_data(one, loaded, None).language_tags == {}

@@ -20,8 +20,10 @@ from typing import Any, Literal
 
 import yaml
 
-from mtadapt.augment.noise import NoiseConfig
-from mtadapt.evaluate.generation import GenerationConfig
+from mtadapt.methods.registry import METHOD_NAMES
+from mtadapt.settings import GenerationConfig, NoiseConfig
+
+MethodName = Literal[METHOD_NAMES]  # type: ignore[valid-type]  # the registry's names
 
 
 class ConfigError(ValueError):
@@ -178,7 +180,7 @@ class MethodSelection:
             shared adapter on every row plus the rows' language adapters, summed.
     """
 
-    name: Literal["full", "bitfit", "lora", "houlsby", "pfeiffer", "prefix", "prompt"] = "full"
+    name: MethodName = "full"
     settings: dict[str, Any] = field(default_factory=dict)
     adapters: Literal["shared", "per_language", "shared+per_language"] = "shared"
 
@@ -449,7 +451,7 @@ def _validate_pairs(config: RunConfig, source: str) -> list[str]:
     if d.epoch_size is not None and d.epoch_size < 1:
         errors.append(f"{source}: data.epoch_size must be >= 1, got {d.epoch_size}")
     per_language = config.method.adapters in ("per_language", "shared+per_language")
-    if config.method.adapters == "per_language" and config.method.name in ("full", "bitfit"):
+    if config.method.adapters == "per_language" and _whole_model_method(config.method.name):
         errors.append(f"{source}: method.adapters 'per_language' needs an adapter method (lora, houlsby, pfeiffer, prefix, prompt), not {config.method.name!r}")
     if config.method.adapters == "shared+per_language" and config.method.name != "lora":
         errors.append(f"{source}: method.adapters 'shared+per_language' is built for lora, not {config.method.name!r}")
@@ -458,6 +460,12 @@ def _validate_pairs(config: RunConfig, source: str) -> list[str]:
     if d.pairs and getattr(d, "noise", None) is not None:
         errors.append(f"{source}: data.noise is not supported with data.pairs yet (noised rows would be re-tokenized with one pair's codec)")
     return errors
+
+
+def _whole_model_method(name: str) -> bool:
+    from mtadapt.methods.registry import get_method  # loads the method's module (torch)
+
+    return get_method(name).config_class.whole_model
 
 
 def read_yaml_mapping(path: Path, expected: str) -> tuple[dict, str]:

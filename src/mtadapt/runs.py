@@ -31,6 +31,13 @@ from mtadapt.models.languages import PairCodec, reserve_language_tags
 from mtadapt.models.loading import LoadedModel, load_model
 
 
+def load_base(config: RunConfig) -> LoadedModel:
+    """Load a run's base model as `config.model` names it (`tiny:<family>` builds a cached tiny model)."""
+    m = config.model
+    return load_model(m.name_or_path, family=m.family, tokenizer=m.tokenizer, trust_remote_code=m.trust_remote_code,
+                      shortlist=m.shortlist)
+
+
 def read_run_config(run_dir: str | Path) -> RunConfig:
     path = Path(run_dir) / "run.yaml"
     if not path.exists():

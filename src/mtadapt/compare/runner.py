@@ -83,8 +83,10 @@ def run_cell(spec: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     from mtadapt.evaluate.generation import translate_ids
     from mtadapt.evaluate.metrics import corpus_scores
     from mtadapt.methods.params import param_report
-    from mtadapt.runs import open_for_inference
-    from mtadapt.train.loop import build_codec, evaluate_dev, load_base, load_corpus, train
+    from mtadapt.data.tasks import load_corpus
+    from mtadapt.evaluate.dev import evaluate_dev
+    from mtadapt.runs import load_base, open_for_inference
+    from mtadapt.train.loop import train
 
     config = config_from_dict(spec["config"], f"cell {spec['name']!r}")
     run_dir = Path(config.train.output_dir)
@@ -95,7 +97,7 @@ def run_cell(spec: dict[str, Any], progress: bool = True) -> dict[str, Any]:
         raise ValueError("data.test is not set in the compare base; cells are scored on the test set")
     if spec["method"] == "none":
         total = sum(p.numel() for p in loaded.model.parameters())
-        codec = build_codec(loaded, config.data.src_lang, config.data.tgt_lang)
+        codec = loaded.codec(config.data.src_lang, config.data.tgt_lang)
         model = loaded.model.eval()
         dev = load_corpus(config, "dev", codec, None)  # the untuned dev score: step 0 of every curve
         history = [{"step": 0, **evaluate_dev(model, codec, dev, config)}] if dev else []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mtadapt.data.filters import LengthFilterConfig, filter_by_length
 from mtadapt.data.readers import CorpusSpec, read_parallel
-from mtadapt.data.toy import toy_corpus_dir
+from mtadapt.toy import toy_corpus_dir
 from mtadapt.data.validation import DataReport
 from mtadapt.models.languages import PairCodec
 

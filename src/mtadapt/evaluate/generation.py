@@ -17,48 +17,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from mtadapt.models.languages import PairCodec
+from mtadapt.settings import GenerationConfig
 
 
 # precisions a model may be cast to for generation (runs.place_for_inference, the CLI's --dtype)
 INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
-
-
-@dataclass
-class GenerationConfig:
-    """How to decode.
-
-    Attributes:
-        num_beams: 1 = greedy (or sampling when `do_sample`), >1 = beam search.
-        batch_size: Sentences per generation batch.
-        max_length_factor: Generated length limit = ceil(factor * source length) + 5.
-        do_sample: Sample instead of searching (back-translation).
-        sampling_temperature: Softmax temperature when sampling.
-        top_k: Keep the k most likely tokens when sampling (0 = off).
-        top_p: Nucleus sampling mass (1.0 = off).
-        num_return_sequences: Outputs per source (<= num_beams for beam search).
-        length_penalty: Beam-score length normalisation exponent.
-    """
-
-    num_beams: int = 1
-    batch_size: int = 32
-    max_length_factor: float = 2.0
-    do_sample: bool = False
-    sampling_temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    num_return_sequences: int = 1
-    length_penalty: float = 1.0
-
-
-Strategy = Literal["greedy", "beam", "sample"]
 
 
 def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

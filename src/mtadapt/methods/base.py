@@ -66,9 +66,13 @@ class MethodConfig:
     Attributes:
         method: Registry name of the method ("lora", "houlsby", ...); a ClassVar so it is not
             a constructor argument and cannot disagree with the class.
+        whole_model: The method trains the model's own parameters (full fine-tuning, BitFit)
+            instead of adding adapter modules: it saves a subset of the base's tensors, its
+            fingerprint covers only the frozen rest, and it cannot be routed per example.
     """
 
     method: ClassVar[str] = ""
+    whole_model: ClassVar[bool] = False
 
 
 @runtime_checkable

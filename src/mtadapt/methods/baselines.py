@@ -25,6 +25,7 @@ class FullConfig(MethodConfig):
     model itself keeps frozen (transformers' sinusoidal position tables, requires_grad=False)."""
 
     method: ClassVar[str] = "full"
+    whole_model: ClassVar[bool] = True
 
 
 @dataclass
@@ -37,6 +38,7 @@ class BitFitConfig(MethodConfig):
     """
 
     method: ClassVar[str] = "bitfit"
+    whole_model: ClassVar[bool] = True
     include_layer_norm: bool = True
 
 

@@ -161,7 +161,7 @@ def param_report(
     spec = get_method(method)
     adapter_name = "report"
     spec.apply(model, config, targets or targets_for(model), adapter_name=adapter_name)
-    if method in ("full", "bitfit"):
+    if config.whole_model:
         counts = count_parameters(model)  # baselines.apply set requires_grad
         saved = sum(t.numel() for t in baselines.trainable_state_dict(model).values())
     else:

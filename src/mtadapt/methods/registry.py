@@ -1,8 +1,9 @@
 """Method name -> (config class, apply function).
 
-Entries name a module and a config class *by string* and are imported on first use, so a
-method that is not written yet (or whose optional dependency is missing) only fails when
-someone asks for it, with an error that says which module and class were expected.
+Entries name a module and a config class *by string* and are imported on first use: listing
+the methods (`method_names`, what config validation and the CLI offer) imports no torch, and a
+method whose optional dependency is missing fails only when someone asks for it, with an error
+that says which module and class were expected.
 
 To add a method: write ``methods/<module>.py`` with a config dataclass (``method`` ClassVar
 set to the registry name) and ``apply(model, config, targets, adapter_name="default")``
@@ -14,9 +15,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mtadapt.methods.base import MethodConfig
+if TYPE_CHECKING:  # the registry itself stays torch-free: config and the CLI list its names
+    from mtadapt.methods.base import MethodConfig
 
 # name -> (module, config class name). One module's ``apply`` may serve several configs
 # (bottleneck.apply dispatches on HoulsbyConfig / PfeifferConfig).
@@ -24,7 +26,6 @@ _METHODS: dict[str, tuple[str, str]] = {
     "lora": ("mtadapt.methods.lora", "LoraConfig"),
     "full": ("mtadapt.methods.baselines", "FullConfig"),
     "bitfit": ("mtadapt.methods.baselines", "BitFitConfig"),
-    # written in their own modules by the adapters/prefix owner:
     "houlsby": ("mtadapt.methods.bottleneck", "HoulsbyConfig"),
     "pfeiffer": ("mtadapt.methods.bottleneck", "PfeifferConfig"),
     "prefix": ("mtadapt.methods.prefix", "PrefixConfig"),
@@ -41,9 +42,8 @@ class MethodSpec:
     apply: Callable[..., None]
 
 
-def method_names() -> list[str]:
-    """Every registered method name (whether or not its module is importable yet)."""
-    return list(_METHODS)
+METHOD_NAMES: tuple[str, ...] = tuple(_METHODS)
+"""Every registered method name, in registry order (whether or not its module imports)."""
 
 
 def available_methods() -> list[str]:

@@ -156,7 +156,7 @@ def save_adapter(
         config = whole if whole is not None and not adapter_names(model) else _adapter_method(model, adapter_name)
     tensors: dict[str, torch.Tensor] = {}
     modules: list[str] = []
-    if config.method in ("full", "bitfit"):
+    if config.whole_model:
         tensors = dict(baselines.trainable_state_dict(model))
     else:
         for name, layer in adapter_layers(model):
@@ -171,7 +171,7 @@ def save_adapter(
             raise KeyError(f"no adapter {adapter_name!r} in the model; it holds {adapter_names(model)}")
     # safetensors refuses shared storage and non-contiguous views; copies are tiny for adapters
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
-    fp = fingerprint(model, config if config.method in ("full", "bitfit") else None)
+    fp = fingerprint(model, config if config.whole_model else None)
     model_config = getattr(model, "config", None)
     meta = {
         "format": FORMAT,
@@ -200,7 +200,8 @@ def read_adapter_config(folder: str | os.PathLike) -> dict[str, Any]:
 
 def check_fingerprint(model: nn.Module, meta: dict[str, Any], folder: str | os.PathLike = "") -> None:
     """Raise `FingerprintMismatchError` naming both fingerprints if the base differs."""
-    whole = config_from_dict(meta["method"], meta["settings"]) if meta["method"] in ("full", "bitfit") else None
+    saved_config = config_from_dict(meta["method"], meta["settings"])
+    whole = saved_config if saved_config.whole_model else None
     fp = fingerprint(model, whole)
     saved = meta["fingerprint"]
     problems = []
@@ -241,7 +242,7 @@ def load_adapter(
     name = adapter_name or meta["adapter_name"]
     config = config_from_dict(meta["method"], meta["settings"])
     tensors = load_file(str(Path(folder) / WEIGHTS_FILE))
-    if config.method in ("full", "bitfit"):
+    if config.whole_model:
         params = dict(model.named_parameters())
         with torch.no_grad():
             for key, t in tensors.items():

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from mtadapt.models.families import Family, detect_family, get_family
+from mtadapt.models.languages import PairCodec
 
 
 @dataclass
@@ -38,6 +39,10 @@ class LoadedModel:
     family: Family
     name_or_path: str
     decoder_start_token_id: int | None
+
+    def codec(self, src_lang: str | None, tgt_lang: str | None, target_tag_id: int | None = None) -> PairCodec:
+        """The codec of one direction of this model (language codes checked against its tokenizer)."""
+        return PairCodec(self.family, self.tokenizer, src_lang, tgt_lang, self.decoder_start_token_id, target_tag_id)
 
 
 def _is_marian_native(name_or_path: str) -> bool:
@@ -123,10 +128,10 @@ def wrap_model(model: nn.Module, tokenizer: Any, *, family: Family | None = None
 
 def _tiny_build_stamp() -> str:
     """Changes whenever what a tiny model is built from changes: the builder and the toy corpus
-    code (mtadapt.models.tiny, mtadapt.data.toy) and the torch / transformers versions."""
+    code (mtadapt.models.tiny, mtadapt.toy) and the torch / transformers versions."""
     import transformers
 
-    from mtadapt.data import toy
+    from mtadapt import toy
     from mtadapt.models import tiny
 
     digest = hashlib.sha1()

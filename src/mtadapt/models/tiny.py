@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from mtadapt.data.toy import toy_corpus_dir
+from mtadapt.toy import toy_corpus_dir
 from mtadapt.models.languages import T5_LANGUAGE_NAMES
 
 # Language codes of the toy pair (German-like -> English) in each family's spelling.

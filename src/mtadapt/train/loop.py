@@ -21,7 +21,6 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,20 +31,20 @@ import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtadapt.config import RunConfig, config_to_dict
-from mtadapt.data.batching import bucketed_batches, collate
-from mtadapt.data.filters import LengthFilterConfig
-from mtadapt.data.prepare import TokenizedPairs, corpus_spec, file_language, read_texts, tokenize_pairs
 from mtadapt.augment.noise import training_noiser
-from mtadapt.evaluate.generation import translate_ids
-from mtadapt.evaluate.metrics import corpus_scores
+from mtadapt.config import RunConfig, config_to_dict
+from mtadapt.data.batching import collate
+from mtadapt.data.filters import LengthFilterConfig
+from mtadapt.data.tasks import TaskData, load_task_data
+from mtadapt.evaluate.dev import evaluate_task
 from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_names, freeze_base
+from mtadapt.methods.language_adapters import add_language_adapters, add_shared_adapter
 from mtadapt.methods.registry import config_from_dict as method_config_from_dict
-from mtadapt.models.languages import PairCodec
-from mtadapt.models.loading import LoadedModel, load_model
-from mtadapt.train import multitask
+from mtadapt.models.loading import LoadedModel
+from mtadapt.runs import load_base
 from mtadapt.train.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
+from mtadapt.train.schedule import build_scheduler
 
 
 @dataclass
@@ -80,37 +79,28 @@ class TrainResult:
     pairs_seen: dict[str, int] | None = None
 
 
-def build_codec(loaded: LoadedModel, src_lang: str | None, tgt_lang: str | None) -> PairCodec:
-    return PairCodec(loaded.family, loaded.tokenizer, src_lang, tgt_lang, loaded.decoder_start_token_id)
-
-
-def load_base(config: RunConfig) -> LoadedModel:
-    """Load the run's base model (`tiny:<family>` builds a cached tiny model)."""
-    return load_model(
-        config.model.name_or_path, family=config.model.family, tokenizer=config.model.tokenizer,
-        trust_remote_code=config.model.trust_remote_code, shortlist=config.model.shortlist,
-    )
-
-
 def apply_method(loaded: LoadedModel, name: str, settings: dict[str, Any], adapter_name: str = "default") -> Any:
     """Add the method's parameters to the model and freeze everything else."""
     method_config = method_config_from_dict(name, dict(settings))
     storage.add_adapter(loaded.model, method_config, loaded.family.targets, adapter_name=adapter_name)
-    if name not in ("full", "bitfit"):
+    if not method_config.whole_model:
         freeze_base(loaded.model)
     return method_config
 
 
-def load_corpus(config: RunConfig, split: str, codec: PairCodec, filters: LengthFilterConfig | None) -> TokenizedPairs | None:
-    corpus = getattr(config.data, split)
-    if corpus is None:
-        return None
-    spec = corpus_spec(
-        corpus.paths, config.data.corpus_src_lang or file_language(config.data.src_lang),
-        config.data.corpus_tgt_lang or file_language(config.data.tgt_lang), corpus.format,
-        corpus.src_key, corpus.tgt_key, config.data.empty,
-    )
-    return tokenize_pairs(read_texts(spec, corpus.limit), codec, filters)
+def apply_run_method(loaded: LoadedModel, config: RunConfig, task: TaskData) -> list[str]:
+    """`config.method` on the run's model: one adapter, or with `method.adapters:
+    per_language` one adapter per language of the run (the base frozen), plus one shared
+    adapter (`SHARED_ADAPTER`) on every row with `shared+per_language`. Returns the adapter names."""
+    if not task.per_language:
+        apply_method(loaded, config.method.name, config.method.settings)
+        return adapter_names(loaded.model)
+    method_config = method_config_from_dict(config.method.name, dict(config.method.settings))
+    names = add_language_adapters(loaded.model, method_config, loaded.family.targets, task.languages())
+    if config.method.adapters == "shared+per_language":
+        names.append(add_shared_adapter(loaded.model, method_config, loaded.family.targets))
+    freeze_base(loaded.model)
+    return names
 
 
 def label_smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -121,33 +111,6 @@ def label_smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: f
     return F.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, label_smoothing=smoothing
     )
-
-
-@torch.inference_mode()
-def dev_loss(model: nn.Module, codec: PairCodec, dev: TokenizedPairs, n: int, batch_size: int = 32) -> float:
-    """Teacher-forced cross-entropy per target token on the first `n` dev pairs."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    total, tokens = 0.0, 0
-    for start in range(0, n, batch_size):
-        pairs = [(dev.src_ids[i], dev.tgt_ids[i]) for i in range(start, min(n, start + batch_size))]
-        batch = {k: v.to(device) for k, v in collate(pairs, codec.pad_id).items()}
-        logits = model(**batch).logits
-        count = int((batch["labels"] != -100).sum())
-        total += float(label_smoothed_loss(logits, batch["labels"], 0.0)) * count
-        tokens += count
-    model.train(was_training)
-    return total / max(tokens, 1)
-
-
-def evaluate_dev(model: nn.Module, codec: PairCodec, dev: TokenizedPairs, config: RunConfig) -> dict[str, float]:
-    """Dev BLEU and chrF by generation, and teacher-forced dev loss."""
-    n = min(len(dev), config.data.max_dev_sentences)
-    outputs = translate_ids(model, codec, dev.src_ids[:n], config.generation)
-    hyps = codec.decode([o[0] for o in outputs])
-    scores = corpus_scores(hyps, dev.tgt[:n])
-    return {"bleu": scores["BLEU"].score, "chrf": scores["chrF"].score, "loss": dev_loss(model, codec, dev, n)}
 
 
 def _save_method_folder(model: nn.Module, folder: Path, base_name: str) -> Path:
@@ -168,26 +131,12 @@ def _save_method_folder(model: nn.Module, folder: Path, base_name: str) -> Path:
     return folder
 
 
-def _epoch_batches(pairs: TokenizedPairs, config: RunConfig, epoch: int, rank: int, world: int) -> list[list[int]]:
-    """This rank's micro-batches of `epoch`; every rank gets the same number (the list is
-    padded by wrapping around, so no example is dropped and DDP stays in step)."""
-    batches = bucketed_batches(
-        [len(s) for s in pairs.src_ids], [len(t) for t in pairs.tgt_ids], config.data.max_tokens,
-        seed=config.train.seed, epoch=epoch,
-    )
-    if world > 1 and len(batches) % world:
-        batches += batches[: world - len(batches) % world]
-    return batches[rank::world]
-
-
-def _batch_stream(pairs: TokenizedPairs, config: RunConfig, start_epoch: int, start_batch: int, rank: int, world: int,
-                  task: multitask.TaskData | None = None) -> Iterator[tuple[int, int, list[int]]]:
+def _batch_stream(task: TaskData, config: RunConfig, start_epoch: int, start_batch: int, rank: int,
+                  world: int) -> Iterator[tuple[int, int, list[int]]]:
+    """(epoch, position in epoch, batch) from (start_epoch, start_batch) on, forever."""
     epoch, index = start_epoch, start_batch
     while True:
-        if task is not None:  # several pairs: sampled, mixed-pair epochs
-            batches = task.epoch_batches(config, epoch, rank, world)
-        else:
-            batches = _epoch_batches(pairs, config, epoch, rank, world)
+        batches = task.epoch_batches(config, epoch, rank, world)
         for i in range(index, len(batches)):
             yield epoch, i + 1, batches[i]
         epoch, index = epoch + 1, 0
@@ -225,8 +174,20 @@ class MetricsLog:
                     self.tensorboard.add_scalar(key, value, row["step"])
 
 
+def _write_run_files(run_dir: Path, config: RunConfig, task: TaskData) -> None:
+    """run.yaml (the resolved config) and data_report.json (what reading kept and dropped)."""
+    atomic_write_text(run_dir / "run.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    report: dict[str, Any] = {"train": task.train.report.summary()}
+    if task.multi_pair:
+        report.update(pairs={p.name: p.train.report.summary() for p in task.trained}, sampling=task.summary())
+        print(f"sampling: {task.summary()}")
+    atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=1))
+    print(f"train data: {task.train.report.summary()}")
+
+
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Fine-tune `config.model` with `config.method` on `config.data`.
+    """Fine-tune `config.model` with `config.method` on `config.data` (one direction or
+    several: `data.pairs`; either way a `TaskData`).
 
     Args:
         resume: Continue from the run folder's latest checkpoint (same data order) instead
@@ -251,41 +212,22 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
 
     loaded = load_base(config)
     filters = LengthFilterConfig(min_tokens=1, max_tokens=config.data.max_source_tokens, max_length_ratio=config.data.max_length_ratio)
-    task = multitask.load_task_data(config, loaded, filters) if config.data.pairs else None
-    if task is not None:  # data.pairs: every direction with its own codec; dev per direction
-        codec, train_pairs, dev_pairs = task.codec, task.train, None
-    else:
-        codec = build_codec(loaded, config.data.src_lang, config.data.tgt_lang)
-        train_pairs = load_corpus(config, "train", codec, filters)
-        if not train_pairs:
-            raise ValueError(f"no training pairs left in {config.data.train.paths}: {train_pairs.report.summary() if train_pairs else ''}")
-        dev_pairs = load_corpus(config, "dev", codec, None)
+    task = load_task_data(config, loaded, filters)  # every direction with its own codec and dev set
+    codec, train_pairs = task.codec, task.train
     if main:
-        atomic_write_text(run_dir / "run.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
-        report = {"train": train_pairs.report.summary()}
-        if task is not None:
-            report.update(pairs={p.name: p.train.report.summary() for p in task.trained}, sampling=multitask.sampling_summary(task))
-            print(f"sampling: {multitask.sampling_summary(task)}")
-        atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=1))
-        print(f"train data: {train_pairs.report.summary()}")
+        _write_run_files(run_dir, config, task)
 
     # Seed again: loading used the RNG by a varying amount (a tiny model is built on first
     # use, a hub model may initialise missing weights), and new parameters and dropout must
     # not depend on that (a fresh cache otherwise trained differently from a warm one).
     set_seed(t.seed)
-    if task is not None and task.per_language:
-        multitask.apply_language_adapters(loaded, config, task)
-    else:
-        apply_method(loaded, config.method.name, config.method.settings)
+    apply_run_method(loaded, config, task)
     model = loaded.model
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
-    from mtadapt.train.schedule import build_scheduler
-
     scheduler = build_scheduler(optimizer, t.schedule, t.warmup_steps, t.max_steps)
-    state: dict[str, Any] = {"epoch": 0, "batch_in_epoch": 0, "best": None, "bad_evals": 0, "dev_history": [], "tokens": 0, "seconds": 0.0}
-    if task is not None:
-        state["pairs_seen"] = {p.name: 0 for p in task.trained}
+    state: dict[str, Any] = {"epoch": 0, "batch_in_epoch": 0, "best": None, "bad_evals": 0, "dev_history": [], "tokens": 0,
+                             "seconds": 0.0, "pairs_seen": {p.name: 0 for p in task.trained}}
     step = 0
     if checkpoint is not None:
         saved = load_checkpoint(checkpoint, model, optimizer, scheduler)
@@ -296,14 +238,14 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     log = MetricsLog(run_dir, main, step)
-    if task is not None and step == 0:
-        summary = multitask.sampling_summary(task)
+    if task.multi_pair and step == 0:
+        summary = task.summary()
         log.write({"step": 0, **{f"sampling_p/{k}": v for k, v in summary["sampling_p"].items()},
                    **{f"train_examples/{k}": v for k, v in summary["train_examples"].items()}})
     higher_better = t.metric != "loss"
 
     noiser = training_noiser(config.data, train_pairs)  # data.noise; None when unset
-    stream = _batch_stream(train_pairs, config, state["epoch"], state["batch_in_epoch"], accelerator.process_index, accelerator.num_processes, task)
+    stream = _batch_stream(task, config, state["epoch"], state["batch_in_epoch"], accelerator.process_index, accelerator.num_processes)
     model.train()
     bar = tqdm(total=t.max_steps, initial=step, desc="train", disable=not (progress and main), unit="step")
     # window_steps: steps since the last log row; after a resume off a log boundary it is not
@@ -317,11 +259,9 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
             if noiser is not None:  # data.noise: noise this epoch's texts, re-tokenize this batch only
                 examples = noiser.tokenized_pairs(train_pairs, indices, epoch, codec)
             batch = collate(examples, codec.pad_id)
-            if task is not None:
-                task.count(indices, state["pairs_seen"])
+            task.count(indices, state["pairs_seen"])
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            routing = task.routing(unwrapped, indices) if task is not None else nullcontext()
-            with accelerator.accumulate(model), accelerator.autocast(), routing:
+            with accelerator.accumulate(model), accelerator.autocast(), task.routing(unwrapped, indices):
                 out = model(**batch)
                 loss = label_smoothed_loss(out.logits, batch["labels"], t.label_smoothing)
                 accelerator.backward(loss)
@@ -342,19 +282,14 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
             state["tokens"] += window_tokens
             state["seconds"] += elapsed
             row = {"step": step, "loss": window_loss / window_steps, "lr": scheduler.get_last_lr()[0], "tokens_per_s": window_tokens / max(elapsed, 1e-9), "epoch": epoch}
-            if task is not None:
+            if task.multi_pair:
                 row.update({f"seen/{k}": v for k, v in state["pairs_seen"].items()})
             log.write(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
             window_loss, window_tokens, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
         pause_start = time.perf_counter()  # evaluation and checkpoints are not training time
-        has_dev = task.has_dev if task is not None else dev_pairs is not None
-        evaluate_now = has_dev and ((t.eval_every and step % t.eval_every == 0) or step == t.max_steps)
-        if evaluate_now:
-            if task is not None:  # per direction; the macro average drives early stopping
-                scores = [task.evaluate(unwrapped, config) if main else None]
-            else:
-                scores = [evaluate_dev(unwrapped, codec, dev_pairs, config) if main else None]
+        if task.has_dev and ((t.eval_every and step % t.eval_every == 0) or step == t.max_steps):
+            scores = [evaluate_task(unwrapped, task, config) if main else None]  # per direction + macro average
             broadcast_object_list(scores)
             scores = scores[0]
             model.train()
@@ -386,8 +321,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         run_dir=run_dir, steps=step, final_adapter=final, best_adapter=best if best.exists() else None,
         best_metric=state["best"], dev_history=state["dev_history"], train_seconds=state["seconds"],
         tokens_per_second=tokens_per_s, stopped_early=stopped_early,
-        pair_distribution=task.distribution() if task is not None else None,
-        pairs_seen=dict(state["pairs_seen"]) if task is not None else None,
+        pair_distribution=task.distribution() if task.multi_pair else None,
+        pairs_seen=dict(state["pairs_seen"]) if task.multi_pair else None,
     )
     if main:
         summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}

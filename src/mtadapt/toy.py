@@ -2,7 +2,7 @@
 
 A tiny model learns it in about a minute on a CPU, so tests can assert that fine-tuning
 takes BLEU from ~0 to above 50. The files under `mtadapt/resources/toy/` were written by
-`write_toy_corpus` (run `python -m mtadapt.data.toy`); they are regenerated identically
+`write_toy_corpus` (run `python -m mtadapt.toy`); they are regenerated identically
 from the seed.
 
 Sentence shape: DET [ADJ] NOUN VERB DET [ADJ] NOUN [ADVERB], e.g.
