@@ -50,9 +50,6 @@ from mtadapt.methods.routing import AdapterSet
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import LoadedModel, load_model, wrap_model
 
-WHOLE_MODEL_METHODS = ("full", "bitfit")
-
-
 def _as_loaded(model: LoadedModel | nn.Module | str, tokenizer: Any | None = None) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
@@ -108,7 +105,7 @@ class AdaptedModel:
         `bitfit`, choose their own trainable parameters). The first adapter becomes active;
         later ones wait for `set_adapter`, as in PEFT."""
         storage.add_adapter(self.model, config, self.loaded.family.targets, adapter_name=adapter_name)
-        if config.method not in WHOLE_MODEL_METHODS:
+        if not config.whole_model:
             base.freeze_base(self.model)
 
     def trainable_parameters(self) -> ParamReport:
@@ -205,7 +202,7 @@ class AdaptedModel:
             return self._codec
         if self.tokenizer is None:
             raise ValueError("this model came without a tokenizer: pass tokenizer= to get_peft_model, or load it with mtadapt.load_model")
-        return PairCodec(self.loaded.family, self.tokenizer, src, tgt, self.loaded.decoder_start_token_id)
+        return self.loaded.codec(src, tgt)
 
     def translate(
         self,

@@ -101,7 +101,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mtadapt.evaluate.metrics import corpus_scores, paired_bootstrap
+    from mtadapt.evaluate.metrics import corpus_scores, paired_bootstrap, significance_report
 
     refs = _read_lines(args.ref, "reference")
     if args.hyp:
@@ -122,7 +122,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         scores = corpus_scores(hyps, refs, n_bootstrap=args.n_bootstrap)
         result: dict[str, Any] = {"scores": {k: v.to_dict() for k, v in scores.items()}}
         if args.baseline:
-            result["paired_bootstrap"] = paired_bootstrap(_read_lines(args.baseline, "baseline"), {"system": hyps}, refs, n_samples=max(args.n_bootstrap, 100))
+            n_samples = max(args.n_bootstrap, 100)
+            result["paired_bootstrap"] = paired_bootstrap(_read_lines(args.baseline, "baseline"), {"system": hyps}, refs, n_samples=n_samples)
+            result["significance"] = significance_report(result["paired_bootstrap"], n_samples)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from err
     if args.json:
@@ -132,10 +134,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ci = f" (95% CI {s.ci_low:.2f}-{s.ci_high:.2f})" if s.ci_low is not None else ""
         print(f"{s.name:7s} {s.score:6.2f}{ci}  {s.signature}")
     if args.baseline:
-        pb = result["paired_bootstrap"]
-        for metric in ("BLEU", "chrF"):
-            base, sys_ = pb["baseline"][metric], pb["system"][metric]
-            print(f"paired bootstrap {metric}: baseline {base['score']:.2f} -> system {sys_['score']:.2f} (p = {sys_['p_value']:.4f})")
+        significance = result["significance"]
+        print(significance["header"])
+        for metric in significance["metrics"].values():
+            print(f"  {metric['summary']}")
     return 0
 
 
