@@ -121,10 +121,14 @@ def test_switching_and_per_row_adapters_agree(adapted, tmp_path):
 def test_merge_and_unload_gives_the_same_logits_without_lora(adapted):
     with torch.no_grad():
         expected = adapted(**batch()).logits
+        with adapted.disable_adapters():
+            base_logits = adapted(**batch()).logits
     plain = adapted.merge_and_unload()
     assert not lora.lora_layers(plain) and plain is adapted.model
     with torch.no_grad():
-        assert torch.allclose(plain(**batch()).logits, expected, atol=1e-4)
+        merged = plain(**batch()).logits
+    # float rounding of W + s * B @ A (|B| ~ 2 here) against an adapter that moves logits by > 0.1
+    assert (merged - expected).abs().max() < 1e-3 < 0.1 < (expected - base_logits).abs().max()
     assert adapted.translate(SOURCES[:1]) == mtadapt.AdaptedModel(mtadapt.wrap_model(plain, adapted.tokenizer), "de_DE", "en_XX").translate(SOURCES[:1])
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from mtadapt.config import ConfigError, parse_override
 from mtadapt.evaluate.generation import INFERENCE_DTYPES
+from mtadapt.progress import cli_progress
 
 
 def _read_lines(path: str | None, what: str) -> list[str]:
@@ -80,10 +81,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mtadapt.train.loop import train
 
     config = load_recipe(args.recipe, args.overrides)
-    result = train(config, resume=args.resume, progress=not args.no_progress)
-    best = result.best_metric
-    print(f"done: {result.steps} steps, {result.tokens_per_second:.0f} tokens/s; "
-          f"best dev {config.train.metric} {best if best is None else round(best, 2)}; adapter {result.best_adapter or result.final_adapter}")
+    from mtadapt.train.summary import summary_lines
+
+    result = train(config, resume=args.resume, progress=cli_progress(args.no_progress))
+    print("\n".join(summary_lines(result, config)))
     return 0
 
 
@@ -95,7 +96,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
                                         shortlist=False if args.no_shortlist else None)
     place_for_inference(loaded.model, args.dtype)
     lines = _read_lines(args.input, "input")
-    out = translate(loaded.model, codec, lines, _generation(args), progress=not args.no_progress)
+    out = translate(loaded.model, codec, lines, _generation(args), progress=cli_progress(args.no_progress))
     _write_lines(args.output, out)
     return 0
 
@@ -115,7 +116,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
                                         shortlist=False if args.no_shortlist else None)
         place_for_inference(loaded.model, args.dtype)
-        hyps = translate(loaded.model, codec, _read_lines(args.src, "source"), _generation(args), progress=not args.no_progress)
+        hyps = translate(loaded.model, codec, _read_lines(args.src, "source"), _generation(args), progress=cli_progress(args.no_progress))
         if args.save_hyp:
             _write_lines(args.save_hyp, hyps)
     try:
@@ -249,7 +250,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
     report = backtranslate_file(
         args.input, args.output or args.output_src, args.output_tgt, config, run=args.run, model=args.model,
         adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang, work_dir=args.work_dir,
-        progress=not args.no_progress, shortlist=False if args.no_shortlist else None, dtype=args.dtype,
+        progress=cli_progress(args.no_progress), shortlist=False if args.no_shortlist else None, dtype=args.dtype,
     )
     print(json.dumps(asdict(report)) if args.json else report.summary())
     return 0
@@ -261,7 +262,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from mtadapt.compare.runner import run_compare
 
     config, cells = load_compare_recipe(args.recipe, args.overrides)
-    rows = run_compare(config, cells, progress=not args.no_progress, source=args.recipe)
+    rows = run_compare(config, cells, progress=cli_progress(args.no_progress), source=args.recipe)
     print(markdown_table(rows))
     print(f"report: {Path(config.output_dir) / 'report.md'} and report.html")
     return 0
@@ -270,7 +271,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtadapt", description="Adapt pretrained MT models cheaply and measurably.")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--no-progress", action="store_true", help="no progress bars")
+    common.add_argument("--no-progress", action="store_true",
+                        help="no progress bars: a plain line every 10 s (training: every train.log_every steps) instead")
     sub = parser.add_subparsers(dest="verb", required=True)
 
     p = sub.add_parser("train", parents=[common], help="fine-tune with a YAML recipe")

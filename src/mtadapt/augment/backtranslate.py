@@ -51,11 +51,11 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from mtadapt.augment.noise import NoiseConfig, Noiser, WordVocabulary
 from mtadapt.evaluate.generation import GenerationConfig, translate_ids
 from mtadapt.models.languages import PairCodec
+from mtadapt.progress import Progress, ProgressMode
 from mtadapt.train.checkpoint import atomic_write_text
 
 Direction = Literal["back", "forward"]
@@ -221,7 +221,7 @@ def generate_shards(
     work_dir: str | Path,
     config: BacktranslationConfig,
     model_id: dict[str, Any] | None = None,
-    progress: bool = False,
+    progress: bool | ProgressMode = False,
 ) -> int:
     """Translate `lines` into shard files under `work_dir`, skipping finished shards.
 
@@ -249,9 +249,8 @@ def generate_shards(
     n = generation.num_return_sequences
     device = next(model.parameters()).device
     made = 0
-    bar = tqdm(total=len(kept), initial=sum(len(shards[k]) for k in done if k < len(shards)),
-               desc="back-translate" if config.direction == "back" else "forward-translate",
-               disable=not progress, unit="sent")
+    bar = Progress(len(kept), "back-translate" if config.direction == "back" else "forward-translate", unit="sent",
+                   mode=progress, initial=sum(len(shards[k]) for k in done if k < len(shards)))
     for k, shard in enumerate(shards):
         if k in done:
             continue
@@ -394,7 +393,7 @@ def backtranslate(
     work_dir: str | Path,
     config: BacktranslationConfig,
     model_id: dict[str, Any] | None = None,
-    progress: bool = False,
+    progress: bool | ProgressMode = False,
 ) -> tuple[list[tuple[str, str]], FilterReport]:
     """Generate (resuming in `work_dir`), filter, noise and tag: the synthetic pairs.
 
@@ -480,7 +479,7 @@ def backtranslate_file(
     src_lang: str | None = None,
     tgt_lang: str | None = None,
     work_dir: str | Path | None = None,
-    progress: bool = False,
+    progress: bool | ProgressMode = False,
     shortlist: bool | None = None,
     dtype: str | None = None,
 ) -> FilterReport:
