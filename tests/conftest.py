@@ -9,9 +9,22 @@ from pathlib import Path
 import pytest
 
 # Tiny models are built on first use under $MTADAPT_CACHE; a per-session folder keeps tests
-# independent of the user's cache (subprocesses inherit it).
-os.environ.setdefault("MTADAPT_CACHE", tempfile.mkdtemp(prefix="mtadapt-test-cache-"))
+# independent of the user's cache (subprocesses inherit it). pytest-xdist workers share one
+# folder per test run (PYTEST_XDIST_TESTRUNUID is the same in every worker), so each tiny model
+# is built once per session (`tiny_model_path` locks while it builds).
+_run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _run_id:
+    _cache = Path(tempfile.gettempdir()) / f"mtadapt-test-cache-{_run_id}"
+    _cache.mkdir(exist_ok=True)
+    os.environ.setdefault("MTADAPT_CACHE", str(_cache))
+else:
+    os.environ.setdefault("MTADAPT_CACHE", tempfile.mkdtemp(prefix="mtadapt-test-cache-"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Workers share the cores: each gets its share of intra-op threads (torch would otherwise
+# start one thread per core in every worker and the workers' threads would spin-wait on each
+# other). Subprocesses the tests start inherit it. An explicit OMP_NUM_THREADS wins.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ _LAZY = {
     "LoadedModel": "mtadapt.models.loading",
     "FingerprintMismatchError": "mtadapt.methods.storage",
     "AdapterSet": "mtadapt.methods.routing",
-    "GenerationConfig": "mtadapt.evaluate.generation",
+    "GenerationConfig": "mtadapt.settings",
     "LoraConfig": "mtadapt.methods.lora",
     "HoulsbyConfig": "mtadapt.methods.bottleneck",
     "PfeifferConfig": "mtadapt.methods.bottleneck",

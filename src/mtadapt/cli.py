@@ -20,9 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mtadapt.cli_options import add_dataclass_options, dataclass_from_args
 from mtadapt.config import ConfigError, parse_override
-from mtadapt.evaluate.generation import INFERENCE_DTYPES
 from mtadapt.progress import cli_progress
+from mtadapt.settings import INFERENCE_DTYPES, BacktranslationConfig, GenerationConfig, NoiseConfig
 
 
 def _read_lines(path: str | None, what: str) -> list[str]:
@@ -47,9 +48,7 @@ def _write_lines(path: str | None, lines: list[str]) -> None:
     atomic_write_text(Path(path), text)
 
 
-def _generation(args: argparse.Namespace):
-    from mtadapt.evaluate.generation import GenerationConfig
-
+def _generation(args: argparse.Namespace) -> GenerationConfig:
     return GenerationConfig(num_beams=args.beam, batch_size=args.batch_size, max_length_factor=args.max_length_factor)
 
 
@@ -79,10 +78,9 @@ def _add_dtype_arg(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from mtadapt.config import load_recipe
     from mtadapt.train.loop import train
-
-    config = load_recipe(args.recipe, args.overrides)
     from mtadapt.train.summary import summary_lines
 
+    config = load_recipe(args.recipe, args.overrides)
     result = train(config, resume=args.resume, progress=cli_progress(args.no_progress))
     print("\n".join(summary_lines(result, config)))
     return 0
@@ -211,42 +209,45 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_augment(args: argparse.Namespace) -> int:
-    """`augment noise` (a file), `augment backtranslate` (synthetic pairs), `augment mix`."""
+# Flags that predate the options being built from the dataclasses keep their names.
+NOISE_FLAGS = {"word_shuffle_distance": "--shuffle-distance"}
+BACKTRANSLATION_FLAGS = {
+    "num_beams": "--beam", "sampling_temperature": "--temperature", "drop_empty": "--keep-empty",
+    "drop_copies": "--keep-copies", "drop_duplicates": "--keep-duplicates",
+}
+
+
+def cmd_augment_noise(args: argparse.Namespace) -> int:
+    """`augment noise`: noise a text (or source<TAB>target) file."""
+    from mtadapt.augment.noise import noise_lines, noise_tsv_lines
+
+    config = dataclass_from_args(NoiseConfig, args)
+    lines = _read_lines(args.input, "input")
+    tsv = args.tsv or str(args.input).endswith(".tsv")
+    _write_lines(args.output, noise_tsv_lines(lines, config, args.epoch) if tsv else noise_lines(lines, config, args.epoch))
+    return 0
+
+
+def cmd_augment_mix(args: argparse.Namespace) -> int:
+    """`augment mix`: real pairs (upsampled) and synthetic pairs into one corpus."""
+    from mtadapt.augment.backtranslate import write_mixed_corpus
+
+    counts = write_mixed_corpus(args.real, args.synthetic, args.output_src, args.output_tgt, args.real_upsample, args.seed)
+    print(f"mixed {counts['real']} real pairs x {args.real_upsample} + {counts['synthetic']} synthetic = {counts['mixed']} pairs")
+    return 0
+
+
+def cmd_augment_backtranslate(args: argparse.Namespace) -> int:
+    """`augment backtranslate`: synthetic pairs from monolingual text, resumable."""
     from dataclasses import asdict
 
-    if args.augment_verb == "noise":
-        from mtadapt.augment.noise import NoiseConfig, noise_lines, noise_tsv_lines
-
-        config = NoiseConfig(
-            word_dropout=args.word_dropout, word_shuffle_distance=args.shuffle_distance,
-            insertion_prob=args.insertion_prob, insertion_source=args.insertion_source, filler_token=args.filler_token,
-            blank_prob=args.blank_prob, blank_token=args.blank_token, side=args.side, unit=args.unit,
-            fraction=args.fraction, seed=args.seed,
-        )
-        lines = _read_lines(args.input, "input")
-        tsv = args.tsv or str(args.input).endswith(".tsv")
-        _write_lines(args.output, noise_tsv_lines(lines, config, args.epoch) if tsv else noise_lines(lines, config, args.epoch))
-        return 0
-    if args.augment_verb == "mix":
-        from mtadapt.augment.backtranslate import write_mixed_corpus
-
-        counts = write_mixed_corpus(args.real, args.synthetic, args.output_src, args.output_tgt, args.real_upsample, args.seed)
-        print(f"mixed {counts['real']} real pairs x {args.real_upsample} + {counts['synthetic']} synthetic = {counts['mixed']} pairs")
-        return 0
-    from mtadapt.augment.backtranslate import BacktranslationConfig, backtranslate_file
+    from mtadapt.augment.backtranslate import backtranslate_file
 
     if bool(args.output) == bool(args.output_src):
         raise SystemExit("error: give --output FILE.tsv, or --output-src FILE --output-tgt FILE (a Moses pair)")
     if args.output_src and not args.output_tgt:
         raise SystemExit("error: --output-src needs --output-tgt")
-    config = BacktranslationConfig(
-        direction=args.direction, mode=args.mode, num_beams=args.beam, outputs_per_sentence=args.outputs_per_sentence,
-        sampling_temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size,
-        max_length_factor=args.max_length_factor, tag=args.tag, max_length_ratio=args.max_length_ratio,
-        drop_empty=not args.keep_empty, drop_copies=not args.keep_copies, drop_duplicates=not args.keep_duplicates,
-        shard_size=args.shard_size, seed=args.seed,
-    )
+    config = dataclass_from_args(BacktranslationConfig, args)
     report = backtranslate_file(
         args.input, args.output or args.output_src, args.output_tgt, config, run=args.run, model=args.model,
         adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang, work_dir=args.work_dir,
@@ -324,21 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--input", required=True, help="one sentence a line, or a .tsv file (see --tsv)")
     a.add_argument("--output", required=True, help="noised file ('-' = stdout)")
     a.add_argument("--tsv", action="store_true", help="input is source<TAB>target: noise the --side column(s)")
-    a.add_argument("--word-dropout", type=float, default=0.1, help="probability of deleting each word")
-    a.add_argument("--shuffle-distance", type=float, default=3.0, help="k: no word moves k or more places (0 = off)")
-    a.add_argument("--insertion-prob", type=float, default=0.0, help="probability of inserting a word in each gap")
-    a.add_argument("--insertion-source", choices=["vocabulary", "filler"], default="vocabulary",
-                   help="insert corpus words by frequency, or --filler-token")
-    a.add_argument("--filler-token", default="<filler>")
-    a.add_argument("--blank-prob", type=float, default=0.0, help="probability of replacing each word by --blank-token")
-    a.add_argument("--blank-token", default="<blank>")
-    a.add_argument("--side", choices=["source", "target", "both"], default="source", help="TSV column(s) to noise")
-    a.add_argument("--unit", choices=["auto", "word", "grapheme"], default="auto",
-                   help="auto: words; graphemes for scripts without spaces (zh, ja, th...)")
-    a.add_argument("--fraction", type=float, default=1.0, help="share of lines noised")
-    a.add_argument("--seed", type=int, default=0)
+    add_dataclass_options(a, NoiseConfig, flags=NOISE_FLAGS)
     a.add_argument("--epoch", type=int, default=0, help="another epoch gives other noise")
-    a.set_defaults(func=cmd_augment)
+    a.set_defaults(func=cmd_augment_noise)
     a = aug.add_parser("backtranslate", parents=[common],
                        help="synthetic pairs from monolingual text (back- or forward translation), resumable")
     _add_model_args(a)
@@ -347,25 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--output-src", help="output Moses source file (with --output-tgt)")
     a.add_argument("--output-tgt", help="output Moses target file")
     a.add_argument("--work-dir", help="shards and progress manifest; rerun to resume (default OUTPUT.shards)")
-    a.add_argument("--direction", choices=["back", "forward"], default="back")
-    a.add_argument("--mode", choices=["greedy", "beam", "sample", "noised_beam"], default="beam")
-    a.add_argument("--beam", type=int, default=5, help="beam size for beam and noised_beam")
-    a.add_argument("--outputs-per-sentence", type=int, default=1, help="n-best (beam) or samples (sample) per line")
-    a.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    a.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens (0 = off)")
-    a.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
-    a.add_argument("--batch-size", type=int, default=32)
-    a.add_argument("--max-length-factor", type=float, default=2.0)
-    a.add_argument("--tag", help="prepend this tag to every source (tagged BT), e.g. '[BT]'")
-    a.add_argument("--max-length-ratio", type=float, default=3.0, help="drop pairs with a larger character-length ratio (0 = off)")
-    a.add_argument("--keep-empty", action="store_true", help="keep empty outputs")
-    a.add_argument("--keep-copies", action="store_true", help="keep outputs equal to their input")
-    a.add_argument("--keep-duplicates", action="store_true", help="keep repeated pairs")
-    a.add_argument("--shard-size", type=int, default=500, help="lines per shard (the unit of resumption)")
-    a.add_argument("--seed", type=int, default=0)
+    add_dataclass_options(a, BacktranslationConfig, flags=BACKTRANSLATION_FLAGS)
     _add_dtype_arg(a)
     a.add_argument("--json", action="store_true", help="print the counts as JSON")
-    a.set_defaults(func=cmd_augment)
+    a.set_defaults(func=cmd_augment_backtranslate)
     a = aug.add_parser("mix", parents=[common], help="mix real (upsampled) and synthetic pairs into one corpus")
     a.add_argument("--real", nargs="+", required=True, help="real corpus: SRC TGT (Moses) or one .tsv")
     a.add_argument("--synthetic", nargs="+", required=True, help="synthetic corpus: SRC TGT (Moses) or one .tsv")
@@ -373,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--output-tgt", help="output target file")
     a.add_argument("--real-upsample", type=float, default=1.0, help="times each real pair is used (e.g. 2, 2.5)")
     a.add_argument("--seed", type=int, default=0)
-    a.set_defaults(func=cmd_augment)
+    a.set_defaults(func=cmd_augment_mix)
     p = sub.add_parser("compare", parents=[common], help="run a grid of methods on one budget; results.jsonl, report.md/html")
     p.add_argument("recipe", help="compare recipe (base run + cells), e.g. recipes/quickstart.yaml")
     p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. output_dir=/tmp/q base.train.max_steps=10")

@@ -18,8 +18,6 @@ import sys
 import time
 from typing import Literal, TextIO
 
-from tqdm.auto import tqdm
-
 ProgressMode = Literal["bar", "log", "off"]
 PROGRESS_MODES = ("bar", "log", "off")
 LOG_INTERVAL_S = 10.0
@@ -85,6 +83,8 @@ class Progress:
         self.stream = stream
         self.start = self.last_line = time.perf_counter()
         self._logged_at = -1  # units done at the last log line
+        from tqdm.auto import tqdm  # here: `import mtadapt.cli` stays light
+
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=self.mode != "bar")
 
     def __enter__(self) -> Progress:

@@ -1,11 +1,13 @@
 """Settings dataclasses that the run configuration (`mtadapt.config`) and the CLI share with
-the code that uses them: how to decode (`GenerationConfig`) and how to noise text
-(`NoiseConfig`). A torch-free leaf: `import mtadapt.config` (and the CLI) loads no torch.
+the code that uses them: how to decode (`GenerationConfig`), how to noise text (`NoiseConfig`)
+and how to make synthetic pairs (`BacktranslationConfig`). A torch-free leaf: importing
+`mtadapt.config` or building the CLI's parser (whose options come from these fields) loads no
+torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 NoiseSide = Literal["source", "target", "both"]
@@ -99,3 +101,102 @@ class GenerationConfig:
     top_p: float = 1.0
     num_return_sequences: int = 1
     length_penalty: float = 1.0
+
+
+# precisions a model may be cast to for generation (runs.place_for_inference, the CLI's --dtype)
+INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
+
+Direction = Literal["back", "forward"]
+Mode = Literal["greedy", "beam", "sample", "noised_beam"]
+
+# Edunov et al. 2018, "Understanding Back-Translation at Scale", section 3: delete words
+# with probability 0.1, replace words by a filler token with probability 0.1, swap words
+# (random permutation over a sliding window of 3).
+EDUNOV_NOISE = NoiseConfig(word_dropout=0.1, blank_prob=0.1, blank_token="<blank>", word_shuffle_distance=3.0)
+
+
+@dataclass
+class BacktranslationConfig:
+    """How to make synthetic pairs.
+
+    Attributes:
+        direction: "back" (input is target-side text; the model translates target -> source)
+            or "forward" (input is source-side text; the model translates source -> target).
+        mode: "greedy", "beam", "sample" or "noised_beam" (see the module docstring).
+        num_beams: Beam size for "beam" and "noised_beam".
+        outputs_per_sentence: Outputs kept per input line (n-best for beams, samples for
+            "sample"; 1 for "greedy").
+        sampling_temperature: Softmax temperature for "sample".
+        top_k: Sample from the k most likely tokens (0 = all).
+        top_p: Nucleus mass for sampling (1.0 = off).
+        batch_size: Sentences per generation batch.
+        max_length_factor: Output length limit relative to the input (see GenerationConfig).
+        noise: Noise for "noised_beam" (default `EDUNOV_NOISE`); not used by other modes.
+        tag: Text prepended to every source of the output (tagged BT), e.g. "[BT]".
+        max_length_ratio: Drop pairs whose longer side has more than this many times the
+            characters of the shorter (0 = off).
+        drop_empty: Drop empty outputs.
+        drop_copies: Drop outputs equal to their input (case and spacing ignored).
+        drop_duplicates: Drop repeated (source, target) pairs.
+        shard_size: Input lines per shard (the unit of resumption).
+        seed: Seeds sampling (per shard) and noise.
+
+    Raises:
+        ValueError: every invalid setting, in one message.
+    """
+
+    direction: Direction = "back"
+    mode: Mode = "beam"
+    num_beams: int = 5
+    outputs_per_sentence: int = 1
+    sampling_temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    batch_size: int = 32
+    max_length_factor: float = 2.0
+    noise: NoiseConfig | None = None
+    tag: str | None = None
+    max_length_ratio: float = 3.0
+    drop_empty: bool = True
+    drop_copies: bool = True
+    drop_duplicates: bool = True
+    shard_size: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.direction not in get_args(Direction):
+            problems.append(f"direction: {self.direction!r} is not one of {', '.join(map(repr, get_args(Direction)))}")
+        if self.mode not in get_args(Mode):
+            problems.append(f"mode: {self.mode!r} is not one of {', '.join(map(repr, get_args(Mode)))}")
+        for name in ("num_beams", "outputs_per_sentence", "batch_size", "shard_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mode == "greedy" and self.outputs_per_sentence > 1:
+            problems.append("mode 'greedy' gives one output per sentence; use 'sample' or 'beam' for outputs_per_sentence > 1")
+        if self.mode in ("beam", "noised_beam") and self.outputs_per_sentence > self.num_beams:
+            problems.append(f"outputs_per_sentence ({self.outputs_per_sentence}) must be <= num_beams ({self.num_beams}) for beam search")
+        if self.sampling_temperature <= 0:
+            problems.append(f"sampling_temperature must be > 0, got {self.sampling_temperature}")
+        if self.top_k < 0 or not 0 < self.top_p <= 1:
+            problems.append(f"top_k must be >= 0 and top_p in (0, 1], got top_k={self.top_k}, top_p={self.top_p}")
+        if self.max_length_ratio < 0 or 0 < self.max_length_ratio < 1:
+            problems.append(f"max_length_ratio must be 0 (off) or >= 1, got {self.max_length_ratio}")
+        if self.tag is not None and (not self.tag.strip() or any(c.isspace() for c in self.tag)):
+            problems.append(f"tag must be a non-empty token without spaces, got {self.tag!r}")
+        if problems:
+            raise ValueError("invalid back-translation settings: " + "; ".join(problems))
+
+    def generation_config(self) -> GenerationConfig:
+        """The decoding settings `translate_ids` gets."""
+        beams = self.num_beams if self.mode in ("beam", "noised_beam") else 1
+        return GenerationConfig(
+            num_beams=beams, batch_size=self.batch_size, max_length_factor=self.max_length_factor,
+            do_sample=self.mode == "sample", sampling_temperature=self.sampling_temperature,
+            top_k=self.top_k, top_p=self.top_p, num_return_sequences=self.outputs_per_sentence,
+        )
+
+    def source_noise(self) -> NoiseConfig | None:
+        if self.mode != "noised_beam":
+            return None
+        return self.noise or replace(EDUNOV_NOISE, seed=self.seed)

@@ -20,13 +20,10 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
+
 from mtadapt.models.languages import PairCodec
 from mtadapt.progress import Progress, ProgressMode
-from mtadapt.settings import GenerationConfig
-
-
-# precisions a model may be cast to for generation (runs.place_for_inference, the CLI's --dtype)
-INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
+from mtadapt.settings import INFERENCE_DTYPES, GenerationConfig
 
 
 def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

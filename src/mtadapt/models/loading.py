@@ -146,17 +146,25 @@ def tiny_model_path(family: str) -> Path:
 
     The folder name carries `_tiny_build_stamp()`, so a changed builder or library builds a
     new model instead of reusing one an older version built (which trained differently).
+    Processes sharing the cache (pytest-xdist workers, a torchrun job) build each model once:
+    the first takes a lock file and builds, the others wait for it and reuse the folder.
     """
+    from filelock import FileLock
+
     from mtadapt.models.tiny import TOY_LANGUAGES, build_tiny
 
     if family not in TOY_LANGUAGES:
         raise ValueError(f"unknown tiny model 'tiny:{family}'; valid: {', '.join('tiny:' + f for f in TOY_LANGUAGES)}")
     root = Path(os.environ.get("MTADAPT_CACHE", Path.home() / ".cache" / "mtadapt"))
     cache = root / "tiny" / f"{family}-{_tiny_build_stamp()}"
-    if not (cache / "config.json").exists():
-        tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        build_tiny(family, tmp)
-        shutil.rmtree(cache, ignore_errors=True)
-        os.replace(tmp, cache)
+    if (cache / "config.json").exists():
+        return cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache) + ".lock"):
+        if not (cache / "config.json").exists():  # nobody built it while we waited
+            tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            build_tiny(family, tmp)
+            shutil.rmtree(cache, ignore_errors=True)
+            os.replace(tmp, cache)
     return cache

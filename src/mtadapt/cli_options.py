@@ -1,0 +1,95 @@
+"""Command-line options built from settings dataclasses, so a field is declared once.
+
+    add_dataclass_options(parser, NoiseConfig, flags={"word_shuffle_distance": "--shuffle-distance"})
+    config = dataclass_from_args(NoiseConfig, args)
+
+Each init field becomes `--field-name` (or the flag `flags` gives it), typed from its
+annotation: int / float / str, `X | None`, `Literal[...]` (choices), and bool: a field that
+defaults to False is a switch that sets it; one that defaults to True is a switch that clears
+it (name it in `flags`, e.g. `drop_empty` -> `--keep-empty`). The help text is the field's
+entry in the class docstring's `Attributes:` section. Fields in `skip`, and fields whose type
+is not one of these (a nested config), get no option and keep their default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import types
+import typing
+from typing import Any, Literal
+
+
+def attribute_docs(cls: type) -> dict[str, str]:
+    """Field name -> its description in the Google-style `Attributes:` section of `cls`."""
+    doc = cls.__doc__ or ""
+    match = re.search(r"^\s*Attributes:\s*$(.*?)(?=^\s*\w+:\s*$|\Z)", doc, re.M | re.S)
+    if not match:
+        return {}
+    out: dict[str, str] = {}
+    name = None
+    for line in match.group(1).splitlines():
+        entry = re.match(r"^\s*(\w+):\s*(.*)$", line)
+        if entry and (name is None or len(line) - len(line.lstrip()) <= _indent_of(match.group(1))):
+            name = entry.group(1)
+            out[name] = entry.group(2).strip()
+        elif name is not None and line.strip():
+            out[name] += " " + line.strip()
+    return out
+
+
+def _indent_of(block: str) -> int:
+    lines = [line for line in block.splitlines() if line.strip()]
+    return min((len(line) - len(line.lstrip()) for line in lines), default=0)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else tp), True
+    return tp, False
+
+
+def _option_fields(cls: type, skip: set[str]) -> list[tuple[dataclasses.Field, Any]]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name in skip:
+            continue
+        tp, _ = _unwrap_optional(hints[f.name])
+        if tp in (int, float, str, bool) or typing.get_origin(tp) is Literal:
+            out.append((f, tp))
+    return out
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, flags: dict[str, str] | None = None,
+                          skip: set[str] | frozenset[str] = frozenset()) -> None:
+    """Add one option per supported init field of the dataclass `cls` (see the module docstring).
+
+    The parsed value lands in `args.<field name>` whatever the flag is called.
+    """
+    flags = flags or {}
+    docs = attribute_docs(cls)
+    for f, tp in _option_fields(cls, set(skip)):
+        flag = flags.get(f.name, "--" + f.name.replace("_", "-"))
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_text = docs.get(f.name, "")
+        if tp is bool:
+            parser.add_argument(flag, dest=f.name, action="store_false" if default else "store_true", help=help_text)
+            continue
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default}
+        if typing.get_origin(tp) is Literal:
+            kwargs["choices"] = list(typing.get_args(tp))
+        else:
+            kwargs["type"] = tp
+        shown = "" if default is None else f" (default {default})"
+        parser.add_argument(flag, help=help_text + shown, **kwargs)
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
+    """An instance of `cls` from the options `add_dataclass_options` added (plus `overrides`)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)}
+    values.update(overrides)
+    return cls(**values)
