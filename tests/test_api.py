@@ -151,3 +151,15 @@ def test_a_plain_transformers_model_with_its_tokenizer(tmp_path):
     bare = mtadapt.get_peft_model(mtadapt.load_model("tiny:mbart50").model, mtadapt.LoraConfig(rank=2))
     with pytest.raises(ValueError, match="without a tokenizer"):
         bare.translate(SOURCES)
+
+
+def test_export_peft_names_what_it_cannot_export(tmp_path):
+    model = mtadapt.get_peft_model(mtadapt.load_model("tiny:mbart50"), "houlsby", bottleneck_dim=4)
+    with pytest.raises(ValueError, match="PEFT export takes LoRA and prompt tuning adapters; 'default' is houlsby"):
+        model.export_peft(tmp_path / "x")
+    two = mtadapt.get_peft_model(mtadapt.load_model("tiny:mbart50"), mtadapt.LoraConfig(rank=2), "a")
+    two.add_adapter("b", mtadapt.LoraConfig(rank=2))
+    two.set_adapter("a", "b")
+    with pytest.raises(ValueError, match=r"holds \['a', 'b'\] \(2 active\): name the one to export"):
+        two.export_peft(tmp_path / "y")
+    assert (two.export_peft(tmp_path / "b", "b") / "adapter_config.json").exists()

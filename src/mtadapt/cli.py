@@ -182,21 +182,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     loaded, _ = open_for_inference(model=args.model, adapters=args.adapter, run=args.run, src_lang=args.src_lang,
                                    tgt_lang=args.tgt_lang, with_codec=False)
     if args.format == "peft":
-        from mtadapt.methods.base import adapter_names
-        from mtadapt.methods.lora import LoraConfig
-        from mtadapt.methods.peft_interop import export_lora_to_peft, export_prompt_to_peft
-        from mtadapt.methods.prompt import PromptConfig
+        from mtadapt.methods.peft_interop import export_to_peft  # LoRA or prompt tuning, by the adapter's method
 
-        names = adapter_names(loaded.model)
-        if len(names) != 1:
-            raise SystemExit(f"error: --format peft exports one adapter; the model holds {names or 'none'}")
-        config = getattr(loaded.model, "mtadapt_adapter_configs", {}).get(names[0])
-        if isinstance(config, LoraConfig):
-            export_lora_to_peft(loaded.model, args.out, names[0], base_model_name_or_path=loaded.name_or_path)
-        elif isinstance(config, PromptConfig):
-            export_prompt_to_peft(loaded.model, args.out, names[0], base_model_name_or_path=loaded.name_or_path)
-        else:
-            raise SystemExit(f"error: --format peft exports LoRA and prompt tuning adapters; {names[0]!r} is {getattr(config, 'method', config)}")
+        export_to_peft(loaded.model, args.out, base_model_name_or_path=loaded.name_or_path)
     else:
         if loaded.family.name != "marian_native":
             raise SystemExit(f"error: --format npz exports Marian-native models; {loaded.name_or_path} is {loaded.family.name}")
