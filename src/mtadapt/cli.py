@@ -186,7 +186,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         export_to_peft(loaded.model, args.out, base_model_name_or_path=loaded.name_or_path)
     else:
-        if loaded.family.name != "marian_native":
+        if not loaded.family.native:
             raise SystemExit(f"error: --format npz exports Marian-native models; {loaded.name_or_path} is {loaded.family.name}")
         from mtadapt.methods.base import adapter_names
         from mtadapt.methods.merge import merged_model

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from mtadapt.methods.registry import METHOD_NAMES
+from mtadapt.models.families import FamilyName
 from mtadapt.settings import GenerationConfig, NoiseConfig
 
 MethodName = Literal[METHOD_NAMES]  # type: ignore[valid-type]  # the registry's names
@@ -48,7 +49,7 @@ class ModelConfig:
     """
 
     name_or_path: str = "tiny:mbart50"
-    family: Literal["mbart50", "m2m100", "nllb", "marian", "t5", "marian_native"] | None = None
+    family: FamilyName | None = None
     tokenizer: str | None = None
     trust_remote_code: bool = False
     shortlist: bool = True

@@ -260,10 +260,10 @@ def check_tag(codec: PairCodec, tag: str) -> list[int]:
     """
     ids = tag_pieces(codec, tag)
     tok = codec.tokenizer
-    if hasattr(tok, "convert_ids_to_tokens"):  # HF: by id and by text (tiny mBART-50 has two <unk> ids)
-        unknown = tok.unk_token_id in ids or tok.unk_token in tok.convert_ids_to_tokens(ids)
-    else:  # Marian-native SentencePiece
+    if codec.family.native:  # mtadapt's Marian port: a SentencePiece tokenizer
         unknown = tok.unk_id in ids
+    else:  # HF: by id and by text (tiny mBART-50 has two <unk> ids)
+        unknown = tok.unk_token_id in ids or tok.unk_token in tok.convert_ids_to_tokens(ids)
     if unknown:
         raise ValueError(f"tag {tag!r} becomes <unk> with this tokenizer (ids {ids}); choose a tag made of characters it knows, e.g. '[BT]'")
     return ids

@@ -241,7 +241,8 @@ def training_noiser(data_config: Any, train_pairs: Any) -> Noiser | None:
     insertion draws from the training corpus's side being noised.
 
     Raises:
-        ValueError: `data.noise` with `data.pairs` (multi-pair runs are not noised yet).
+        ValueError: `data.noise` with `data.pairs` (noised rows would be re-tokenized with one
+            direction's codec, so multi-pair runs are not noised).
     """
     config = data_config.noise
     if config is None:

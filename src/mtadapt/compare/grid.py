@@ -34,8 +34,9 @@ from mtadapt.config import (
     ConfigError, RunConfig, _Builder, _resolve_paths, _set_path, _yaml_lines, config_from_dict, config_to_dict, parse_override,
     read_yaml_mapping,
 )
+from mtadapt.methods.registry import METHOD_NAMES
 
-MethodName = Literal["none", "full", "bitfit", "lora", "houlsby", "pfeiffer", "prefix", "prompt"]
+MethodName = Literal[("none", *METHOD_NAMES)]  # type: ignore[valid-type]  # "none": the untuned base
 _CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

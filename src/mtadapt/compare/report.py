@@ -12,8 +12,11 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 from pathlib import Path
 from typing import Any
+
+from mtadapt.methods.registry import METHOD_NAMES
 
 COLUMNS = [
     "cell", "method", "settings", "trainable", "trainable %", "adapter file", "peak RSS", "train time", "tokens/s",
@@ -114,7 +117,7 @@ def _plots(rows: list[dict[str, Any]]) -> dict[str, bytes]:
         plt.close(fig)
         pngs[name] = buffer.getvalue()
 
-    markers = dict(zip(["full", "bitfit", "lora", "houlsby", "pfeiffer", "prefix", "prompt"], "os^DvPX"))
+    markers = dict(zip(METHOD_NAMES, itertools.cycle("os^DvPX<>")))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for method in dict.fromkeys(r["method"] for r in trained):
         mine = [r for r in trained if r["method"] == method]

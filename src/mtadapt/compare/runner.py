@@ -27,6 +27,7 @@ from typing import Any
 
 from mtadapt.compare.grid import Cell, CompareConfig
 from mtadapt.config import config_from_dict, config_to_dict
+from mtadapt.data.bible import CORPUS_DIR_ENV
 from mtadapt.progress import ProgressMode, progress_mode
 
 RESULTS_FILE = "results.jsonl"
@@ -158,8 +159,8 @@ def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool | ProgressMod
     if progress_mode(progress) != "bar":  # the cell logs lines (or stays quiet) instead of drawing bars
         command.append("--no-progress" if progress_mode(progress) == "log" else "--quiet")
     env = dict(os.environ)
-    # Bible corpora (`bible:` paths) are written into the compare folder, next to the results.
-    env.setdefault("MTADAPT_BIBLE_DIR", str(run_dir.parent.parent / "data"))
+    # Corpora built at run time (e.g. `bible:` paths) go into the compare folder, next to the results.
+    env.setdefault(CORPUS_DIR_ENV, str(run_dir.parent.parent / "data"))
     rc = subprocess.call(command, env=env)
     if rc != 0 or not result_file.exists():
         raise RuntimeError(f"cell {cell.name!r} failed (exit status {rc}); its output is above, its run folder is {run_dir}")

@@ -36,6 +36,9 @@ _SPACES = re.compile(r"\s+")
 # Almeida opens chapters in capitals: "NO princípio", "A PALAVRA que" -> "No princípio", "A palavra que"
 _CAPS_OPENING = re.compile(r"^((?:[A-ZÀ-Ý]+\s+)*[A-ZÀ-Ý]{2,})(?=\s+[a-zà-ÿ])")
 
+CORPUS_DIR_ENV = "MTADAPT_CORPUS_DIR"
+"""Environment variable naming the folder for corpora built at run time (Bible splits)."""
+
 
 @dataclass(frozen=True)
 class BibleSplitConfig:
@@ -163,9 +166,10 @@ def parse_corpus_path(path: str) -> tuple[BibleSplitConfig, str]:
 
 
 def data_folder(config: BibleSplitConfig) -> Path:
-    """Where the Moses files of `config` are written: `$MTADAPT_BIBLE_DIR/<key>` when set (the
-    compare runner points it into its output folder), else the mtadapt cache."""
-    root = os.environ.get("MTADAPT_BIBLE_DIR")
+    """Where the Moses files of `config` are written: `$MTADAPT_CORPUS_DIR/<key>` when set (the
+    folder for corpora built at run time; the compare runner points it into its output
+    folder), else the mtadapt cache."""
+    root = os.environ.get(CORPUS_DIR_ENV)
     if root is None:
         root = str(Path(os.environ.get("MTADAPT_CACHE", Path.home() / ".cache" / "mtadapt")) / "bible")
     return Path(root) / config.key()

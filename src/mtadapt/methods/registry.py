@@ -63,7 +63,7 @@ def get_method(name: str) -> MethodSpec:
 
     Raises:
         ValueError: unknown name (lists the valid ones).
-        ImportError: the method's module or class does not exist (yet).
+        ImportError: the method's module (or an optional dependency of it) or class is missing.
     """
     if name not in _METHODS:
         raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(_METHODS)}")
@@ -73,7 +73,7 @@ def get_method(name: str) -> MethodSpec:
     except ModuleNotFoundError as err:
         if err.name != module_name:
             raise
-        raise ImportError(f"method {name!r} needs module {module_name}, which does not exist yet") from err
+        raise ImportError(f"method {name!r} needs module {module_name}, which is not installed") from err
     config_class = getattr(module, class_name, None)
     apply = getattr(module, "apply", None)
     if config_class is None or apply is None:

@@ -23,35 +23,14 @@ would need resizing the tied embedding and output bias of the Marian-native mode
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from mtadapt.models.families import Family
 
-# T5 was pre-trained with English task prefixes naming languages in full.
-T5_LANGUAGE_NAMES = {
-    "en": "English", "de": "German", "fr": "French", "ro": "Romanian", "es": "Spanish",
-    "pt": "Portuguese", "it": "Italian", "nl": "Dutch", "ru": "Russian", "zh": "Chinese",
-    "ja": "Japanese", "pl": "Polish", "cs": "Czech", "fi": "Finnish", "tr": "Turkish",
-}
-
-_NLLB_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
-
-
 def known_language_codes(family: Family, tokenizer: Any) -> list[str]:
     """The language codes this tokenizer can mark, in the family's own spelling."""
-    if family.name == "mbart50":
-        return sorted(getattr(tokenizer, "lang_code_to_id", {}))
-    if family.name == "m2m100":
-        return sorted(getattr(tokenizer, "lang_code_to_token", {}))
-    if family.name == "nllb":
-        return sorted(t for t in tokenizer.all_special_tokens if _NLLB_CODE.match(t))
-    if family.name == "marian":
-        return sorted(c[2:-2] for c in getattr(tokenizer, "supported_language_codes", []))
-    if family.name == "t5":
-        return sorted(T5_LANGUAGE_NAMES)
-    return []
+    return family.language_codes(tokenizer)
 
 
 def check_language(family: Family, tokenizer: Any, code: str | None, role: str) -> None:
@@ -65,9 +44,9 @@ def check_language(family: Family, tokenizer: Any, code: str | None, role: str) 
         raise ValueError(f"{family.name} needs a {role} language code; valid codes: {', '.join(codes)}")
     if code is None or not codes:
         return
-    if family.name == "marian" and role == "source":
-        return  # multilingual Marian marks only the target language
-    if code not in codes and not (family.name == "t5" and code in T5_LANGUAGE_NAMES.values()):
+    if role == "source" and not family.source_code_checked:
+        return
+    if code not in codes and code not in family.code_aliases:
         raise ValueError(
             f"unknown {role} language code {code!r} for this {family.name} tokenizer; "
             f"it knows: {', '.join(codes)}"
@@ -111,17 +90,11 @@ class PairCodec:
         return int(self.tokenizer.eos_token_id)
 
     def _source_texts(self, texts: list[str]) -> list[str]:
-        if self.family.name == "t5":
-            src = T5_LANGUAGE_NAMES.get(self.src_lang or "", self.src_lang)
-            tgt = T5_LANGUAGE_NAMES.get(self.tgt_lang or "", self.tgt_lang)
-            return [f"translate {src} to {tgt}: {t}" for t in texts]
-        if self.family.name == "marian" and self.tgt_lang and known_language_codes(self.family, self.tokenizer):
-            return [f">>{self.tgt_lang}<< {t}" for t in texts]
-        return texts
+        return [self.family.mark_source(t, self.src_lang, self.tgt_lang, self.tokenizer) for t in texts]
 
     def encode_sources(self, texts: list[str]) -> list[list[int]]:
         """Source token ids, each ending in </s> (and starting with the source code if any)."""
-        if self.family.name == "marian_native":
+        if self.family.native:
             ids = self.tokenizer.encode(texts)
             return ids if self.target_tag_id is None else [[self.target_tag_id, *row] for row in ids]
         if self.family.language_style == "codes":
@@ -130,7 +103,7 @@ class PairCodec:
 
     def encode_targets(self, texts: list[str]) -> list[list[int]]:
         """Label ids: `[tgt_code] Y </s>` for code families, `Y </s>` otherwise."""
-        if self.family.name == "marian_native":
+        if self.family.native:
             return self.tokenizer.encode(texts)
         if self.family.language_style == "codes":
             self.tokenizer.tgt_lang = self.tgt_lang
@@ -140,12 +113,12 @@ class PairCodec:
         """The token generation must start with (the target code), or None."""
         if self.family.language_style != "codes":
             return None
-        token = self.tokenizer.lang_code_to_token[self.tgt_lang] if self.family.name == "m2m100" else self.tgt_lang
+        token = self.family.code_token(self.tokenizer, self.tgt_lang)
         return int(self.tokenizer.convert_tokens_to_ids(token))
 
     def decoder_prompt(self) -> list[int]:
         """Decoder ids generation starts from; stripped from outputs before decoding."""
-        if self.family.name == "marian_native":
+        if self.family.native:
             return []
         start = [] if self.decoder_start_token_id is None else [self.decoder_start_token_id]
         bos = self.forced_bos_token_id()
@@ -154,7 +127,7 @@ class PairCodec:
     def decode(self, batch: list[list[int]]) -> list[str]:
         """Text of generated ids; special tokens and language codes removed (M2M100's
         tokenizer keeps `__en__` under skip_special_tokens)."""
-        if self.family.name == "marian_native":
+        if self.family.native:
             return self.tokenizer.decode(batch)
         bos = self.forced_bos_token_id()
         batch = [[i for i in ids if i != bos] for ids in batch]

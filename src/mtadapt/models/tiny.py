@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from mtadapt.toy import toy_corpus_dir
-from mtadapt.models.languages import T5_LANGUAGE_NAMES
+from mtadapt.models.families import T5_LANGUAGE_NAMES
 
 # Language codes of the toy pair (German-like -> English) in each family's spelling.
 TOY_LANGUAGES: dict[str, tuple[str | None, str | None]] = {
