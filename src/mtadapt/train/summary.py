@@ -1,13 +1,14 @@
 """What the end of `mtadapt train` says: where the best adapter is, its dev score against
-step 0 (the base before training), and the commands that come next.
+step 0 (the model before training), and the commands that come next. For example (toy LoRA):
 
-    done: 300 steps, 4m10s of training, 1,012 real tokens/s (mean, padding excluded)
-    best adapter: runs/toy-lora/best (step 300): dev BLEU 48.10, +35.60 over step 0 (12.50); chrF 70.12, +25.31 (44.81)
+    done: 300 steps, 2m53s of training, 3,144 real tokens/s (mean, padding excluded)
+    best adapter: runs/toy-lora/best (step 300): dev BLEU 11.17, +11.17 over step 0 (0.00); dev chrF 36.24, ...
     next:
       mtadapt translate --run runs/toy-lora -i input.txt -o output.txt
       mtadapt evaluate --run runs/toy-lora --src test.src --ref test.ref
-      mtadapt serve ...                 # HTTP service (see mtadapt serve --help)
+      mtadapt serve ...   # HTTP service (see mtadapt serve --help)
       mtadapt export --format peft --run runs/toy-lora --out peft/
+      mtadapt merge --run runs/toy-lora --out merged/
 """
 
 from __future__ import annotations
