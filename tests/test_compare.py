@@ -20,6 +20,9 @@ from mtadapt.config import ConfigError
 from mtadapt.models.loading import load_model
 from mtadapt.train.loop import apply_method
 
+# one worker runs the whole module: its expensive module-scoped fixture is built once (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("test_compare")
+
 BASE = {
     "model": {"name_or_path": "tiny:m2m100"},
     "data": {

@@ -20,6 +20,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+# one worker runs the whole module: its expensive module-scoped fixture is built once (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("test_resume")
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "toy.yaml"
 MAX_STEPS = 120

@@ -18,6 +18,9 @@ from sacrebleu.metrics import BLEU
 
 from mtadapt.cli import main
 
+# one worker runs the whole module: its expensive module-scoped fixture is built once (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("test_toy_task")
+
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 500  # measured: 400 steps reach dev BLEU ~67 (too close to 50), 500 reach ~100
 
