@@ -15,6 +15,9 @@ from mtadapt.cli import main
 from mtadapt.progress import Progress, format_duration
 from mtadapt.train.summary import compare_to_start, summary_lines
 
+# one worker runs the whole module: its module-scoped training run is built once (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("test_feedback")
+
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 6
 LINE = re.compile(r"^step (\d+)/6 \| loss (\d+\.\d{3}) \| lr (\S+) \| ([\d,]+) tokens/s \(mean ([\d,]+)\)( \| ETA \d+(m\d\d)?s)?$")
