@@ -28,7 +28,7 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 
 # appended to every `train` line: a few steps, one mid-run evaluation and checkpoint
 FAST_TRAIN = ["train.max_steps=12", "train.warmup_steps=2", "train.eval_every=6", "train.save_every=6", "data.max_dev_sentences=8"]
-FAST_COMPARE = ["base.train.max_steps=2", "base.train.eval_every=2", "base.train.save_every=2",
+FAST_COMPARE = ["base.train.max_steps=2", "base.train.warmup_steps=1", "base.train.eval_every=2", "base.train.save_every=2",
                 "base.data.max_dev_sentences=4", "base.data.test.limit=8", "n_bootstrap=100"]
 
 
