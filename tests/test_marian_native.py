@@ -544,3 +544,43 @@ def test_bergamot_lora_lowers_loss(bergamot_pten) -> None:
     losses = _train(model, [p for p in model.parameters() if p.requires_grad], ids, mask, labels, steps=4, lr=1e-3)
     assert losses[-1] < losses[0], losses
 
+
+
+def test_routed_mixed_batch_follows_dropped_rows(bergamot_pten):
+    """Marian-native search drops finished sentences from the batch; per-example adapter routes
+    must follow, so a mixed batch (sentences finishing at different steps) equals each
+    sentence translated alone with its adapter (greedy and beam)."""
+    import copy
+
+    import torch
+
+    from mtadapt.methods import base, lora, storage
+    from mtadapt.models.families import get_family
+
+    model = copy.deepcopy(bergamot_pten[0])
+    tok = bergamot_pten[1]
+    targets = get_family("marian_native").targets
+    storage.add_adapter(model, lora.LoraConfig(rank=4), targets, "a")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _, layer in lora.lora_layers(model):
+            for p in layer.adapter_parameters("a"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    base.set_active_adapters(model, [])
+    sources = ["Olá mundo", "No princípio criou Deus os céus e a terra.", "Abrir arquivo", "E disse Deus: Haja luz."]
+    routes = ["a", None, None, "a"]
+    ids = tok.encode(sources)
+    width = max(len(s) for s in ids)
+    x = torch.full((len(ids), width), 0, dtype=torch.long)
+    mask = torch.zeros_like(x)
+    for i, s in enumerate(ids):
+        x[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
+    for beams in (1, 3):
+        with base.routing(model, routes):
+            batch = model.generate(x, mask, num_beams=beams, max_new_tokens=40)
+        for i, s in enumerate(ids):
+            one = torch.tensor([s])
+            with base.routing(model, [routes[i]]):
+                alone = model.generate(one, torch.ones_like(one), num_beams=beams, max_new_tokens=40)
+            got = [t for t in batch[i].tolist() if t != 0]
+            assert got == [t for t in alone[0].tolist() if t != 0], (beams, i)

@@ -164,3 +164,19 @@ def test_registry_names_valid_methods():
     with pytest.raises(ValueError, match="unknown setting"):
         registry.config_from_dict("lora", {"rnak": 4})
     assert {"lora", "full", "bitfit"} <= set(registry.available_methods())
+
+
+def test_delete_adapter_leaves_no_stale_active_name():
+    """Layers that never held an adapter keep its name active after a model-wide activation;
+    deleting it must clear it there too, or the next `add_adapter` (which re-activates what
+    was active) fails on the unknown name."""
+    from mtadapt.methods.bottleneck import HoulsbyConfig
+
+    model = tiny_mbart()
+    storage.add_adapter(model, lora.LoraConfig(rank=2), BART_LIKE, "a")
+    storage.add_adapter(model, HoulsbyConfig(bottleneck_dim=4), BART_LIKE, "b")
+    base.set_active_adapters(model, ["a", "b"])
+    base.delete_adapter(model, "b")
+    assert all(layer.active_adapters() == ["a"] for _, layer in base.adapter_layers(model))
+    storage.add_adapter(model, lora.LoraConfig(rank=2), BART_LIKE, "c")  # raised KeyError before
+    assert base.adapter_names(model) == ["a", "c"]

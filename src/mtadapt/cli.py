@@ -10,6 +10,7 @@
     mtadapt augment noise --input F --output F [--word-dropout P ...]
     mtadapt augment backtranslate --model M --input F --output F.tsv [--mode sample ...]
     mtadapt augment mix --real S T --synthetic S T --output-src S --output-tgt T
+    mtadapt serve [SERVE.yaml] [--model M] [--adapter NAME=DIR ...] [--port 8080]
 """
 
 from __future__ import annotations
@@ -257,6 +258,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`mtadapt serve`: flags become top-level settings on top of the YAML config."""
+    from mtadapt.serve.config import load_serve_config
+
+    flags: dict[str, Any] = {k: v for k, v in {
+        "model": args.model, "run": args.run, "host": args.host, "port": args.port, "max_loaded": args.max_loaded,
+        "admin_key": args.admin_key, "dtype": args.dtype, "shortlist": False if args.no_shortlist else None,
+    }.items() if v is not None}
+    adapters = []
+    for item in args.adapter:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --adapter {item!r}: expected NAME=DIR, e.g. --adapter bible=runs/bible-lora")
+        adapters.append({"name": name, "path": path})
+    if adapters:
+        flags["adapters"] = adapters
+    if args.adapter_root:
+        flags["adapter_roots"] = args.adapter_root
+    if args.src_lang or args.tgt_lang:
+        if not (args.src_lang and args.tgt_lang):
+            raise SystemExit("error: give both --src-lang and --tgt-lang")
+        flags["pairs"] = [{"source": args.src_lang.split("_")[0], "target": args.tgt_lang.split("_")[0],
+                           "src_lang": args.src_lang, "tgt_lang": args.tgt_lang, "adapter": args.default_adapter}]
+    config = load_serve_config(args.config, flags)
+    from mtadapt.serve.app import serve
+
+    serve(config)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtadapt", description="Adapt pretrained MT models cheaply and measurably.")
     common = argparse.ArgumentParser(add_help=False)
@@ -340,6 +371,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="compare recipe (base run + cells), e.g. recipes/quickstart.yaml")
     p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. output_dir=/tmp/q base.train.max_steps=10")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("serve", parents=[common], help="HTTP server: one base model, many adapters, LibreTranslate-compatible")
+    p.add_argument("config", nargs="?", help="serve YAML (model, adapters, pairs, keys, limits); flags override it")
+    p.add_argument("--model", help="base model: HF name or folder, bergamot:pt-en, tiny:<family>")
+    p.add_argument("--run", help="run folder: its model, languages and best adapter")
+    p.add_argument("--adapter", action="append", default=[], help="NAME=DIR: an adapter, run or PEFT LoRA folder (repeatable)")
+    p.add_argument("--adapter-root", action="append", default=[], help="folder POST /v1/adapters may load from (repeatable)")
+    p.add_argument("--src-lang", help="served source language (model spelling, e.g. de_DE)")
+    p.add_argument("--tgt-lang", help="served target language")
+    p.add_argument("--default-adapter", help="adapter used when a request names none (with --src-lang/--tgt-lang)")
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8080)")
+    p.add_argument("--max-loaded", type=int, help="most adapters in memory; least recently used evicted (0 = no cap)")
+    p.add_argument("--admin-key", help="key of POST/DELETE /v1/adapters (default: admin endpoints disabled)")
+    p.add_argument("--no-shortlist", action="store_true", help="Bergamot models: decode without the lexical shortlist")
+    _add_dtype_arg(p)
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -157,6 +157,12 @@ class AdapterSelection:
         self._route = route
         self._route_names = list(route_names)
 
+    def keep_route_rows(self, rows: torch.Tensor) -> None:
+        """A generator dropped finished sources from its batch (Marian-native greedy and beam
+        search do): keep the routes of the remaining sources, ``route = route[rows]``."""
+        if self._route is not None:
+            self._route = self._route.index_select(0, rows.to(self._route.device))
+
 
 def resolve_target_patterns(
     spec: str | Sequence[str], targets: ModelTargets, field_name: str = "targets"
@@ -261,11 +267,15 @@ def active_adapters(model: nn.Module) -> list[str]:
 
 
 def delete_adapter(model: nn.Module, name: str) -> None:
-    """Remove one adapter from every layer that holds it."""
+    """Remove one adapter from every layer that holds it, and from every layer's active list
+    (layers that never held it keep it active too after a model-wide `set_active_adapters`)."""
     _check_known(model, [name])
     for _, layer in adapter_layers(model):
         if name in layer.adapter_names():
             layer.delete_adapter(name)
+        active = layer.active_adapters()
+        if name in active:
+            layer.set_active_adapters([n for n in active if n != name])
 
 
 def expand_routing(route: torch.Tensor, batch_size: int) -> torch.Tensor:

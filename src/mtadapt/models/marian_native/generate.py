@@ -89,6 +89,15 @@ class SamplingOptions:
         return torch.multinomial(logits.softmax(-1), 1)[:, 0]
 
 
+def _keep_rows(model: MarianNativeModel, rows: torch.Tensor) -> None:
+    """Finished sources left the batch: modules that follow rows (per-example adapter routing,
+    `keep_route_rows`) keep those of `rows` (positions among the current sources)."""
+    for module in model.modules():
+        keep = getattr(module, "keep_route_rows", None)
+        if keep is not None:
+            keep(rows)
+
+
 def _length_caps(attention_mask: torch.Tensor, max_new_tokens: int | None, factor: float) -> torch.Tensor:
     """(B,) maximum number of output tokens (including `</s>`) for each sentence."""
     src_len = attention_mask.sum(dim=1).float()
@@ -139,6 +148,7 @@ def greedy_search(
             active, enc_mask, next_ids = active[keep], enc_mask[keep], next_ids[keep]
             cache = reorder_cache(cache, keep)
             output = None if output is None else output.select(keep)
+            _keep_rows(model, keep)
         previous = next_ids
     return out[:, :steps]
 
@@ -248,6 +258,7 @@ def beam_search(
             live = [live[i] for i in still]
             kept = torch.tensor(still, dtype=torch.long, device=device)
             output = None if output is None else output.select(kept)
+            _keep_rows(model, kept)  # routes are per sentence, expanded to its k beams
             sentence_rows = (kept[:, None] * k + torch.arange(k, device=device)).view(-1)
             enc_mask = enc_mask.index_select(0, sentence_rows)
         rows = torch.tensor(next_rows, dtype=torch.long, device=device)

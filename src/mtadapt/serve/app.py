@@ -1,0 +1,340 @@
+"""The HTTP app (FastAPI on uvicorn): LibreTranslate-compatible and native routes.
+
+    POST /translate             LibreTranslate: q (string or list), source, target, format,
+                                api_key; + `adapter`. JSON or form. {"translatedText": ...}
+    GET  /languages             LibreTranslate: [{"code", "name", "targets"}]
+    POST /v1/translate          texts, adapter, src_lang, tgt_lang, num_beams, max_length_factor
+                                -> translations, adapter, timings
+    GET  /v1/adapters           the adapters this key may use (name, method, parameters,
+                                bytes, base fingerprint, loaded/evicted, requests served)
+    POST /v1/adapters           admin: register + load a folder under an adapter root
+    DELETE /v1/adapters/{name}  admin: unload and forget
+    GET  /health, /ready        liveness; readiness (503 while the queue is full or the
+                                worker is down)
+    GET  /metrics               Prometheus text format
+    GET  /openapi.json          the schema (FastAPI)
+
+A handler validates, tokenizes (the tokenizer lives on the event-loop thread), queues a job
+and awaits it; the generation worker thread does everything with the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mtadapt.serve import schemas
+from mtadapt.serve.config import ADAPTER_NAME, BASE_ADAPTER, ServeConfig
+from mtadapt.serve.engine import Engine, Job
+from mtadapt.serve.metrics import Metrics
+from mtadapt.serve.registry import AdapterError
+from mtadapt.serve.schemas import ApiError
+from mtadapt.serve.security import AccessError, Caller, KeyRing, PathError, adapter_path_under_roots, key_from_headers
+from mtadapt.serve.worker import BatchWorker, DeadlineExceeded, QueueFull, WorkerStopped
+
+LANGUAGE_NAMES = {
+    "ar": "Arabic", "ca": "Catalan", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish",
+    "et": "Estonian", "fi": "Finnish", "fr": "French", "it": "Italian", "ja": "Japanese", "nl": "Dutch",
+    "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian", "tr": "Turkish", "uk": "Ukrainian",
+    "zh": "Chinese",
+}
+
+
+def _json_schema(model: type) -> dict:
+    return {"content": {"application/json": {"schema": model.model_json_schema()}}, "required": True}
+
+
+class Server:
+    """The app's state: config, engine, worker, keys, metrics."""
+
+    def __init__(self, config: ServeConfig, engine: Engine) -> None:
+        self.config, self.engine = config, engine
+        self.keys = KeyRing(config)
+        self.metrics = Metrics()
+        bat, lim = config.batching, config.limits
+        self.worker = BatchWorker(engine.generate, lim.max_queue, bat.max_batch_sentences, bat.max_batch_tokens,
+                                  bat.max_wait_ms / 1000, config.max_loaded, self.metrics)
+        self.removing: set[str] = set()  # adapters being deleted: unknown to new requests
+        self._sync_adapter_metrics()
+
+    def _sync_adapter_metrics(self) -> None:
+        reg = self.engine.registry
+        self.metrics.adapters(len(reg.loaded_names()), reg.loads, reg.evictions)
+
+    # ---- request resolution ----------------------------------------------------------------
+
+    def caller(self, request: Request, body_key: str | None = None) -> Caller:
+        key = body_key or key_from_headers({k.lower(): v for k, v in request.headers.items()}) or request.query_params.get("api_key")
+        return self.keys.caller(key)
+
+    def pair(self, source: str | None, target: str | None, source_field: str, target_field: str) -> tuple[str, str]:
+        pairs = list(self.engine.pairs)
+        sources = sorted({s for s, _ in pairs})
+        if source in (None, "auto"):
+            if len(sources) != 1:
+                raise ApiError(400, source_field, f"{source_field}: give the source language; served: {', '.join(sources)}")
+            source = sources[0]
+        if source not in sources:
+            raise ApiError(400, source_field, f"{source_field}: {source!r} is not a served source language; valid: {', '.join(sources)}")
+        targets = sorted(t for s, t in pairs if s == source)
+        if target is None and len(targets) == 1:
+            target = targets[0]
+        if target not in targets:
+            raise ApiError(400, target_field, f"{target_field}: {target!r} is not a served target for {source}; valid: {', '.join(targets)}")
+        return source, target
+
+    def adapter(self, caller: Caller, name: str | None, pair: tuple[str, str]) -> str | None:
+        """The adapter a request uses: its own, else the pair's default; None = base model."""
+        if name is None:
+            name = self.engine.pairs[pair].adapter
+        if name in (None, BASE_ADAPTER):
+            if not caller.may_use(None):
+                raise ApiError(403, "adapter", "adapter: this API key may not use the base model; name one of its adapters")
+            return None
+        if not caller.may_use(name):  # 403 whether or not it exists: no probing other tenants
+            allowed = sorted(caller.adapters or [])
+            raise ApiError(403, "adapter", f"adapter: {name!r} is not available to this API key; it may use: {', '.join(allowed) or 'none'}")
+        if self.engine.registry.get(name) is None or name in self.removing:
+            known = [r.name for r in self.engine.registry.records() if caller.may_use(r.name) and r.name not in self.removing]
+            raise ApiError(400, "adapter", f"adapter: unknown adapter {name!r}; available: {', '.join(known) or 'none'} (or {BASE_ADAPTER})")
+        return name
+
+    async def translate(self, texts: list[str], field: str, pair: tuple[str, str], adapter: str | None,
+                        num_beams: int, max_length_factor: float) -> tuple[list[str], Job]:
+        """Tokenize, queue, await, decode. Raises ApiError for every outcome but success."""
+        lim = self.config.limits
+        schemas.check_texts(texts, field, lim.max_texts, lim.max_chars)
+        src_ids = self.engine.encode(pair, texts)
+        for i, ids in enumerate(src_ids):
+            if len(ids) > lim.max_source_tokens:
+                raise ApiError(400, field, f"{field}: text {field}[{i}] has {len(ids)} tokens, over the limit of {lim.max_source_tokens}")
+        record = self.engine.registry.get(adapter) if adapter else None
+        routable = record is None or (record.routable and self.config.batching.cross_adapter)
+        group = "routable" if routable else (adapter or BASE_ADAPTER)
+        if not self.config.batching.cross_adapter:
+            group = adapter or BASE_ADAPTER
+        deadline = time.monotonic() + lim.request_timeout_s
+        job = Job(src_ids, adapter, pair, num_beams, float(max_length_factor), deadline, group)
+        try:
+            future = self.worker.submit(job)
+        except QueueFull as err:
+            raise ApiError(429, None, f"too many requests: {err}; retry later", retry_after=lim.retry_after_s) from err
+        except WorkerStopped as err:
+            raise ApiError(503, None, str(err), retry_after=lim.retry_after_s) from err
+        try:
+            outputs = await asyncio.wait_for(asyncio.wrap_future(future), timeout=lim.request_timeout_s + 1.0)
+        except (DeadlineExceeded, asyncio.TimeoutError) as err:
+            future.cancel()
+            raise ApiError(503, None, f"the request passed its deadline of {lim.request_timeout_s:g} s; retry later",
+                           retry_after=lim.retry_after_s) from err
+        except WorkerStopped as err:
+            raise ApiError(503, None, str(err), retry_after=lim.retry_after_s) from err
+        except AdapterError as err:
+            raise ApiError(500, "adapter", f"adapter: {err}") from err
+        except Exception as err:
+            raise ApiError(500, None, f"translation failed: {type(err).__name__}: {err}") from err
+        finally:
+            self._sync_adapter_metrics()
+        translations = self.engine.decode(pair, outputs)
+        self.metrics.translated(adapter, len(texts), sum(map(len, src_ids)), sum(map(len, outputs)))
+        return translations, job
+
+
+def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
+    """The ASGI app over a loaded engine; the worker starts with the app's lifespan."""
+    server = Server(config, engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        server.worker.start()
+        yield
+        server.worker.stop()
+
+    app = FastAPI(title="mtadapt serve", version="1", lifespan=lifespan,
+                  description="One base MT model, many adapters; LibreTranslate-compatible.")
+    app.state.server = server
+    lim = config.limits
+
+    @app.middleware("http")
+    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        server.metrics.request(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - start)
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, err: ApiError) -> JSONResponse:
+        headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else None
+        return JSONResponse(err.body(), status_code=err.status, headers=headers)
+
+    @app.exception_handler(AccessError)
+    async def access_error(request: Request, err: AccessError) -> JSONResponse:
+        return JSONResponse({"error": str(err), "field": err.field}, status_code=err.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_validation(request: Request, err: RequestValidationError) -> JSONResponse:
+        first = err.errors()[0]
+        field = str(first["loc"][-1])
+        return JSONResponse({"error": f"{field}: {first['msg']}", "field": field}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        message = "not found; see /openapi.json for the routes" if err.status_code == 404 else str(err.detail)
+        return JSONResponse({"error": message, "field": None}, status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, err: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error: {type(err).__name__}", "field": None}, status_code=500)
+
+    errors = {400: {"model": schemas.ErrorResponse}, 403: {"model": schemas.ErrorResponse}, 429: {"model": schemas.ErrorResponse}}
+
+    @app.post("/translate", response_model=schemas.LibreTranslateResponse, responses=errors,
+              openapi_extra={"requestBody": _json_schema(schemas.LibreTranslateRequest)})
+    async def libretranslate(request: Request) -> dict[str, Any]:
+        data = await schemas.parse_body(request, lim.max_request_bytes)
+        try:
+            body = schemas.LibreTranslateRequest.model_validate(data)
+        except ValidationError as err:
+            raise schemas.validation_error(err) from err
+        caller = server.caller(request, body.api_key)
+        pair = server.pair(body.source, body.target, "source", "target")
+        adapter = server.adapter(caller, body.adapter, pair)
+        texts = [body.q] if isinstance(body.q, str) else list(body.q)
+        translations, _ = await server.translate(texts, "q", pair, adapter, config.batching.num_beams,
+                                                 config.batching.max_length_factor)
+        return {"translatedText": translations[0] if isinstance(body.q, str) else translations}
+
+    @app.get("/languages", response_model=list[schemas.Language])
+    async def languages(request: Request) -> list[dict[str, Any]]:
+        targets: dict[str, list[str]] = {}
+        for source, target in engine.pairs:
+            targets.setdefault(source, []).append(target)
+        return [{"code": s, "name": LANGUAGE_NAMES.get(s, s), "targets": sorted(t)} for s, t in sorted(targets.items())]
+
+    @app.post("/v1/translate", response_model=schemas.TranslateResponse, responses=errors,
+              openapi_extra={"requestBody": _json_schema(schemas.TranslateRequest)})
+    async def translate(request: Request) -> dict[str, Any]:
+        arrived = time.monotonic()
+        data = await schemas.parse_body(request, lim.max_request_bytes, forms=False)
+        try:
+            body = schemas.TranslateRequest.model_validate(data)
+        except ValidationError as err:
+            raise schemas.validation_error(err) from err
+        caller = server.caller(request)
+        pair = server.pair(body.src_lang, body.tgt_lang, "src_lang", "tgt_lang")
+        adapter = server.adapter(caller, body.adapter, pair)
+        beams = body.num_beams or config.batching.num_beams
+        if beams > lim.max_num_beams:
+            raise ApiError(400, "num_beams", f"num_beams: {beams} exceeds the limit of {lim.max_num_beams}")
+        translations, job = await server.translate(list(body.texts), "texts", pair, adapter, beams,
+                                                   body.max_length_factor or config.batching.max_length_factor)
+        done = time.monotonic()
+        timings = {"queue_ms": 1000 * (job.started - arrived), "generate_ms": 1000 * (job.finished - job.started),
+                   "total_ms": 1000 * (done - arrived)}
+        return {"translations": translations, "adapter": adapter, "src_lang": pair[0], "tgt_lang": pair[1], "timings": timings}
+
+    def visible(caller: Caller) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in engine.registry.records() if caller.may_use(r.name) and r.name not in server.removing]
+
+    @app.get("/v1/adapters")
+    async def list_adapters(request: Request) -> dict[str, Any]:
+        caller = server.caller(request)
+        return {"adapters": visible(caller), "max_loaded": config.max_loaded, "base_fingerprint": {
+            "architecture": engine.registry.base_fingerprint.architecture, "weights": engine.registry.base_fingerprint.weights}}
+
+    def admin(request: Request) -> Caller:
+        return server.keys.admin(key_from_headers({k.lower(): v for k, v in request.headers.items()}))
+
+    @app.post("/v1/adapters", status_code=201, responses=errors,
+              openapi_extra={"requestBody": _json_schema(schemas.LoadAdapterRequest)})
+    async def load_adapter(request: Request) -> dict[str, Any]:
+        admin(request)
+        data = await schemas.parse_body(request, lim.max_request_bytes, forms=False)
+        try:
+            body = schemas.LoadAdapterRequest.model_validate(data)
+        except ValidationError as err:
+            raise schemas.validation_error(err) from err
+        if not ADAPTER_NAME.match(body.name) or body.name == BASE_ADAPTER:
+            raise ApiError(400, "name", f"name: {body.name!r} is not a valid adapter name (letters, digits, '_.-', at most 64)")
+        if engine.registry.get(body.name) is not None:
+            raise ApiError(409, "name", f"name: adapter {body.name!r} is already registered; DELETE it first")
+        try:
+            folder = adapter_path_under_roots(body.path, config.adapter_roots)
+        except PathError as err:
+            raise ApiError(err.status, "path", str(err)) from err
+
+        def action() -> dict[str, Any]:
+            record = engine.registry.describe(body.name, folder)
+            engine.registry.register(record, preload=body.preload)
+            return record.to_dict()
+
+        try:
+            result = await asyncio.wrap_future(server.worker.control(action))
+        except (AdapterError, ValueError, OSError) as err:
+            raise ApiError(400, "path", f"path: {err}") from err
+        finally:
+            server._sync_adapter_metrics()
+        return result
+
+    @app.delete("/v1/adapters/{name}", responses=errors)
+    async def delete_adapter(name: str, request: Request) -> dict[str, Any]:
+        admin(request)
+        if engine.registry.get(name) is None or name in server.removing:
+            raise ApiError(404, "name", f"name: no adapter {name!r}")
+        users = [f"{s}->{t}" for (s, t), p in engine.pairs.items() if p.adapter == name]
+        if users:
+            raise ApiError(409, "name", f"name: {name!r} is the default adapter of {', '.join(users)}")
+        server.removing.add(name)  # new requests no longer see it; queued ones are served first
+
+        def action() -> dict[str, Any]:
+            engine.before_unload(name)
+            return engine.registry.unregister(name).to_dict()
+
+        try:
+            return await asyncio.wrap_future(server.worker.control(action))
+        finally:
+            server.removing.discard(name)
+            server._sync_adapter_metrics()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        full = server.worker.queue_depth >= lim.max_queue
+        ok = server.worker.alive and not full
+        body = {"ready": ok, "queue_depth": server.worker.queue_depth, "max_queue": lim.max_queue,
+                "adapters_loaded": engine.registry.loaded_names()}
+        return JSONResponse(body, status_code=200 if ok else 503,
+                            headers=None if ok else {"Retry-After": str(lim.retry_after_s)})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        server.metrics.queue_depth(server.worker.queue_depth)
+        return Response(server.metrics.render(), media_type=server.metrics.content_type)
+
+    return app
+
+
+def serve(config: ServeConfig) -> None:
+    """Load the model and adapters, then run uvicorn until interrupted."""
+    import uvicorn
+
+    from mtadapt.serve.engine import load_engine
+
+    engine = load_engine(config)
+    app = create_app(config, engine)
+    print(f"mtadapt serve: {engine.loaded.name_or_path}, {len(engine.registry.records())} adapter(s), "
+          f"pairs {', '.join(f'{s}->{t}' for s, t in engine.pairs)}; http://{config.host}:{config.port}", flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)

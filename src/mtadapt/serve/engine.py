@@ -1,0 +1,270 @@
+"""The served model: one base, one codec per language pair, generation of a batch of jobs.
+
+`Engine.generate(jobs)` is what the worker runs for one batch. Every job of a batch has the
+same pair, beam size and length factor (the worker groups them so); its rows may name
+different adapters:
+
+    rows = [(src_ids, adapter) for job in jobs for src_ids in job.src_ids]
+    ensure_loaded({adapter of every row})
+    out = translate_ids(model, codec, [ids for ids, _ in rows], generation,
+                        batch_context=lambda chunk: routing(model, [adapter of row i for i in chunk]))
+    out[i] = out[i][: ceil(factor * len(src_ids of row i)) + 5]    # its own length limit
+    (beam search: rows grouped by source length first; see `_generate_rows`)
+
+`translate_ids` is the one generation path (`mtadapt translate` uses it too) and per-row
+routing is the methods' own (`mtadapt.methods.base.routing`, beam-safe), so each output equals
+what `mtadapt translate` with that adapter gives for that sentence alone.
+
+With `merge_single_lora`, a batch whose rows all use one LoRA adapter runs with that adapter
+merged into the base weights (W + s B A) and no routing; the original weights are kept and
+copied back, bit for bit, before any other batch. Merged outputs equal the unmerged ones up
+to float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from mtadapt.evaluate.generation import GenerationConfig, translate_ids
+from mtadapt.methods import base, lora
+from mtadapt.models.languages import PairCodec
+from mtadapt.models.loading import LoadedModel, load_model
+from mtadapt.serve.config import BASE_ADAPTER, AdapterEntry, PairEntry, ServeConfig
+from mtadapt.serve.registry import AdapterRegistry
+
+
+@dataclass
+class Job:
+    """One request's sentences, tokenized, on their way through the worker.
+
+    Attributes:
+        src_ids: token ids of each text.
+        adapter: adapter name, or None for the base model.
+        pair: (source, target) public codes.
+        num_beams: beam size.
+        max_length_factor: output length limit factor.
+        deadline: `time.monotonic()` after which the job is answered 503 instead of run.
+        group: batching group: "routable" (base, LoRA, bottleneck: mixed in one batch) or
+            the adapter's own name (prefix, prompt; or every adapter without cross_adapter).
+        started: `time.monotonic()` when its batch began (set by the worker).
+        finished: when its batch ended.
+    """
+
+    src_ids: list[list[int]]
+    adapter: str | None
+    pair: tuple[str, str]
+    num_beams: int
+    max_length_factor: float
+    deadline: float
+    group: str = "routable"
+    started: float = 0.0
+    finished: float = 0.0
+
+
+def public_code(model_code: str | None) -> str:
+    """`de_DE` -> `de`, `pt` -> `pt` (what LibreTranslate clients send)."""
+    return (model_code or "").split("_")[0]
+
+
+def default_pairs(config: ServeConfig, model_name: str, run_langs: tuple[str | None, str | None] | None) -> list[PairEntry]:
+    """The configured pairs, else the run's direction, else a `bergamot:<src>-<tgt>` model's.
+
+    Raises:
+        ValueError: nothing says which direction to serve.
+    """
+    if config.pairs:
+        return list(config.pairs)
+    if run_langs is not None and run_langs[0] and run_langs[1]:
+        return [PairEntry(public_code(run_langs[0]), public_code(run_langs[1]), run_langs[0], run_langs[1])]
+    if model_name.startswith("bergamot:") and "-" in model_name:
+        src, tgt = model_name[len("bergamot:"):].split("-", 1)
+        return [PairEntry(src, tgt)]
+    raise ValueError("pairs: give the served direction(s) (`pairs` in the config, or --src-lang and --tgt-lang)")
+
+
+class Engine:
+    """Base model + codecs + adapter registry; `generate` runs on the worker thread only."""
+
+    def __init__(self, loaded: LoadedModel, pairs: list[PairEntry], max_loaded: int = 0,
+                 max_batch_sentences: int = 32, merge_single_lora: bool = False) -> None:
+        self.loaded = loaded
+        self.registry = AdapterRegistry(loaded, max_loaded)
+        self.pairs: dict[tuple[str, str], PairEntry] = {}
+        self.codecs: dict[tuple[str, str], PairCodec] = {}
+        native = loaded.family.name == "marian_native"
+        for pair in pairs:
+            src = None if native else (pair.src_lang or pair.source)
+            tgt = None if native else (pair.tgt_lang or pair.target)
+            key = (pair.source, pair.target)
+            self.pairs[key] = pair
+            self.codecs[key] = PairCodec(loaded.family, loaded.tokenizer, src, tgt, loaded.decoder_start_token_id)
+        self.max_batch_sentences = max_batch_sentences
+        self.merge_single_lora = merge_single_lora
+        self._merged: str | None = None
+        self._stash: list[tuple[torch.Tensor, torch.Tensor]] = []  # (weight, original copy)
+
+    def encode(self, pair: tuple[str, str], texts: list[str]) -> list[list[int]]:
+        """Token ids of `texts` (event-loop thread: the tokenizer is not shared with the worker)."""
+        return self.codecs[pair].encode_sources(texts)
+
+    def decode(self, pair: tuple[str, str], ids: list[list[int]]) -> list[str]:
+        return self.codecs[pair].decode(ids)
+
+    def register_adapters(self, entries: Sequence[AdapterEntry]) -> None:
+        """Describe, register and (with `preload`, up to `max_loaded`) load the configured adapters.
+
+        Raises:
+            AdapterError: naming the adapter entry that failed.
+        """
+        from mtadapt.serve.registry import AdapterError
+
+        for i, entry in enumerate(entries):
+            try:
+                record = self.registry.describe(entry.name, entry.path)
+            except (AdapterError, OSError, ValueError) as err:
+                raise AdapterError(f"adapters[{i}] ({entry.name}): {err}") from err
+            cap = self.registry.max_loaded
+            self.registry.register(record, preload=entry.preload and (not cap or len(self.registry.loaded_names()) < cap))
+
+    def generate(self, jobs: Sequence[Job]) -> list[list[list[int]]]:
+        """Per job, per text, the output ids (first hypothesis). Worker thread only.
+
+        Raises:
+            AdapterError: an adapter that cannot be loaded; anything generation raises.
+        """
+        first = jobs[0]
+        assert all((j.pair, j.num_beams, j.max_length_factor) == (first.pair, first.num_beams, first.max_length_factor) for j in jobs)
+        codec = self.codecs[first.pair]
+        ids = [s for job in jobs for s in job.src_ids]
+        rows = [job.adapter or BASE_ADAPTER for job in jobs for _ in job.src_ids]
+        names = sorted({r for r in rows if r != BASE_ADAPTER})
+        single = names[0] if len(names) == 1 and BASE_ADAPTER not in rows else None
+        record = self.registry.get(single) if single else None
+        merged = self.merge_single_lora and record is not None and record.method == "lora"
+        if self._merged is not None and (not merged or self._merged != single):
+            self._unmerge()  # before any eviction: a merged adapter's delta sits in the base weights
+        self.registry.ensure_loaded(names)
+        for name in names:
+            record = self.registry.get(name)
+            if record is not None:
+                record.requests_served += sum(1 for j in jobs if j.adapter == name)
+                record.sentences_served += sum(1 for r in rows if r == name)
+        generation = GenerationConfig(num_beams=first.num_beams, batch_size=self.max_batch_sentences,
+                                      max_length_factor=first.max_length_factor)
+        out = self._generate_rows(ids, rows, single if merged else None, codec, generation)
+        result, start = [], 0
+        for job in jobs:
+            result.append(out[start : start + len(job.src_ids)])
+            start += len(job.src_ids)
+        return result
+
+    def _generate_rows(self, ids: list[list[int]], rows: list[str], merged: str | None,
+                       codec: PairCodec, generation: GenerationConfig) -> list[list[int]]:
+        """First output of each row, each as if translated alone.
+
+        `generate_batch` limits a batch's outputs to ceil(factor * padded width) + 5 tokens,
+        so a short source batched with a long one may run longer than alone. Greedy search is
+        prefix-consistent: cutting row i at its own limit (one less where the generation config
+        forces EOS at the last step) gives exactly its output alone.
+        Beam search is not (finished hypotheses depend on the limit), so beam rows are
+        generated in groups of one source length, where the padded width is their own.
+        """
+        # a generation config with forced_eos_token_id (mBART) spends the last step on EOS
+        forced_eos = getattr(getattr(self.loaded.model, "generation_config", None), "forced_eos_token_id", None) is not None
+        limits = [math.ceil(generation.max_length_factor * len(s)) + 5 - int(forced_eos) for s in ids]
+        if generation.num_beams == 1:
+            groups = [list(range(len(ids)))]
+        else:
+            by_length: dict[int, list[int]] = {}
+            for i, s in enumerate(ids):
+                by_length.setdefault(len(s), []).append(i)
+            groups = list(by_length.values())
+        out: list[list[int]] = [[] for _ in ids]
+        for group in groups:
+            for i, o in zip(group, self._translate([ids[i] for i in group], [rows[i] for i in group], merged, codec, generation)):
+                out[i] = o[: limits[i]]
+        return out
+
+    def _translate(self, ids: list[list[int]], rows: list[str], merged: str | None, codec: PairCodec,
+                   generation: GenerationConfig) -> list[list[int]]:
+        model = self.loaded.model
+        if merged is not None:
+            self._merge(merged)
+            base.set_active_adapters(model, [merged])  # merged: LoRA layers skip it, others have none
+            try:
+                out = translate_ids(model, codec, ids, generation)
+            finally:
+                base.set_active_adapters(model, [])
+        else:
+            out = translate_ids(model, codec, ids, generation,
+                                batch_context=lambda chunk: base.routing(model, [rows[i] for i in chunk]))
+        return [o[0] for o in out]
+
+    def _merge(self, name: str) -> None:
+        if self._merged == name:
+            return
+        self._unmerge()
+        for _, layer in lora.lora_layers(self.loaded.model):
+            if name in layer.lora_A:
+                w = layer.base_layer.weight
+                self._stash.append((w, w.detach().clone()))
+                layer.merge(name)
+        self._merged = name
+
+    def _unmerge(self) -> None:
+        """Restore the exact base weights (a float subtraction would leave rounding)."""
+        if self._merged is None:
+            return
+        for _, layer in lora.lora_layers(self.loaded.model):
+            layer.merged.clear()
+        with torch.no_grad():
+            for w, original in self._stash:
+                w.copy_(original)
+        self._stash, self._merged = [], None
+
+    def before_unload(self, name: str) -> None:
+        """Called before an adapter leaves memory: a merged adapter is unmerged first."""
+        if self._merged == name:
+            self._unmerge()
+
+
+def load_engine(config: ServeConfig) -> Engine:
+    """Load the base model (and a run folder's settings), build codecs, register adapters.
+
+    Raises:
+        ValueError / AdapterError / ConfigError: naming what failed.
+    """
+    from mtadapt.runs import place_for_inference, read_run_config, run_adapter
+
+    model_name, family, tokenizer, shortlist = config.model, None, None, config.shortlist
+    run_langs = None
+    adapters = list(config.adapters)
+    pairs = list(config.pairs)
+    if config.run is not None:
+        cfg = read_run_config(config.run)
+        model_name = model_name or cfg.model.name_or_path
+        family, tokenizer = cfg.model.family, cfg.model.tokenizer
+        shortlist = shortlist and cfg.model.shortlist
+        directions = cfg.data.pair_corpora()
+        if len(directions) == 1:
+            run_langs = (directions[0].src_lang, directions[0].tgt_lang)
+        from pathlib import Path
+
+        name = Path(config.run).resolve().name
+        if not any(a.name == name for a in adapters):
+            run_adapter(config.run)  # a clear error when the run has no finished adapter
+            adapters.insert(0, AdapterEntry(name=name, path=str(config.run)))
+        if not pairs:
+            pairs = [PairEntry(**{**vars(p), "adapter": p.adapter or name}) for p in default_pairs(config, model_name, run_langs)]
+    assert model_name is not None  # validated: model or run
+    loaded = load_model(model_name, family=family, tokenizer=tokenizer, shortlist=shortlist)
+    place_for_inference(loaded.model, config.dtype)
+    loaded.model.eval()
+    engine = Engine(loaded, pairs or default_pairs(config, model_name, run_langs), config.max_loaded,
+                    config.batching.max_batch_sentences, config.batching.merge_single_lora)
+    engine.register_adapters(adapters)
+    return engine

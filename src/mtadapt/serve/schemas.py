@@ -1,0 +1,183 @@
+"""Request and response models (pydantic), body parsing, and the one error shape.
+
+Every error is LibreTranslate's shape plus the field it concerns::
+
+    HTTP 400  {"error": "q: empty text at q[1]; give non-empty texts", "field": "q"}
+
+LibreTranslate clients read `error`; the status codes are LibreTranslate's (400 bad input,
+403 key, 429 busy, 500 internal) plus 404 (unknown route or adapter in a path), 413
+(request too large), 503 (not ready, deadline passed) and 409 (admin conflicts).
+
+Bodies: JSON (`application/json`) or forms (`application/x-www-form-urlencoded`,
+`multipart/form-data`, what libretranslatepy and LibreTranslate's web page send). A form
+may repeat `q` for several texts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+
+
+class ApiError(Exception):
+    """An answer other than 200: status, the field at fault, a message saying what is valid."""
+
+    def __init__(self, status: int, field: str | None, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.field, self.message, self.retry_after = status, field, message, retry_after
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, "field": self.field}
+
+
+class LibreTranslateRequest(BaseModel):
+    """`POST /translate` as LibreTranslate defines it, plus mtadapt's `adapter`."""
+
+    model_config = ConfigDict(extra="ignore")  # clients send alternatives, etc.
+    q: StrictStr | list[StrictStr] = Field(description="a text or a list of texts")
+    source: StrictStr = Field(description="source language code, or 'auto' when one source is served")
+    target: StrictStr = Field(description="target language code")
+    format: Literal["text"] = Field("text", description="only 'text' (HTML is not supported)")
+    api_key: StrictStr | None = None
+    adapter: StrictStr | None = Field(None, description="mtadapt: the adapter to translate with (default: the pair's)")
+
+
+class LibreTranslateResponse(BaseModel):
+    translatedText: str | list[str]
+
+
+class TranslateRequest(BaseModel):
+    """`POST /v1/translate`."""
+
+    model_config = ConfigDict(extra="forbid")
+    texts: list[StrictStr] = Field(description="texts to translate, each one segment")
+    adapter: StrictStr | None = Field(None, description="adapter name; '__base__' = none; default: the pair's")
+    src_lang: StrictStr | None = Field(None, description="source code (default: the only served source)")
+    tgt_lang: StrictStr | None = Field(None, description="target code (default: the only target of the source)")
+    num_beams: StrictInt | None = Field(None, ge=1, description="beam size (default: the server's)")
+    max_length_factor: StrictFloat | StrictInt | None = Field(None, gt=0, le=10, description="output length limit factor")
+
+
+class Timings(BaseModel):
+    queue_ms: float
+    generate_ms: float
+    total_ms: float
+
+
+class TranslateResponse(BaseModel):
+    translations: list[str]
+    adapter: str | None
+    src_lang: str
+    tgt_lang: str
+    timings: Timings
+
+
+class LoadAdapterRequest(BaseModel):
+    """`POST /v1/adapters`: register (and load) a folder under an adapter root."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: StrictStr
+    path: StrictStr = Field(description="folder under a configured adapter root (absolute, or relative to a root)")
+    preload: StrictBool = True
+
+
+class Language(BaseModel):
+    code: str
+    name: str
+    targets: list[str]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    field: str | None = None
+
+
+_MISSING_HINTS = {
+    "q": "give the text (a string or a list of strings)",
+    "source": "give the source language code (see GET /languages)",
+    "target": "give the target language code (see GET /languages)",
+    "texts": "give a list of strings",
+    "name": "give the adapter name",
+    "path": "give the adapter folder",
+}
+
+
+def validation_error(err: ValidationError) -> ApiError:
+    """The first problem of a pydantic error as a 400 naming the field."""
+    first = err.errors()[0]
+    loc = [p for p in first["loc"] if isinstance(p, int) or p not in ("str", "list[str]", "int", "float")]
+    field = str(loc[0]) if loc else "body"
+    where = field + "".join(f"[{p}]" for p in loc[1:] if isinstance(p, int))
+    kind = first["type"]
+    if kind == "missing":
+        return ApiError(400, field, f"{field}: missing; {_MISSING_HINTS.get(field, 'required')}")
+    if kind == "extra_forbidden":
+        return ApiError(400, field, f"{field}: unknown field")
+    if field == "q" and len(loc) == 1:
+        return ApiError(400, field, f"q: expected a string or a list of strings, got {type(first.get('input')).__name__}")
+    return ApiError(400, field, f"{where}: {first['msg']} (got {first.get('input')!r})"[:500])
+
+
+async def read_body(request: Any, max_bytes: int) -> bytes:
+    """The request body, refusing more than `max_bytes` (413) without reading it all."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise ApiError(413, "body", f"body: {length} bytes exceeds the limit of {max_bytes}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, "body", f"body: more than the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def parse_body(request: Any, max_bytes: int, forms: bool = True) -> dict[str, Any]:
+    """A JSON object or a form as a dict (a repeated form `q` becomes a list).
+
+    Raises:
+        ApiError: 413 too large, 400 malformed JSON / not an object / unsupported type.
+    """
+    body = await read_body(request, max_bytes)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if forms and ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        request._body = body  # starlette's form parser reads the cached body (the stream is consumed)
+        form = await request.form()
+        data: dict[str, Any] = {}
+        for key in form.keys():
+            values = form.getlist(key)
+            if any(not isinstance(v, str) for v in values):
+                raise ApiError(400, key, f"{key}: file uploads are not supported; send text")
+            data[key] = values if key == "q" and len(values) > 1 else values[0]
+        return data
+    if ctype not in ("application/json", "") and not ctype.endswith("+json"):
+        accepted = "application/json" + (", application/x-www-form-urlencoded, multipart/form-data" if forms else "")
+        raise ApiError(400, "body", f"body: content-type {ctype!r} is not supported; send {accepted}")
+    try:
+        data = json.loads(body.decode("utf-8")) if body.strip() else {}
+    except UnicodeDecodeError as err:
+        raise ApiError(400, "body", f"body: invalid UTF-8 at byte {err.start}") from err
+    except json.JSONDecodeError as err:
+        raise ApiError(400, "body", f"body: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
+    if not isinstance(data, dict):
+        raise ApiError(400, "body", f"body: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def check_texts(texts: list[str], field: str, max_texts: int, max_chars: int) -> None:
+    """Limits and emptiness of a request's texts.
+
+    Raises:
+        ApiError: no texts, too many, an empty or oversize one (400, naming its index).
+    """
+    if not texts:
+        raise ApiError(400, field, f"{field}: empty list; give at least one text")
+    if len(texts) > max_texts:
+        raise ApiError(400, field, f"{field}: {len(texts)} texts exceed the limit of {max_texts} per request")
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise ApiError(400, field, f"{field}: empty text at {field}[{i}]; give non-empty texts")
+        if len(text) > max_chars:
+            raise ApiError(400, field, f"{field}: text {field}[{i}] has {len(text)} characters, over the limit of {max_chars}")
