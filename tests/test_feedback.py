@@ -102,7 +102,7 @@ def test_train_ends_with_the_best_adapter_against_step_zero_and_next_commands(ru
     commands = [line.strip() for line in lines[i + 3:]]
     assert commands[0] == f"mtadapt translate --run {run.dir} -i input.txt -o output.txt"
     assert commands[1].startswith(f"mtadapt evaluate --run {run.dir} ")
-    assert commands[2].startswith("mtadapt serve")
+    assert commands[2].startswith(f"mtadapt serve --run {run.dir}")
     assert f"mtadapt export --format peft --run {run.dir} --out peft/" in commands
 
 

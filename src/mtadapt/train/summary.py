@@ -6,7 +6,7 @@ step 0 (the model before training), and the commands that come next. For example
     next:
       mtadapt translate --run runs/toy-lora -i input.txt -o output.txt
       mtadapt evaluate --run runs/toy-lora --src test.src --ref test.ref
-      mtadapt serve ...   # HTTP service (see mtadapt serve --help)
+      mtadapt serve --run runs/toy-lora   # HTTP service (LibreTranslate-compatible and native)
       mtadapt export --format peft --run runs/toy-lora --out peft/
       mtadapt merge --run runs/toy-lora --out merged/
 """
@@ -50,7 +50,7 @@ def next_commands(run_dir: Path, config: RunConfig, method_name: str) -> list[st
     lines = [
         f"mtadapt translate --run {run}{direction} -i input.txt -o output.txt",
         f"mtadapt evaluate --run {run}{direction} --src test.src --ref test.ref",
-        "mtadapt serve ...   # HTTP service (see mtadapt serve --help)",
+        f"mtadapt serve --run {run}{direction}   # HTTP service (LibreTranslate-compatible and native)",
     ]
     if method_name in ("lora", "prompt") and config.method.adapters == "shared":
         lines.append(f"mtadapt export --format peft --run {run} --out peft/")
