@@ -158,14 +158,15 @@ def test_resume_refuses_other_settings(tiny, lines, tmp_path):
 KILLED_RUN = """
 import sys, time
 import mtadapt.augment.backtranslate as bt
+import mtadapt.evaluate.sharded as sharded
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
 
-generate = bt.translate_ids
+generate = sharded.translate_ids
 def slow_translate_ids(*args, **kwargs):  # slow enough to be killed mid-run
     time.sleep(0.4)
     return generate(*args, **kwargs)
-bt.translate_ids = slow_translate_ids
+sharded.translate_ids = slow_translate_ids
 loaded = load_model(sys.argv[1])
 codec = PairCodec(loaded.family, loaded.tokenizer, None, None, loaded.decoder_start_token_id)
 lines = open(sys.argv[2], encoding="utf-8").read().splitlines()
@@ -257,15 +258,16 @@ def test_dtype_casts_the_reverse_model_and_enters_the_fingerprint(tmp_path, line
     import torch
 
     import mtadapt.augment.backtranslate as bt
+    import mtadapt.evaluate.sharded as sharded
 
     seen = []
-    real = bt.backtranslate
+    real = sharded.generate_shards
 
     def spy(model, *args, **kwargs):
         seen.append(next(model.parameters()).dtype)
         return real(model, *args, **kwargs)
 
-    monkeypatch.setattr(bt, "backtranslate", spy)
+    monkeypatch.setattr(sharded, "generate_shards", spy)
     inp = tmp_path / "mono.en"
     inp.write_text("\n".join(lines[:4]) + "\n", encoding="utf-8")
     config = BacktranslationConfig(mode="greedy", max_length_ratio=0, **FAST)
