@@ -75,6 +75,15 @@ def _add_dtype_arg(p: argparse.ArgumentParser) -> None:
                         "faster on GPUs and change some outputs)")
 
 
+def _add_stream_args(p: argparse.ArgumentParser, work_dir_note: str) -> None:
+    from mtadapt.evaluate.sharded import DEFAULT_WINDOW_LINES
+
+    p.add_argument("--work-dir", help=f"shards and progress manifest; rerun to resume {work_dir_note} (default OUTPUT.shards)")
+    p.add_argument("--window-lines", type=int, default=DEFAULT_WINDOW_LINES,
+                   help="input lines read and length-sorted at a time (memory holds one window)")
+    p.add_argument("--shard-size", type=int, default=500, help="lines per shard (the unit of resumption and of work per process)")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from mtadapt.config import load_recipe
     from mtadapt.train.loop import train
@@ -88,15 +97,36 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from mtadapt.evaluate.generation import translate
+    """File to file: streamed, resumable shards, split over torchrun ranks; stdin/stdout: streamed."""
+    from mtadapt.evaluate import sharded
     from mtadapt.runs import open_for_inference, place_for_inference
 
+    ranks = sharded.current_ranks()
+    piped = args.input in (None, "-") or args.output in (None, "-")
+    if piped and ranks.world > 1:
+        raise SystemExit(f"error: translate over {ranks.world} processes needs -i FILE and -o FILE (on storage every rank sees)")
+    if args.window_lines < 1 or args.shard_size < 1:
+        raise SystemExit(f"error: --window-lines ({args.window_lines}) and --shard-size ({args.shard_size}) must be >= 1")
+    if args.input not in (None, "-") and not Path(args.input).is_file():
+        raise SystemExit(f"error: input file {args.input} does not exist")
     loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
                                         shortlist=False if args.no_shortlist else None)
-    place_for_inference(loaded.model, args.dtype)
-    lines = _read_lines(args.input, "input")
-    out = translate(loaded.model, codec, lines, _generation(args), progress=not args.no_progress)
-    _write_lines(args.output, out)
+    precision = place_for_inference(loaded.model, args.dtype, ranks.device)
+    if piped:
+        from mtadapt.io import iter_lines, iter_stream_lines
+
+        lines = iter_lines(args.input) if args.input not in (None, "-") else iter_stream_lines(sys.stdin)
+        out = sharded.translate_stream(loaded.model, codec, lines, _generation(args), args.window_lines, progress=not args.no_progress)
+        if args.output in (None, "-"):
+            for text in out:
+                sys.stdout.write(text + "\n")
+        else:
+            _write_lines(args.output, list(out))
+        return 0
+    model_id = {"model": loaded.name_or_path, "run": args.run, "adapters": sorted(args.adapter), "dtype": precision}
+    sharded.translate_file(loaded.model, codec, args.input, args.output, _generation(args), work_dir=args.work_dir,
+                           model_id=model_id, window_lines=args.window_lines, shard_size=args.shard_size, ranks=ranks,
+                           progress=not args.no_progress)
     return 0
 
 
@@ -242,14 +272,15 @@ def cmd_augment(args: argparse.Namespace) -> int:
         sampling_temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size,
         max_length_factor=args.max_length_factor, tag=args.tag, max_length_ratio=args.max_length_ratio,
         drop_empty=not args.keep_empty, drop_copies=not args.keep_copies, drop_duplicates=not args.keep_duplicates,
-        shard_size=args.shard_size, seed=args.seed,
+        shard_size=args.shard_size, window_lines=args.window_lines, seed=args.seed,
     )
     report = backtranslate_file(
         args.input, args.output or args.output_src, args.output_tgt, config, run=args.run, model=args.model,
         adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang, work_dir=args.work_dir,
         progress=not args.no_progress, shortlist=False if args.no_shortlist else None, dtype=args.dtype,
     )
-    print(json.dumps(asdict(report)) if args.json else report.summary())
+    if report is not None:  # None on ranks other than 0 (torchrun): rank 0 merged and reports
+        print(json.dumps(asdict(report)) if args.json else report.summary())
     return 0
 
 
@@ -282,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_args(p)
     p.add_argument("-i", "--input", help="input file (default: stdin)")
     p.add_argument("-o", "--output", help="output file (default: stdout)")
+    _add_stream_args(p, "(file to file; removed when done)")
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("evaluate", parents=[common], help="sacreBLEU BLEU/chrF/chrF++ against local references, paired bootstrap")
@@ -342,7 +374,6 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--output", help="output TSV (source<TAB>target)")
     a.add_argument("--output-src", help="output Moses source file (with --output-tgt)")
     a.add_argument("--output-tgt", help="output Moses target file")
-    a.add_argument("--work-dir", help="shards and progress manifest; rerun to resume (default OUTPUT.shards)")
     a.add_argument("--direction", choices=["back", "forward"], default="back")
     a.add_argument("--mode", choices=["greedy", "beam", "sample", "noised_beam"], default="beam")
     a.add_argument("--beam", type=int, default=5, help="beam size for beam and noised_beam")
@@ -357,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--keep-empty", action="store_true", help="keep empty outputs")
     a.add_argument("--keep-copies", action="store_true", help="keep outputs equal to their input")
     a.add_argument("--keep-duplicates", action="store_true", help="keep repeated pairs")
-    a.add_argument("--shard-size", type=int, default=500, help="lines per shard (the unit of resumption)")
+    _add_stream_args(a, "")
     a.add_argument("--seed", type=int, default=0)
     _add_dtype_arg(a)
     a.add_argument("--json", action="store_true", help="print the counts as JSON")

@@ -35,12 +35,13 @@ def iter_lines(path: str | Path) -> Iterator[str]:
             raise ValueError(f"{path}: invalid UTF-8 near line {number + 1} ({err.reason})") from err
 
 
-def split_lines(text: str) -> list[str]:
-    """`text` split on "\\n" only, without a last empty line: what `iter_lines` yields."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+def iter_stream_lines(stream: IO[str]) -> Iterator[str]:
+    """The lines of an open text stream (stdin), split on "\n" only, as `iter_lines`."""
+    if hasattr(stream, "reconfigure"):
+        stream.reconfigure(newline="\n")  # no universal newlines: a lone "\r" stays in its line
+    for line in stream:
+        line = line[:-1] if line.endswith("\n") else line
+        yield line[:-1] if line.endswith("\r") else line
 
 
 @contextmanager
