@@ -17,7 +17,7 @@ grows until the input fills a window, then stays flat; sizes above the window sh
 The duplicate filter keeps 8 bytes of hash per kept pair (a Python set: ~60 bytes a pair).
 
     python benchmarks/bt_scale.py [--model tiny:marian] [--sizes 1000,10000,100000]
-        [--window-lines 10000] [--parallel-lines 10000] [--processes 2] [--rounds 2] [--max-chars 150]
+        [--window-lines 10000] [--parallel-lines 10000] [--processes 2] [--rounds 2] [--max-chars 150] [--echo]
 """
 
 from __future__ import annotations
@@ -39,11 +39,15 @@ REPO = Path(__file__).resolve().parents[1]
 # loading the model (again, from the file cache), generating, merging and writing; rank 0
 # prints it after every rank is done.
 TIMED_RUN = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 from mtadapt.cli import main
 from mtadapt.evaluate import sharded
 from mtadapt.models.loading import load_model
 load_model(sys.argv[sys.argv.index("--model") + 1])  # transformers imports its model code lazily: not timed
+if os.environ.get("BT_SCALE_ECHO"):  # --echo: every output is its source's ids (no model compute)
+    from mtadapt.evaluate import generation
+    generation.generate_batch = lambda model, codec, ids, mask, config, prompts=None: [
+        r[m.bool()].tolist() for r, m in zip(ids, mask) for _ in range(config.num_return_sequences)]
 ranks = sharded.current_ranks()
 ranks.barrier()
 start = time.perf_counter()
@@ -83,10 +87,10 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def run(script: Path, cli_args: list[str], processes: int = 1) -> tuple[float, float]:
+def run(script: Path, cli_args: list[str], processes: int = 1, echo: bool = False) -> tuple[float, float]:
     """(seconds of the work, largest peak RSS of a rank in MiB) of one run of `mtadapt cli_args`
     in fresh processes (one thread each): plain Python, or torchrun with `processes` ranks."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", **({"BT_SCALE_ECHO": "1"} if echo else {}))
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
     launcher = [sys.executable] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
@@ -118,6 +122,9 @@ def main() -> None:
                         help="output limit / input length (tiny models ramble to the limit; 2.0 for real models)")
     parser.add_argument("--max-chars", type=int, default=150,
                         help="longest verse kept (tiny models have 128 positions: ~150 characters)")
+    parser.add_argument("--echo", action="store_true",
+                        help="size runs only: outputs echo their sources (reading, sorting, shards, merge, filters, "
+                             "writing; no model compute), so large sizes take seconds")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     print(f"machine: {machine()}; python {platform.python_version()}")
@@ -131,12 +138,13 @@ def main() -> None:
         # build/cache the model once so that no timed run pays for it
         (tmp / "warm.txt").write_text(verses[0] + "\n", encoding="utf-8")
         run(script, backtranslate(args, tmp / "warm.txt", tmp / "warm.tsv"))
-        print(f"\n| lines | wall s | sentences/s | peak RSS MiB |   (one process, one thread; {uptime()})")
+        what = "echo instead of generation" if args.echo else "one thread"
+        print(f"\n| lines | wall s | sentences/s | peak RSS MiB |   (one process, {what}; {uptime()})")
         print("|---|---|---|---|")
         for n in sizes:
             inp = tmp / f"in-{n}.txt"
             inp.write_text("".join(v + "\n" for v in verses[:n]), encoding="utf-8")
-            wall, rss = run(script, backtranslate(args, inp, tmp / f"out-{n}.tsv"))
+            wall, rss = run(script, backtranslate(args, inp, tmp / f"out-{n}.tsv"), echo=args.echo)
             print(f"| {n:,} | {wall:.1f} | {n / wall:.1f} | {rss:.0f} |", flush=True)
         if not args.parallel_lines:
             return

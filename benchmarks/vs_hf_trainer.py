@@ -153,7 +153,7 @@ def run_mtadapt(args: argparse.Namespace, data: Path) -> dict:
         "model": {"name_or_path": "tiny:mbart50"},
         "data": {"src_lang": SRC_LANG, "tgt_lang": TGT_LANG, "max_tokens": budget, "max_dev_sentences": 100,
                  "train": {"paths": [str(data / "train.de"), str(data / "train.en")]},
-                 "dev": {"paths": [str(data / "dev.de"), str(data / "dev.en")]}, "test": None},
+                 "dev": None, "test": None},  # dev BLEU after training, as for HF: no evaluation inside the timed call
         "method": {"name": "lora", "settings": {"rank": 8, "alpha": 16.0, "dropout": 0.0, "targets": "default"}},
         "train": {"output_dir": str(data / "mtadapt-run"), "max_steps": args.epochs * per_epoch, "learning_rate": args.lr,
                   "warmup_steps": args.warmup_steps, "schedule": "linear", "label_smoothing": 0.0, "max_grad_norm": 1.0,
@@ -180,7 +180,7 @@ def machine() -> str:
             break
     import torch
 
-    return f"{cpu}, {os.cpu_count()} CPUs, flags: {flags}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return f"{cpu}, {os.cpu_count()} CPUs, flags: {flags}; torch {torch.__version__}, rows run with {os.environ['OMP_NUM_THREADS']} thread(s)"
 
 
 def main() -> None:
@@ -191,6 +191,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--warmup-steps", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of every row (1: no oversubscription on a shared machine)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the rows, every other round in reverse order")
     parser.add_argument("--row", choices=ROWS, help=argparse.SUPPRESS)  # a child process: one row
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -200,6 +201,11 @@ def main() -> None:
         result = run_mtadapt(args, data) if args.row == "mtadapt" else run_hf(args, data, args.row == "hf_group_by_length")
         print("RESULT " + json.dumps(result))
         return
+    warmup = min(args.warmup_steps, args.epochs * -(-args.train_pairs // args.batch_size) // 5)
+    if warmup != args.warmup_steps:
+        print(f"warm-up {args.warmup_steps} steps is more than a fifth of the run: {warmup} steps")
+        args.warmup_steps = warmup
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the children: the same threads for every row
     print(f"machine: {machine()}")
     print(f"{args.train_pairs} pairs x {args.epochs} epochs, HF batch {args.batch_size}, lr {args.lr}, warmup {args.warmup_steps}")
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
