@@ -283,3 +283,19 @@ def test_dtype_casts_the_reverse_model_and_enters_the_fingerprint(tmp_path, line
     assert "dtype" not in manifest["fingerprint"]["model"]  # float32 folders resume as before --dtype existed
     with pytest.raises(ValueError, match=r"dtype 'fp8' is not one of float32, bfloat16, float16"):
         bt.backtranslate_file(inp, tmp_path / "bt.tsv", None, config, model=model, dtype="fp8")
+
+
+def test_seen_pairs_equals_a_set():
+    import random
+
+    from mtadapt.augment.backtranslate import SeenPairs
+
+    rng = random.Random(0)
+    keys = [rng.getrandbits(64) for _ in range(300)] + [0, 2**64 - 1]
+    seen, plain = SeenPairs(merge_every=7), set()  # many merges into the sorted array
+    for key in keys + keys[:50]:
+        assert (key in seen) == (key in plain)
+        seen.add(key)
+        plain.add(key)
+    assert len(seen) == len(plain) and all(k in seen for k in plain)
+    assert not any(rng.getrandbits(64) in seen for _ in range(200))
