@@ -78,7 +78,7 @@ def _add_dtype_arg(p: argparse.ArgumentParser) -> None:
 def _add_stream_args(p: argparse.ArgumentParser, work_dir_note: str) -> None:
     from mtadapt.evaluate.sharded import DEFAULT_WINDOW_LINES
 
-    p.add_argument("--work-dir", help=f"shards and progress manifest; rerun to resume {work_dir_note} (default OUTPUT.shards)")
+    p.add_argument("--work-dir", help=f"shards and progress manifest; rerun to resume{' ' + work_dir_note if work_dir_note else ''} (default OUTPUT.shards)")
     p.add_argument("--window-lines", type=int, default=DEFAULT_WINDOW_LINES,
                    help="input lines read and length-sorted at a time (memory holds one window)")
     p.add_argument("--shard-size", type=int, default=500, help="lines per shard (the unit of resumption and of work per process)")
