@@ -24,7 +24,7 @@ from typing import Any
 from mtadapt.cli_options import add_dataclass_options, dataclass_from_args
 from mtadapt.config import ConfigError, parse_override
 from mtadapt.progress import cli_progress
-from mtadapt.settings import INFERENCE_DTYPES, BacktranslationConfig, GenerationConfig, NoiseConfig
+from mtadapt.settings import DEFAULT_WINDOW_LINES, INFERENCE_DTYPES, BacktranslationConfig, GenerationConfig, NoiseConfig
 
 
 def _read_lines(path: str | None, what: str) -> list[str]:
@@ -76,6 +76,13 @@ def _add_dtype_arg(p: argparse.ArgumentParser) -> None:
                         "faster on GPUs and change some outputs)")
 
 
+def _add_stream_args(p: argparse.ArgumentParser, work_dir_note: str) -> None:
+    p.add_argument("--work-dir", help=f"shards and progress manifest; rerun to resume{' ' + work_dir_note if work_dir_note else ''} (default OUTPUT.shards)")
+    p.add_argument("--window-lines", type=int, default=DEFAULT_WINDOW_LINES,
+                   help="input lines read and length-sorted at a time (memory holds one window)")
+    p.add_argument("--shard-size", type=int, default=500, help="lines per shard (the unit of resumption and of work per process)")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from mtadapt.config import load_recipe
     from mtadapt.train.loop import train
@@ -88,15 +95,36 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from mtadapt.evaluate.generation import translate
+    """File to file: streamed, resumable shards, split over torchrun ranks; stdin/stdout: streamed."""
+    from mtadapt.evaluate import sharded
     from mtadapt.runs import open_for_inference, place_for_inference
 
+    ranks = sharded.current_ranks()
+    piped = args.input in (None, "-") or args.output in (None, "-")
+    if piped and ranks.world > 1:
+        raise SystemExit(f"error: translate over {ranks.world} processes needs -i FILE and -o FILE (on storage every rank sees)")
+    if args.window_lines < 1 or args.shard_size < 1:
+        raise SystemExit(f"error: --window-lines ({args.window_lines}) and --shard-size ({args.shard_size}) must be >= 1")
+    if args.input not in (None, "-") and not Path(args.input).is_file():
+        raise SystemExit(f"error: input file {args.input} does not exist")
     loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
                                         shortlist=False if args.no_shortlist else None)
-    place_for_inference(loaded.model, args.dtype)
-    lines = _read_lines(args.input, "input")
-    out = translate(loaded.model, codec, lines, _generation(args), progress=cli_progress(args.no_progress))
-    _write_lines(args.output, out)
+    precision = place_for_inference(loaded.model, args.dtype, ranks.device)
+    if piped:
+        from mtadapt.io import iter_lines, iter_stream_lines
+
+        lines = iter_lines(args.input) if args.input not in (None, "-") else iter_stream_lines(sys.stdin)
+        out = sharded.translate_stream(loaded.model, codec, lines, _generation(args), args.window_lines, progress=cli_progress(args.no_progress))
+        if args.output in (None, "-"):
+            for text in out:
+                sys.stdout.write(text + "\n")
+        else:
+            _write_lines(args.output, list(out))
+        return 0
+    model_id = {"model": loaded.name_or_path, "run": args.run, "adapters": sorted(args.adapter), "dtype": precision}
+    sharded.translate_file(loaded.model, codec, args.input, args.output, _generation(args), work_dir=args.work_dir,
+                           model_id=model_id, window_lines=args.window_lines, shard_size=args.shard_size, ranks=ranks,
+                           progress=cli_progress(args.no_progress))
     return 0
 
 
@@ -242,7 +270,8 @@ def cmd_augment_backtranslate(args: argparse.Namespace) -> int:
         adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang, work_dir=args.work_dir,
         progress=cli_progress(args.no_progress), shortlist=False if args.no_shortlist else None, dtype=args.dtype,
     )
-    print(json.dumps(asdict(report)) if args.json else report.summary())
+    if report is not None:  # None on ranks other than 0 (torchrun): rank 0 merged and reports
+        print(json.dumps(asdict(report)) if args.json else report.summary())
     return 0
 
 
@@ -306,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_args(p)
     p.add_argument("-i", "--input", help="input file (default: stdin)")
     p.add_argument("-o", "--output", help="output file (default: stdout)")
+    _add_stream_args(p, "(file to file; removed when done)")
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("evaluate", parents=[common], help="sacreBLEU BLEU/chrF/chrF++ against local references, paired bootstrap")
