@@ -4,7 +4,7 @@ Layers, lowest first (a module may import its own package and anything in a lowe
 lazy imports inside functions count):
 
    -1  errors                             the exceptions every layer raises; imports nothing
-    0  io, settings, toy                  leaves: no mtadapt imports but errors, no torch needed
+    0  io, settings, toy, progress        leaves: no mtadapt imports but errors, no torch needed
     1  models                             families, loading, tiny builders, Marian-native
     2  methods                            knows modules by the patterns families supply
     3  config                             dataclass configs (method names from the registry)
@@ -28,7 +28,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: dict[str, int] = {
-    "errors": -1, "io": 0, "settings": 0, "toy": 0,
+    "errors": -1, "io": 0, "settings": 0, "toy": 0, "progress": 0,
     "models": 1, "methods": 2, "config": 3, "data": 4, "evaluate": 5, "runs": 6, "augment": 7, "train": 8,
     "compare": 9, "serve": 9, "cli_options": 10, "cli": 11, "api": 11,
 }

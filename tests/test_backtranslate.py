@@ -158,14 +158,15 @@ def test_resume_refuses_other_settings(tiny, lines, tmp_path):
 KILLED_RUN = """
 import sys, time
 import mtadapt.augment.backtranslate as bt
+import mtadapt.evaluate.sharded as sharded
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
 
-generate = bt.translate_ids
+generate = sharded.translate_ids
 def slow_translate_ids(*args, **kwargs):  # slow enough to be killed mid-run
     time.sleep(0.4)
     return generate(*args, **kwargs)
-bt.translate_ids = slow_translate_ids
+sharded.translate_ids = slow_translate_ids
 loaded = load_model(sys.argv[1])
 codec = PairCodec(loaded.family, loaded.tokenizer, None, None, loaded.decoder_start_token_id)
 lines = open(sys.argv[2], encoding="utf-8").read().splitlines()
@@ -259,15 +260,16 @@ def test_dtype_casts_the_reverse_model_and_enters_the_fingerprint(tmp_path, line
     import torch
 
     import mtadapt.augment.backtranslate as bt
+    import mtadapt.evaluate.sharded as sharded
 
     seen = []
-    real = bt.backtranslate
+    real = sharded.generate_shards
 
     def spy(model, *args, **kwargs):
         seen.append(next(model.parameters()).dtype)
         return real(model, *args, **kwargs)
 
-    monkeypatch.setattr(bt, "backtranslate", spy)
+    monkeypatch.setattr(sharded, "generate_shards", spy)
     inp = tmp_path / "mono.en"
     inp.write_text("\n".join(lines[:4]) + "\n", encoding="utf-8")
     config = BacktranslationConfig(mode="greedy", max_length_ratio=0, **FAST)
@@ -283,3 +285,19 @@ def test_dtype_casts_the_reverse_model_and_enters_the_fingerprint(tmp_path, line
     assert "dtype" not in manifest["fingerprint"]["model"]  # float32 folders resume as before --dtype existed
     with pytest.raises(ValueError, match=r"dtype 'fp8' is not one of float32, bfloat16, float16"):
         bt.backtranslate_file(inp, tmp_path / "bt.tsv", None, config, model=model, dtype="fp8")
+
+
+def test_seen_pairs_equals_a_set():
+    import random
+
+    from mtadapt.augment.backtranslate import SeenPairs
+
+    rng = random.Random(0)
+    keys = [rng.getrandbits(64) for _ in range(300)] + [0, 2**64 - 1]
+    seen, plain = SeenPairs(merge_every=7), set()  # many merges into the sorted array
+    for key in keys + keys[:50]:
+        assert (key in seen) == (key in plain)
+        seen.add(key)
+        plain.add(key)
+    assert len(seen) == len(plain) and all(k in seen for k in plain)
+    assert not any(rng.getrandbits(64) in seen for _ in range(200))

@@ -33,8 +33,9 @@ from typing import Any
 from mtadapt.cli_options import add_dataclass_options, dataclass_from_args
 from mtadapt.config import parse_override
 from mtadapt.errors import CheckpointError, ConfigError, DataError, MtadaptError, MtadaptWarning
-from mtadapt.io import atomic_write_lines, check_output_file, join_lines, lines_of_bytes, read_lines, split_lines
-from mtadapt.settings import INFERENCE_DTYPES, BacktranslationConfig, GenerationConfig, NoiseConfig
+from mtadapt.io import atomic_write_lines, check_input_file, check_output_file, join_lines, lines_of_bytes, read_lines, split_lines
+from mtadapt.progress import cli_progress
+from mtadapt.settings import DEFAULT_WINDOW_LINES, INFERENCE_DTYPES, BacktranslationConfig, GenerationConfig, NoiseConfig
 
 
 def _read_lines(path: str | None, what: str, allow_empty: bool = False) -> list[str]:
@@ -109,17 +110,23 @@ def _add_dtype_arg(p: argparse.ArgumentParser) -> None:
                         "faster on GPUs and change some outputs)")
 
 
+def _add_stream_args(p: argparse.ArgumentParser, work_dir_note: str) -> None:
+    p.add_argument("--work-dir", help=f"shards and progress manifest; rerun to resume{' ' + work_dir_note if work_dir_note else ''} (default OUTPUT.shards)")
+    p.add_argument("--window-lines", type=int, default=DEFAULT_WINDOW_LINES,
+                   help="input lines read and length-sorted at a time (memory holds one window)")
+    p.add_argument("--shard-size", type=int, default=500, help="lines per shard (the unit of resumption and of work per process)")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from mtadapt.config import load_recipe
     from mtadapt.train.loop import train
+    from mtadapt.train.summary import summary_lines
 
     config = load_recipe(args.recipe, args.overrides)
     if args.resume:
         _check_resumable(Path(config.train.output_dir))
-    result = train(config, resume=args.resume, progress=not args.no_progress)
-    best = result.best_metric
-    print(f"done: {result.steps} steps, {result.tokens_per_second:.0f} tokens/s; "
-          f"best dev {config.train.metric} {best if best is None else round(best, 2)}; adapter {result.best_adapter or result.final_adapter}")
+    result = train(config, resume=args.resume, progress=cli_progress(args.no_progress))
+    print("\n".join(summary_lines(result, config)))
     return 0
 
 
@@ -136,21 +143,42 @@ def _check_resumable(run_dir: Path) -> None:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from mtadapt.evaluate.generation import translate
+    """File to file: streamed, resumable shards, split over torchrun ranks; stdin/stdout: streamed."""
+    from mtadapt.evaluate import sharded
     from mtadapt.runs import open_for_inference, place_for_inference
 
-    _check_output(args.output, "--output")
-    lines = _read_lines(args.input, "input")  # before loading the model: a bad file fails at once
+    ranks = sharded.current_ranks()
+    piped = args.input in (None, "-") or args.output in (None, "-")
+    if piped and ranks.world > 1:
+        raise ConfigError(f"translate over {ranks.world} processes needs -i FILE and -o FILE (on storage every rank sees)")
+    if args.window_lines < 1 or args.shard_size < 1:
+        raise ConfigError(f"--window-lines ({args.window_lines}) and --shard-size ({args.shard_size}) must be >= 1")
+    _check_output(args.output, "--output")  # before the work, not after it
+    if args.input not in (None, "-") and check_input_file(args.input, "input").stat().st_size == 0:
+        raise DataError(f"input {args.input} is empty: no lines to read")
     loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
                                         shortlist=False if args.no_shortlist else None)
-    place_for_inference(loaded.model, args.dtype)
-    out = translate(loaded.model, codec, lines, _generation(args), progress=not args.no_progress)
-    _write_lines(args.output, out)
+    precision = place_for_inference(loaded.model, args.dtype, ranks.device)
+    if piped:
+        from mtadapt.io import iter_lines, iter_stream_lines
+
+        lines = iter_lines(args.input) if args.input not in (None, "-") else iter_stream_lines(sys.stdin)
+        out = sharded.translate_stream(loaded.model, codec, lines, _generation(args), args.window_lines, progress=cli_progress(args.no_progress))
+        if args.output in (None, "-"):
+            for text in out:
+                sys.stdout.write(text + "\n")
+        else:
+            _write_lines(args.output, list(out))
+        return 0
+    model_id = {"model": loaded.name_or_path, "run": args.run, "adapters": sorted(args.adapter), "dtype": precision}
+    sharded.translate_file(loaded.model, codec, args.input, args.output, _generation(args), work_dir=args.work_dir,
+                           model_id=model_id, window_lines=args.window_lines, shard_size=args.shard_size, ranks=ranks,
+                           progress=cli_progress(args.no_progress))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mtadapt.evaluate.metrics import corpus_scores, paired_bootstrap
+    from mtadapt.evaluate.metrics import corpus_scores, paired_bootstrap, significance_report
 
     refs = _read_lines(args.ref, "reference")
     baseline = _read_lines(args.baseline, "baseline") if args.baseline else None
@@ -169,13 +197,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
                                         shortlist=False if args.no_shortlist else None)
         place_for_inference(loaded.model, args.dtype)
-        hyps = translate(loaded.model, codec, sources, _generation(args), progress=not args.no_progress)
+        hyps = translate(loaded.model, codec, sources, _generation(args), progress=cli_progress(args.no_progress))
         if args.save_hyp:
             _write_lines(args.save_hyp, hyps)
     scores = corpus_scores(hyps, refs, n_bootstrap=args.n_bootstrap)
     result: dict[str, Any] = {"scores": {k: v.to_dict() for k, v in scores.items()}}
     if baseline is not None:
-        result["paired_bootstrap"] = paired_bootstrap(baseline, {"system": hyps}, refs, n_samples=max(args.n_bootstrap, 100))
+        n_samples = max(args.n_bootstrap, 100)
+        result["paired_bootstrap"] = paired_bootstrap(baseline, {"system": hyps}, refs, n_samples=n_samples)
+        result["significance"] = significance_report(result["paired_bootstrap"], n_samples)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -183,10 +213,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ci = f" (95% CI {s.ci_low:.2f}-{s.ci_high:.2f})" if s.ci_low is not None else ""
         print(f"{s.name:7s} {s.score:6.2f}{ci}  {s.signature}")
     if args.baseline:
-        pb = result["paired_bootstrap"]
-        for metric in ("BLEU", "chrF"):
-            base, sys_ = pb["baseline"][metric], pb["system"][metric]
-            print(f"paired bootstrap {metric}: baseline {base['score']:.2f} -> system {sys_['score']:.2f} (p = {sys_['p_value']:.4f})")
+        significance = result["significance"]
+        print(significance["header"])
+        for metric in significance["metrics"].values():
+            print(f"  {metric['summary']}")
     return 0
 
 
@@ -232,21 +262,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     loaded, _ = open_for_inference(model=args.model, adapters=args.adapter, run=args.run, src_lang=args.src_lang,
                                    tgt_lang=args.tgt_lang, with_codec=False)
     if args.format == "peft":
-        from mtadapt.methods.base import adapter_names
-        from mtadapt.methods.lora import LoraConfig
-        from mtadapt.methods.peft_interop import export_lora_to_peft, export_prompt_to_peft
-        from mtadapt.methods.prompt import PromptConfig
+        from mtadapt.methods.peft_interop import export_to_peft  # LoRA or prompt tuning, by the adapter's method
 
-        names = adapter_names(loaded.model)
-        if len(names) != 1:
-            raise ConfigError(f"--format peft exports one adapter; the model holds {names or 'none'}")
-        config = getattr(loaded.model, "mtadapt_adapter_configs", {}).get(names[0])
-        if isinstance(config, LoraConfig):
-            export_lora_to_peft(loaded.model, args.out, names[0], base_model_name_or_path=loaded.name_or_path)
-        elif isinstance(config, PromptConfig):
-            export_prompt_to_peft(loaded.model, args.out, names[0], base_model_name_or_path=loaded.name_or_path)
-        else:
-            raise ConfigError(f"--format peft exports LoRA and prompt tuning adapters; {names[0]!r} is {getattr(config, 'method', config)}")
+        export_to_peft(loaded.model, args.out, base_model_name_or_path=loaded.name_or_path)
     else:
         if not loaded.family.native:
             raise ConfigError(f"--format npz exports Marian-native models; {loaded.name_or_path} is {loaded.family.name}")
@@ -308,9 +326,10 @@ def cmd_augment_backtranslate(args: argparse.Namespace) -> int:
     report = backtranslate_file(
         args.input, args.output or args.output_src, args.output_tgt, config, run=args.run, model=args.model,
         adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang, work_dir=args.work_dir,
-        progress=not args.no_progress, shortlist=False if args.no_shortlist else None, dtype=args.dtype,
+        progress=cli_progress(args.no_progress), shortlist=False if args.no_shortlist else None, dtype=args.dtype,
     )
-    print(json.dumps(asdict(report)) if args.json else report.summary())
+    if report is not None:  # None on ranks other than 0 (torchrun): rank 0 merged and reports
+        print(json.dumps(asdict(report)) if args.json else report.summary())
     return 0
 
 
@@ -320,7 +339,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from mtadapt.compare.runner import run_compare
 
     config, cells = load_compare_recipe(args.recipe, args.overrides)
-    rows = run_compare(config, cells, progress=not args.no_progress, source=args.recipe)
+    rows = run_compare(config, cells, progress=cli_progress(args.no_progress), source=args.recipe)
     print(markdown_table(rows))
     print(f"report: {Path(config.output_dir) / 'report.md'} and report.html")
     return 0
@@ -361,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     debug_help = "show the traceback of an internal error (also MTADAPT_DEBUG=1)"
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--no-progress", action="store_true", help="no progress bars")
+    common.add_argument("--no-progress", action="store_true",
+                        help="no progress bars: a plain line every 10 s (training: every train.log_every steps) instead")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="verb", required=True)
 
@@ -376,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_args(p)
     p.add_argument("-i", "--input", help="input file (default: stdin)")
     p.add_argument("-o", "--output", help="output file (default: stdout)")
+    _add_stream_args(p, "(file to file; removed when done)")
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("evaluate", parents=[common], help="sacreBLEU BLEU/chrF/chrF++ against local references, paired bootstrap")

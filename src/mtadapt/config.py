@@ -200,8 +200,11 @@ class TrainConfig:
         label_smoothing: Label smoothing of the cross-entropy.
         mixed_precision: "bf16" autocast where the hardware supports it, else "no".
         seed: Seeds model init of new parameters, data order and dropout.
-        log_every: Steps between progress/metrics lines.
+        log_every: Steps between metrics rows (and, with --no-progress, log lines).
         eval_every: Steps between dev evaluations (0 = only at the end).
+        eval_at_start: Score the dev set before the first step too (the base, or the method
+            at its initialisation): every dev curve starts at step 0. Not a candidate for
+            the best adapter. Skipped on resume.
         save_every: Steps between checkpoints (0 = only at the end).
         early_stopping_patience: Stop after this many evaluations without improvement (0 = off).
         metric: Dev metric for early stopping and the best checkpoint.
@@ -221,6 +224,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     eval_every: int = 100
+    eval_at_start: bool = True
     save_every: int = 100
     early_stopping_patience: int = 0
     metric: Literal["bleu", "chrf", "loss"] = "bleu"

@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -139,8 +140,56 @@ def read_lines(path: str | os.PathLike, what: str = "input") -> list[str]:
         return [line for _, line in decoded_lines(stream, str(path))]
 
 
+def iter_lines(path: str | os.PathLike) -> Iterator[str]:
+    """The lines of a UTF-8 file, one at a time (streamed, for files too big to hold), split
+    on "\\n" only, as `read_lines`.
+
+    Raises:
+        DataError: no such file, a folder, or invalid UTF-8 (file:line and byte offset).
+    """
+    path = check_input_file(path)
+    with path.open("rb") as stream:
+        for _, line in decoded_lines(stream, str(path)):
+            yield line
+
+
+def iter_stream_lines(stream: IO[str]) -> Iterator[str]:
+    """The lines of an open text stream (stdin), split on "\\n" only, as `iter_lines`."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None:  # bytes: no universal newlines, strict UTF-8 with line numbers
+        for _, line in decoded_lines(buffer, "<stdin>"):
+            yield line
+        return
+    if hasattr(stream, "reconfigure"):
+        stream.reconfigure(newline="\n")  # no universal newlines: a lone "\r" stays in its line
+    for line in stream:
+        line = line[:-1] if line.endswith("\n") else line
+        yield line[:-1] if line.endswith("\r") else line
+
+
 # ---------------------------------------------------------------------------------------
 # Atomic writes.
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[IO[str]]:
+    """Write a UTF-8 text file atomically, streamed: `with atomic_writer(p) as f: f.write(...)`.
+
+    The text goes to a unique temporary file beside `path` (fsynced), renamed onto `path` when
+    the block ends without an error; on an error the temporary file is removed.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_folder(path.parent)
 
 
 def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:

@@ -95,8 +95,9 @@ def _adapter_folders(folder: Path) -> list[tuple[str | None, Path]]:
     return [(p.name, p) for p in subs]
 
 
-def place_for_inference(model: nn.Module, dtype: str | None = None) -> str:
-    """Move `model` to the GPU when there is one (training gets it through Accelerate) and,
+def place_for_inference(model: nn.Module, dtype: str | None = None, device: torch.device | str | None = None) -> str:
+    """Move `model` to `device`, else to the GPU when there is one (training gets it through
+    Accelerate; under torchrun each rank passes its own GPU) and,
     with `dtype` (one of INFERENCE_DTYPES; None keeps the loaded precision), cast it for
     generation: bfloat16/float16 run faster where the hardware has them and change some
     outputs. Returns the precision the model now has, e.g. "float32".
@@ -106,7 +107,9 @@ def place_for_inference(model: nn.Module, dtype: str | None = None) -> str:
     """
     if dtype is not None and dtype not in INFERENCE_DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {', '.join(INFERENCE_DTYPES)} (or None: as loaded)")
-    if torch.cuda.is_available():
+    if device is not None:
+        model.to(device)
+    elif torch.cuda.is_available():
         model.cuda()
     if dtype is not None:
         model.to(getattr(torch, dtype))

@@ -103,6 +103,9 @@ class GenerationConfig:
     length_penalty: float = 1.0
 
 
+DEFAULT_WINDOW_LINES = 100_000
+"""Lines that streamed translation and back-translation read, sort and shard at a time."""
+
 # precisions a model may be cast to for generation (runs.place_for_inference, the CLI's --dtype)
 INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
 
@@ -138,7 +141,9 @@ class BacktranslationConfig:
         drop_empty: Drop empty outputs.
         drop_copies: Drop outputs equal to their input (case and spacing ignored).
         drop_duplicates: Drop repeated (source, target) pairs.
-        shard_size: Input lines per shard (the unit of resumption).
+        shard_size: Input lines per shard (the unit of resumption, and of work per process).
+        window_lines: Input lines read, length-sorted and sharded at a time (memory holds one
+            window, never the whole input).
         seed: Seeds sampling (per shard) and noise.
 
     Raises:
@@ -161,6 +166,7 @@ class BacktranslationConfig:
     drop_copies: bool = True
     drop_duplicates: bool = True
     shard_size: int = 500
+    window_lines: int = DEFAULT_WINDOW_LINES
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -176,6 +182,8 @@ class BacktranslationConfig:
             problems.append("mode 'greedy' gives one output per sentence; use 'sample' or 'beam' for outputs_per_sentence > 1")
         if self.mode in ("beam", "noised_beam") and self.outputs_per_sentence > self.num_beams:
             problems.append(f"outputs_per_sentence ({self.outputs_per_sentence}) must be <= num_beams ({self.num_beams}) for beam search")
+        if self.window_lines < self.shard_size:
+            problems.append(f"window_lines ({self.window_lines}) must be >= shard_size ({self.shard_size})")
         if self.sampling_temperature <= 0:
             problems.append(f"sampling_temperature must be > 0, got {self.sampling_temperature}")
         if self.top_k < 0 or not 0 < self.top_p <= 1:

@@ -3,20 +3,22 @@
     back:    target-side text --reverse model--> synthetic sources; pairs (synthetic, original)
     forward: source-side text --forward model--> synthetic targets; pairs (original, synthetic)
 
-Generation goes through `evaluate.generation.translate_ids` (batched, length-sorted), in
-shards over the length-sorted input:
+Generation goes through `evaluate.sharded` (streamed windows, resumable shards, one process
+or many under torchrun) and `evaluate.generation.translate_ids` (batched, length-sorted):
 
-    ids   = encode(lines); order = argsort(len(ids), descending)
-    for k, shard in enumerate(chunks(order, shard_size)):   # skipped when already done
-        outs = translate_ids(model, ids[shard])             # N outputs per line
-        write work_dir/shard-k.jsonl atomically; add k to work_dir/manifest.json atomically
-    rows = all shards sorted by (line, output)              # input order
-    rows -> filters (empty, length ratio, copy, duplicate; each counted) -> noise -> tag
+    for window in windows(input, window_lines):                # one window in memory
+        ids = encode(window); order = argsort(len(ids), descending)
+        for k, shard in chunks(order, shard_size):             # skipped when already done;
+            outs = translate_ids(model, ids[shard])            # under torchrun: rank k's share
+            write work_dir/shard-k.jsonl atomically; update work_dir/manifest.json
+    rows = each window's shards sorted by (line, output)       # input order, streamed
+    rows -> filters (empty, length ratio, copy, duplicate; each counted) -> noise -> tag -> file
 
-A killed run resumes from the manifest: finished shards are kept, the interrupted one is
-generated again, so no line is lost or duplicated. Sampling is seeded per shard, so a resumed
-run writes what an uninterrupted one would. The manifest records the model, the input
-(a hash of its lines) and the generation settings; resuming with other ones is refused.
+A killed run resumes from its shard files: finished shards are kept, interrupted ones are
+generated again, so no line is lost or duplicated, with any number of processes. Sampling
+is seeded per shard, so a resumed or multi-process run writes what an uninterrupted single
+process would. The manifest records the model, the input (a hash of its lines), the window
+and the generation settings; resuming with other ones is refused.
 
 Modes: "greedy"; "beam" (n-best with `outputs_per_sentence` <= `num_beams`); "sample"
 (`outputs_per_sentence` independent samples with temperature, top-k, top-p); "noised_beam"
@@ -43,24 +45,26 @@ import hashlib
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
-import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from mtadapt.augment.noise import NoiseConfig, Noiser, WordVocabulary
 from mtadapt.errors import DataError
-from mtadapt.evaluate.generation import GenerationConfig, translate_ids
-from mtadapt.io import atomic_write_json, atomic_write_lines, read_lines, split_lines
+from mtadapt.evaluate import sharded
+from mtadapt.evaluate.generation import GenerationConfig
+from mtadapt.evaluate.sharded import Ranks
+from mtadapt.io import atomic_write_json, atomic_writer
 from mtadapt.models.languages import PairCodec
+from mtadapt.progress import Progress, ProgressMode
 from mtadapt.settings import EDUNOV_NOISE, BacktranslationConfig, Direction, Mode
 
-MANIFEST = "manifest.json"
+MANIFEST = sharded.MANIFEST
 
 
 @dataclass
@@ -90,52 +94,35 @@ class FilterReport:
 
 
 # ---------------------------------------------------------------------------------------
-# Generation in resumable shards.
+# Generation in resumable shards (evaluate.sharded: windows, shards, ranks).
 
 
-def _fingerprint(lines: Sequence[str], config: BacktranslationConfig, model_id: dict[str, Any]) -> dict[str, Any]:
-    digest = hashlib.sha1("\n".join(lines).encode("utf-8")).hexdigest()
+def _settings(config: BacktranslationConfig, model_id: dict[str, Any]) -> dict[str, Any]:
     generation = asdict(config.generation_config())
     # The batch size may change on resume (say, after running out of memory); it only moves
     # the length limit of outputs that never reach </s> (the limit follows the batch width).
     generation.pop("batch_size")
-    return {"model": model_id, "input_lines": len(lines), "input_sha1": digest, "generation": generation,
-            "seed": config.seed, "shard_size": config.shard_size}
-
-
-def _read_manifest(work_dir: Path, fingerprint: dict[str, Any]) -> list[int]:
-    path = work_dir / MANIFEST
-    if not path.exists():
-        return []
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    if manifest["fingerprint"] != fingerprint:
-        changed = [k for k in fingerprint if manifest["fingerprint"].get(k) != fingerprint[k]]
-        raise ValueError(
-            f"{work_dir} holds a run with other settings (differs in: {', '.join(changed)}); "
-            "use another work folder, or delete this one to start over"
-        )
-    return [k for k in manifest["done_shards"] if (work_dir / _shard_name(k)).exists()]
-
-
-def _shard_name(k: int) -> str:
-    return f"shard-{k:05d}.jsonl"
+    return {"model": model_id, "generation": generation, "seed": config.seed, "shard_size": config.shard_size}
 
 
 def generate_shards(
     model: nn.Module,
     codec: PairCodec,
-    lines: Sequence[str],
+    lines: Sequence[str] | str | Path,
     work_dir: str | Path,
     config: BacktranslationConfig,
     model_id: dict[str, Any] | None = None,
-    progress: bool = False,
+    progress: bool | ProgressMode = False,
+    ranks: Ranks | None = None,
 ) -> int:
-    """Translate `lines` into shard files under `work_dir`, skipping finished shards.
+    """Translate `lines` (a list, or a file read as a stream) into shard files under
+    `work_dir`, skipping finished shards; under a launcher, this rank's share of them.
 
     Empty lines are not translated (they get no rows).
 
     Args:
         model_id: What identifies the model in the manifest (name, adapters).
+        ranks: This process among the run's processes (default: the only one).
 
     Returns:
         The number of shards generated by this call (0 when all were already done).
@@ -143,65 +130,32 @@ def generate_shards(
     Raises:
         ValueError: `work_dir` holds a run of another input, model or settings.
     """
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint = _fingerprint(lines, config, model_id or {})
-    done = _read_manifest(work_dir, fingerprint)
-    kept = [i for i, line in enumerate(lines) if line.strip()]
-    ids = codec.encode_sources([lines[i] for i in kept])
-    # Shards over the length-sorted input: each shard's batches hold similar lengths.
-    order = sorted(range(len(kept)), key=lambda j: len(ids[j]), reverse=True)
-    shards = [order[s : s + config.shard_size] for s in range(0, len(order), config.shard_size)]
-    generation = config.generation_config()
-    n = generation.num_return_sequences
-    device = next(model.parameters()).device
-    made = 0
-    bar = tqdm(total=len(kept), initial=sum(len(shards[k]) for k in done if k < len(shards)),
-               desc="back-translate" if config.direction == "back" else "forward-translate",
-               disable=not progress, unit="sent")
-    for k, shard in enumerate(shards):
-        if k in done:
-            continue
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(config.seed * 1_000_003 + k)  # sampling: same draws after a resume
-            outputs = translate_ids(model, codec, [ids[j] for j in shard], generation)
-        texts = codec.decode([o for per_line in outputs for o in per_line])
-        rows = []
-        for position, j in enumerate(shard):
-            for r in range(n):
-                text = texts[position * n + r] if r < len(outputs[position]) else ""
-                rows.append(json.dumps({"index": kept[j], "output": r, "synthetic": " ".join(text.split())}, ensure_ascii=False))
-        atomic_write_lines(work_dir / _shard_name(k), rows)
-        done.append(k)
-        atomic_write_json(work_dir / MANIFEST, {"fingerprint": fingerprint, "num_shards": len(shards), "done_shards": sorted(done)})
-        made += 1
-        bar.update(len(shard))
-    bar.close()
+    made, _ = sharded.generate_shards(
+        model, codec, sharded.line_source(lines), work_dir, _settings(config, model_id or {}), config.generation_config(),
+        window_lines=config.window_lines, shard_size=config.shard_size, seed=config.seed, skip_empty=True, ranks=ranks,
+        progress=progress, desc="back-translate" if config.direction == "back" else "forward-translate",
+    )
     return made
 
 
-def read_shards(work_dir: str | Path, lines: Sequence[str]) -> list[SyntheticRow]:
+def iter_shard_rows(work_dir: str | Path, lines: Sequence[str] | str | Path) -> Iterator[SyntheticRow]:
+    """The rows of a finished run in input order (line, then output number), one window
+    in memory at a time.
+
+    Raises:
+        ValueError: the run is unfinished, or a line is missing or appears twice (a corrupt folder).
+    """
+    for index, output, original, text in sharded.iter_rows(work_dir, sharded.line_source(lines), skip_empty=True):
+        yield SyntheticRow(index, output, original, " ".join(text.split()))
+
+
+def read_shards(work_dir: str | Path, lines: Sequence[str] | str | Path) -> list[SyntheticRow]:
     """All rows of a finished run, in input order (line, then output number).
 
     Raises:
         ValueError: the run is unfinished, or a line appears twice (a corrupt folder).
     """
-    work_dir = Path(work_dir)
-    manifest = json.loads((work_dir / MANIFEST).read_text(encoding="utf-8"))
-    missing = sorted(set(range(manifest["num_shards"])) - set(manifest["done_shards"]))
-    if missing:
-        raise ValueError(f"{work_dir}: shards {missing[:5]}{'...' if len(missing) > 5 else ''} are not done; run again to resume")
-    rows: list[SyntheticRow] = []
-    for k in range(manifest["num_shards"]):
-        # "\n" only: a synthetic text may hold U+2028, which JSON (ensure_ascii=False) keeps raw
-        for line in split_lines((work_dir / _shard_name(k)).read_text(encoding="utf-8")):
-            row = json.loads(line)
-            rows.append(SyntheticRow(row["index"], row["output"], lines[row["index"]], row["synthetic"]))
-    rows.sort(key=lambda r: (r.index, r.output))
-    keys = [(r.index, r.output) for r in rows]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"{work_dir}: some lines appear in two shards; delete the folder and start over")
-    return rows
+    return list(iter_shard_rows(work_dir, lines))
 
 
 # ---------------------------------------------------------------------------------------
@@ -212,11 +166,51 @@ def _normalized(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def filter_rows(rows: Sequence[SyntheticRow], config: BacktranslationConfig, report: FilterReport) -> list[SyntheticRow]:
+def _pair_key(row: SyntheticRow) -> int:
+    """64 bits of blake2b of the pair: the duplicate filter keeps this, not the texts (a
+    collision among 10^8 pairs: p < 3e-4)."""
+    digest = hashlib.blake2b(f"{row.synthetic}\t{row.original}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+class SeenPairs:
+    """An exact set of 64-bit keys at ~8 bytes a key: a sorted uint64 array, plus a Python
+    set of the latest keys that is merged into it every `merge_every` additions (a Python
+    set of ints costs ~70 bytes a key; 10^7 kept pairs: ~80 MB here, ~700 MB there).
+
+        key in seen  =  key in recent or sorted[searchsorted(sorted, key)] == key
+    """
+
+    def __init__(self, merge_every: int = 1 << 16):
+        self.sorted = np.empty(0, dtype=np.uint64)
+        self.recent: set[int] = set()
+        self.merge_every = merge_every
+
+    def __contains__(self, key: int) -> bool:
+        if key in self.recent:
+            return True
+        i = int(np.searchsorted(self.sorted, np.uint64(key)))
+        return i < len(self.sorted) and int(self.sorted[i]) == key
+
+    def add(self, key: int) -> None:
+        if key in self:
+            return
+        self.recent.add(key)
+        if len(self.recent) >= self.merge_every:
+            self.sorted = np.union1d(self.sorted, np.fromiter(self.recent, dtype=np.uint64, count=len(self.recent)))
+            self.recent.clear()
+
+    def __len__(self) -> int:
+        return len(self.sorted) + len(self.recent)
+
+
+def iter_filtered(rows: Iterable[SyntheticRow], config: BacktranslationConfig, report: FilterReport) -> Iterator[SyntheticRow]:
     """Drop empty outputs, length-ratio outliers (characters), copies of the input and
-    duplicate pairs, in that order, counting each in `report.dropped`."""
-    kept, seen = [], set()
+    duplicate pairs, in that order, counting each in `report.dropped` (and the rows seen in
+    `report.generated`, the kept ones in `report.kept`) as the rows stream by."""
+    seen = SeenPairs()
     for row in rows:
+        report.generated += 1
         a, b = len(row.synthetic.strip()), len(row.original.strip())
         if config.drop_empty and a == 0:
             reason = "empty"
@@ -224,14 +218,22 @@ def filter_rows(rows: Sequence[SyntheticRow], config: BacktranslationConfig, rep
             reason = "length_ratio"
         elif config.drop_copies and _normalized(row.synthetic) == _normalized(row.original):
             reason = "copy"
-        elif config.drop_duplicates and (row.synthetic, row.original) in seen:
+        elif config.drop_duplicates and (key := _pair_key(row)) in seen:
             reason = "duplicate"
         else:
-            seen.add((row.synthetic, row.original))
-            kept.append(row)
+            if config.drop_duplicates:
+                seen.add(key)
+            report.kept += 1
+            yield row
             continue
         report.dropped[reason] += 1
-    report.kept = len(kept)
+
+
+def filter_rows(rows: Sequence[SyntheticRow], config: BacktranslationConfig, report: FilterReport) -> list[SyntheticRow]:
+    """`iter_filtered` as a list (counts drops and kept rows in `report`)."""
+    generated = report.generated
+    kept = list(iter_filtered(rows, config, report))
+    report.generated = generated  # the caller counts what was generated
     return kept
 
 
@@ -271,27 +273,62 @@ def check_tag(codec: PairCodec, tag: str) -> list[int]:
     return ids
 
 
+def iter_synthetic_pairs(rows: Iterable[SyntheticRow], config: BacktranslationConfig,
+                         vocabulary: WordVocabulary | None = None) -> Iterator[tuple[str, str]]:
+    """(source, target) pairs: noise (noised_beam) and tag on the source side.
+
+    `vocabulary`: the words insertion noise draws from (`insertion_source="vocabulary"`), built
+    from all synthetic sources (`synthetic_pairs` builds it; a stream needs a first pass).
+    """
+    noise = config.source_noise()
+    noiser = None if noise is None else Noiser(noise, vocabulary)
+    for r in rows:
+        s, t = (r.synthetic, r.original) if config.direction == "back" else (r.original, r.synthetic)
+        if noiser is not None:
+            s = noiser(s, r.index * config.outputs_per_sentence + r.output)  # per pair: any order gives the same noise
+        yield tag_source(s, config.tag), t
+
+
+def _needs_vocabulary(config: BacktranslationConfig) -> bool:
+    noise = config.source_noise()
+    return noise is not None and noise.insertion_prob > 0 and noise.insertion_source == "vocabulary"
+
+
+def _sources(rows: Iterable[SyntheticRow], config: BacktranslationConfig) -> Iterator[str]:
+    return (r.synthetic if config.direction == "back" else r.original for r in rows)
+
+
 def synthetic_pairs(rows: Sequence[SyntheticRow], config: BacktranslationConfig) -> list[tuple[str, str]]:
     """(source, target) pairs: noise (noised_beam) and tag on the source side."""
-    pairs = [(r.synthetic, r.original) if config.direction == "back" else (r.original, r.synthetic) for r in rows]
-    noise = config.source_noise()
-    if noise is not None:
-        vocabulary = None
-        if noise.insertion_prob > 0 and noise.insertion_source == "vocabulary":
-            vocabulary = WordVocabulary.from_texts([s for s, _ in pairs], noise.unit)
-        noiser = Noiser(noise, vocabulary)
-        pairs = [(noiser(s, r.index * config.outputs_per_sentence + r.output), t) for (s, t), r in zip(pairs, rows)]
-    return [(tag_source(s, config.tag), t) for s, t in pairs]
+    vocabulary = WordVocabulary.from_texts(_sources(rows, config), config.source_noise().unit) if _needs_vocabulary(config) else None
+    return list(iter_synthetic_pairs(rows, config, vocabulary))
 
 
-def write_pairs(pairs: Sequence[tuple[str, str]], output_src: str | Path, output_tgt: str | Path | None = None) -> None:
-    """Write a Moses pair (`output_src`, `output_tgt`) or, without `output_tgt`, a TSV file."""
-    clean = [(" ".join(s.split()), " ".join(t.split())) for s, t in pairs]  # no tabs or newlines inside
-    if output_tgt is None:
-        atomic_write_lines(Path(output_src), (f"{s}\t{t}" for s, t in clean))
-        return
-    atomic_write_lines(Path(output_src), (s for s, _ in clean))
-    atomic_write_lines(Path(output_tgt), (t for _, t in clean))
+def write_pairs(pairs: Iterable[tuple[str, str]], output_src: str | Path, output_tgt: str | Path | None = None) -> int:
+    """Write a Moses pair (`output_src`, `output_tgt`) or, without `output_tgt`, a TSV file,
+    as the pairs stream by (each file atomically); returns the number of pairs."""
+    n = 0
+    with atomic_writer(output_src) as src, (atomic_writer(output_tgt) if output_tgt is not None else nullcontext()) as tgt:
+        for s, t in pairs:
+            s, t = " ".join(s.split()), " ".join(t.split())  # no tabs or newlines inside
+            if tgt is None:
+                src.write(f"{s}\t{t}\n")
+            else:
+                src.write(s + "\n")
+                tgt.write(t + "\n")
+            n += 1
+    return n
+
+
+def _pairs_of_run(work_dir: Path, lines: Sequence[str] | str | Path, config: BacktranslationConfig,
+                  report: FilterReport) -> Iterator[tuple[str, str]]:
+    """The finished run's rows, filtered, noised and tagged, streamed (a first pass builds
+    the insertion vocabulary when the noise needs one)."""
+    vocabulary = None
+    if _needs_vocabulary(config):
+        first = iter_filtered(iter_shard_rows(work_dir, lines), config, FilterReport())
+        vocabulary = WordVocabulary.from_texts(_sources(first, config), config.source_noise().unit)
+    return iter_synthetic_pairs(iter_filtered(iter_shard_rows(work_dir, lines), config, report), config, vocabulary)
 
 
 def backtranslate(
@@ -301,7 +338,7 @@ def backtranslate(
     work_dir: str | Path,
     config: BacktranslationConfig,
     model_id: dict[str, Any] | None = None,
-    progress: bool = False,
+    progress: bool | ProgressMode = False,
 ) -> tuple[list[tuple[str, str]], FilterReport]:
     """Generate (resuming in `work_dir`), filter, noise and tag: the synthetic pairs.
 
@@ -309,16 +346,16 @@ def backtranslate(
         model: The reverse model for back-translation (target -> source), the forward model
             for forward translation; any model `open_for_inference` gives.
         codec: Its codec (its source language is the input's language).
-        lines: Monolingual text, one sentence per line.
+        lines: Monolingual text, one sentence per line (in memory; `backtranslate_file`
+            streams a file of any size).
         work_dir: Shards and the manifest; reuse it to resume.
 
     Returns:
         (source, target) pairs in input order, and the counts.
     """
     generate_shards(model, codec, lines, work_dir, config, model_id, progress)
-    rows = read_shards(work_dir, lines)
-    report = FilterReport(input_lines=len(lines), empty_inputs=sum(1 for line in lines if not line.strip()), generated=len(rows))
-    return synthetic_pairs(filter_rows(rows, config, report), config), report
+    report = FilterReport(input_lines=len(lines), empty_inputs=sum(1 for line in lines if not line.strip()))
+    return list(_pairs_of_run(Path(work_dir), lines, config, report)), report
 
 
 # ---------------------------------------------------------------------------------------
@@ -405,12 +442,15 @@ def backtranslate_file(
     src_lang: str | None = None,
     tgt_lang: str | None = None,
     work_dir: str | Path | None = None,
-    progress: bool = False,
+    progress: bool | ProgressMode = False,
     shortlist: bool | None = None,
     dtype: str | None = None,
-) -> FilterReport:
-    """`backtranslate` a text file with a model opened by `open_for_inference`; writes the
-    pairs and `report.json` in the work folder (default: `<output_src>.shards`).
+) -> FilterReport | None:
+    """`backtranslate` a text file, streamed, with a model opened by `open_for_inference`;
+    writes the pairs and `report.json` in the work folder (default: `<output_src>.shards`).
+
+    Under torchrun / accelerate launch each process makes its share of the shards (on its
+    own GPU when there are GPUs) and rank 0 merges; the others return None.
 
     `src_lang`/`tgt_lang` are the model's direction: for back-translation into a pt->en
     training set, a en->pt model with src_lang en, tgt_lang pt. `shortlist`: see
@@ -419,13 +459,12 @@ def backtranslate_file(
     """
     from mtadapt.runs import open_for_inference, place_for_inference
 
-    lines = read_lines(input_path, "input")  # "\n" only: a U+2028 inside a line keeps it one line
-    if not any(line.strip() for line in lines):
-        raise DataError(f"input {input_path} has no non-empty line to translate ({len(lines)} lines)")
+    source = sharded.line_source(input_path)
+    ranks = sharded.current_ranks()
     loaded, codec = open_for_inference(run=run, model=model, adapters=adapters, src_lang=src_lang, tgt_lang=tgt_lang,
                                        shortlist=shortlist)
-    precision = place_for_inference(loaded.model, dtype)  # generation only: nothing is trained or saved
-    if config.tag is not None:
+    precision = place_for_inference(loaded.model, dtype, ranks.device)  # generation only: nothing is trained or saved
+    if config.tag is not None and ranks.main:
         try:
             check_tag(codec, config.tag)
         except ValueError as err:  # a warning: the model to be trained may have another vocabulary
@@ -434,7 +473,14 @@ def backtranslate_file(
     model_id = {"model": loaded.name_or_path, "run": run, "adapters": sorted(adapters or [])}
     if precision != "float32":  # float32 work folders keep the fingerprint they had before --dtype
         model_id["dtype"] = precision
-    pairs, report = backtranslate(loaded.model, codec, lines, work_dir, config, model_id, progress)
-    write_pairs(pairs, output_src, output_tgt)
+    made, layout = sharded.generate_shards(
+        loaded.model, codec, source, work_dir, _settings(config, model_id), config.generation_config(),
+        window_lines=config.window_lines, shard_size=config.shard_size, seed=config.seed, skip_empty=True, ranks=ranks,
+        progress=progress, desc="back-translate" if config.direction == "back" else "forward-translate",
+    )
+    if not ranks.main:
+        return None
+    report = FilterReport(input_lines=layout.input_lines, empty_inputs=layout.input_lines - sum(layout.kept_per_window))
+    write_pairs(_pairs_of_run(work_dir, input_path, config, report), output_src, output_tgt)
     atomic_write_json(work_dir / "report.json", asdict(report))
     return report

@@ -100,13 +100,21 @@ class Cell:
         return self.spec.method != "none"
 
 
-def cell_config_dict(base: dict[str, Any], spec: CellSpec, output_dir: str | Path) -> dict[str, Any]:
-    """The base tree with the cell's method, settings, train overrides and run folder."""
+def cell_config_dict(base: dict[str, Any], spec: CellSpec, output_dir: str | Path, has_baseline: bool = False) -> dict[str, Any]:
+    """The base tree with the cell's method, settings, train overrides and run folder.
+
+    Args:
+        has_baseline: the grid has an untuned (`none`) cell: its dev score is step 0 of every
+            curve, so trained cells do not score the same base again (`train.eval_at_start`
+            off unless the recipe sets it).
+    """
     tree = copy.deepcopy(base)
     tree["method"] = {"name": "full" if spec.method == "none" else spec.method, "settings": dict(spec.settings)}
     train = tree.setdefault("train", {})
     if not isinstance(train, dict):
         raise ConfigError(f"base.train must be a mapping, got {train!r}")
+    if has_baseline:
+        train.setdefault("eval_at_start", False)
     train.update(copy.deepcopy(spec.train))
     train["output_dir"] = str(Path(output_dir) / "cells" / spec.name)
     return tree
@@ -121,6 +129,7 @@ def resolve_cells(config: CompareConfig, source: str = "<compare>") -> list[Cell
         errors.append(f"{source}: n_bootstrap must be >= 0, got {config.n_bootstrap}")
     seen: set[str] = set()
     cells = []
+    has_baseline = any(spec.method == "none" for spec in config.cells)
     for i, spec in enumerate(config.cells):
         where = f"{source}: cells[{i}]"
         if not _CELL_NAME.match(spec.name or ""):
@@ -135,7 +144,7 @@ def resolve_cells(config: CompareConfig, source: str = "<compare>") -> list[Cell
         if spec.method == "none" and spec.settings:
             errors.append(f"{where} ({spec.name}): method none (the untuned base) takes no settings, got {spec.settings}")
         try:
-            tree = cell_config_dict(config.base, spec, config.output_dir)
+            tree = cell_config_dict(config.base, spec, config.output_dir, has_baseline)
             run = config_from_dict(tree, f"{source} cell {spec.name!r}")
         except ConfigError as err:
             errors.append(str(err))

@@ -139,7 +139,9 @@ def _plots(rows: list[dict[str, Any]]) -> dict[str, bytes]:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     untuned = next((r["dev_history"][0] for r in done if r["method"] == "none" and r.get("dev_history")), None)
     for r in trained:
-        history = ([untuned] if untuned else []) + (r.get("dev_history") or [])  # curves start at the untuned score
+        own = r.get("dev_history") or []
+        starts = untuned is not None and not (own and own[0]["step"] == 0)  # a cell's own step 0 wins
+        history = ([untuned] if starts else []) + own  # curves start at the untuned score
         if history:
             ax.plot([h["step"] for h in history], [h["bleu"] for h in history], marker="o", label=r["name"])
     ax.set_xlabel("step")

@@ -29,6 +29,7 @@ from mtadapt.compare.grid import Cell, CompareConfig
 from mtadapt.config import config_from_dict, config_to_dict
 from mtadapt.data.bible import CORPUS_DIR_ENV
 from mtadapt.io import append_line, atomic_write_json, atomic_write_lines, read_jsonl_rows, read_lines
+from mtadapt.progress import ProgressMode, progress_mode
 
 RESULTS_FILE = "results.jsonl"
 CELL_FILE = "cell.json"
@@ -67,7 +68,7 @@ def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def run_cell(spec: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+def run_cell(spec: dict[str, Any], progress: bool | ProgressMode = True) -> dict[str, Any]:
     """Train (unless the method is `none`) and evaluate one cell; returns its result row.
 
     `spec` is what the runner wrote to the cell's `cell.json`: name, method, settings,
@@ -112,7 +113,7 @@ def run_cell(spec: dict[str, Any], progress: bool = True) -> dict[str, Any]:
             dev_history=result.dev_history, evaluated_adapter=adapter.name,
         )
     test = load_corpus(config, "test", codec, None)
-    outputs = translate_ids(model, codec, test.src_ids, config.generation)
+    outputs = translate_ids(model, codec, test.src_ids, config.generation, progress=progress, desc="test set")
     hyps = codec.decode([o[0] for o in outputs])
     atomic_write_lines(run_dir / "test.hyp", hyps)
     atomic_write_lines(run_dir / "test.ref", test.tgt)
@@ -124,7 +125,7 @@ def run_cell(spec: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     return row
 
 
-def _cell_main(cell_file: str, progress: bool) -> int:
+def _cell_main(cell_file: str, progress: ProgressMode) -> int:
     spec = json.loads(Path(cell_file).read_text(encoding="utf-8"))
     row = run_cell(spec, progress=progress)
     atomic_write_json(Path(cell_file).with_name(CELL_RESULT_FILE), row)
@@ -135,7 +136,7 @@ def _cell_main(cell_file: str, progress: bool) -> int:
 # The grid, in the calling process.
 
 
-def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool) -> dict[str, Any]:
+def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool | ProgressMode) -> dict[str, Any]:
     run_dir = Path(cell.config.train.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = {
@@ -146,8 +147,8 @@ def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool) -> dict[str,
     result_file = run_dir / CELL_RESULT_FILE
     result_file.unlink(missing_ok=True)
     command = [sys.executable, "-m", "mtadapt.compare.runner", str(run_dir / CELL_FILE)]
-    if not progress:
-        command.append("--no-progress")
+    if progress_mode(progress) != "bar":  # the cell logs lines (or stays quiet) instead of drawing bars
+        command.append("--no-progress" if progress_mode(progress) == "log" else "--quiet")
     env = dict(os.environ)
     # Corpora built at run time (e.g. `bible:` paths) go into the compare folder, next to the results.
     env.setdefault(CORPUS_DIR_ENV, str(run_dir.parent.parent / "data"))
@@ -186,7 +187,7 @@ def add_comparisons(rows: list[dict[str, Any]], output_dir: Path, n_bootstrap: i
                 }}
 
 
-def run_compare(config: CompareConfig, cells: list[Cell], progress: bool = True, source: str = "") -> list[dict[str, Any]]:
+def run_compare(config: CompareConfig, cells: list[Cell], progress: bool | ProgressMode = True, source: str = "") -> list[dict[str, Any]]:
     """Run every unfinished cell, then write results.jsonl (with the paired tests), report.md,
     report.html and the plots into `config.output_dir`. Returns the rows in grid order.
 
@@ -243,12 +244,13 @@ def run_compare(config: CompareConfig, cells: list[Cell], progress: bool = True,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mtadapt.compare.runner CELL.json [--no-progress]`: one cell (used by the runner)."""
+    """`python -m mtadapt.compare.runner CELL.json [--no-progress | --quiet]`: one cell (used
+    by the runner); --no-progress: log lines instead of bars, --quiet: neither."""
     args = list(sys.argv[1:] if argv is None else argv)
-    progress = "--no-progress" not in args
-    args = [a for a in args if a != "--no-progress"]
+    progress: ProgressMode = "log" if "--no-progress" in args else "off" if "--quiet" in args else "bar"
+    args = [a for a in args if a not in ("--no-progress", "--quiet")]
     if len(args) != 1:
-        print("usage: python -m mtadapt.compare.runner CELL.json [--no-progress]", file=sys.stderr)
+        print("usage: python -m mtadapt.compare.runner CELL.json [--no-progress | --quiet]", file=sys.stderr)
         return 2
     return _cell_main(args[0], progress)
 

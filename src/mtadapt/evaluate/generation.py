@@ -25,10 +25,10 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from mtadapt.errors import MtadaptWarning
 from mtadapt.models.languages import PairCodec
+from mtadapt.progress import Progress, ProgressMode
 from mtadapt.settings import INFERENCE_DTYPES, GenerationConfig
 
 
@@ -134,7 +134,7 @@ def translate_ids(
     codec: PairCodec,
     src_ids: list[list[int]],
     config: GenerationConfig,
-    progress: bool = False,
+    progress: bool | ProgressMode = False,
     desc: str = "translate",
     decoder_prompts: list[list[int]] | None = None,
     batch_context: Callable[[list[int]], AbstractContextManager] | None = None,
@@ -142,6 +142,8 @@ def translate_ids(
     """Translate tokenized sources; returns, per source in input order, its output id lists.
 
     Args:
+        progress: a bar (True / "bar"), a line every 10 s ("log": `--no-progress`), or
+            nothing (False / "off"); see `mtadapt.progress`.
         decoder_prompts: per source, its decoder prompt (`PairCodec.decoder_prompt()` of its
             direction: mixed target languages in one batch); all of one length. Default:
             `codec`'s prompt for every source.
@@ -161,7 +163,7 @@ def translate_ids(
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]), reverse=True)
     outputs: list[list[list[int]]] = [[] for _ in src_ids]
     n = config.num_return_sequences
-    with tqdm(total=len(src_ids), desc=desc, disable=not progress, unit="sent") as bar:
+    with Progress(len(src_ids), desc, unit="sent", mode=progress) as bar:
         for start in range(0, len(order), config.batch_size):
             chunk = order[start : start + config.batch_size]
             ids, mask = _pad([src_ids[i] for i in chunk], codec.pad_id)
@@ -180,7 +182,7 @@ def translate(
     codec: PairCodec,
     texts: list[str],
     config: GenerationConfig | None = None,
-    progress: bool = False,
+    progress: bool | ProgressMode = False,
 ) -> list[str]:
     """Translate sentences (first output of each); output i translates texts[i]."""
     config = config or GenerationConfig()

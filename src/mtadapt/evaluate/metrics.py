@@ -128,3 +128,66 @@ def paired_bootstrap(
             for m, results in scores.items() if m != "System" for r in [results[i]]
         }
     return out
+
+
+SIGNIFICANCE_LEVEL = 0.05
+"""p below this: the difference to the baseline is called significant."""
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.2f}"
+
+
+def significance_report(
+    paired: dict[str, dict[str, dict[str, float]]],
+    n_samples: int,
+    system: str = "system",
+    alpha: float = SIGNIFICANCE_LEVEL,
+) -> dict:
+    """What a `paired_bootstrap` result says about one system against the baseline, in
+    fields and in plain sentences (the CLI prints the sentences; `--json` carries them all).
+
+    sacreBLEU's test (Koehn 2004, as Moses' bootstrap-hypothesis-difference-significance.pl)
+    is two-sided: its statistic is |system - baseline| on each of `n_samples` paired
+    resamples of the test set, and p is the share of resampled differences, centred on
+    their mean, larger than the observed one, (c + 1) / (n_samples + 1): never below
+    1 / (n_samples + 1).
+
+    Returns:
+        {"test", "sided", "resamples", "alpha", "min_p_value", "null_hypothesis", "header",
+        "metrics": {"BLEU": {"baseline", "system", "delta", "p_value", "significant",
+        "verdict" ("better" | "worse" | "same"), "summary"}, "chrF": {...}}}.
+    """
+    min_p = 1.0 / (n_samples + 1)
+    report: dict = {
+        "test": "paired bootstrap resampling (Koehn 2004; sacreBLEU)",
+        "sided": "two-sided",
+        "resamples": n_samples,
+        "alpha": alpha,
+        "min_p_value": min_p,
+        "null_hypothesis": "the system and the baseline score the same",
+        "header": (f"paired bootstrap (sacreBLEU, two-sided, {n_samples} resamples; p < {alpha:g} = significant, "
+                   f"smallest possible p {min_p:.4f}):"),
+        "metrics": {},
+    }
+    for metric in ("BLEU", "chrF"):
+        base = paired["baseline"][metric]["score"]
+        score = paired[system][metric]["score"]
+        p = paired[system][metric]["p_value"]
+        delta = score - base
+        significant = p is not None and p < alpha and delta != 0
+        verdict = "better" if delta > 0 else "worse" if delta < 0 else "same"
+        numbers = f"baseline {base:.2f} -> system {score:.2f} ({_signed(delta)})"
+        p_text = "p = n/a" if p is None else f"p = {p:.4f}"
+        if verdict == "same":
+            summary = f"{metric}: the system and the baseline score the same, {base:.2f} ({p_text})"
+        elif significant:
+            word = "WORSE" if verdict == "worse" else "better"
+            summary = f"{metric}: the system is {word} than the baseline: {numbers}, {p_text} < {alpha:g}, significant"
+        else:
+            word = "lower" if verdict == "worse" else "higher"
+            summary = (f"{metric}: the system scores {word} than the baseline, {numbers}, but the difference is "
+                       f"not significant ({p_text} >= {alpha:g})")
+        report["metrics"][metric] = {"baseline": base, "system": score, "delta": delta, "p_value": p,
+                                     "significant": significant, "verdict": verdict, "summary": summary}
+    return report

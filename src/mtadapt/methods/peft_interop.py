@@ -160,6 +160,41 @@ def export_prompt_to_peft(
     return folder
 
 
+def export_to_peft(
+    model: nn.Module,
+    folder: str | os.PathLike,
+    adapter_name: str | None = None,
+    base_model_name_or_path: str | None = None,
+) -> Path:
+    """Write one adapter as a PEFT folder, choosing the format by its method: LoRA
+    (`export_lora_to_peft`) or prompt tuning (`export_prompt_to_peft`).
+
+    Args:
+        adapter_name: the adapter to export; default: the model's only adapter, or its only
+            active one.
+
+    Raises:
+        ValueError: no adapter name given while the model holds several (or none) and not
+            exactly one is active, or a method PEFT cannot load from us (named).
+    """
+    from mtadapt.methods.base import active_adapters, adapter_names
+    from mtadapt.methods.prompt import PromptConfig
+
+    names = adapter_names(model)
+    if adapter_name is None:
+        active = active_adapters(model) if names else []
+        if len(names) != 1 and len(active) != 1:
+            raise ValueError(f"PEFT export writes one adapter; the model holds {names or 'none'} "
+                             f"({len(active)} active): name the one to export")
+        adapter_name = names[0] if len(names) == 1 else active[0]
+    config = getattr(model, "mtadapt_adapter_configs", {}).get(adapter_name)
+    if isinstance(config, lora.LoraConfig):
+        return export_lora_to_peft(model, folder, adapter_name, base_model_name_or_path=base_model_name_or_path)
+    if isinstance(config, PromptConfig):
+        return export_prompt_to_peft(model, folder, adapter_name, base_model_name_or_path=base_model_name_or_path)
+    raise ValueError(f"PEFT export takes LoRA and prompt tuning adapters; {adapter_name!r} is {getattr(config, 'method', config)}")
+
+
 def _check_supported(peft_config: dict[str, Any], folder: Path) -> None:
     problems = []
     if peft_config.get("peft_type") != "LORA":

@@ -120,10 +120,26 @@ def load_model(
     if dtype is not None:
         kwargs["dtype"] = dtype
     model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, **kwargs)
-    start = model.config.decoder_start_token_id
+    return wrap_model(model, tok, family=fam, name_or_path=str(name_or_path))
+
+
+def wrap_model(model: nn.Module, tokenizer: Any, *, family: Family | None = None, name_or_path: str | None = None) -> LoadedModel:
+    """A `LoadedModel` for a transformers seq2seq model already in memory (and its tokenizer).
+
+    Args:
+        family: default: from ``model.config.model_type`` and the tokenizer's class.
+        name_or_path: default: ``model.config._name_or_path``.
+
+    Raises:
+        ValueError: the family cannot be told from the config (says how to set it).
+    """
+    config = model.config
+    fam = family or detect_family(config.model_type, type(tokenizer).__name__ if tokenizer is not None else None)
+    start = config.decoder_start_token_id
     if start is None:
-        start = model.config.pad_token_id
-    return LoadedModel(model, tok, fam, str(name_or_path), int(start) if start is not None else None)
+        start = config.pad_token_id
+    name = name_or_path or getattr(config, "_name_or_path", "") or type(model).__name__
+    return LoadedModel(model, tokenizer, fam, name, int(start) if start is not None else None)
 
 
 def _looks_local(name_or_path: str) -> bool:

@@ -7,8 +7,16 @@
             loss = label_smoothed_ce(model(batch).logits, batch.labels) / accumulation
             backward(loss)
         clip(max_grad_norm); optimizer.step(); scheduler.step()
+        every log_every: metrics.jsonl row (+ a log line with --no-progress)
         every eval_every: dev BLEU/chrF by generation -> best adapter, early stopping
         every save_every: atomic checkpoint (resumable with the same data order)
+    (before step 1, with train.eval_at_start: the dev score of step 0, where curves start)
+
+Throughput is counted in real tokens: source tokens under the attention mask plus target
+tokens that are not -100 (padding excluded), over training time only (dev evaluation and
+checkpoints excluded), summed over processes. metrics.jsonl gives each row's window
+(`tokens_per_s`), the last `SMOOTHING_WINDOWS` windows together (`tokens_per_s_smoothed`)
+and the run so far (`tokens_per_s_mean`).
 
 A non-finite loss stops the run with a `TrainingError` before anything of that step is saved,
 so the last checkpoint and `best/` stay the last good ones; weights are checked to be finite
@@ -20,7 +28,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +42,6 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torch import nn
-from tqdm.auto import tqdm
 
 from mtadapt.augment.noise import training_noiser
 from mtadapt.config import RunConfig, config_to_dict
@@ -45,6 +56,7 @@ from mtadapt.methods.base import adapter_names, freeze_base
 from mtadapt.methods.language_adapters import add_language_adapters, add_shared_adapter
 from mtadapt.methods.registry import config_from_dict as method_config_from_dict
 from mtadapt.models.loading import LoadedModel
+from mtadapt.progress import Progress, ProgressMode, eta_seconds, format_duration, progress_mode
 from mtadapt.runs import load_base
 from mtadapt.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from mtadapt.train.schedule import build_scheduler
@@ -60,7 +72,8 @@ class TrainResult:
         final_adapter: Method weights after the last step (`run_dir/final`).
         best_adapter: Weights at the best dev score (`run_dir/best`), when evaluated.
         best_metric: That score.
-        dev_history: Every dev evaluation ({"step", "bleu", "chrf"}).
+        dev_history: Every dev evaluation ({"step", "bleu", "chrf", "loss"}), from step 0
+            (before training) unless `train.eval_at_start` is off.
         train_seconds: Wall time of the optimisation steps (excluding loading, dev evaluation,
             checkpoints and the final save).
         tokens_per_second: Real (non-pad) source+target tokens per second of training.
@@ -211,14 +224,41 @@ def _write_run_files(run_dir: Path, config: RunConfig, task: TaskData) -> None:
         print(f"dev data{' ' + name if task.multi_pair else ''}: {summary}")
 
 
-def train(config: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+SMOOTHING_WINDOWS = 5
+"""Log windows (of `train.log_every` steps each) in `tokens_per_s_smoothed`."""
+
+
+def _dev_scores(model: nn.Module, task: TaskData, config: RunConfig, main: bool) -> dict[str, float]:
+    """Dev scores computed on the main process and shared with every process."""
+    from accelerate.utils import broadcast_object_list
+
+    scores = [evaluate_task(model, task, config) if main else None]  # per direction + macro average
+    broadcast_object_list(scores)
+    return scores[0]
+
+
+def _dev_line(step: int, scores: dict[str, float]) -> str:
+    return f"step {step}: dev BLEU {scores['bleu']:.2f} chrF {scores['chrf']:.2f}"
+
+
+def log_line(row: dict[str, Any], max_steps: int, eta: float | None) -> str:
+    """The --no-progress line of a metrics row:
+    ``step 20/300 | loss 3.214 | lr 2.00e-04 | 1,020 tokens/s (mean 985) | ETA 3m20s``."""
+    left = f" | ETA {format_duration(eta)}" if eta is not None and row["step"] < max_steps else ""
+    return (f"step {row['step']}/{max_steps} | loss {row['loss']:.3f} | lr {row['lr']:.2e} | "
+            f"{row['tokens_per_s_smoothed']:,.0f} tokens/s (mean {row['tokens_per_s_mean']:,.0f}){left}")
+
+
+def train(config: RunConfig, resume: bool = False, progress: bool | ProgressMode = True) -> TrainResult:
     """Fine-tune `config.model` with `config.method` on `config.data` (one direction or
     several: `data.pairs`; either way a `TaskData`).
 
     Args:
         resume: Continue from the run folder's latest checkpoint (same data order) instead
             of starting over. Without a checkpoint it starts from scratch.
-        progress: Show a progress bar (step, loss, tokens/s, ETA).
+        progress: A progress bar (True / "bar": step, loss, tokens/s, ETA), a line per
+            `train.log_every` steps on stderr ("log": the CLI's --no-progress), or neither
+            (False / "off"). Dev scores are printed in every mode.
 
     Raises:
         FileExistsError: the run folder holds a previous run and `resume` is False.
@@ -229,7 +269,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         DataError: no training pair left, or an empty dev set.
     """
     from accelerate import Accelerator
-    from accelerate.utils import broadcast_object_list, set_seed
+    from accelerate.utils import set_seed
 
     t = config.train
     run_dir = Path(t.output_dir)
@@ -274,14 +314,23 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
         log.write({"step": 0, **{f"sampling_p/{k}": v for k, v in summary["sampling_p"].items()},
                    **{f"train_examples/{k}": v for k, v in summary["train_examples"].items()}})
     higher_better = t.metric != "loss"
+    mode = progress_mode(progress) if main else "off"
+    if step == 0 and t.eval_at_start and task.has_dev:  # where every dev curve starts: the base
+        scores = _dev_scores(unwrapped, task, config, main)
+        state["dev_history"].append({"step": 0, **scores})
+        log.write({"step": 0, **{f"dev_{k}": v for k, v in scores.items()}})
+        if main:
+            print(_dev_line(0, scores) + " (before training)", flush=True)
 
     noiser = training_noiser(config.data, train_pairs)  # data.noise; None when unset
     stream = _batch_stream(task, config, state["epoch"], state["batch_in_epoch"], accelerator.process_index, accelerator.num_processes)
     model.train()
-    bar = tqdm(total=t.max_steps, initial=step, desc="train", disable=not (progress and main), unit="step")
+    bar = Progress(t.max_steps, "train", unit="step", mode="bar" if mode == "bar" else "off", initial=step)
     # window_steps: steps since the last log row; after a resume off a log boundary it is not
     # step % log_every, and dividing by that would misreport the mean loss.
     window_loss, window_tokens, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
+    recent: deque[tuple[int, float]] = deque(maxlen=SMOOTHING_WINDOWS)  # (tokens, seconds) per window
+    session_start, session_first_step = time.perf_counter(), step  # ETA: this process's wall clock per step
     stopped_early = False
     while step < t.max_steps and not stopped_early:
         for _ in range(t.grad_accumulation):
@@ -319,17 +368,22 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
             elapsed = time.perf_counter() - window_start
             state["tokens"] += window_tokens
             state["seconds"] += elapsed
-            row = {"step": step, "loss": window_loss / window_steps, "lr": scheduler.get_last_lr()[0], "tokens_per_s": window_tokens / max(elapsed, 1e-9), "epoch": epoch}
+            recent.append((window_tokens, elapsed))
+            row = {"step": step, "loss": window_loss / window_steps, "lr": scheduler.get_last_lr()[0],
+                   "tokens_per_s": window_tokens / max(elapsed, 1e-9),
+                   "tokens_per_s_smoothed": sum(n for n, _ in recent) / max(sum(s for _, s in recent), 1e-9),
+                   "tokens_per_s_mean": state["tokens"] / max(state["seconds"], 1e-9), "epoch": epoch}
             if task.multi_pair:
                 row.update({f"seen/{k}": v for k, v in state["pairs_seen"].items()})
             log.write(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
+            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s_smoothed']:.0f}")
+            if mode == "log":
+                eta = eta_seconds(step - session_first_step, t.max_steps - session_first_step, time.perf_counter() - session_start)
+                print(log_line(row, t.max_steps, eta), file=sys.stderr, flush=True)
             window_loss, window_tokens, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
         pause_start = time.perf_counter()  # evaluation and checkpoints are not training time
         if task.has_dev and ((t.eval_every and step % t.eval_every == 0) or step == t.max_steps):
-            scores = [evaluate_task(unwrapped, task, config) if main else None]  # per direction + macro average
-            broadcast_object_list(scores)
-            scores = scores[0]
+            scores = _dev_scores(unwrapped, task, config, main)
             model.train()
             value = scores[t.metric]
             state["dev_history"].append({"step": step, **scores})
@@ -344,7 +398,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Tra
                 state["bad_evals"] += 1
                 stopped_early = t.early_stopping_patience > 0 and state["bad_evals"] >= t.early_stopping_patience
             if main:
-                bar.write(f"step {step}: dev BLEU {scores['bleu']:.2f} chrF {scores['chrf']:.2f}" + (" (best)" if improved else ""))
+                bar.write(_dev_line(step, scores) + (" (best)" if improved else ""), file=sys.stdout)
         if main and ((t.save_every and step % t.save_every == 0) or step == t.max_steps or stopped_early):
             _check_finite_weights(params, step, run_dir, f"checkpoint step-{step:06d}")
             save_checkpoint(run_dir, step, unwrapped, optimizer, scheduler, state, keep=t.keep_checkpoints)
