@@ -39,7 +39,7 @@ def tiny(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def text():
-    from mtadapt.data.toy import toy_corpus_dir
+    from mtadapt.toy import toy_corpus_dir
 
     toy = list(iter_lines(toy_corpus_dir() / "train.en"))[:12]
     # an empty line (skipped by back-translation) and a line holding U+2028 (one line, not two)
@@ -53,7 +53,7 @@ def test_lines_split_on_newline_only(tmp_path):
     assert list(iter_lines(tmp_path / "f.txt")) == ["one\u2028still one", "two\x0c", "", "last"]
     assert list(iter_stream_lines(io.StringIO("a\u2028b\nc\n"))) == ["a\u2028b", "c"]
     (tmp_path / "bad.txt").write_bytes(b"ok\n\xff\n")
-    with pytest.raises(ValueError, match=r"bad.txt:1: invalid UTF-8"):
+    with pytest.raises(ValueError, match=r"bad.txt:2: invalid UTF-8"):
         list(iter_lines(tmp_path / "bad.txt"))
 
 
