@@ -27,12 +27,13 @@ setup: $(STAMP)
 # The quickstart: Bergamot tiny pt->en adapted to Bible English with every method on one
 # budget (recipes/quickstart.yaml); prints the measured table, writes runs/quickstart/report.{md,html}.
 # Resumable: a second `make run` skips finished cells (and continues a killed one).
-# One intra-op thread by default: on a shared, busy machine two OpenMP threads measured 10-18 s
-# per step against 1.4-1.9 s with one (threads spin-wait for each other); RUN_THREADS=2 on a
-# quiet 2-core machine.
-RUN_THREADS ?= 1
+# Threads: torch's own choice (one intra-op thread per physical core) unless RUN_THREADS is
+# given, e.g. `make run RUN_THREADS=1` on a machine that other jobs keep busy (there OpenMP
+# threads spin-wait for each other: 10-18 s per step with two against 1.4-1.9 s with one,
+# measured on the shared 2-core VM under load 4-9).
+RUN_THREADS ?=
 run: $(STAMP)
-	OMP_NUM_THREADS=$(RUN_THREADS) $(VENV)/bin/mtadapt compare recipes/quickstart.yaml
+	$(if $(RUN_THREADS),OMP_NUM_THREADS=$(RUN_THREADS) )$(VENV)/bin/mtadapt compare recipes/quickstart.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest

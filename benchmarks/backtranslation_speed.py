@@ -22,7 +22,7 @@ With `--dtype bfloat16` (or float16) it then times the batched path once more wi
 in that precision (`mtadapt augment backtranslate --dtype`) and counts the outputs that
 differ from float32's.
 
-    .venv/bin/python benchmarks/backtranslation_speed.py [--sentences 200] [--batch-size 32] [--beams 1] [--threads 2]
+    .venv/bin/python benchmarks/backtranslation_speed.py [--sentences 200] [--batch-size 32] [--beams 1] [--threads N]
                                                          [--device cpu|cuda] [--dtype bfloat16|float16]
 """
 
@@ -97,12 +97,13 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--beams", type=int, default=1, help="1 = greedy (Marian's decoder config), >1 = beam search")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default, the physical cores)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["bfloat16", "float16"], help="also time the batched path in this precision")
     parser.add_argument("--skip", type=int, default=0, help="start after this many verses (Genesis 1:1 = 0)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
     verses = bible_verses("4", args.sentences, args.skip)

@@ -6,7 +6,7 @@ real (non-pad) source+target tokens per second of forward+backward through a tin
 seq2seq model built from a config, on CPU; batches of the two methods are interleaved so
 both see the same machine state.
 
-    .venv/bin/python benchmarks/bucketing.py [--examples 1200] [--threads 1] [--max-tokens 1024]
+    .venv/bin/python benchmarks/bucketing.py [--examples 1200] [--threads N] [--max-tokens 1024]
 """
 
 from __future__ import annotations
@@ -61,9 +61,10 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=1200)
     parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
-    # One thread by default: on a small shared machine, several threads per process
-    # oversubscribe the cores and step times swing by 2x, drowning the comparison.
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    # torch's default (the physical cores) unless told; on a small shared machine pass
+    # --threads 1: several threads per process oversubscribe the cores and step times swing
+    # by 2x, drowning the comparison.
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

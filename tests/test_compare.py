@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from mtadapt.compare.grid import load_compare_recipe
-from mtadapt.compare.report import COLUMNS
+from mtadapt.compare.report import COLUMNS, verdict
 from mtadapt.config import ConfigError
 from mtadapt.models.loading import load_model
 from mtadapt.train.loop import apply_method
@@ -115,8 +115,29 @@ def test_report_shows_the_numbers_of_results_jsonl(killed_and_resumed):
     assert vs["reference"] == "baseline" and 0 <= vs["BLEU"]["p_value"] <= 1
     assert vs["BLEU"]["delta"] == pytest.approx(rows["lora"]["scores"]["BLEU"]["score"] - rows["baseline"]["scores"]["BLEU"]["score"], abs=1e-6)
     assert table["lora"]["ΔBLEU vs base (p)"] == f"{vs['BLEU']['delta']:+.2f} (p={vs['BLEU']['p_value']:.3f})"
+    assert table["lora"]["verdict"] == verdict(rows["lora"]) and table["baseline"]["verdict"] == verdict(rows["baseline"])
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "<td>lora</td>" in page
+
+
+def _row(method: str, vs_base: tuple[float, float] | None, vs_full: tuple[float, float] | None = None) -> dict:
+    row = {"name": method, "method": method, "status": "done"}
+    for key, pair in (("vs_baseline", vs_base), ("vs_full", vs_full)):
+        if pair is not None:
+            row[key] = {"BLEU": {"delta": pair[0], "p_value": pair[1]}}
+    return row
+
+
+def test_verdict_reads_the_paired_tests():
+    assert verdict(_row("full", (2.314, 0.001))) == "better than the untuned model (+2.31 BLEU, p=0.001)"
+    assert verdict(_row("lora", (1.9, 0.004), (-0.41, 0.2))) == (
+        "better than the untuned model (+1.90 BLEU, p=0.004); level with full (-0.41, p=0.200)")
+    assert verdict(_row("prefix", (-9.9, 0.001), (-12.2, 0.001))) == (
+        "worse than the untuned model (-9.90 BLEU, p=0.001); below full by 12.20 (p=0.001)")
+    assert verdict(_row("houlsby", (0.3, 0.05))).startswith("no significant change from the untuned model (+0.30 BLEU, p=0.050)")
+    assert verdict(_row("none", None)) == "the untuned model: the reference"
+    assert verdict({"name": "x", "method": "bitfit", "status": "unsupported"}) == "not measured (unsupported)"
+    assert verdict(_row("lora", None)) == "no untuned baseline in the grid to compare with"
 
 
 def test_recipe_errors_are_collected_per_cell(tmp_path):

@@ -584,3 +584,23 @@ def test_routed_mixed_batch_follows_dropped_rows(bergamot_pten):
                 alone = model.generate(one, torch.ones_like(one), num_beams=beams, max_new_tokens=40)
             got = [t for t in batch[i].tolist() if t != 0]
             assert got == [t for t in alone[0].tolist() if t != 0], (beams, i)
+
+
+def test_default_training_loss_is_unsmoothed_cross_entropy(bergamot_pten) -> None:
+    """The trainer's default loss is the student's plain cross-entropy. Label smoothing 0.1
+    would add over a nat per token to this peaked, distilled student (2.4 on the quickstart's
+    first batches): a term whose gradient first flattens the output distribution over the
+    whole vocabulary, so that greedy outputs ramble (docs/results.md, the dev curves)."""
+    from mtadapt.config import TrainConfig
+    from mtadapt.train.loop import label_smoothed_loss
+
+    model, tokenizer = bergamot_pten
+    src, tgt = bible_pairs(8)
+    ids, mask = tokenizer.pad(tokenizer.encode(src))
+    labels, _ = tokenizer.pad(tokenizer.encode(tgt), pad_value=-100)
+    with torch.no_grad():
+        out = model(ids, mask, labels=labels)
+    default = label_smoothed_loss(out.logits, labels, TrainConfig().label_smoothing)
+    assert torch.allclose(default, out.loss, atol=1e-5), (float(default), float(out.loss))
+    smoothed = label_smoothed_loss(out.logits, labels, 0.1)
+    assert float(smoothed - out.loss) > 1.0, (float(smoothed), float(out.loss))

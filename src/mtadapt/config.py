@@ -197,7 +197,12 @@ class TrainConfig:
         schedule: Decay after warm-up.
         grad_accumulation: Micro-batches per optimizer step.
         max_grad_norm: Clip the gradient norm (0 = off).
-        label_smoothing: Label smoothing of the cross-entropy.
+        label_smoothing: Label smoothing of the cross-entropy. Off by default: the models
+            mtadapt adapts are trained already, and a distilled student (the Bergamot
+            models) is so peaked that smoothing 0.1 adds about 2.4 nats to its loss; the
+            first steps then flatten the output distribution over the whole vocabulary
+            and greedy outputs ramble and repeat (dev BLEU 32.2 -> 9.9 after 10 LoRA
+            steps, 26.7 without smoothing; benchmarks/dev_curve_start.py, docs/results.md).
         mixed_precision: "bf16" autocast where the hardware supports it, else "no".
         seed: Seeds model init of new parameters, data order and dropout.
         log_every: Steps between metrics rows (and, with --no-progress, log lines).
@@ -219,7 +224,7 @@ class TrainConfig:
     schedule: Literal["linear", "inverse_sqrt", "constant"] = "linear"
     grad_accumulation: int = 1
     max_grad_norm: float = 1.0
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.0
     mixed_precision: Literal["no", "bf16"] = "no"
     seed: int = 0
     log_every: int = 10

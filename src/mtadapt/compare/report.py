@@ -21,8 +21,9 @@ from mtadapt.io import atomic_write_bytes, atomic_write_lines, atomic_write_text
 
 COLUMNS = [
     "cell", "method", "settings", "trainable", "trainable %", "adapter file", "peak RSS", "train time", "tokens/s",
-    "test BLEU [95% CI]", "test chrF [95% CI]", "ΔBLEU vs base (p)", "ΔBLEU vs full (p)",
+    "test BLEU [95% CI]", "test chrF [95% CI]", "ΔBLEU vs base (p)", "ΔBLEU vs full (p)", "verdict",
 ]
+SIGNIFICANCE = 0.05  # p below this counts as a difference in the verdicts
 
 
 def _settings_text(settings: dict[str, Any]) -> str:
@@ -52,13 +53,39 @@ def _delta_text(comparison: dict[str, Any] | None) -> str:
     return f"{b['delta']:+.2f} (p={b['p_value']:.3f})"
 
 
+def verdict(row: dict[str, Any], alpha: float = SIGNIFICANCE) -> str:
+    """One line saying what the cell did, from its paired tests (BLEU) alone:
+
+        p < alpha and delta > 0 -> "better than the untuned model (+2.31 BLEU, p=0.001)"
+        p < alpha and delta < 0 -> "worse than ..."      otherwise -> "no significant change ..."
+        then, for cells other than `full`: "; level with full (p=...)" or "; below/above full by ..."
+    """
+    if row.get("status") != "done":
+        return f"not measured ({row.get('status')})"
+    if row["method"] == "none":
+        return "the untuned model: the reference"
+    vs = row.get("vs_baseline")
+    if not vs:
+        return "no untuned baseline in the grid to compare with"
+    delta, p = vs["BLEU"]["delta"], vs["BLEU"]["p_value"]
+    if p < alpha:
+        text = f"{'better' if delta > 0 else 'worse'} than the untuned model ({delta:+.2f} BLEU, p={p:.3f})"
+    else:
+        text = f"no significant change from the untuned model ({delta:+.2f} BLEU, p={p:.3f})"
+    full = row.get("vs_full")
+    if full and row["method"] != "full":
+        d, pf = full["BLEU"]["delta"], full["BLEU"]["p_value"]
+        text += f"; {'above' if d > 0 else 'below'} full by {abs(d):.2f} (p={pf:.3f})" if pf < alpha else f"; level with full ({d:+.2f}, p={pf:.3f})"
+    return text
+
+
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     """One list of cell texts per row, in `COLUMNS` order."""
     out = []
     for r in rows:
         if r.get("status") != "done":
             out.append([r["name"], r["method"], _settings_text(r.get("settings", {})), f"{r.get('status')}: {r.get('reason', '')}"]
-                       + ["-"] * (len(COLUMNS) - 4))
+                       + ["-"] * (len(COLUMNS) - 5) + [verdict(r)])
             continue
         memory = f"{r['peak_rss_mb']:.0f} MB" + (f" (GPU {r['peak_gpu_mb']:.0f} MB)" if r.get("peak_gpu_mb") else "")
         out.append([
@@ -67,7 +94,7 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
             f"{r['train_seconds']:.0f} s" if r["steps"] else "-",
             f"{r['tokens_per_second']:.0f}" if r.get("tokens_per_second") else "-",
             _score_text(r["scores"]["BLEU"]), _score_text(r["scores"]["chrF"]),
-            _delta_text(r.get("vs_baseline")), _delta_text(r.get("vs_full")),
+            _delta_text(r.get("vs_baseline")), _delta_text(r.get("vs_full")), verdict(r),
         ])
     return out
 
