@@ -202,8 +202,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         from mtadapt.methods.base import adapter_names
         from mtadapt.methods.merge import merged_model
 
+        from mtadapt.models.marian_native.convert import save_marian_npz
+
         model = merged_model(loaded.model, copy_model=False) if adapter_names(loaded.model) else loaded.model
-        model.save_npz(args.out)
+        save_marian_npz(model, args.out)
     print(f"exported to {args.out}")
     return 0
 
