@@ -42,18 +42,24 @@ class ShortlistOutput:
             allowed[b, np.searchsorted(union, c)] = True
         self.ids = torch.from_numpy(union).to(device)  # (U,)
         self.allowed = torch.from_numpy(allowed).to(device)  # (B, U)
+        # int8 models (`int8.to_int8`) score the same rows with their int8 output layer
+        self.int8 = getattr(model, "int8_output", None)
+        self.packed = None if self.int8 is None else self.int8.rows(self.ids)
         self.weight = model.model.shared.weight.index_select(0, self.ids)  # (U, D)
         self.bias = model.final_logits_bias[0].index_select(0, self.ids)  # (U,)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden (B, J, D) -> (B, J, U) logits over the candidates."""
-        scores = F.linear(hidden, self.weight, self.bias)
+        if self.int8 is not None:
+            scores = self.int8.logits(hidden, self.packed).to(hidden.dtype)
+        else:
+            scores = F.linear(hidden, self.weight, self.bias)
         return scores.masked_fill(~self.allowed[:, None, :], float("-inf"))
 
     def select(self, rows: torch.Tensor) -> "ShortlistOutput":
         """Keep sentences `rows` (N,) (greedy drops finished sentences); weights are shared."""
         kept = object.__new__(ShortlistOutput)
-        kept.ids, kept.weight, kept.bias = self.ids, self.weight, self.bias
+        kept.ids, kept.weight, kept.bias, kept.int8, kept.packed = self.ids, self.weight, self.bias, self.int8, self.packed
         kept.allowed = self.allowed.index_select(0, rows)
         return kept
 
@@ -87,6 +93,12 @@ class SamplingOptions:
             drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)  # back to column order
             logits = logits.masked_fill(drop, float("-inf"))
         return torch.multinomial(logits.softmax(-1), 1)[:, 0]
+
+
+def _logits(model: MarianNativeModel, hidden: torch.Tensor) -> torch.Tensor:
+    """Full-vocabulary logits (..., V): the int8 output layer when the model has one."""
+    int8 = getattr(model, "int8_output", None)
+    return model.logits(hidden) if int8 is None else int8.logits(hidden).to(hidden.dtype)
 
 
 def _length_caps(attention_mask: torch.Tensor, max_new_tokens: int | None, factor: float) -> torch.Tensor:
@@ -126,7 +138,7 @@ def greedy_search(
     steps = 0
     for t in range(out.shape[1]):
         hidden = model.decode_step_hidden(previous, t, cache, enc_mask)  # (b, D)
-        logits = model.logits(hidden) if output is None else output.logits(hidden[:, None])[:, 0]  # (b, V or U)
+        logits = _logits(model, hidden) if output is None else output.logits(hidden[:, None])[:, 0]  # (b, V or U)
         choice = logits.argmax(dim=-1) if sampling is None else sampling.choose(logits)  # (b,)
         next_ids = choice if output is None else output.ids[choice]
         out[active, t] = next_ids
@@ -205,7 +217,7 @@ def beam_search(
     for t in range(max(caps)):
         n = len(live)
         hidden = model.decode_step_hidden(previous, t, cache, enc_mask).view(n, k, -1)  # (n, K, D)
-        logits = model.logits(hidden) if output is None else output.logits(hidden)  # (n, K, V or C)
+        logits = _logits(model, hidden) if output is None else output.logits(hidden)  # (n, K, V or C)
         logp = F.log_softmax(logits.float(), dim=-1)
         vocab = logp.shape[-1]
         candidates = (beam_scores[:, :, None] + logp).view(n, k * vocab)
