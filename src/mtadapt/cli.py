@@ -71,8 +71,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
 
 def _add_dtype_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=INFERENCE_DTYPES,
-                   help="the model's precision while generating (default: as loaded; bfloat16/float16 are "
-                        "faster on GPUs and change some outputs)")
+                   help="precision while generating (default: bfloat16 where the device has it natively, else "
+                        "float32; a precision the device would emulate draws a warning). int8: Marian-native "
+                        "models with their shipped int8 weights, on the CPU")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

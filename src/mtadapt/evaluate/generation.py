@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 from mtadapt.models.languages import PairCodec
 
 
-# precisions a model may be cast to for generation (runs.place_for_inference, the CLI's --dtype)
-INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
+# precisions a model may run in for generation (runs.place_for_inference, the CLI's --dtype);
+# int8: Marian-native models only, with their shipped int8 weights (models.marian_native.int8)
+INFERENCE_DTYPES = ("float32", "bfloat16", "float16", "int8")
 
 
 @dataclass
