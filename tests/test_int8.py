@@ -148,3 +148,21 @@ def test_place_for_inference_warns_for_an_emulated_dtype(monkeypatch) -> None:
     with pytest.warns(UserWarning, match="--dtype bfloat16 has no hardware support"):
         assert place_for_inference(layer, "bfloat16") == "bfloat16"
     assert place_for_inference(torch.nn.Linear(2, 2)) == "float32"  # the default here
+
+
+@needs_models
+def test_backtranslate_int8_enters_the_fingerprint(tmp_path) -> None:
+    import json
+
+    from mtadapt.augment import backtranslate as bt
+
+    source = tmp_path / "mono.en"
+    source.write_text("In the beginning God created the heavens and the earth.\nAnd there was light.\n", encoding="utf-8")
+    config = bt.BacktranslationConfig(mode="greedy")
+    report = bt.backtranslate_file(source, tmp_path / "bt.tsv", None, config, model="bergamot:en-pt",
+                                   work_dir=tmp_path / "w", dtype="int8")
+    assert report.kept == 2
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["fingerprint"]["model"]["dtype"] == "int8"
+    first = (tmp_path / "bt.tsv").read_text(encoding="utf-8").split("\n")[0].split("\t")
+    assert first[1].startswith("In the beginning") and "Deus" in first[0]
