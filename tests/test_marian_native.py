@@ -544,3 +544,22 @@ def test_bergamot_lora_lowers_loss(bergamot_pten) -> None:
     losses = _train(model, [p for p in model.parameters() if p.requires_grad], ids, mask, labels, steps=4, lr=1e-3)
     assert losses[-1] < losses[0], losses
 
+
+
+def test_marian_native_modules_import_one_way() -> None:
+    """Each module imports only modules below it (lazy imports inside functions included):
+    model.py knows nothing of loading, conversion or generation."""
+    import ast
+
+    import mtadapt.models.marian_native as package
+
+    order = ["binary", "model", "convert", "tokenizer", "bergamot", "load", "generate", "int8", "export", "engines"]
+    folder = Path(package.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__") == sorted(order)
+    for position, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text(encoding="utf-8"))
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+        assert imported <= set(order[:position]), (name, imported - set(order[:position]))
+    model_tree = ast.parse((folder / "model.py").read_text(encoding="utf-8"))
+    names = {node.module for node in ast.walk(model_tree) if isinstance(node, ast.ImportFrom)}
+    assert names == {"__future__", "dataclasses", "typing", "torch", "transformers.modeling_outputs", "binary"}
