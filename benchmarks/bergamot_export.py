@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--verses", type=int, default=500)
     parser.add_argument("--calibration", nargs="+", default=["relative", "absolute"])
     parser.add_argument("--calibration-lines", type=int, default=200)
+    parser.add_argument("--calibration-text", help="for --model: calibration sources (default: the Bible train split)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     model_name = args.model or read_run_config(args.run).model.name_or_path
@@ -59,21 +60,26 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {describe_cpu()}; "
           f"load {os.getloadavg()[0]:.1f}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"{model_name} {'run ' + args.run if args.run else 'untuned'}; {len(sources)} held-out verses bible:{pair}:test")
+    calibration_text = args.calibration_text
+    if calibration_text is None and not args.run:
+        train_config, _ = bible.parse_corpus_path(f"bible:{pair}:train")
+        calibration_text = bible.write_splits(train_config)["train"][0]
     loaded, codec = open_for_inference(run=args.run, model=args.model)
     outputs = {"float32 (mtadapt)": translate(loaded.model, codec, sources, GenerationConfig(batch_size=32))}
     with tempfile.TemporaryDirectory(prefix="mtadapt-export-bench-") as tmp:
         for mode in args.calibration:
             start = time.perf_counter()
             path = export_bergamot_folder(Path(tmp) / mode, run=args.run, model=args.model if not args.run else None,
-                                          calibration=mode, calibration_lines=args.calibration_lines)
+                                          calibration=mode, calibration_lines=args.calibration_lines,
+                                          calibration_file=None if args.run else calibration_text)
             print(f"export ({mode} calibration): {time.perf_counter() - start:.1f} s -> {path.name}")
             outputs[f"int8 {mode} (bergamot)"] = translate_with_bergamot(path.parent, sources).translations
         npz = Path(tmp) / "npz"
         npz.mkdir()
         from mtadapt.cli import main as cli
 
-        code = pair.replace("-", "")
         files = loaded.model.marian_files
+        code = files.model.name.split(".")[1]
         cli(["export", "--format", "npz", *(["--run", args.run] if args.run else ["--model", args.model]),
              "--out", str(npz / f"model.{code}.npz")])
         for item in (files.vocab, files.shortlist):
