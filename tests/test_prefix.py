@@ -8,6 +8,7 @@ from transformers import M2M100Config, M2M100ForConditionalGeneration, MBartConf
 from transformers import T5Config, T5ForConditionalGeneration
 
 from mtadapt.methods import base
+from mtadapt.models.marian_native.generate import generate as native_generate
 from mtadapt.methods.prefix import (
     PrefixConfig,
     PrefixSite,
@@ -371,7 +372,7 @@ def test_marian_native_prefix(decoder_type: str) -> None:
             alone = model(input_ids=ids[i : i + 1, :n], attention_mask=mask[i : i + 1, :n], labels=labels[i : i + 1])
             torch.testing.assert_close(out[i : i + 1], alone.logits, rtol=1e-9, atol=1e-9)
         # cached greedy decoding == recomputing the whole decoder each step
-        greedy = model.generate(ids, mask, num_beams=1, max_new_tokens=5)
+        greedy = native_generate(model, ids, mask, num_beams=1, max_new_tokens=5)
         seq = torch.zeros(3, 1, dtype=torch.long)  # position 0 is the start position
         for _ in range(greedy.shape[1]):
             logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=seq).logits
@@ -380,10 +381,10 @@ def test_marian_native_prefix(decoder_type: str) -> None:
             stop = (greedy[r] == 0).nonzero()
             n = int(stop[0, 0]) + 1 if len(stop) else greedy.shape[1]
             assert torch.equal(greedy[r, :n], seq[r, 1 : n + 1])
-        beam = model.generate(ids, mask, num_beams=3, max_new_tokens=5)
+        beam = native_generate(model, ids, mask, num_beams=3, max_new_tokens=5)
         for i in range(3):
             n = int(mask[i].sum())
-            alone = model.generate(ids[i : i + 1, :n], mask[i : i + 1, :n], num_beams=3, max_new_tokens=5)
+            alone = native_generate(model, ids[i : i + 1, :n], mask[i : i + 1, :n], num_beams=3, max_new_tokens=5)
             assert torch.equal(beam[i, : alone.shape[1]], alone[0])
     # per-row masks are not expressible through prefix_provider: base rows are refused
     with pytest.raises(NotImplementedError, match="same prefix length"):

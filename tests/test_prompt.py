@@ -7,6 +7,7 @@ import torch
 from transformers import MarianConfig, MarianMTModel
 
 from mtadapt.methods import base
+from mtadapt.models.marian_native.generate import generate as native_generate
 from mtadapt.methods.prompt import PromptConfig, SoftPrompt, apply, layout_rows, token_embeddings
 from mtadapt.models.targets import BART_LIKE, T5
 
@@ -256,9 +257,9 @@ def test_marian_native_prompt_matches_plain_reference_and_generates(placement) -
         names = ["short", "__base__", "default"]
         for num_beams in (3, 1):  # beam search and greedy
             with base.routing(model, names):
-                mixed = model.generate(ids, mask, num_beams=num_beams, max_new_tokens=5)
+                mixed = native_generate(model, ids, mask, num_beams=num_beams, max_new_tokens=5)
             for i, name in enumerate(names):
                 base.set_active_adapters(model, [] if name == "__base__" else [name])
                 n = int(mask[i].sum())
-                alone = model.generate(ids[i : i + 1, :n], mask[i : i + 1, :n], num_beams=num_beams, max_new_tokens=5)
+                alone = native_generate(model, ids[i : i + 1, :n], mask[i : i + 1, :n], num_beams=num_beams, max_new_tokens=5)
                 assert torch.equal(mixed[i, : alone.shape[1]], alone[0])

@@ -4,8 +4,8 @@
   laid out like the repository root (`recipes/` and `src/` linked in, `runs/` and outputs
   written there). Only training is shortened: `train` lines get a few steps appended as
   overrides (the last value of a key wins). The quickstart `compare` line (shortened the
-  same way) and bfloat16 back-translation (emulated on CPUs without AVX-512: about 25 s)
-  run under `-m slow`.
+  same way) and the int8 back-translation with the real Bergamot en->pt model run under
+  `-m slow`.
 * "Python API": the python block is executed; every line it prints must equal the comment
   line written under the statement that prints it.
 """
@@ -62,7 +62,7 @@ def cli_commands() -> list[list[str]]:
 
 
 def is_slow(argv: list[str]) -> bool:
-    return argv[0] == "compare" or "bfloat16" in argv
+    return argv[0] == "compare" or "--dtype" in argv
 
 
 def shortened(argv: list[str], output_dir: Path) -> list[str]:

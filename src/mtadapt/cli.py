@@ -6,7 +6,7 @@
     mtadapt evaluate --ref FILE (--hyp FILE | --run DIR --src FILE) [--baseline FILE]
     mtadapt params (--arch NAME | --model M) --method lora --set rank=8
     mtadapt merge --model M --adapter DIR --out DIR
-    mtadapt export --format peft|npz --model M --adapter DIR --out DIR
+    mtadapt export --format peft|npz|bergamot (--run DIR | --model M --adapter DIR) --out DIR
     mtadapt augment noise --input F --output F [--word-dropout P ...]
     mtadapt augment backtranslate --model M --input F --output F.tsv [--mode sample ...]
     mtadapt augment mix --real S T --synthetic S T --output-src S --output-tgt T
@@ -106,8 +106,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
 
 def _add_dtype_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=INFERENCE_DTYPES,
-                   help="the model's precision while generating (default: as loaded; bfloat16/float16 are "
-                        "faster on GPUs and change some outputs)")
+                   help="precision while generating (default: bfloat16 where the device has it natively, else "
+                        "float32; a precision the device would emulate draws a warning). int8: Marian-native "
+                        "models with their shipped int8 weights, on the CPU")
 
 
 def _add_stream_args(p: argparse.ArgumentParser, work_dir_note: str) -> None:
@@ -259,6 +260,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from mtadapt.runs import open_for_inference
 
+    if args.format == "bergamot":
+        from mtadapt.export import export_bergamot_folder
+
+        path = export_bergamot_folder(args.out, run=args.run, model=args.model, adapters=args.adapter,
+                                      calibration_file=args.calibration_text, calibration_lines=args.calibration_lines,
+                                      calibration=args.calibration)
+        print(f"exported to {path.parent} ({path.name})")
+        return 0
     loaded, _ = open_for_inference(model=args.model, adapters=args.adapter, run=args.run, src_lang=args.src_lang,
                                    tgt_lang=args.tgt_lang, with_codec=False)
     if args.format == "peft":
@@ -271,8 +280,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         from mtadapt.methods.base import adapter_names
         from mtadapt.methods.merge import merged_model
 
+        from mtadapt.models.marian_native.convert import save_marian_npz
+
         model = merged_model(loaded.model, copy_model=False) if adapter_names(loaded.model) else loaded.model
-        model.save_npz(args.out)
+        save_marian_npz(model, args.out)
     print(f"exported to {args.out}")
     return 0
 
@@ -423,10 +434,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("export", parents=[common], help="export an adapter to HF PEFT, or a Marian-native model to .npz")
+    p = sub.add_parser("export", parents=[common],
+                       help="export an adapter to HF PEFT, or a Marian-native model to .npz or a Bergamot int8 folder")
     _add_model_args(p)
-    p.add_argument("--format", choices=["peft", "npz"], required=True)
+    p.add_argument("--format", choices=["peft", "npz", "bergamot"], required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--calibration-text", help="bergamot: source sentences to calibrate the int8 activation "
+                                              "multipliers on (default: the run's training sources)")
+    p.add_argument("--calibration-lines", type=int, default=200, help="bergamot: sentences sampled for calibration")
+    p.add_argument("--calibration", choices=["auto", "relative", "absolute"], default="auto",
+                   help="bergamot: relative = the base's shipped multipliers corrected by the adaptation's change "
+                        "(auto when the base ships them); absolute = measured afresh, as Marian's calibration")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("augment", parents=[common], help="data augmentation: noise, back-translation, mixing")

@@ -97,22 +97,48 @@ def _adapter_folders(folder: Path) -> list[tuple[str | None, Path]]:
 
 def place_for_inference(model: nn.Module, dtype: str | None = None, device: torch.device | str | None = None) -> str:
     """Move `model` to `device`, else to the GPU when there is one (training gets it through
-    Accelerate; under torchrun each rank passes its own GPU) and,
-    with `dtype` (one of INFERENCE_DTYPES; None keeps the loaded precision), cast it for
-    generation: bfloat16/float16 run faster where the hardware has them and change some
-    outputs. Returns the precision the model now has, e.g. "float32".
+    Accelerate; under torchrun each rank passes its own GPU), and set its precision for
+    generation: `dtype` (one of INFERENCE_DTYPES), or None for the device's default
+    (`evaluate.precision`: bfloat16 where the hardware has it, else float32). bfloat16/float16
+    change some outputs; a precision the device would emulate draws a warning. "int8" runs a
+    Marian-native model's matrices and output layer in int8 on the CPU with the int8 weights
+    it shipped (`models.marian_native.int8`).
+    Returns the precision the model now runs in, e.g. "float32" or "int8".
 
     Raises:
-        ValueError: an unknown dtype (the message lists the valid ones).
+        ValueError: an unknown dtype (the message lists the valid ones), or int8 for a
+            model that is not Marian-native.
     """
+    import warnings
+
+    from mtadapt.evaluate.precision import default_inference_dtype, emulation_warning
+
     if dtype is not None and dtype not in INFERENCE_DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(INFERENCE_DTYPES)} (or None: as loaded)")
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(INFERENCE_DTYPES)} (or None: the device's default)")
+    if dtype == "int8":
+        from mtadapt.models.marian_native.int8 import to_int8
+        from mtadapt.models.marian_native.model import MarianNativeModel
+
+        if not isinstance(model, MarianNativeModel):
+            raise ValueError(f"--dtype int8 runs Marian-native (Bergamot) models; this is a {type(model).__name__} "
+                             f"(valid for it: {', '.join(d for d in INFERENCE_DTYPES if d != 'int8')})")
+        message = emulation_warning("int8", "cpu")
+        if message:
+            warnings.warn(message, stacklevel=2)
+        model.float()  # fbgemm's int8 kernels run on the CPU; the model stays there
+        to_int8(model)
+        return "int8"
     if device is not None:
         model.to(device)
     elif torch.cuda.is_available():
         model.cuda()
-    if dtype is not None:
-        model.to(getattr(torch, dtype))
+    device = next(model.parameters()).device
+    explicit = dtype is not None
+    dtype = dtype or default_inference_dtype(device)
+    message = emulation_warning(dtype, device) if explicit else None
+    if message:
+        warnings.warn(message, stacklevel=2)
+    model.to(getattr(torch, dtype))
     return str(next(model.parameters()).dtype).removeprefix("torch.")
 
 

@@ -106,8 +106,9 @@ class GenerationConfig:
 DEFAULT_WINDOW_LINES = 100_000
 """Lines that streamed translation and back-translation read, sort and shard at a time."""
 
-# precisions a model may be cast to for generation (runs.place_for_inference, the CLI's --dtype)
-INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
+# precisions a model may run in for generation (runs.place_for_inference, the CLI's --dtype);
+# int8: Marian-native models only, with their shipped int8 weights (models.marian_native.int8)
+INFERENCE_DTYPES = ("float32", "bfloat16", "float16", "int8")
 
 Direction = Literal["back", "forward"]
 Mode = Literal["greedy", "beam", "sample", "noised_beam"]

@@ -108,9 +108,11 @@ def generate_batch(
     )
     if config.do_sample:
         sampling.update(temperature=config.sampling_temperature, top_k=config.top_k or None, top_p=config.top_p)
-    if codec.family.native:  # mtadapt's Marian port: its own generate, no decoder prompt
-        out = model.generate(
-            input_ids, attention_mask, num_beams=config.num_beams, max_new_tokens=max_new,
+    if codec.family.native:  # mtadapt's Marian port: its own search, no decoder prompt
+        from mtadapt.models.marian_native.generate import generate
+
+        out = generate(
+            model, input_ids, attention_mask, num_beams=config.num_beams, max_new_tokens=max_new,
             length_penalty=config.length_penalty, **sampling,
         )
         prompt_len = 0

@@ -21,6 +21,31 @@ from mtadapt.methods.base import adapter_layers
 
 _MTADAPT_ATTRS = ("mtadapt_adapter_configs", "mtadapt_whole_model_method")
 
+# Why each non-LoRA adapter layer cannot become plain weights (full fine-tuning and BitFit
+# change the weights themselves, so they need no merge).
+_UNMERGEABLE = {
+    "BottleneckLinear": "bottleneck adapters (houlsby, pfeiffer) are nonlinear layers "
+                        "(down-projection, activation, up-projection) that a plain transformer does not have; "
+                        "no weight change reproduces them",
+    "PrefixSite": "prefix tuning adds learned key/value positions to every attention, which a plain "
+                  "transformer (and Marian's engine) has no place for",
+    "SoftPrompt": "prompt tuning prepends learned vectors to the encoder input, which a plain transformer "
+                  "(and Marian's engine) cannot take",
+}
+
+
+def merge_refusal(model: nn.Module) -> str | None:
+    """Why `model`'s adapters cannot be merged into its weights (one line), or None if they can."""
+    reasons: dict[str, list[str]] = {}
+    for name, layer in adapter_layers(model):
+        if not isinstance(layer, lora.LoraLinear):
+            kind = type(layer).__name__
+            reasons.setdefault(kind, []).append(name)
+    if not reasons:
+        return None
+    parts = [f"{_UNMERGEABLE.get(kind, kind + ' layers cannot be merged')} (e.g. {names[0]})" for kind, names in reasons.items()]
+    return "only LoRA adapters merge into weights: " + "; ".join(parts)
+
 
 def merged_model(model: nn.Module, adapter_names: Sequence[str] | None = None, copy_model: bool = True) -> nn.Module:
     """A plain model with LoRA adapters merged in (default: the active ones).
@@ -33,9 +58,9 @@ def merged_model(model: nn.Module, adapter_names: Sequence[str] | None = None, c
         ValueError: the merge would produce NaN/Inf (nothing is changed), or the model holds
             non-LoRA adapters (they cannot be merged into weights).
     """
-    others = [name for name, layer in adapter_layers(model) if not isinstance(layer, lora.LoraLinear)]
-    if others:
-        raise ValueError(f"only LoRA merges into weights; remove the other adapters first (e.g. {others[:3]})")
+    refusal = merge_refusal(model)
+    if refusal is not None:
+        raise ValueError(refusal)
     target = copy.deepcopy(model) if copy_model else model
     lora.merge_and_unload(target, adapter_names)
     for attr in _MTADAPT_ATTRS:

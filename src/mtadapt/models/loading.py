@@ -47,7 +47,14 @@ class LoadedModel:
 
 
 def _is_marian_native(name_or_path: str) -> bool:
-    return name_or_path.startswith("bergamot:") or name_or_path.endswith((".bin", ".npz"))
+    """A Bergamot spec, a Marian checkpoint file, or a Bergamot model folder (a Marian model
+    and a SentencePiece vocabulary, no transformers config.json)."""
+    if name_or_path.startswith("bergamot:") or name_or_path.endswith((".bin", ".npz")):
+        return True
+    folder = Path(name_or_path)
+    if not folder.is_dir() or (folder / "config.json").exists():
+        return False
+    return any(folder.glob("vocab.*.spm")) and (any(folder.glob("model.*.bin")) or any(folder.glob("model.*.npz")))
 
 
 def load_model(
@@ -84,17 +91,17 @@ def load_model(
     if family == "marian_native" or _is_marian_native(name_or_path):
         from mtadapt.models import marian_native
 
-        if name_or_path.startswith("bergamot:"):
-            model, tok = marian_native.load_bergamot(name_or_path, use_shortlist=shortlist)
-        else:
-            if not Path(name_or_path).is_file():
-                raise ModelError(f"Marian checkpoint {name_or_path} does not exist" + (" (it is a folder)" if Path(name_or_path).exists() else ""))
-            if tokenizer is None:
-                raise ValueError(
+        if not name_or_path.startswith("bergamot:"):
+            path = Path(name_or_path)
+            if not path.exists():
+                raise ModelError(f"Marian model {name_or_path} does not exist (a .bin/.npz file, a Bergamot model "
+                                 "folder, or bergamot:pt-en / bergamot:en-pt)")
+            if tokenizer is None and not path.is_dir():
+                raise ModelError(
                     f"{name_or_path}: a Marian checkpoint needs its SentencePiece vocabulary; "
                     "pass `model.tokenizer` (e.g. vocab.pten.spm)"
                 )
-            model, tok = marian_native.load_marian(name_or_path, tokenizer)
+        model, tok = marian_native.load_marian(name_or_path, tokenizer, shortlist=shortlist)
         if dtype is not None:
             model.to(dtype)
         return LoadedModel(model, tok, get_family("marian_native"), name_or_path, None)

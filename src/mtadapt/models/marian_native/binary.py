@@ -16,12 +16,18 @@ Entry types we understand:
            W = q / multiplier. Every int8 matrix except `Wemb` is stored transposed
            relative to its shape (intgemm's preferred B layout), so we read it as
            (cols, rows) and transpose back.
-Entries named `special:*` hold text (e.g. the YAML model config) and `*_QuantMultA` hold
-activation quantisation multipliers we do not need; they are returned separately / skipped.
+Entries named `special:*` hold text (e.g. the YAML model config); `<matrix>_QuantMultA`
+hold the activation multipliers of `gemm-precision: int8shiftAlphaAll` (127 / the calibrated
+max |activation| entering that matrix; `none_QuantMultA` is the shortlisted output layer's).
+Both are returned apart from the tensors, as are the int8 matrices as stored.
+
+Marian's writer (mirrored by `write_marian_bin`) pads the header so that the first blob
+starts at a multiple of 256 bytes, and pads every tensor blob to a multiple of 256 bytes.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import zipfile
 from dataclasses import dataclass, field
@@ -40,15 +46,31 @@ class MarianFormatError(ValueError):
     """A Marian checkpoint could not be read; the message names the file and the problem."""
 
 
+@dataclass(frozen=True)
+class QuantizedMatrix:
+    """An int8 matrix as Marian ships it: W ~= q / multiplier.
+
+    `q` is in the logical (rows, cols) layout of the Marian name (the file's transposition
+    undone), so `q / multiplier` equals `MarianCheckpoint.tensors[name]` exactly.
+    """
+
+    q: np.ndarray  # (rows, cols) int8
+    multiplier: float
+
+
 @dataclass
 class MarianCheckpoint:
     """Tensors of a Marian model, in Marian's names and layouts (float32 numpy arrays).
 
-    `special` holds the `special:*` text entries (for example `special:model.yml`).
+    `special` holds the `special:*` text entries (for example `special:model.yml`);
+    `quantized` the int8 matrices of an intgemm-alphas file as stored; `quant_mult_a` the
+    activation multipliers (`<name>_QuantMultA`, keyed by `<name>`).
     """
 
     tensors: dict[str, np.ndarray]
     special: dict[str, str] = field(default_factory=dict)
+    quantized: dict[str, QuantizedMatrix] = field(default_factory=dict)
+    quant_mult_a: dict[str, float] = field(default_factory=dict)
 
 
 def _read_u64(buf: bytes, offset: int, count: int) -> tuple[list[int], int]:
@@ -87,8 +109,7 @@ def read_marian_bin(path: str | Path) -> MarianCheckpoint:
     except struct.error as exc:
         raise MarianFormatError(f"{path}: truncated or not a Marian .bin file ({exc})") from exc
 
-    tensors: dict[str, np.ndarray] = {}
-    special: dict[str, str] = {}
+    checkpoint = MarianCheckpoint(tensors={})
     for name, (_, dtype, _, data_len), shape in zip(names, headers, shapes):
         blob = buf[offset : offset + data_len]
         if len(blob) != data_len:
@@ -97,15 +118,24 @@ def read_marian_bin(path: str | Path) -> MarianCheckpoint:
             )
         offset += data_len
         if name.startswith("special:"):
-            special[name[len("special:") :]] = blob.rstrip(b"\0").decode("utf-8", "replace")
+            checkpoint.special[name[len("special:") :]] = blob.rstrip(b"\0").decode("utf-8", "replace")
             continue
         if name.endswith("_QuantMultA"):
+            # float32, except Marian's converter writes `Wemb_QuantMultA` as an int8 (1, 1)
+            # entry (q = 127, then its multiplier): its value is q / multiplier
+            if dtype == FLOAT32_TYPE and len(blob) >= 4:
+                checkpoint.quant_mult_a[name[: -len("_QuantMultA")]] = struct.unpack_from("<f", blob, 0)[0]
+            elif dtype == INT8_ALPHAS_TYPE and len(blob) >= 5:
+                q = struct.unpack_from("<b", blob, 0)[0]
+                checkpoint.quant_mult_a[name[: -len("_QuantMultA")]] = q / struct.unpack_from("<f", blob, 1)[0]
             continue
-        tensors[name] = _decode_entry(path, name, dtype, shape, blob)
-    return MarianCheckpoint(tensors=tensors, special=special)
+        checkpoint.tensors[name] = _decode_entry(path, name, dtype, shape, blob, checkpoint.quantized)
+    return checkpoint
 
 
-def _decode_entry(path: Path, name: str, dtype: int, shape: tuple[int, ...], blob: bytes) -> np.ndarray:
+def _decode_entry(
+    path: Path, name: str, dtype: int, shape: tuple[int, ...], blob: bytes, quantized: dict[str, QuantizedMatrix]
+) -> np.ndarray:
     size = int(np.prod(shape)) if shape else 1
     if dtype == FLOAT32_TYPE:
         if len(blob) != 4 * size:
@@ -120,13 +150,14 @@ def _decode_entry(path: Path, name: str, dtype: int, shape: tuple[int, ...], blo
                 f"{path}: int8 entry {name!r} of shape {shape} has {len(blob)} bytes, "
                 f"expected at least {size + 4} (values then a float32 multiplier)"
             )
-        q = np.frombuffer(blob[:size], dtype=np.int8).astype(np.float32)
+        q = np.frombuffer(blob[:size], dtype=np.int8)
         (multiplier,) = struct.unpack_from("<f", blob, size)
-        w = q / np.float32(multiplier)
         if name == "Wemb" or len(shape) != 2:
-            return w.reshape(shape)
-        # Stored transposed: the bytes are the (cols, rows) matrix.
-        return np.ascontiguousarray(w.reshape(shape[1], shape[0]).T)
+            q = q.reshape(shape)
+        else:  # stored transposed: the bytes are the (cols, rows) matrix
+            q = np.ascontiguousarray(q.reshape(shape[1], shape[0]).T)
+        quantized[name] = QuantizedMatrix(q, float(multiplier))
+        return q.astype(np.float32) / np.float32(multiplier)
     valid = ", ".join(_VALID_TYPES.values())
     raise MarianFormatError(
         f"{path}: entry {name!r} has unknown type {dtype:#x}; valid types are {valid}"
@@ -169,6 +200,62 @@ def read_marian(path: str | Path) -> MarianCheckpoint:
     if path.suffix == ".bin":
         return read_marian_bin(path)
     raise MarianFormatError(f"{path}: unknown checkpoint suffix {path.suffix!r}; valid: .bin, .npz")
+
+
+BLOB_ALIGNMENT = 256
+
+
+def _padded(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % BLOB_ALIGNMENT)
+
+
+def write_marian_bin(
+    path: str | Path,
+    floats: dict[str, np.ndarray],
+    quantized: dict[str, QuantizedMatrix],
+    quant_mult_a: dict[str, float],
+    special: dict[str, str],
+) -> None:
+    """Write a Marian `.bin` (the inverse of `read_marian_bin`), atomically.
+
+    Args:
+        floats: float32 tensors in Marian's layout (biases and LayerNorms (1, n)).
+        quantized: int8 matrices in the logical layout; written transposed (Marian's B
+            layout) except `Wemb`, each followed by its float32 multiplier.
+        quant_mult_a: activation multipliers, written as float32 (1, 1) `<name>_QuantMultA`.
+        special: text entries, written NUL-terminated as `special:<name>` (type 0x101).
+
+    Entries are written in name order, as Marian's converter does.
+    """
+    entries: list[tuple[str, int, tuple[int, ...], bytes]] = []
+    for name, array in floats.items():
+        array = np.ascontiguousarray(array, dtype="<f4")
+        entries.append((name, FLOAT32_TYPE, array.shape, _padded(array.tobytes())))
+    for name, matrix in quantized.items():
+        q = np.asarray(matrix.q, dtype=np.int8)
+        stored = q if name == "Wemb" or q.ndim != 2 else q.T
+        blob = np.ascontiguousarray(stored).tobytes() + struct.pack("<f", matrix.multiplier)
+        entries.append((name, INT8_ALPHAS_TYPE, q.shape, _padded(blob)))
+    for name, value in quant_mult_a.items():
+        entries.append((f"{name}_QuantMultA", FLOAT32_TYPE, (1, 1), _padded(struct.pack("<f", value))))
+    for name, text in special.items():
+        data = text.encode("utf-8") + b"\0"
+        entries.append((f"special:{name}", 0x101, (len(data),), data))
+    entries.sort(key=lambda e: e[0])
+    names = [e[0].encode("utf-8") + b"\0" for e in entries]
+    header = struct.pack("<2Q", 1, len(entries))
+    header += b"".join(struct.pack("<4Q", len(n), t, len(shape), len(blob)) for n, (_, t, shape, blob) in zip(names, entries))
+    header += b"".join(names)
+    header += b"".join(struct.pack(f"<{len(shape)}i", *shape) for _, _, shape, _ in entries)
+    padding = -(len(header) + 8) % BLOB_ALIGNMENT
+    header += struct.pack("<Q", padding) + b"\0" * padding
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(header)
+        for *_, blob in entries:
+            handle.write(blob)
+    os.replace(tmp, path)
 
 
 # Lexical shortlist (`lex.<first>.<best>.<pair>.s2t.bin`), Marian's BinaryShortlistGenerator format:

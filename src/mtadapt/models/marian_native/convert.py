@@ -1,4 +1,5 @@
-"""Marian parameter names <-> `MarianNativeModel` state dict, and Marian `.npz` export.
+"""Marian parameter names <-> `MarianNativeModel` state dict, and Marian `.npz` export
+(loading is `load.load_marian`).
 
 Marian stores a linear layer as W (in, out) used as x @ W + b with b shaped (1, out);
 `nn.Linear` stores weight (out, in), so matrices are transposed and biases squeezed.
@@ -196,7 +197,7 @@ def state_dict_to_marian(model: MarianNativeModel) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _model_yml(model: MarianNativeModel) -> str:
+def model_yml(model: MarianNativeModel) -> str:
     """`special:model.yml` text: the loaded file's options updated with this model's shape."""
     config = model.config
     options = dict(getattr(model, "marian_options", None) or {})
@@ -224,42 +225,7 @@ def save_marian_npz(model: MarianNativeModel, path: str | Path) -> None:
     """Write `model` as a float32 Marian `.npz` (Marian's names, layouts and `special:model.yml`)."""
     arrays = state_dict_to_marian(model)
     # Marian keeps the YAML config as a NUL-terminated char array.
-    arrays["special:model.yml"] = np.frombuffer(_model_yml(model).encode("utf-8") + b"\0", dtype=np.int8)
+    arrays["special:model.yml"] = np.frombuffer(model_yml(model).encode("utf-8") + b"\0", dtype=np.int8)
     with open(path, "wb") as handle:
         np.savez(handle, **arrays)
 
-
-def load_marian_model(
-    path: str | Path, vocab_path: str | Path | None = None, heads: int | None = None
-) -> MarianNativeModel:
-    """Build a `MarianNativeModel` from a Marian `.bin`/`.npz` (see `MarianNativeModel.from_marian`).
-
-    Raises:
-        MarianFormatError: unreadable file, unsupported architecture, names not matching.
-        ValueError: the vocabulary size differs from the embedding's rows.
-    """
-    checkpoint = read_marian(path)
-    eos_id = 0
-    if vocab_path is not None:
-        from .tokenizer import MarianSentencePieceTokenizer
-
-        tokenizer = MarianSentencePieceTokenizer(vocab_path)
-        eos_id = tokenizer.eos_id
-        rows = checkpoint.tensors["Wemb"].shape[0] if "Wemb" in checkpoint.tensors else None
-        if rows is not None and tokenizer.vocab_size != rows:
-            raise ValueError(
-                f"{vocab_path} has {tokenizer.vocab_size} pieces but {path} has {rows} embedding rows"
-            )
-    config = config_from_checkpoint(checkpoint, path, heads=heads, eos_id=eos_id)
-    model = MarianNativeModel(config)
-    model.load_state_dict(marian_to_state_dict(checkpoint, config, path))
-    options = yaml.safe_load(checkpoint.special.get("model.yml", "")) or {}
-    model.marian_options = options if isinstance(options, dict) else {}
-    return model.eval()
-
-
-def load_marian(path: str | Path, vocab_path: str | Path, heads: int | None = None):
-    """Load a Marian `.bin`/`.npz` and its SentencePiece vocabulary: `(model, tokenizer)`."""
-    from .tokenizer import MarianSentencePieceTokenizer
-
-    return load_marian_model(path, vocab_path=vocab_path, heads=heads), MarianSentencePieceTokenizer(vocab_path)

@@ -1,4 +1,4 @@
-"""Batched greedy and beam search for `MarianNativeModel`.
+"""Batched greedy and beam search for `MarianNativeModel`; `generate` is the entry point.
 
 Both encode once, compute each decoder layer's cross-attention keys/values once
 (`MarianDecoder.init_cache`) and then run one decoder step per output position, carrying the
@@ -44,18 +44,24 @@ class ShortlistOutput:
             allowed[b, np.searchsorted(union, c)] = True
         self.ids = torch.from_numpy(union).to(device)  # (U,)
         self.allowed = torch.from_numpy(allowed).to(device)  # (B, U)
+        # int8 models (`int8.to_int8`) score the same rows with their int8 output layer
+        self.int8 = getattr(model, "int8_output", None)
+        self.packed = None if self.int8 is None else self.int8.rows(self.ids)
         self.weight = model.model.shared.weight.index_select(0, self.ids)  # (U, D)
         self.bias = model.final_logits_bias[0].index_select(0, self.ids)  # (U,)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden (B, J, D) -> (B, J, U) logits over the candidates."""
-        scores = F.linear(hidden, self.weight, self.bias)
+        if self.int8 is not None:
+            scores = self.int8.logits(hidden, self.packed).to(hidden.dtype)
+        else:
+            scores = F.linear(hidden, self.weight, self.bias)
         return scores.masked_fill(~self.allowed[:, None, :], float("-inf"))
 
     def select(self, rows: torch.Tensor) -> "ShortlistOutput":
         """Keep sentences `rows` (N,) (greedy drops finished sentences); weights are shared."""
         kept = object.__new__(ShortlistOutput)
-        kept.ids, kept.weight, kept.bias = self.ids, self.weight, self.bias
+        kept.ids, kept.weight, kept.bias, kept.int8, kept.packed = self.ids, self.weight, self.bias, self.int8, self.packed
         kept.allowed = self.allowed.index_select(0, rows)
         return kept
 
@@ -100,6 +106,12 @@ def _keep_rows(model: MarianNativeModel, rows: torch.Tensor) -> None:
             keep(rows)
 
 
+def _logits(model: MarianNativeModel, hidden: torch.Tensor) -> torch.Tensor:
+    """Full-vocabulary logits (..., V): the int8 output layer when the model has one."""
+    int8 = getattr(model, "int8_output", None)
+    return model.logits(hidden) if int8 is None else int8.logits(hidden).to(hidden.dtype)
+
+
 def _length_caps(attention_mask: torch.Tensor, max_new_tokens: int | None, factor: float) -> torch.Tensor:
     """(B,) maximum number of output tokens (including `</s>`) for each sentence."""
     src_len = attention_mask.sum(dim=1).float()
@@ -137,7 +149,7 @@ def greedy_search(
     steps = 0
     for t in range(out.shape[1]):
         hidden = model.decode_step_hidden(previous, t, cache, enc_mask)  # (b, D)
-        logits = model.logits(hidden) if output is None else output.logits(hidden[:, None])[:, 0]  # (b, V or U)
+        logits = _logits(model, hidden) if output is None else output.logits(hidden[:, None])[:, 0]  # (b, V or U)
         choice = logits.argmax(dim=-1) if sampling is None else sampling.choose(logits)  # (b,)
         next_ids = choice if output is None else output.ids[choice]
         out[active, t] = next_ids
@@ -217,7 +229,7 @@ def beam_search(
     for t in range(max(caps)):
         n = len(live)
         hidden = model.decode_step_hidden(previous, t, cache, enc_mask).view(n, k, -1)  # (n, K, D)
-        logits = model.logits(hidden) if output is None else output.logits(hidden)  # (n, K, V or C)
+        logits = _logits(model, hidden) if output is None else output.logits(hidden)  # (n, K, V or C)
         logp = F.log_softmax(logits.float(), dim=-1)
         vocab = logp.shape[-1]
         candidates = (beam_scores[:, :, None] + logp).view(n, k * vocab)
@@ -277,6 +289,67 @@ def beam_search(
     for b, hyp in enumerate(best):
         out[b, : len(hyp)] = torch.tensor(hyp, dtype=torch.long, device=device)
     return out
+
+
+@torch.no_grad()
+def generate(
+    model: MarianNativeModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    num_beams: int = 1,
+    max_new_tokens: int | None = None,
+    max_length_factor: float | None = None,
+    length_penalty: float = 1.0,
+    num_return_sequences: int = 1,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    use_shortlist: bool = True,
+    early_stopping: bool = True,
+) -> torch.Tensor:
+    """Translate a batch; returns generated ids (B * num_return_sequences, T) without a
+    start token, padded with `pad_id` after `</s>`; the outputs of source i are rows
+    [i * n, (i + 1) * n).
+
+    Greedy when `num_beams == 1` (or ancestral sampling with `do_sample`, `temperature`,
+    `top_k`, `top_p`), else beam search with scores normalised by
+    length ** `length_penalty` (Marian's `normalize`), returning the n best hypotheses.
+    Output length is capped per sentence at ceil(source length * max_length_factor)
+    (default from the config, 2.5) and at `max_new_tokens`. With `model.shortlist` set and
+    `use_shortlist`, each sentence may only produce its shortlist candidates, as Marian
+    does. `early_stopping` is accepted for Hugging Face callers: beam search always stops
+    a sentence once it has `num_beams` finished hypotheses.
+
+    Raises:
+        ValueError: an unsupported combination (sampling with beams, several greedy
+            outputs, more outputs than beams), naming the arguments.
+    """
+    problems = []
+    if num_beams < 1 or num_return_sequences < 1:
+        problems.append(f"num_beams={num_beams} and num_return_sequences={num_return_sequences} must be >= 1")
+    if do_sample and num_beams > 1:
+        problems.append("do_sample=True needs num_beams=1 (beam sampling is not implemented)")
+    if num_beams == 1 and not do_sample and num_return_sequences > 1:
+        problems.append(f"num_return_sequences={num_return_sequences} needs do_sample=True or num_beams > 1")
+    if num_beams > 1 and num_return_sequences > num_beams:
+        problems.append(f"num_return_sequences={num_return_sequences} exceeds num_beams={num_beams}")
+    if problems:
+        raise ValueError("marian_native generate: " + "; ".join(problems))
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    factor = model.config.max_length_factor if max_length_factor is None else max_length_factor
+    shortlist = model.shortlist if use_shortlist else None
+    if num_beams > 1:
+        return beam_search(
+            model, input_ids, attention_mask, num_beams, max_new_tokens, factor, length_penalty, shortlist,
+            num_return_sequences,
+        )
+    sampling = SamplingOptions(temperature, top_k, top_p) if do_sample else None
+    if num_return_sequences > 1:  # independent samples: repeat each source n times
+        input_ids = input_ids.repeat_interleave(num_return_sequences, dim=0)
+        attention_mask = attention_mask.repeat_interleave(num_return_sequences, dim=0)
+    return greedy_search(model, input_ids, attention_mask, max_new_tokens, factor, shortlist, sampling)
 
 
 @torch.no_grad()

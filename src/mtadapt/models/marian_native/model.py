@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Callable, Literal
 
 import torch
@@ -51,7 +50,7 @@ LayerCache = dict[str, torch.Tensor]
 
 @dataclass
 class MarianNativeConfig:
-    """Dimensions of a Marian transformer; read from the checkpoint by `convert.config_from_checkpoint`.
+    """Dimensions of a Marian transformer; read from a checkpoint by `convert.config_from_checkpoint`.
 
     Attributes:
         dim: model (embedding) width.
@@ -387,7 +386,12 @@ def shift_right(labels: torch.Tensor, start_id: int) -> torch.Tensor:
 
 
 class MarianNativeModel(nn.Module):
-    """Marian transformer for translation and fine-tuning (see the module docstring)."""
+    """Marian transformer for translation and fine-tuning (see the module docstring).
+
+    The network only: loading (`load.load_marian`), saving (`convert.save_marian_npz`) and
+    decoding (`generate.generate`) are free functions in their own modules, which import this
+    one and never the other way round.
+    """
 
     main_input_name = "input_ids"
 
@@ -400,29 +404,6 @@ class MarianNativeModel(nn.Module):
         # Optional lexical shortlist (Bergamot ships one): generation then scores only each
         # sentence's candidate words, as Marian does; training always uses the full vocabulary.
         self.shortlist: LexicalShortlist | None = None
-
-    # -- loading and saving -------------------------------------------------------------
-    @classmethod
-    def from_marian(
-        cls, path: str | Path, vocab_path: str | Path | None = None, heads: int | None = None
-    ) -> "MarianNativeModel":
-        """Load a Marian `.bin` (float32 or int8 intgemm alphas) or float32 `.npz` model.
-
-        Args:
-            path: the checkpoint.
-            vocab_path: its SentencePiece vocabulary; checked against the embedding size and
-                used for the `</s>` id.
-            heads: attention heads, overriding `special:model.yml` (default 8 if absent).
-        """
-        from .convert import load_marian_model
-
-        return load_marian_model(path, vocab_path=vocab_path, heads=heads)
-
-    def save_npz(self, path: str | Path) -> None:
-        """Write a float32 Marian `.npz` with Marian's names and layouts."""
-        from .convert import save_marian_npz
-
-        save_marian_npz(self, path)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.shared
@@ -502,65 +483,3 @@ class MarianNativeModel(nn.Module):
             decoder_hidden_states=None,
             encoder_last_hidden_state=encoder_hidden,
         )
-
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        num_beams: int = 1,
-        max_new_tokens: int | None = None,
-        max_length_factor: float | None = None,
-        length_penalty: float = 1.0,
-        num_return_sequences: int = 1,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float = 1.0,
-        use_shortlist: bool = True,
-        early_stopping: bool = True,
-    ) -> torch.Tensor:
-        """Translate a batch; returns generated ids (B * num_return_sequences, T) without a
-        start token, padded with `pad_id` after `</s>`; the outputs of source i are rows
-        [i * n, (i + 1) * n).
-
-        Greedy when `num_beams == 1` (or ancestral sampling with `do_sample`, `temperature`,
-        `top_k`, `top_p`), else beam search with scores normalised by
-        length ** `length_penalty` (Marian's `normalize`), returning the n best hypotheses.
-        Output length is capped per sentence at ceil(source length * max_length_factor)
-        (default from the config, 2.5) and at `max_new_tokens`. With `self.shortlist` set and
-        `use_shortlist`, each sentence may only produce its shortlist candidates, as Marian
-        does. `early_stopping` is accepted for Hugging Face callers: beam search always stops
-        a sentence once it has `num_beams` finished hypotheses.
-
-        Raises:
-            ValueError: an unsupported combination (sampling with beams, several greedy
-                outputs, more outputs than beams), naming the arguments.
-        """
-        from .generate import SamplingOptions, beam_search, greedy_search
-
-        problems = []
-        if num_beams < 1 or num_return_sequences < 1:
-            problems.append(f"num_beams={num_beams} and num_return_sequences={num_return_sequences} must be >= 1")
-        if do_sample and num_beams > 1:
-            problems.append("do_sample=True needs num_beams=1 (beam sampling is not implemented)")
-        if num_beams == 1 and not do_sample and num_return_sequences > 1:
-            problems.append(f"num_return_sequences={num_return_sequences} needs do_sample=True or num_beams > 1")
-        if num_beams > 1 and num_return_sequences > num_beams:
-            problems.append(f"num_return_sequences={num_return_sequences} exceeds num_beams={num_beams}")
-        if problems:
-            raise ValueError("MarianNativeModel.generate: " + "; ".join(problems))
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        factor = self.config.max_length_factor if max_length_factor is None else max_length_factor
-        shortlist = self.shortlist if use_shortlist else None
-        if num_beams > 1:
-            return beam_search(
-                self, input_ids, attention_mask, num_beams, max_new_tokens, factor, length_penalty, shortlist,
-                num_return_sequences,
-            )
-        sampling = SamplingOptions(temperature, top_k, top_p) if do_sample else None
-        if num_return_sequences > 1:  # independent samples: repeat each source n times
-            input_ids = input_ids.repeat_interleave(num_return_sequences, dim=0)
-            attention_mask = attention_mask.repeat_interleave(num_return_sequences, dim=0)
-        return greedy_search(self, input_ids, attention_mask, max_new_tokens, factor, shortlist, sampling)
