@@ -187,7 +187,7 @@ def test_tiny_cache_is_rebuilt_when_its_builder_changes(tmp_path, monkeypatch):
     builds = []
 
     def fake_build(family, out_dir):
-        out_dir.mkdir(parents=True)
+        out_dir.mkdir(parents=True, exist_ok=True)  # replace_folder hands over an empty folder
         (out_dir / "config.json").write_text("{}", encoding="utf-8")
         builds.append(out_dir)
 

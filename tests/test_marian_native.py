@@ -623,4 +623,4 @@ def test_marian_native_modules_import_one_way() -> None:
         assert imported <= set(order[:position]), (name, imported - set(order[:position]))
     model_tree = ast.parse((folder / "model.py").read_text(encoding="utf-8"))
     names = {node.module for node in ast.walk(model_tree) if isinstance(node, ast.ImportFrom)}
-    assert names == {"__future__", "dataclasses", "typing", "torch", "transformers.modeling_outputs", "binary"}
+    assert names == {"__future__", "dataclasses", "typing", "torch", "transformers.modeling_outputs", "binary", "mtadapt.models"}

@@ -149,10 +149,12 @@ def tagged_bases(tmp_path_factory):
     return get
 
 
-def _on_worker_of(group: str, *values: str):
+def _on_worker_of(group: str, *values: str, slow: bool = False):
     """A parameter whose test runs on the pytest-xdist worker of `group` (`--dist loadgroup`),
-    so each module-scoped base is trained once per session, not once per worker."""
-    return pytest.param(*values, marks=pytest.mark.xdist_group(group))
+    so each module-scoped base is trained once per session, not once per worker. `slow`: the
+    default suite covers the method on other families; `-m slow` runs it here too."""
+    marks = [pytest.mark.xdist_group(group)] + ([pytest.mark.slow] if slow else [])
+    return pytest.param(*values, marks=marks)
 
 
 @pytest.mark.parametrize("method", [_on_worker_of("bases-mbart50", m) for m in METHODS])
@@ -164,7 +166,8 @@ def test_each_method_lifts_bleu_on_mbart50(method, bases, tmp_path):
 
 
 @pytest.mark.parametrize(("method", "family"), [
-    _on_worker_of(f"bases-{f}", m, f) for f in ("m2m100", "nllb", "marian", "t5") for m in ("lora", "houlsby", "pfeiffer", "prefix")
+    _on_worker_of(f"bases-{f}", m, f, slow=f in ("nllb", "t5"))
+    for f in ("m2m100", "nllb", "marian", "t5") for m in ("lora", "houlsby", "pfeiffer", "prefix")
 ])
 def test_adapter_methods_lift_bleu_on_every_family(method, family, bases, tmp_path):
     base, before = bases(family)
@@ -174,7 +177,9 @@ def test_adapter_methods_lift_bleu_on_every_family(method, family, bases, tmp_pa
     assert after["bleu"] >= before["bleu"] + 1.0, f"{family} {method}: dev BLEU {after['bleu']:.1f} vs base {before['bleu']:.1f}"
 
 
-@pytest.mark.parametrize("family", [_on_worker_of(f"tagged-{f}", f) for f in ("mbart50", "m2m100", "nllb", "marian", "t5")])
+@pytest.mark.parametrize("family", [
+    _on_worker_of(f"tagged-{f}", f, slow=f != "mbart50") for f in ("mbart50", "m2m100", "nllb", "marian", "t5")
+])
 def test_prompt_tuning_learns_the_task_tag_on_every_family(family, tagged_bases, tmp_path):
     base, tagged, untagged = tagged_bases(family)
     assert tagged["bleu"] >= untagged["bleu"] + 5, f"{family}: the base does not depend on its tag: {tagged} vs {untagged}"

@@ -147,7 +147,8 @@ class ServeConfig:
             the model of `run`.
         run: A run folder whose model, languages and adapter (named after the folder) to serve.
         shortlist: Bergamot models: decode with the lexical shortlist.
-        dtype: Precision while generating (default: as loaded).
+        dtype: Precision while generating (default: the device's; int8: Marian-native models
+            with their shipped int8 weights).
         host: Bind address; 127.0.0.1 unless you mean to expose it.
         port: TCP port.
         adapters: Adapters known at start.
@@ -164,7 +165,7 @@ class ServeConfig:
     model: str | None = None
     run: str | None = None
     shortlist: bool = True
-    dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    dtype: Literal[INFERENCE_DTYPES] | None = None  # type: ignore[valid-type]
     host: str = "127.0.0.1"
     port: int = 8080
     adapters: list[AdapterEntry] = field(default_factory=list)
@@ -175,9 +176,6 @@ class ServeConfig:
     admin_key: str | None = None
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
-
-
-assert set(INFERENCE_DTYPES) == {"float32", "bfloat16", "float16"}  # the Literal above repeats them
 
 
 def validate_serve(config: ServeConfig) -> list[tuple[str, str]]:
