@@ -29,8 +29,6 @@ differ from float32's.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sqlite3
 import tempfile
 import time
@@ -39,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from mtadapt.evaluate.precision import describe_machine
 from mtadapt.augment.backtranslate import BacktranslationConfig, backtranslate
 from mtadapt.evaluate.generation import translate
 from mtadapt.models.languages import PairCodec
@@ -60,20 +59,7 @@ def bible_verses(bible: str, n: int, skip: int = 0) -> list[str]:
 
 
 def machine(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    text = (f"{cpu}, {os.cpu_count()} CPUs visible, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-            f"load average {load:.1f}")
-    if device.type == "cuda":
-        text += f"; GPU {torch.cuda.get_device_name(device)}"
-    return text
+    return describe_machine(device)
 
 
 def matmul_peak_gflops(device: torch.device, rows: int = 1024, inner: int = 256, cols: int = 1536) -> float:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch
 
 from mtadapt.data import bible
 from mtadapt.evaluate.generation import GenerationConfig, translate
-from mtadapt.evaluate.precision import describe_cpu
+from mtadapt.evaluate.precision import describe_machine
 from mtadapt.export import export_bergamot_folder
 from mtadapt.models.marian_native.engines import translate_with_bergamot
 from mtadapt.runs import open_for_inference, read_run_config
@@ -57,8 +56,7 @@ def main() -> None:
     src, tgt = bible.write_splits(config)["test"]
     sources = [line for line in src.read_text(encoding="utf-8").split("\n") if line][: args.verses]
     references = [line for line in tgt.read_text(encoding="utf-8").split("\n") if line][: args.verses]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {describe_cpu()}; "
-          f"load {os.getloadavg()[0]:.1f}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"machine: {describe_machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"{model_name} {'run ' + args.run if args.run else 'untuned'}; {len(sources)} held-out verses bible:{pair}:test")
     calibration_text = args.calibration_text
     if calibration_text is None and not args.run:

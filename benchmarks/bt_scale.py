@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 # prints it after every rank is done.
 TIMED_RUN = """
 import json, os, resource, sys, time
+from mtadapt.evaluate.precision import describe_machine
 from mtadapt.cli import main
 from mtadapt.evaluate import sharded
 from mtadapt.models.loading import load_model
@@ -71,16 +72,7 @@ def bible_verses(n: int, max_chars: int) -> list[str]:
 
 
 def machine() -> str:
-    cpu = platform.machine()
-    flags = ""
-    for line in Path("/proc/cpuinfo").read_text().split("\n"):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            have = set(line.split(":", 1)[1].split())
-            flags = " ".join(f for f in ("avx2", "fma", "avx512f") if f in have)
-            break
-    return f"{cpu}, {os.cpu_count()} CPUs, flags: {flags}"
+    return describe_machine()
 
 
 def uptime() -> str:

@@ -17,27 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from mtadapt.evaluate.precision import describe_machine
+
 
 def machine() -> str:
-    import torch
-
-    flags = ""
-    if Path("/proc/cpuinfo").exists():
-        text = Path("/proc/cpuinfo").read_text()
-        line = next((ln for ln in text.split("\n") if ln.startswith("flags")), "")
-        have = set(line.split())
-        flags = ",".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16") if f in have)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ()
-    return (f"{platform.processor() or platform.machine()} cores={os.cpu_count()} flags={flags} "
-            f"torch_threads={torch.get_num_threads()} load={','.join(f'{x:.2f}' for x in load)}")
+    return describe_machine()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sqlite3
 import time
 import warnings
@@ -38,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from mtadapt.evaluate.generation import GenerationConfig, translate
-from mtadapt.evaluate.precision import describe_cpu
+from mtadapt.evaluate.precision import describe_machine
 from mtadapt.models.marian_native.engines import bergamot_unavailable, translate_with_bergamot
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
@@ -56,9 +55,7 @@ def verses(bible: str, n: int) -> list[str]:
 
 
 def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {describe_cpu()}; "
-            f"load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}; "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    return f"{describe_machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
 
 
 def kernels(threads: int) -> None:

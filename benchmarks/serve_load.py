@@ -27,10 +27,8 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +38,8 @@ from pathlib import Path
 
 import httpx
 import yaml
+
+from mtadapt.evaluate.precision import describe_machine
 
 BAD_BODIES = [
     (b'{"q": "Ol\xc3\xa1", "source": ', "application/json"),
@@ -53,16 +53,7 @@ BAD_BODIES = [
 
 
 def machine() -> str:
-    flags = ""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        model = next(line.split(":", 1)[1].strip() for line in info.split("\n") if line.startswith("model name"))
-        have = set(next(line for line in info.split("\n") if line.startswith("flags")).split())
-        flags = " ".join(f for f in ("avx2", "fma", "avx512f") if f in have)
-    except (OSError, StopIteration):
-        model = platform.processor()
-    load = os.getloadavg()
-    return f"{model}, {os.cpu_count()} cores ({flags}), load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    return describe_machine()
 
 
 def free_port() -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -37,6 +36,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from mtadapt.evaluate.precision import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 SRC_LANG, TGT_LANG = "de_DE", "en_XX"
@@ -170,17 +171,7 @@ def run_mtadapt(args: argparse.Namespace, data: Path) -> dict:
 
 
 def machine() -> str:
-    cpu, flags = platform.machine(), ""
-    for line in Path("/proc/cpuinfo").read_text().split("\n"):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            have = set(line.split(":", 1)[1].split())
-            flags = " ".join(f for f in ("avx2", "fma", "avx512f") if f in have)
-            break
-    import torch
-
-    return f"{cpu}, {os.cpu_count()} CPUs, flags: {flags}; torch {torch.__version__}, rows run with {os.environ['OMP_NUM_THREADS']} thread(s)"
+    return f"{describe_machine()}; rows run with {os.environ['OMP_NUM_THREADS']} thread(s)"
 
 
 def main() -> None:

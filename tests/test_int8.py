@@ -4,6 +4,7 @@ the shortlisted int8 output layer, and the device-dependent precision defaults."
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 import torch
@@ -166,3 +167,13 @@ def test_backtranslate_int8_enters_the_fingerprint(tmp_path) -> None:
     assert manifest["fingerprint"]["model"]["dtype"] == "int8"
     first = (tmp_path / "bt.tsv").read_text(encoding="utf-8").split("\n")[0].split("\t")
     assert first[1].startswith("In the beginning") and "Deus" in first[0]
+
+
+def test_describe_machine_names_what_benchmark_numbers_depend_on(monkeypatch) -> None:
+    """The one machine line every benchmark prints: cores, capability, flags, threads, load."""
+    from mtadapt.evaluate import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "fma", "sse2"}))
+    line = precision.describe_machine()
+    assert f"{os.cpu_count()} CPUs" in line and "flags avx2 fma;" in line  # sse2 is not a precision flag
+    assert f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)" in line and "load average" in line

@@ -14,6 +14,8 @@ else float32. int8 is never a default: it is for Marian-native models and change
 from __future__ import annotations
 
 import functools
+import os
+import platform
 from pathlib import Path
 
 import torch
@@ -36,6 +38,24 @@ def describe_cpu() -> str:
     """One line for logs and benchmarks: PyTorch's CPU capability and the precision flags."""
     interesting = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma")))
     return f"capability {torch.backends.cpu.get_cpu_capability()}; flags {' '.join(interesting) or 'unknown'}"
+
+
+def describe_machine(device: torch.device | str = "cpu") -> str:
+    """The line every benchmark prints with its numbers: CPU model, cores, capability and
+    precision flags, torch version and threads, load average, and the GPU when `device` is one."""
+    model = platform.processor() or platform.machine()
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        model = next((ln.partition(":")[2].strip() for ln in text.split("\n") if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
+    line = (f"{model}, {os.cpu_count()} CPUs, {describe_cpu()}; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} thread(s); load average {load}")
+    device = torch.device(device)
+    if device.type == "cuda":
+        line += f"; GPU {torch.cuda.get_device_name(device)}"
+    return line
 
 
 def native_dtypes(device: torch.device | str) -> set[str]:
