@@ -152,3 +152,16 @@ def test_recipe_errors_are_collected_per_cell(tmp_path):
     text = str(err.value)
     assert "rnak" in text and "used twice" in text and "'adapterz' is not one of" in text
     assert "learning_rate must be > 0" in text and "cell 'c'" in text
+
+
+def test_a_cell_folder_of_other_settings_is_not_resumed(tmp_path):
+    # A cell missing from results.jsonl (a killed grid, or a results file of another cell
+    # list) is resumed from its folder, unless that folder was started with other settings.
+    from mtadapt.compare.runner import CELL_FILE, started_with_other_config
+
+    assert not started_with_other_config(tmp_path / "absent", "abc")
+    (tmp_path / CELL_FILE).write_text(json.dumps({"name": "p", "fingerprint": "abc"}), encoding="utf-8")
+    assert not started_with_other_config(tmp_path, "abc")
+    assert started_with_other_config(tmp_path, "abd")
+    (tmp_path / CELL_FILE).write_text('{"fingerprint": "ab', encoding="utf-8")  # cut short by a kill
+    assert started_with_other_config(tmp_path, "abc")

@@ -136,6 +136,19 @@ def _cell_main(cell_file: str, progress: ProgressMode) -> int:
 # The grid, in the calling process.
 
 
+def started_with_other_config(run_dir: Path, fingerprint: str) -> bool:
+    """Whether `run_dir` holds a cell started under another configuration: its cell file
+    names another fingerprint, or is unreadable. A cell absent from results.jsonl (a killed
+    grid, or a grid file that lists other cells) would otherwise be resumed as it stands."""
+    spec_file = run_dir / CELL_FILE
+    if not spec_file.exists():
+        return False
+    try:
+        return json.loads(spec_file.read_text(encoding="utf-8")).get("fingerprint") != fingerprint
+    except (OSError, ValueError, AttributeError):
+        return True
+
+
 def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool | ProgressMode) -> dict[str, Any]:
     run_dir = Path(cell.config.train.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -209,7 +222,9 @@ def run_compare(config: CompareConfig, cells: list[Cell], progress: bool | Progr
             rows_by_name[cell.name] = row
         else:
             todo.append(cell)
-            if row is not None:  # the recipe changed this cell: start it over
+            if row is not None or started_with_other_config(Path(cell.config.train.output_dir), cell.fingerprint):
+                # the recipe changed this cell: start it over (resuming would continue, or
+                # reuse, a run of other settings whose shapes happen to fit)
                 shutil.rmtree(Path(cell.config.train.output_dir), ignore_errors=True)
     _write_rows(results_path, [rows_by_name[c.name] for c in cells if c.name in rows_by_name])
     if rows_by_name:
