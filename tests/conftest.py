@@ -20,11 +20,16 @@ if _run_id:
 else:
     os.environ.setdefault("MTADAPT_CACHE", tempfile.mkdtemp(prefix="mtadapt-test-cache-"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Workers share the cores: each gets its share of intra-op threads (torch would otherwise
-# start one thread per core in every worker and the workers' threads would spin-wait on each
-# other). Subprocesses the tests start inherit it. An explicit OMP_NUM_THREADS wins.
-_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
+# pytest-xdist workers share the cores: each gets its share of intra-op threads (torch would
+# otherwise start one thread per core in every worker, and the workers' threads would spin-wait
+# on each other: 10-50x slower tests, measured). Subprocesses the tests start inherit it. Set
+# in the workers only: the controller imports this file first and the workers inherit its
+# environment, so a value set there would shadow the workers' share. An explicit
+# OMP_NUM_THREADS wins; a run without workers keeps torch's own choice.
+os.environ.setdefault("MTADAPT_TEST_OMP_GIVEN", os.environ.get("OMP_NUM_THREADS", ""))  # the user's, if any
+if "PYTEST_XDIST_WORKER" in os.environ:
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
 
 
 @pytest.fixture(scope="session")
