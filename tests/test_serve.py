@@ -25,6 +25,9 @@ from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
 from serve_support import ServerProcess, randomize_adapter
 
+# one worker runs the whole module: the served fixture (adapters, references, a server) is built once
+pytestmark = pytest.mark.xdist_group("test_serve")
+
 ALL = {"Authorization": "Bearer key-all-7890"}
 ADMIN = {"X-API-Key": "key-admin-000"}
 TEXTS = ["Hallo Welt", "das Haus ist gross", "ein kleiner Hund", "der Tag"]
