@@ -46,7 +46,7 @@ ROWS = ("hf_default", "hf_group_by_length", "mtadapt")
 
 def write_corpus(out: Path, n: int, seed: int) -> None:
     """train.de/train.en: n pairs of 1-4 joined toy pairs; dev.de/dev.en: the toy dev set."""
-    from mtadapt.data.toy import toy_corpus_dir
+    from mtadapt.toy import toy_corpus_dir
     from mtadapt.io import iter_lines
 
     toy = toy_corpus_dir()
@@ -109,10 +109,9 @@ def run_hf(args: argparse.Namespace, data: Path, group_by_length: bool) -> dict:
     from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
     from mtadapt.models.loading import load_model
-    from mtadapt.train.loop import build_codec
 
     loaded = load_model("tiny:mbart50")
-    codec = build_codec(loaded, SRC_LANG, TGT_LANG)
+    codec = loaded.codec(SRC_LANG, TGT_LANG)
     src, tgt = tokenized(codec, data, "train")  # what tokenizer(src, text_target=tgt) gives, via the same codec
     features = [{"input_ids": s, "attention_mask": [1] * len(s), "labels": t} for s, t in zip(src, tgt)]
     real_tokens = args.epochs * sum(len(s) + len(t) for s, t in zip(src, tgt))
@@ -144,9 +143,9 @@ def run_mtadapt(args: argparse.Namespace, data: Path) -> dict:
     from mtadapt.config import config_from_dict
     from mtadapt.models.loading import load_model
     from mtadapt.runs import open_for_inference
-    from mtadapt.train.loop import build_codec, train
+    from mtadapt.train.loop import train
 
-    codec = build_codec(load_model("tiny:mbart50"), SRC_LANG, TGT_LANG)
+    codec = load_model("tiny:mbart50").codec(SRC_LANG, TGT_LANG)
     hf_steps = -(-args.train_pairs // args.batch_size)  # HF: ceil(N / batch) steps an epoch
     budget = mtadapt_budget(codec, data, hf_steps)
     per_epoch = steps_per_epoch_of_budget(codec, data, budget)
