@@ -153,9 +153,11 @@ def build_optimizer(params: list[nn.Parameter], learning_rate: float, weight_dec
 
     A LoRA run optimises many small tensors (two per wrapped layer): the default
     single-tensor AdamW launches ~10 ops per tensor per step, which costs more than the
-    arithmetic; the fused kernel updates them all in one call (4 ms -> 1 ms a step on
-    `tiny:mbart50`, CPU), as Seq2SeqTrainer's default `adamw_torch_fused` does. The same
-    update rule; results agree within float rounding, not bit for bit.
+    arithmetic; the fused kernel updates them all in one call (the 24 tensors of LoRA q,v on
+    `tiny:mbart50`: 1.8 -> 0.33 ms a step on CPU), as Seq2SeqTrainer's default
+    `adamw_torch_fused` does. The same update rule; results agree within float rounding,
+    not bit for bit. A checkpoint keeps the flag: resuming one saved before this continues
+    unfused, as it began.
     """
     fused = bool(params) and all(p.is_floating_point() and p.device.type in FUSED_ADAMW_DEVICES for p in params)
     return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, fused=fused or None)
