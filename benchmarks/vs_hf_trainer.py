@@ -51,8 +51,8 @@ ROWS = ("hf_default", "hf_group_by_length", "mtadapt")
 
 def write_corpus(out: Path, n: int, seed: int) -> None:
     """train.de/train.en: n pairs of 1-4 joined toy pairs; dev.de/dev.en: the toy dev set."""
-    from mtadapt.toy import toy_corpus_dir
     from mtadapt.io import iter_lines
+    from mtadapt.toy import toy_corpus_dir
 
     toy = toy_corpus_dir()
     de, en = list(iter_lines(toy / "train.de")), list(iter_lines(toy / "train.en"))
