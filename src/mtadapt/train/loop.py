@@ -127,6 +127,42 @@ def label_smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: f
     )
 
 
+def forward_inputs(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The training forward's inputs: `labels` replaced by the decoder inputs made from them.
+
+    Given `labels`, a Hugging Face seq2seq model computes a loss of its own, a second
+    cross-entropy over the vocabulary that the loop throws away (it applies its own, with
+    label smoothing). So the loop passes what the model would build from the labels
+    (``prepare_decoder_input_ids_from_labels``: mBART, Marian, T5) and `use_cache=False`,
+    which labels imply there. A model without that method (M2M100/NLLB, Marian-native)
+    gets the labels, as before.
+    """
+    prepare = getattr(model, "prepare_decoder_input_ids_from_labels", None)
+    if prepare is None or "labels" not in batch:
+        return batch
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    return {**inputs, "decoder_input_ids": prepare(labels=batch["labels"]), "use_cache": False}
+
+
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
+"""Devices with torch's fused AdamW kernel (torch >= 2.4 on CPU)."""
+
+
+def build_optimizer(params: list[nn.Parameter], learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over `params`, fused where torch has the kernel for them.
+
+    A LoRA run optimises many small tensors (two per wrapped layer): the default
+    single-tensor AdamW launches ~10 ops per tensor per step, which costs more than the
+    arithmetic; the fused kernel updates them all in one call (the 24 tensors of LoRA q,v on
+    `tiny:mbart50`: 1.8 -> 0.33 ms a step on CPU), as Seq2SeqTrainer's default
+    `adamw_torch_fused` does. The same update rule; results agree within float rounding,
+    not bit for bit. A checkpoint keeps the flag: resuming one saved before this continues
+    unfused, as it began.
+    """
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in FUSED_ADAMW_DEVICES for p in params)
+    return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, fused=fused or None)
+
+
 def _save_method_folder(model: nn.Module, folder: Path, base_name: str) -> Path:
     """Save the method's weights into `folder`, replacing it atomically."""
     names = adapter_names(model)
@@ -291,7 +327,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool | ProgressMode
     apply_run_method(loaded, config, task)
     model = loaded.model
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+    optimizer = build_optimizer(params, t.learning_rate, t.weight_decay)
     scheduler = build_scheduler(optimizer, t.schedule, t.warmup_steps, t.max_steps)
     state: dict[str, Any] = {"epoch": 0, "batch_in_epoch": 0, "best": None, "bad_evals": 0, "dev_history": [], "tokens": 0,
                              "seconds": 0.0, "pairs_seen": {p.name: 0 for p in task.trained}}
@@ -340,7 +376,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool | ProgressMode
             task.count(indices, state["pairs_seen"])
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model), accelerator.autocast(), task.routing(unwrapped, indices):
-                out = model(**batch)
+                out = model(**forward_inputs(unwrapped, batch))
                 loss = label_smoothed_loss(out.logits, batch["labels"], t.label_smoothing)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and t.max_grad_norm > 0:

@@ -1,0 +1,52 @@
+"""The training step's pieces against their plain versions: the forward's inputs (no second
+loss inside the model) and the fused AdamW."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mtadapt.data.batching import collate
+from mtadapt.models.loading import load_model
+from mtadapt.train.loop import build_optimizer, forward_inputs, label_smoothed_loss
+
+DIRECTIONS = {"mbart50": ("de_DE", "en_XX"), "marian": (None, None), "t5": ("de", "en"), "m2m100": ("de", "en")}
+
+
+@pytest.mark.parametrize("family", sorted(DIRECTIONS))
+def test_forward_inputs_give_the_logits_and_loss_of_labels(family: str) -> None:
+    loaded = load_model(f"tiny:{family}")
+    codec = loaded.codec(*DIRECTIONS[family])
+    src = codec.encode_sources(["ein kleines Haus", "ja"])
+    tgt = codec.encode_targets(["a small house", "yes"])
+    batch = collate(list(zip(src, tgt)), codec.pad_id)
+    model = loaded.model.eval()  # no dropout: both passes must see the same network
+    inputs = forward_inputs(model, batch)
+    with torch.no_grad():
+        reference = model(**batch)  # the model shifts the labels itself and computes its loss
+        out = model(**inputs)
+    if family == "m2m100":  # no prepare_decoder_input_ids_from_labels: the labels go in as before
+        assert inputs is batch
+    else:
+        assert "labels" not in inputs and out.loss is None
+    assert torch.equal(out.logits, reference.logits)
+    assert label_smoothed_loss(out.logits, batch["labels"], 0.0).item() == pytest.approx(reference.loss.item(), rel=1e-6)
+
+
+def test_fused_adamw_follows_the_single_tensor_update() -> None:
+    torch.manual_seed(0)
+    shapes = [(8, 64), (64, 8), (8, 64), (32, 8)]  # LoRA A/B-like tensors
+    fused_params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    plain_params = [torch.nn.Parameter(p.detach().clone()) for p in fused_params]
+    fused = build_optimizer(fused_params, 1e-2, 0.01)
+    plain = torch.optim.AdamW(plain_params, lr=1e-2, weight_decay=0.01, foreach=False)
+    assert fused.defaults["fused"] is True
+    for _ in range(5):
+        grads = [torch.randn(s) for s in shapes]
+        for params, optimizer in ((fused_params, fused), (plain_params, plain)):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            optimizer.step()
+    for a, b in zip(fused_params, plain_params):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(a, torch.zeros_like(a))
