@@ -25,10 +25,10 @@ pytestmark = pytest.mark.xdist_group("test_resume")
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "toy.yaml"
-MAX_STEPS = 120
-# Dev evaluation (generation) every 30 steps lies between checkpoints (every 20): it must
+MAX_STEPS = 60
+# Dev evaluation (generation) every 15 steps lies between checkpoints (every 10): it must
 # not disturb the dropout RNG stream that the checkpoints replay. Dropout is on (0.1).
-SETTINGS = [f"train.max_steps={MAX_STEPS}", "train.save_every=20", "train.eval_every=30", "train.log_every=10",
+SETTINGS = [f"train.max_steps={MAX_STEPS}", "train.save_every=10", "train.eval_every=15", "train.log_every=10",
             "data.max_dev_sentences=16", "train.keep_checkpoints=2"]
 
 
@@ -64,9 +64,9 @@ def runs(tmp_path_factory, tiny_model_dir):
     reference = subprocess.Popen(_train_cmd(straight), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     victim = subprocess.Popen(_train_cmd(killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
-    while _latest_step(killed) < 40:
+    while _latest_step(killed) < 20:
         assert victim.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoint at step >= 40 within 10 minutes"
+        assert time.monotonic() < deadline, "no checkpoint at step >= 20 within 10 minutes"
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -99,7 +99,7 @@ def test_checkpoints_are_atomic_and_pruned(runs):
         root = run / "checkpoints"
         assert not list(run.rglob("*.tmp")), "a .tmp folder or file was left after a completed save"
         assert (root / "latest").read_text().strip() == f"step-{MAX_STEPS:06d}"
-        assert sorted(p.name for p in root.glob("step-*")) == ["step-000100", "step-000120"]  # keep_checkpoints=2
+        assert sorted(p.name for p in root.glob("step-*")) == ["step-000050", "step-000060"]  # keep_checkpoints=2
         for name in ("trainable.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"):
             assert (root / f"step-{MAX_STEPS:06d}" / name).is_file()
 
