@@ -72,6 +72,8 @@ def bible_verses(n: int, max_chars: int) -> list[str]:
 
 
 def machine() -> str:
+    from mtadapt.evaluate.precision import describe_machine
+
     return describe_machine()
 
 
