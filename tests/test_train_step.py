@@ -7,30 +7,44 @@ import pytest
 import torch
 
 from mtadapt.data.batching import collate
+from mtadapt.models.families import get_family
 from mtadapt.models.loading import load_model
 from mtadapt.train.loop import build_optimizer, forward_inputs, label_smoothed_loss
 
-DIRECTIONS = {"mbart50": ("de_DE", "en_XX"), "marian": (None, None), "t5": ("de", "en"), "m2m100": ("de", "en")}
+DIRECTIONS = {"mbart50": ("de_DE", "en_XX"), "marian": (None, None), "t5": ("de", "en"), "m2m100": ("de", "en"),
+              "nllb": ("deu_Latn", "eng_Latn")}
+
+
+def _check_inputs(family_name: str, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
+    inputs = forward_inputs(get_family(family_name), model, batch)
+    with torch.no_grad():
+        reference = model(**batch)  # the model shifts the labels itself and computes its loss
+        out = model(**inputs)
+    assert "labels" not in inputs and out.loss is None  # no second cross-entropy inside the model
+    assert torch.equal(out.logits, reference.logits)
+    assert label_smoothed_loss(out.logits, batch["labels"], 0.0).item() == pytest.approx(reference.loss.item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("family", sorted(DIRECTIONS))
 def test_forward_inputs_give_the_logits_and_loss_of_labels(family: str) -> None:
     loaded = load_model(f"tiny:{family}")
+    assert loaded.family.name == family
     codec = loaded.codec(*DIRECTIONS[family])
     src = codec.encode_sources(["ein kleines Haus", "ja"])
     tgt = codec.encode_targets(["a small house", "yes"])
     batch = collate(list(zip(src, tgt)), codec.pad_id)
-    model = loaded.model.eval()  # no dropout: both passes must see the same network
-    inputs = forward_inputs(model, batch)
-    with torch.no_grad():
-        reference = model(**batch)  # the model shifts the labels itself and computes its loss
-        out = model(**inputs)
-    if family == "m2m100":  # no prepare_decoder_input_ids_from_labels: the labels go in as before
-        assert inputs is batch
-    else:
-        assert "labels" not in inputs and out.loss is None
-    assert torch.equal(out.logits, reference.logits)
-    assert label_smoothed_loss(out.logits, batch["labels"], 0.0).item() == pytest.approx(reference.loss.item(), rel=1e-6)
+    _check_inputs(family, loaded.model.eval(), batch)  # eval: no dropout, both passes see one network
+
+
+def test_forward_inputs_of_the_marian_native_port() -> None:
+    from mtadapt.models.marian_native.model import MarianNativeConfig, MarianNativeModel
+
+    torch.manual_seed(0)
+    config = MarianNativeConfig(dim=16, heads=4, encoder_layers=2, decoder_layers=2, decoder_type="ssru",
+                                ffn_dim=32, vocab_size=50, pad_id=0, eos_id=0)
+    model = MarianNativeModel(config).eval()
+    batch = collate([([5, 6, 7, 0], [8, 9, 0]), ([11, 0], [12, 13, 14, 15, 0])], pad_id=0)
+    _check_inputs("marian_native", model, batch)
 
 
 def test_fused_adamw_follows_the_single_tensor_update() -> None:

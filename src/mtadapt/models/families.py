@@ -84,6 +84,26 @@ def _marian_target_tag(text: str, src_lang: str | None, tgt_lang: str | None, to
     return f">>{tgt_lang}<< {text}" if tgt_lang and _marian_codes(tokenizer) else text
 
 
+def _prepared_from_labels(model: Any, labels: Any) -> Any:
+    """mBART, Marian, T5: the model's own `prepare_decoder_input_ids_from_labels`."""
+    return model.prepare_decoder_input_ids_from_labels(labels=labels)
+
+
+def _m2m100_decoder_inputs(model: Any, labels: Any) -> Any:
+    """M2M100/NLLB: what their forward builds from labels (no `prepare_...` method there):
+    [decoder_start, y_0, ..., y_(T-2)] with -100 replaced by the pad id."""
+    from transformers.models.m2m_100.modeling_m2m_100 import shift_tokens_right
+
+    return shift_tokens_right(labels, model.config.pad_token_id, model.config.decoder_start_token_id)
+
+
+def _native_decoder_inputs(model: Any, labels: Any) -> Any:
+    """mtadapt's Marian port: its forward's own shift (position 0 is a zero vector)."""
+    from mtadapt.models.marian_native.model import shift_right
+
+    return shift_right(labels, model.config.pad_id)
+
+
 @dataclass(frozen=True)
 class Family:
     """What mtadapt needs to know about one model family.
@@ -102,6 +122,10 @@ class Family:
         native: mtadapt's own PyTorch port of Marian (Bergamot students): a SentencePiece
             tokenizer with list `encode`/`decode`, generation of its own and a zero-vector
             first decoder input, instead of a transformers model and tokenizer.
+        decoder_inputs: (model, labels (B, T)) -> decoder input ids (B, T), exactly what the
+            model's forward would build from `labels`. Training passes these instead of the
+            labels: given labels, a model computes a cross-entropy of its own over the whole
+            vocabulary, which the loop would throw away.
     """
 
     name: FamilyName
@@ -114,19 +138,23 @@ class Family:
     source_code_checked: bool = True
     code_aliases: tuple[str, ...] = ()
     native: bool = False
+    decoder_inputs: Callable[[Any, Any], Any] = _prepared_from_labels
 
 
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family("mbart50", ("mbart",), "codes", BART_LIKE, language_codes=_mbart50_codes),
-        Family("m2m100", ("m2m_100",), "codes", BART_LIKE, language_codes=_m2m100_codes, code_token=_m2m100_code_token),
-        Family("nllb", ("m2m_100", "nllb-moe"), "codes", BART_LIKE, language_codes=_nllb_codes),
+        Family("m2m100", ("m2m_100",), "codes", BART_LIKE, language_codes=_m2m100_codes, code_token=_m2m100_code_token,
+               decoder_inputs=_m2m100_decoder_inputs),
+        Family("nllb", ("m2m_100", "nllb-moe"), "codes", BART_LIKE, language_codes=_nllb_codes,
+               decoder_inputs=_m2m100_decoder_inputs),
         Family("marian", ("marian",), "marian_tags", BART_LIKE, language_codes=_marian_codes,
                mark_source=_marian_target_tag, source_code_checked=False),
         Family("t5", ("t5", "mt5", "umt5"), "t5_prefix", T5, language_codes=_t5_codes, mark_source=_t5_task_prefix,
                code_aliases=tuple(T5_LANGUAGE_NAMES.values())),
-        Family("marian_native", ("marian_native",), "none", MARIAN_NATIVE, native=True),
+        Family("marian_native", ("marian_native",), "none", MARIAN_NATIVE, native=True,
+               decoder_inputs=_native_decoder_inputs),
     )
 }
 

@@ -53,6 +53,7 @@ from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_names, freeze_base
 from mtadapt.methods.language_adapters import add_language_adapters, add_shared_adapter
 from mtadapt.methods.registry import config_from_dict as method_config_from_dict
+from mtadapt.models.families import Family
 from mtadapt.models.loading import LoadedModel
 from mtadapt.progress import Progress, ProgressMode, eta_seconds, format_duration, progress_mode
 from mtadapt.runs import load_base
@@ -127,21 +128,18 @@ def label_smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: f
     )
 
 
-def forward_inputs(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+def forward_inputs(family: Family, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
     """The training forward's inputs: `labels` replaced by the decoder inputs made from them.
 
-    Given `labels`, a Hugging Face seq2seq model computes a loss of its own, a second
-    cross-entropy over the vocabulary that the loop throws away (it applies its own, with
-    label smoothing). So the loop passes what the model would build from the labels
-    (``prepare_decoder_input_ids_from_labels``: mBART, Marian, T5) and `use_cache=False`,
-    which labels imply there. A model without that method (M2M100/NLLB, Marian-native)
-    gets the labels, as before.
+    Given `labels`, a seq2seq model computes a loss of its own, a second cross-entropy over
+    the vocabulary that the loop throws away (it applies its own, with label smoothing). So
+    the loop passes what the model would build from the labels (`Family.decoder_inputs`)
+    and `use_cache=False`, which labels imply in a Hugging Face model.
     """
-    prepare = getattr(model, "prepare_decoder_input_ids_from_labels", None)
-    if prepare is None or "labels" not in batch:
+    if "labels" not in batch:
         return batch
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    return {**inputs, "decoder_input_ids": prepare(labels=batch["labels"]), "use_cache": False}
+    return {**inputs, "decoder_input_ids": family.decoder_inputs(model, batch["labels"]), "use_cache": False}
 
 
 FUSED_ADAMW_DEVICES = ("cpu", "cuda")
@@ -376,7 +374,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool | ProgressMode
             task.count(indices, state["pairs_seen"])
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model), accelerator.autocast(), task.routing(unwrapped, indices):
-                out = model(**forward_inputs(unwrapped, batch))
+                out = model(**forward_inputs(loaded.family, unwrapped, batch))
                 loss = label_smoothed_loss(out.logits, batch["labels"], t.label_smoothing)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and t.max_grad_norm > 0:
