@@ -12,7 +12,8 @@ clipping at 1.0, no label smoothing (run_translation.py's default):
             vacuous (tests/test_methods_toy.py does the same for its methods)
     corpus: the toy task (de -> en) with lengths spread the way real text spreads them:
             each training pair is 1-4 consecutive toy pairs joined (1: 40%, 2: 30%, 3: 20%,
-            4: 10%), so sentences run from ~5 to ~40 words; dev: the 100 toy dev sentences
+            4: 10%), so sentences run from ~5 to ~40 words; dev: 100 toy dev pairs joined the
+            same way
     HF default:        Seq2SeqTrainer(get_peft_model(model, LoraConfig(...)), batch of --batch-size
                        sentences, DataCollatorForSeq2Seq: padded per random batch), as
                        run_translation.py sets it up; group_by_length off (its default)
@@ -60,22 +61,32 @@ ROWS = ("hf_default", "hf_group_by_length", "mtadapt")
 BASE_RECIPE = REPO / "recipes" / "toy.yaml"
 
 
-def write_corpus(out: Path, n: int, seed: int) -> None:
-    """train.de/train.en: n pairs of 1-4 joined toy pairs; dev.de/dev.en: the toy dev set."""
-    from mtadapt.io import iter_lines
-    from mtadapt.toy import toy_corpus_dir
-
-    toy = toy_corpus_dir()
-    de, en = list(iter_lines(toy / "train.de")), list(iter_lines(toy / "train.en"))
-    rng = random.Random(seed)
+def joined(de: list[str], en: list[str], n: int, rng: random.Random) -> tuple[list[str], list[str]]:
+    """n pairs of 1-4 consecutive pairs joined (1: 40%, 2: 30%, 3: 20%, 4: 10%)."""
     src, tgt = [], []
     for _ in range(n):
         k = rng.choices((1, 2, 3, 4), weights=(4, 3, 2, 1))[0]
         start = rng.randrange(len(de) - k)
         src.append(" ".join(de[start : start + k]))
         tgt.append(" ".join(en[start : start + k]))
-    for name, lines in (("train.de", src), ("train.en", tgt), ("dev.de", list(iter_lines(toy / "dev.de"))),
-                        ("dev.en", list(iter_lines(toy / "dev.en")))):
+    return src, tgt
+
+
+def write_corpus(out: Path, n: int, seed: int) -> None:
+    """train.de/train.en: n joined toy training pairs; dev.de/dev.en: 100 joined toy dev pairs.
+
+    The dev set has the training set's spread of lengths: scored on single toy sentences
+    only, dev BLEU favoured whatever weights short training sentences more (batches of 16
+    sentences give a short sentence's tokens more weight than a token budget does).
+    """
+    from mtadapt.io import iter_lines
+    from mtadapt.toy import toy_corpus_dir
+
+    toy = toy_corpus_dir()
+    rng = random.Random(seed)
+    src, tgt = joined(list(iter_lines(toy / "train.de")), list(iter_lines(toy / "train.en")), n, rng)
+    dev_src, dev_tgt = joined(list(iter_lines(toy / "dev.de")), list(iter_lines(toy / "dev.en")), 100, rng)
+    for name, lines in (("train.de", src), ("train.en", tgt), ("dev.de", dev_src), ("dev.en", dev_tgt)):
         (out / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 

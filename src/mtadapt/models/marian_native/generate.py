@@ -31,7 +31,9 @@ class ShortlistOutput:
         logits[b, j, u] = hidden[b, j] . Wemb[ids[u]] + bias[ids[u]]   if allowed[b, u] else -inf
     i.e. the full-vocabulary logits at those ids. One (U, D) matmul serves the whole batch
     (per-sentence matrices would read more weights than the full vocabulary), while the
-    mask keeps each sentence's result independent of its batch-mates.
+    mask keeps each sentence's result independent of its batch-mates. The mask is applied as
+    an additive (B, U) bias of 0 / -inf made once per batch: one add per step instead of a
+    negation and a broadcast masked_fill (together ~4% of int8 greedy decoding).
     """
 
     def __init__(self, model: MarianNativeModel, shortlist: LexicalShortlist, input_ids: torch.Tensor,
@@ -44,6 +46,7 @@ class ShortlistOutput:
             allowed[b, np.searchsorted(union, c)] = True
         self.ids = torch.from_numpy(union).to(device)  # (U,)
         self.allowed = torch.from_numpy(allowed).to(device)  # (B, U)
+        self.blocked = torch.zeros(self.allowed.shape, device=device).masked_fill_(~self.allowed, float("-inf"))  # (B, U)
         # int8 models (`int8.to_int8`) score the same rows with their int8 output layer
         self.int8 = getattr(model, "int8_output", None)
         self.packed = None if self.int8 is None else self.int8.rows(self.ids)
@@ -56,13 +59,14 @@ class ShortlistOutput:
             scores = self.int8.logits(hidden, self.packed).to(hidden.dtype)
         else:
             scores = F.linear(hidden, self.weight, self.bias)
-        return scores.masked_fill(~self.allowed[:, None, :], float("-inf"))
+        return scores + self.blocked[:, None, :].to(scores.dtype)
 
     def select(self, rows: torch.Tensor) -> "ShortlistOutput":
         """Keep sentences `rows` (N,) (greedy drops finished sentences); weights are shared."""
         kept = object.__new__(ShortlistOutput)
         kept.ids, kept.weight, kept.bias, kept.int8, kept.packed = self.ids, self.weight, self.bias, self.int8, self.packed
         kept.allowed = self.allowed.index_select(0, rows)
+        kept.blocked = self.blocked.index_select(0, rows)
         return kept
 
 
