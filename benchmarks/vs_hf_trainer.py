@@ -20,6 +20,9 @@ clipping at 1.0, no label smoothing (run_translation.py's default):
     HF group_by_length: the same with group_by_length=True (megabatches sorted by length)
     mtadapt:           `mtadapt train` with method lora, token-budget length-bucketed batches;
                        the budget is set so that an epoch has as many steps as HF's
+    mtadapt_16:        the same with `data.max_sentences` = HF's batch size (and no token
+                       budget to speak of): batches of 16 length-sorted sentences, so each
+                       sentence weighs as in HF's batches (see mtadapt.data.batching)
 
 Each row runs in its own fresh process (peak RSS is that process's ru_maxrss: imports, model,
 data, training), the rows in turn, once per --epochs value and per seed (every other seed in
@@ -57,7 +60,7 @@ from mtadapt.evaluate.precision import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 SRC_LANG, TGT_LANG = "de_DE", "en_XX"
-ROWS = ("hf_default", "hf_group_by_length", "mtadapt")
+ROWS = ("hf_default", "hf_group_by_length", "mtadapt", "mtadapt_16")
 BASE_RECIPE = REPO / "recipes" / "toy.yaml"
 
 
@@ -191,7 +194,7 @@ def run_hf(args: argparse.Namespace, data: Path, group_by_length: bool) -> dict:
             "peak_rss_mib": rss_mib(), "bleu": dev_bleu(model, codec, data)}
 
 
-def run_mtadapt(args: argparse.Namespace, data: Path) -> dict:
+def run_mtadapt(args: argparse.Namespace, data: Path, sentences: bool) -> dict:
     from mtadapt.config import config_from_dict
     from mtadapt.models.loading import load_model
     from mtadapt.runs import open_for_inference
@@ -199,11 +202,15 @@ def run_mtadapt(args: argparse.Namespace, data: Path) -> dict:
 
     codec = load_model(base_model(data)).codec(SRC_LANG, TGT_LANG)
     hf_steps = -(-args.train_pairs // args.batch_size)  # HF: ceil(N / batch) steps an epoch
-    budget = mtadapt_budget(codec, data, hf_steps)
-    per_epoch = steps_per_epoch_of_budget(codec, data, budget)
+    if sentences:  # HF's batch size in sentences, length-sorted: HF's step count
+        budget, max_sentences, per_epoch = 1 << 20, args.batch_size, hf_steps
+    else:
+        budget, max_sentences = mtadapt_budget(codec, data, hf_steps), None
+        per_epoch = steps_per_epoch_of_budget(codec, data, budget)
     config = config_from_dict({
         "model": {"name_or_path": base_model(data)},
-        "data": {"src_lang": SRC_LANG, "tgt_lang": TGT_LANG, "max_tokens": budget, "max_dev_sentences": 100,
+        "data": {"src_lang": SRC_LANG, "tgt_lang": TGT_LANG, "max_tokens": budget, "max_sentences": max_sentences,
+                 "max_dev_sentences": 100,
                  "train": {"paths": [str(data / "train.de"), str(data / "train.en")]},
                  "dev": None, "test": None},  # dev BLEU after training, as for HF: no evaluation inside the timed call
         "method": {"name": "lora", "settings": {"rank": 8, "alpha": 16.0, "dropout": 0.0, "targets": "default"}},
@@ -246,8 +253,8 @@ def main() -> None:
         data = Path(args.data)
         if args.row == "base":
             result = build_base(args, data)
-        elif args.row == "mtadapt":
-            result = run_mtadapt(args, data)
+        elif args.row in ("mtadapt", "mtadapt_16"):
+            result = run_mtadapt(args, data, sentences=args.row == "mtadapt_16")
         else:
             result = run_hf(args, data, args.row == "hf_group_by_length")
         print("RESULT " + json.dumps(result))
@@ -318,24 +325,27 @@ def main() -> None:
     speed = {row: mean([x["tokens_per_s"] for e in epochs_list for x in results[row, e]]) for row in ROWS}
     cpu = {row: mean([x["tokens_per_cpu_s"] for e in epochs_list for x in results[row, e]]) for row in ROWS}
     rss = {row: max(x["peak_rss_mib"] for e in epochs_list for x in results[row, e]) for row in ROWS}
-    print(f"\nmtadapt / HF default, real tokens/s: {speed['mtadapt'] / speed['hf_default']:.2f}x; "
-          f"/ HF group_by_length: {speed['mtadapt'] / speed['hf_group_by_length']:.2f}x (mean over every run)")
-    print(f"mtadapt / HF default, real tokens per CPU second: {cpu['mtadapt'] / cpu['hf_default']:.2f}x; "
-          f"/ HF group_by_length: {cpu['mtadapt'] / cpu['hf_group_by_length']:.2f}x")
-    print(f"peak RSS mtadapt {rss['mtadapt']:.0f} MiB, HF default {rss['hf_default']:.0f} MiB, "
-          f"group_by_length {rss['hf_group_by_length']:.0f} MiB; load average while running: "
+    print()
+    for mine in ("mtadapt", "mtadapt_16"):
+        print(f"{mine} / HF default, real tokens/s: {speed[mine] / speed['hf_default']:.2f}x "
+              f"({cpu[mine] / cpu['hf_default']:.2f}x per CPU second); / HF group_by_length: "
+              f"{speed[mine] / speed['hf_group_by_length']:.2f}x ({cpu[mine] / cpu['hf_group_by_length']:.2f}x) "
+              f"(mean over every run)")
+    print(f"peak RSS mtadapt {rss['mtadapt']:.0f} MiB, mtadapt_16 {rss['mtadapt_16']:.0f} MiB, HF default "
+          f"{rss['hf_default']:.0f} MiB, group_by_length {rss['hf_group_by_length']:.0f} MiB; load average while running: "
           f"{min(x['load'] for xs in results.values() for x in xs):.1f}-{max(x['load'] for xs in results.values() for x in xs):.1f}")
-    # To the same quality: the fewest mtadapt epochs whose mean BLEU reaches HF default's at e0.
+    # To the same quality: the fewest epochs whose mean BLEU reaches HF default's at e0.
     target = mean([x["bleu"] for x in results["hf_default", e0]])
-    reached = [e for e in epochs_list if mean([x["bleu"] for x in results["mtadapt", e]]) >= target]
     hf_wall = mean([x["wall_s"] for x in results["hf_default", e0]])
-    if reached:
-        e = reached[0]
-        wall = mean([x["wall_s"] for x in results["mtadapt", e]])
-        print(f"to HF default's {e0}-epoch dev BLEU ({target:.2f}): mtadapt takes {e} epoch(s), {wall:.1f} s against "
-              f"{hf_wall:.1f} s: {hf_wall / wall:.2f}x less wall time")
-    else:
-        print(f"mtadapt does not reach HF default's {e0}-epoch dev BLEU ({target:.2f}) within {max(epochs_list)} epochs")
+    for mine in ("mtadapt", "mtadapt_16"):
+        reached = [e for e in epochs_list if mean([x["bleu"] for x in results[mine, e]]) >= target]
+        if reached:
+            wall = mean([x["wall_s"] for x in results[mine, reached[0]]])
+            print(f"to HF default's {e0}-epoch dev BLEU ({target:.2f}): {mine} takes {reached[0]} epoch(s), {wall:.1f} s "
+                  f"against {hf_wall:.1f} s: {hf_wall / wall:.2f}x less wall time")
+        else:
+            print(f"{mine} does not reach HF default's {e0}-epoch dev BLEU ({target:.2f}) within {max(epochs_list)} epochs")
+
 
 if __name__ == "__main__":
     main()

@@ -63,12 +63,14 @@ def test_all_errors_reported_with_file_and_line(tmp_path):
 
 def test_unknown_section_and_cross_field_checks(tmp_path):
     recipe = tmp_path / "bad.yaml"
-    recipe.write_text("trian:\n  max_steps: 10\ntrain:\n  max_steps: 10\n  warmup_steps: 50\n", encoding="utf-8")
+    recipe.write_text("trian:\n  max_steps: 10\ntrain:\n  max_steps: 10\n  warmup_steps: 50\ndata:\n  max_sentences: 0\n",
+                      encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_recipe(recipe)
     message = str(info.value)
     assert f"{recipe}:1: trian: unknown key; did you mean 'train'?" in message
     assert "train.warmup_steps must be between 0 and train.max_steps (10), got 50" in message
+    assert "data.max_sentences must be >= 1 or null, got 0" in message
 
 
 def test_overrides_parse_as_typed_values():

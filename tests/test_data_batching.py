@@ -71,6 +71,31 @@ def test_bucketed_matches_reference_definition() -> None:
     assert got == expected
 
 
+def test_max_sentences_matches_reference_definition() -> None:
+    """max_sentences: sorted buckets cut into N-example batches (and never over the budget)."""
+    src, tgt = spread_lengths(1000, seed=6)
+    seed, epoch, n = 2, 1, 16
+    for max_tokens in (1 << 20, 600):  # sentences only; both limits
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(1000).tolist()
+        mean_width = sum(max(s, t) for s, t in zip(src, tgt)) / 1000
+        bucket_size = 3 * min(n, max(1, max_tokens // max(1, round(mean_width))))
+        expected: list[list[int]] = []
+        for start in range(0, 1000, bucket_size):
+            bucket = sorted(order[start : start + bucket_size], key=lambda i: (max(src[i], tgt[i]), src[i]))
+            for batch in reference_cut(bucket, src, tgt, max_tokens):  # the budget, then at most n each
+                expected += [batch[j : j + n] for j in range(0, len(batch), n)] if len(batch) > n else [batch]
+        expected = [expected[i] for i in rng.permutation(len(expected)).tolist()]
+        got = bucketed_batches(src, tgt, max_tokens, seed=seed, epoch=epoch, bucket_size_multiplier=3, max_sentences=n)
+        if max_tokens == 1 << 20:
+            assert got == expected
+            assert sum(len(b) == n for b in got) >= len(got) - 1000 // bucket_size - 1  # only buckets' last batches short
+        assert sorted(i for b in got for i in b) == list(range(1000))
+        assert max(len(b) for b in got) == n and all(cost(b, src, tgt) <= max_tokens for b in got)
+    assert random_batches(src, tgt, 1 << 20, seed=9, epoch=1, max_sentences=5) == [
+        order[i : i + 5] for order in [np.random.default_rng([9, 1]).permutation(1000).tolist()] for i in range(0, 1000, 5)]
+
+
 def test_random_matches_reference_definition() -> None:
     src, tgt = spread_lengths(500, seed=4)
     order = np.random.default_rng([9, 1]).permutation(500).tolist()
@@ -109,6 +134,11 @@ def test_padding_fraction_matches_loop_by_hand() -> None:
     # batch [0, 1]: src padded 2*3=6 (real 4), tgt 2*2=4 (real 4); batch [2]: 4+5, no pad
     assert padding_fraction([[0, 1], [2]], src, tgt) == pytest.approx(2 / 19)
     assert padding_fraction([], src, tgt) == 0.0
+
+
+def test_invalid_inputs_raise_on_max_sentences() -> None:
+    with pytest.raises(DataError, match="max_sentences"):
+        bucketed_batches([3, 4], [3, 4], 100, seed=0, epoch=0, max_sentences=0)
 
 
 def test_invalid_inputs_raise() -> None:

@@ -120,6 +120,10 @@ class DataConfig:
         dev: Dev corpus for evaluation during training (BLEU/chrF by generation).
         test: Test corpus for `mtadapt evaluate` after training.
         max_tokens: Token budget per batch (examples * longest side).
+        max_sentences: At most this many examples per batch (None: the token budget only).
+            A batch closes at whichever limit it reaches first. With a large `max_tokens`,
+            batches of exactly N length-sorted examples, as a `batch_size` run would draw them
+            (short sentences' tokens then weigh more; see `mtadapt.data.batching`).
         max_source_tokens: Drop pairs with a longer side (counted).
         max_length_ratio: Drop pairs whose long/short token ratio exceeds this (counted).
         empty: Empty side: drop (counted) or error.
@@ -147,6 +151,7 @@ class DataConfig:
     dev: CorpusConfig | None = field(default_factory=lambda: CorpusConfig(paths=["toy:dev"]))
     test: CorpusConfig | None = field(default_factory=lambda: CorpusConfig(paths=["toy:test"]))
     max_tokens: int = 1024
+    max_sentences: int | None = None
     max_source_tokens: int = 256
     max_length_ratio: float = 3.0
     empty: Literal["drop", "error"] = "drop"
@@ -412,6 +417,8 @@ def validate_run(config: RunConfig, source: str) -> list[str]:
          f"train.warmup_steps must be between 0 and train.max_steps ({t.max_steps!r}), got {t.warmup_steps!r}"),
         (lambda: 0 <= t.label_smoothing < 1, f"train.label_smoothing must be in [0, 1), got {t.label_smoothing!r}"),
         (lambda: d.max_tokens >= 8, f"data.max_tokens must be >= 8, got {d.max_tokens!r}"),
+        (lambda: d.max_sentences is None or d.max_sentences >= 1,
+         f"data.max_sentences must be >= 1 or null, got {d.max_sentences!r}"),
         (lambda: bool(d.pairs) or bool(d.train.paths), "data.train.paths is empty; give the training corpus"),
         (lambda: g.num_beams >= 1 and g.batch_size >= 1, "generation.num_beams and generation.batch_size must be >= 1"),
         (lambda: g.max_length_factor > 0, f"generation.max_length_factor must be > 0, got {g.max_length_factor!r}"),

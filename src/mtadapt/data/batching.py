@@ -2,8 +2,16 @@
 
 A batch costs `len(batch) * max(max src length, max tgt length)` tokens: the padded size of
 the larger of the two tensors the model sees. Both batchers cut greedily in a given order and
-close a batch when the next example would push its cost over `max_tokens`; an example that
-alone exceeds the budget gets a batch of its own (never dropped).
+close a batch when the next example would push its cost over `max_tokens`, or its size over
+`max_sentences` when that is given; an example that alone exceeds the budget gets a batch of
+its own (never dropped).
+
+The two limits weigh examples differently. The loss is the mean over a batch's target
+tokens and every step counts the same, so under a token budget every token weighs about the
+same, while batches of N sentences give the tokens of short sentences more weight (their
+batches hold fewer tokens). That is what `batch_size` runs (Seq2SeqTrainer, the usual
+scripts) do, and on a corpus of mixed lengths it learned more per step in
+benchmarks/vs_hf_trainer.py; `max_sentences` gives those batches, still length-sorted.
 
 Determinism: the order depends only on (seed, epoch), so a resumed run sees the same batches.
 """
@@ -20,7 +28,9 @@ from mtadapt.models import LABEL_PAD_ID  # re-exported: mtadapt.data.LABEL_PAD_I
 
 
 
-def _as_lengths(src_lengths: Sequence[int], tgt_lengths: Sequence[int], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+def _as_lengths(
+    src_lengths: Sequence[int], tgt_lengths: Sequence[int], max_tokens: int, max_sentences: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     src = np.asarray(src_lengths, dtype=np.int64).reshape(-1)
     tgt = np.asarray(tgt_lengths, dtype=np.int64).reshape(-1)
     problems = []
@@ -30,6 +40,8 @@ def _as_lengths(src_lengths: Sequence[int], tgt_lengths: Sequence[int], max_toke
         problems.append("lengths must be >= 0")
     if max_tokens < 1:
         problems.append(f"`max_tokens` must be >= 1, got {max_tokens}")
+    if max_sentences is not None and max_sentences < 1:
+        problems.append(f"`max_sentences` must be >= 1 or None, got {max_sentences}")
     if problems:
         raise DataError("; ".join(problems))
     return src, tgt
@@ -43,20 +55,24 @@ def _rng(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch])
 
 
-def _cut_by_token_budget(order: Sequence[int], src: Sequence[int], tgt: Sequence[int], max_tokens: int) -> list[list[int]]:
-    """Greedy cut of `order` into batches whose cost stays <= max_tokens.
+def _cut_by_token_budget(
+    order: Sequence[int], src: Sequence[int], tgt: Sequence[int], max_tokens: int, max_sentences: int | None = None
+) -> list[list[int]]:
+    """Greedy cut of `order` into batches whose cost stays <= max_tokens (and size <= max_sentences).
 
         for i in order:
-            if batch and (len(batch) + 1) * max(max_src, max_tgt, src[i], tgt[i]) > max_tokens:
+            if batch and ((len(batch) + 1) * max(max_src, max_tgt, src[i], tgt[i]) > max_tokens
+                          or len(batch) == max_sentences):
                 emit(batch); batch = []
             batch.append(i)
     """
     batches: list[list[int]] = []
     batch: list[int] = []
     widest = 0  # max(src, tgt) length over the batch
+    full = max_sentences if max_sentences is not None else -1
     for i in order:
         width = max(widest, src[i], tgt[i])
-        if batch and (len(batch) + 1) * width > max_tokens:
+        if batch and ((len(batch) + 1) * width > max_tokens or len(batch) == full):
             batches.append(batch)
             batch, width = [], max(src[i], tgt[i])
         batch.append(i)
@@ -75,15 +91,17 @@ def bucketed_batches(
     epoch: int,
     bucket_size_multiplier: int = 100,
     shuffle: bool = True,
+    max_sentences: int | None = None,
 ) -> list[list[int]]:
     """Token-budget batches of similar-length examples, in a (seed, epoch)-determined order.
 
         rng = Generator(seed, epoch)
         order = rng.permutation(n) if shuffle else range(n)
-        bucket_size = bucket_size_multiplier * max(1, max_tokens // mean(max(src, tgt)))
+        per_batch = min(max(1, max_tokens // mean(max(src, tgt))), max_sentences or inf)
+        bucket_size = bucket_size_multiplier * per_batch
         for bucket in chunks(order, bucket_size):            # ~multiplier batches per bucket
             bucket = sorted(bucket, key=(max(src, tgt), src))  # similar lengths side by side
-            batches += cut_by_token_budget(bucket, max_tokens)
+            batches += cut_by_token_budget(bucket, max_tokens, max_sentences)
         return rng.permutation(batches) if shuffle else batches
 
     Buckets keep randomness across epochs (a batch is never the same fixed set of the
@@ -97,14 +115,16 @@ def bucketed_batches(
         epoch: epoch number; a different epoch gives a different order.
         bucket_size_multiplier: bucket size in units of a typical batch's example count.
         shuffle: False keeps corpus order in buckets and batch order (still sorted per bucket).
+        max_sentences: at most this many examples per batch (None: the token budget only).
 
     Returns:
         Batches of example indices; every index appears exactly once.
 
     Raises:
-        DataError: mismatched or negative lengths, max_tokens < 1, negative seed/epoch.
+        DataError: mismatched or negative lengths, max_tokens < 1, max_sentences < 1,
+            negative seed/epoch.
     """
-    src, tgt = _as_lengths(src_lengths, tgt_lengths, max_tokens)
+    src, tgt = _as_lengths(src_lengths, tgt_lengths, max_tokens, max_sentences)
     if bucket_size_multiplier < 1:
         raise DataError(f"`bucket_size_multiplier` must be >= 1, got {bucket_size_multiplier}")
     rng = _rng(seed, epoch)
@@ -114,6 +134,8 @@ def bucketed_batches(
     widths = np.maximum(src, tgt)
     order = rng.permutation(n) if shuffle else np.arange(n)
     examples_per_batch = max(1, max_tokens // max(1, int(round(widths.mean()))))
+    if max_sentences is not None:
+        examples_per_batch = min(examples_per_batch, max_sentences)
     bucket_size = bucket_size_multiplier * examples_per_batch
     src_list, tgt_list = src.tolist(), tgt.tolist()
     batches: list[list[int]] = []
@@ -121,7 +143,7 @@ def bucketed_batches(
         bucket = order[start : start + bucket_size]
         # lexsort: last key is primary; stable, so ties keep the shuffled order.
         bucket = bucket[np.lexsort((src[bucket], widths[bucket]))]
-        batches.extend(_cut_by_token_budget(bucket.tolist(), src_list, tgt_list, max_tokens))
+        batches.extend(_cut_by_token_budget(bucket.tolist(), src_list, tgt_list, max_tokens, max_sentences))
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches)).tolist()]
     return batches
@@ -134,15 +156,16 @@ def random_batches(
     *,
     seed: int,
     epoch: int,
+    max_sentences: int | None = None,
 ) -> list[list[int]]:
-    """The baseline: same token budget, random order, no sorting.
+    """The baseline: same limits, random order, no sorting.
 
         order = Generator(seed, epoch).permutation(n)
-        return cut_by_token_budget(order, max_tokens)
+        return cut_by_token_budget(order, max_tokens, max_sentences)
     """
-    src, tgt = _as_lengths(src_lengths, tgt_lengths, max_tokens)
+    src, tgt = _as_lengths(src_lengths, tgt_lengths, max_tokens, max_sentences)
     order = _rng(seed, epoch).permutation(src.size)
-    return _cut_by_token_budget(order.tolist(), src.tolist(), tgt.tolist(), max_tokens)
+    return _cut_by_token_budget(order.tolist(), src.tolist(), tgt.tolist(), max_tokens, max_sentences)
 
 
 def padding_fraction(

@@ -107,6 +107,7 @@ def sampled_batches(
     *,
     seed: int,
     epoch: int,
+    max_sentences: int | None = None,
 ) -> list[list[int]]:
     """Token-budget batches of one epoch over several pairs, as global example indices.
 
@@ -119,6 +120,7 @@ def sampled_batches(
         probabilities: from `pair_probabilities`.
         epoch_size: examples per epoch (ignored with one pair).
         max_tokens: batch budget, as in `bucketed_batches`.
+        max_sentences: examples per batch at most, as in `bucketed_batches`.
     """
     sizes = [len(s) for s in src_lengths]
     offsets = np.cumsum([0, *sizes[:-1]])
@@ -126,5 +128,5 @@ def sampled_batches(
     glob = np.concatenate([o + p for o, p in zip(offsets, picks)])  # (epoch_size,) global ids
     flat_src = np.concatenate([np.asarray(s, dtype=np.int64) for s in src_lengths])
     flat_tgt = np.concatenate([np.asarray(t, dtype=np.int64) for t in tgt_lengths])
-    batches = bucketed_batches(flat_src[glob], flat_tgt[glob], max_tokens, seed=seed, epoch=epoch)
+    batches = bucketed_batches(flat_src[glob], flat_tgt[glob], max_tokens, seed=seed, epoch=epoch, max_sentences=max_sentences)
     return [glob[b].tolist() for b in batches]
