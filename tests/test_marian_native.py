@@ -624,3 +624,23 @@ def test_marian_native_modules_import_one_way() -> None:
     model_tree = ast.parse((folder / "model.py").read_text(encoding="utf-8"))
     names = {node.module for node in ast.walk(model_tree) if isinstance(node, ast.ImportFrom)}
     assert names == {"__future__", "dataclasses", "typing", "torch", "transformers.modeling_outputs", "binary", "mtadapt.models"}
+
+
+def test_single_query_attention_equals_sdpa() -> None:
+    """The decoder step's attention (two bmm calls) against the plain definition (SDPA)."""
+    import torch.nn.functional as F
+
+    from mtadapt.models.marian_native.model import single_query_attention
+
+    g = torch.Generator().manual_seed(0)
+    b, h, tk, hd = 5, 4, 7, 8
+    q, k, v = (torch.randn(b, h, n, hd, generator=g) for n in (1, tk, tk))
+    allowed = torch.ones(b, tk, dtype=torch.bool)
+    allowed[1, 4:] = False
+    allowed[3, 1:] = False
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None, None, :])  # (B, H, 1, hd)
+    got = single_query_attention(q, k, v, allowed)
+    torch.testing.assert_close(got, want.transpose(1, 2).reshape(b, h * hd), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(single_query_attention(q, k, v, None),
+                               F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, h * hd), rtol=1e-5, atol=1e-6)
+    assert got[3].sub(v[3, :, 0].reshape(-1)).abs().max() < 1e-6  # one allowed key: its value

@@ -121,6 +121,27 @@ def _position_table(length: int, dim: int) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1).float()
 
 
+def single_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """Attention of one query per head, as batched matmuls (a generation step's cross-attention).
+
+        q (B, H, 1, hd); k, v (B, H, Tk, hd); allowed (B, Tk) bool or None (all keys)
+        scores[b, h, j] = q[b, h] . k[b, h, j] / sqrt(hd)  (-inf where not allowed[b, j])
+        out[b, h*hd + i] = sum_j softmax_j(scores[b, h])[j] * v[b, h, j, i]      -> (B, H * hd)
+
+    = F.scaled_dot_product_attention up to float rounding; at one query and ~40 keys its
+    flash kernel cost ~2.3x these two bmm calls (on CPU, one thread), paid twice per decoder
+    step. Keys and values should be contiguous (the generation cache keeps them so), else
+    the reshapes copy them.
+    """
+    b, h, tk, hd = k.shape
+    scores = torch.bmm(q.reshape(b * h, 1, hd), k.reshape(b * h, tk, hd).transpose(1, 2)).view(b, h, tk)
+    scores = scores * (hd ** -0.5)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed[:, None, :], float("-inf"))
+    probs = scores.softmax(dim=-1)
+    return torch.bmm(probs.view(b * h, 1, tk), v.reshape(b * h, tk, hd)).view(b, h * hd)
+
+
 class MarianAttention(nn.Module):
     """Multi-head attention through `q_proj`/`k_proj`/`v_proj`/`out_proj` (called via `forward`,
     so wrapped projections such as LoRA take effect).
@@ -187,6 +208,8 @@ class MarianAttention(nn.Module):
             if mask is not None:
                 ones = torch.ones(mask.shape[0], 1, tq, prefix_key.shape[2], dtype=torch.bool, device=mask.device)
                 mask = torch.cat([ones.expand(b, 1, tq, -1), mask.expand(b, 1, tq, tk)], dim=-1)
+        if tq == 1 and not causal and not torch.is_grad_enabled():  # a decoder step
+            return self.out_proj(single_query_attention(q, k, v, None if mask is None else mask[:, 0, 0, :])[:, None])
         # softmax(q k^T / sqrt(hd)) v, the same scaling Marian applies to q
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, Tq, hd)
         return self.out_proj(out.transpose(1, 2).reshape(b, tq, d))
@@ -359,7 +382,8 @@ class MarianDecoder(nn.Module):
         caches = []
         for layer in self.layers:
             k, v = layer.encoder_attn.project_kv(encoder_hidden)
-            caches.append({"cross_k": k, "cross_v": v})
+            # contiguous: every step's single-query attention reads them as (B*H, S, hd)
+            caches.append({"cross_k": k.contiguous(), "cross_v": v.contiguous()})
         return caches
 
 
