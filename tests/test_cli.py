@@ -149,6 +149,18 @@ def test_train_reports_config_errors(capsys):
     assert "'cosine' is not one of 'linear', 'inverse_sqrt', 'constant'" in err and "did you mean 'max_steps'" in err
 
 
+def test_overrides_may_follow_options_in_train_and_compare(capsys):
+    """`compare recipe --no-progress key=value` reads the override (it used to be refused as
+    an unrecognized argument); verbs without overrides still refuse strays."""
+    assert main(["compare", str(REPO / "recipes" / "quickstart.yaml"), "--no-progress", "base.train.max_stepz=3"]) == 2
+    assert "did you mean 'max_steps'" in capsys.readouterr().err
+    assert main(["train", str(REPO / "recipes" / "toy.yaml"), "--resume", "train.schedule=cosine"]) == 2
+    assert "'cosine' is not one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["params", "--arch", "facebook/mbart-large-50", "--method", "lora", "rank=8"])
+    assert "unrecognized arguments: rank=8" in capsys.readouterr().err
+
+
 
 @pytest.mark.parametrize("method", ["lora", "prompt"])
 def test_export_peft_writes_the_adapter_kind_peft_loads(tmp_path, method):

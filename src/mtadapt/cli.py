@@ -538,10 +538,12 @@ def _user_error(err: Exception) -> str | None:
 def _run(argv: list[str]) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    # `train recipe.yaml --resume key=value`: overrides may follow options.
-    overrides = [e for e in extra if "=" in e and not e.startswith("-")]
-    if extra and (getattr(args, "verb", None) != "train" or len(overrides) != len(extra)):
-        parser.error(f"unrecognized arguments: {' '.join(e for e in extra if e not in overrides or args.verb != 'train')}")
+    # `train recipe.yaml --resume key=value`, `compare recipe.yaml --no-progress key=value`:
+    # overrides may follow options in the verbs that take them.
+    takes_overrides = hasattr(args, "overrides")
+    overrides = [e for e in extra if takes_overrides and "=" in e and not e.startswith("-")]
+    if len(overrides) != len(extra):
+        parser.error(f"unrecognized arguments: {' '.join(e for e in extra if e not in overrides)}")
     if overrides:
         args.overrides = list(args.overrides) + overrides
     return args.func(args)
