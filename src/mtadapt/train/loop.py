@@ -3,8 +3,9 @@
 
     for step in range(start, max_steps):                   # optimizer steps
         for micro in range(grad_accumulation):
-            batch = next(batches)                          # token-budget, length-bucketed
-            loss = label_smoothed_ce(model(batch).logits, batch.labels) / accumulation
+            batch = next(batches)                          # token budget (+ max_sentences), length-bucketed
+            logits = model(batch.inputs, family.decoder_inputs(batch.labels)).logits   # no loss in the model
+            loss = label_smoothed_ce(logits, batch.labels) / accumulation
             backward(loss)
         clip(max_grad_norm); optimizer.step(); scheduler.step()
         every log_every: metrics.jsonl row (+ a log line with --no-progress)
