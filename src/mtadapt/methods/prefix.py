@@ -72,7 +72,7 @@ from mtadapt.methods.base import (
     find_modules,
     set_active_adapters,
 )
-from mtadapt.models.targets import ModelTargets
+from mtadapt.models.targets import ModelTargets, PrefixHook
 
 PREFIX_ATTENTION = "mtadapt_prefix"
 SUPPORTED_ATTENTION = ("eager", "sdpa")
@@ -454,21 +454,22 @@ def prefix_attention_forward(
 AttentionInterface.register(PREFIX_ATTENTION, prefix_attention_forward)
 
 
-def _install_site(attention: nn.Module) -> PrefixSite:
-    """Attach a `PrefixSite` to one attention module (once)."""
+def _install_site(attention: nn.Module, hook: PrefixHook) -> PrefixSite:
+    """Attach a `PrefixSite` to one attention module (once), through the family's `hook`."""
     existing = getattr(attention, SITE_ATTR, None)
     if isinstance(existing, PrefixSite):
         return existing
     site = PrefixSite(attention)
-    if hasattr(attention, "prefix_provider"):  # Marian-native
+    if hook == "prefix_provider":  # mtadapt's Marian attention calls it for its prefix keys/values
+        if "prefix_provider" not in vars(attention):
+            raise TypeError(f"{type(attention).__name__} has no prefix_provider hook; prefix tuning cannot attach to it")
         attention.add_module(SITE_ATTR, site)
         attention.prefix_provider = site.native_provider
         return site
     config = getattr(attention, "config", None)
     if config is None or not hasattr(config, "_attn_implementation"):
         raise TypeError(
-            f"{type(attention).__name__} is neither an HF attention (with .config) nor a Marian-native one "
-            "(with .prefix_provider); prefix tuning cannot attach to it"
+            f"{type(attention).__name__} is not an HF attention (with .config); prefix tuning cannot attach to it"
         )
     implementation = config._attn_implementation or "eager"
     if implementation not in SUPPORTED_ATTENTION:
@@ -507,7 +508,7 @@ def apply(model: nn.Module, config: PrefixConfig, targets: ModelTargets, adapter
         raise TypeError(f"config must be a PrefixConfig, got {type(config).__name__}")
     was_active = active_adapters(model) if adapter_names(model) else []
     names = target_attention_names(model, config, targets)
-    sites = [_install_site(model.get_submodule(n)) for n in names]
+    sites = [_install_site(model.get_submodule(n), targets.prefix_hook) for n in names]
     like = next(model.parameters())
     mlp = None
     if config.reparameterize:

@@ -19,6 +19,11 @@ Layout of the families we know (one layer shown):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+# How prefix tuning reaches a family's attention: through transformers' AttentionInterface
+# (HF models), or the `prefix_provider` hook of mtadapt's own Marian attention.
+PrefixHook = Literal["attention_interface", "prefix_provider"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class ModelTargets:
         cross_attention_output: Output projections of cross-attention.
         ffn_output: Last linear of each FFN; Houlsby and Pfeiffer adapters go on its output.
         encoder_embedding: Attribute path of the encoder's token embedding (prompt tuning).
+        prefix_hook: How prefix tuning attaches to the attention modules above (`PrefixHook`).
     """
 
     lora_default: tuple[str, ...]
@@ -49,6 +55,7 @@ class ModelTargets:
     cross_attention_output: str
     ffn_output: str
     encoder_embedding: str
+    prefix_hook: PrefixHook = "attention_interface"
 
 
 BART_LIKE = ModelTargets(
@@ -86,4 +93,5 @@ MARIAN_NATIVE = ModelTargets(
     cross_attention_output=BART_LIKE.cross_attention_output,
     ffn_output=BART_LIKE.ffn_output,
     encoder_embedding="model.encoder.embed_tokens",
+    prefix_hook="prefix_provider",
 )
