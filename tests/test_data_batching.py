@@ -92,8 +92,8 @@ def test_max_sentences_matches_reference_definition() -> None:
             assert sum(len(b) == n for b in got) >= len(got) - 1000 // bucket_size - 1  # only buckets' last batches short
         assert sorted(i for b in got for i in b) == list(range(1000))
         assert max(len(b) for b in got) == n and all(cost(b, src, tgt) <= max_tokens for b in got)
-    assert random_batches(src, tgt, 1 << 20, seed=9, epoch=1, max_sentences=5) == [
-        order[i : i + 5] for order in [np.random.default_rng([9, 1]).permutation(1000).tolist()] for i in range(0, 1000, 5)]
+    order = np.random.default_rng([9, 1]).permutation(1000).tolist()
+    assert random_batches(src, tgt, 1 << 20, seed=9, epoch=1, max_sentences=5) == [order[i : i + 5] for i in range(0, 1000, 5)]
 
 
 def test_random_matches_reference_definition() -> None:

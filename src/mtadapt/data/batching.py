@@ -69,7 +69,7 @@ def _cut_by_token_budget(
     batches: list[list[int]] = []
     batch: list[int] = []
     widest = 0  # max(src, tgt) length over the batch
-    full = max_sentences if max_sentences is not None else -1
+    full = max_sentences if max_sentences is not None else len(order)  # no batch reaches len(order) before the end
     for i in order:
         width = max(widest, src[i], tgt[i])
         if batch and ((len(batch) + 1) * width > max_tokens or len(batch) == full):

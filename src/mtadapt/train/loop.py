@@ -4,7 +4,7 @@
     for step in range(start, max_steps):                   # optimizer steps
         for micro in range(grad_accumulation):
             batch = next(batches)                          # token budget (+ max_sentences), length-bucketed
-            logits = model(batch.inputs, family.decoder_inputs(batch.labels)).logits   # no loss in the model
+            logits = model(batch.inputs, family.decoder_inputs(model, batch.labels)).logits   # no loss in the model
             loss = label_smoothed_ce(logits, batch.labels) / accumulation
             backward(loss)
         clip(max_grad_norm); optimizer.step(); scheduler.step()

@@ -45,13 +45,19 @@ class ShortlistOutput:
         for b, c in enumerate(candidates):
             allowed[b, np.searchsorted(union, c)] = True
         self.ids = torch.from_numpy(union).to(device)  # (U,)
-        self.allowed = torch.from_numpy(allowed).to(device)  # (B, U)
-        self.blocked = torch.zeros(self.allowed.shape, device=device).masked_fill_(~self.allowed, float("-inf"))  # (B, U)
+        # 0 where allowed, -inf elsewhere: (B, U)
+        self.blocked = torch.zeros(allowed.shape, device=device).masked_fill_(~torch.from_numpy(allowed).to(device),
+                                                                              float("-inf"))
         # int8 models (`int8.to_int8`) score the same rows with their int8 output layer
         self.int8 = getattr(model, "int8_output", None)
         self.packed = None if self.int8 is None else self.int8.rows(self.ids)
         self.weight = model.model.shared.weight.index_select(0, self.ids)  # (U, D)
         self.bias = model.final_logits_bias[0].index_select(0, self.ids)  # (U,)
+
+    @property
+    def allowed(self) -> torch.Tensor:
+        """(B, U) bool: allowed[b, u] = ids[u] is a candidate of sentence b."""
+        return self.blocked == 0
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden (B, J, D) -> (B, J, U) logits over the candidates."""
@@ -65,7 +71,6 @@ class ShortlistOutput:
         """Keep sentences `rows` (N,) (greedy drops finished sentences); weights are shared."""
         kept = object.__new__(ShortlistOutput)
         kept.ids, kept.weight, kept.bias, kept.int8, kept.packed = self.ids, self.weight, self.bias, self.int8, self.packed
-        kept.allowed = self.allowed.index_select(0, rows)
         kept.blocked = self.blocked.index_select(0, rows)
         return kept
 
