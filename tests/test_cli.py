@@ -143,6 +143,18 @@ def test_params_t5_base_lora_rank_8(capsys):
     assert "884,736" in out
 
 
+def test_params_set_applies_to_every_method(capsys):
+    """`--set` with several `--method` applies to each (it used to be dropped without a word),
+    and a key that one of them lacks is refused, naming the flag and the method."""
+    assert main(["params", "--arch", "t5-base", "--method", "houlsby", "--method", "pfeiffer", "--set", "bottleneck_dim=64"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "houlsby" in line or "pfeiffer" in line]
+    assert len(rows) == 2 and all("bottleneck_dim=64" in row for row in rows)
+    assert main(["params", "--arch", "t5-base", "--method", "lora", "--method", "houlsby", "--set", "rank=8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --set rank: not a setting of --method houlsby")
+    assert "--method lora" not in err  # lora has rank: only the method lacking it is named
+
+
 def test_train_reports_config_errors(capsys):
     assert main(["train", str(REPO / "recipes" / "toy.yaml"), "train.schedule=cosine", "train.max_stepz=3"]) == 2
     err = capsys.readouterr().err

@@ -234,16 +234,41 @@ def cmd_params(args: argparse.Namespace) -> int:
 
     if not args.arch and not args.model:
         raise ConfigError(f"give --arch NAME ({', '.join(architecture_names())}) or --model M")
+    methods = args.method or ["lora"]
+    settings = _settings_for_each(methods, args.set)  # before loading a model: a typo fails at once
     target: Any = args.arch
     if args.model:
         from mtadapt.models.loading import load_model
 
         target = load_model(args.model).model
-    rows = []
-    for method in args.method or ["lora"]:
-        rows.append(param_report(target, method, _settings(args.set) if len(args.method or ["lora"]) == 1 else {}))
+    rows = [param_report(target, method, settings) for method in methods]
     print(format_table(rows))
     return 0
+
+
+def _settings_for_each(methods: list[str], pairs: list[str]) -> dict[str, Any]:
+    """`--set` applies to every `--method`: each key must be a setting of each method.
+
+    Raises:
+        ConfigError: a key that some method does not have; every such key and method named, with
+            that method's valid settings.
+    """
+    from dataclasses import fields
+
+    from mtadapt.methods.registry import get_method
+
+    settings = _settings(pairs)
+    problems = []
+    for method in methods:
+        valid = sorted(f.name for f in fields(get_method(method).config_class) if f.init)
+        for key in settings:
+            if key not in valid:
+                problems.append(f"--set {key}: not a setting of --method {method} (its settings: {', '.join(valid)})")
+    if problems:
+        if len(methods) > 1:
+            problems.append("with several --method, each --set applies to every one; run one --method at a time instead")
+        raise ConfigError("; ".join(problems))
+    return settings
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
