@@ -364,7 +364,7 @@ def test_bootstrap_on_a_two_line_file(tmp_path, capsys):
 @pytest.mark.parametrize(("argv", "message"), [
     (["--beam", "0"], "argument --beam: must be >= 1, got 0"),
     (["--batch-size", "-2"], "argument --batch-size: must be >= 1, got -2"),
-    (["--max-length-factor", "inf"], "argument --max-length-factor: must be > 0, got inf"),
+    (["--max-length-factor", "inf"], "argument --max-length-factor: must be in (0, 10], got inf"),
     (["--n-bootstrap", "-5"], "argument --n-bootstrap: must be >= 0, got -5"),
 ])
 def test_bad_flag_values_are_refused(tmp_path, capsys, argv, message):
@@ -467,3 +467,31 @@ def test_edited_adapter_json(saved_adapter):
     config.write_text(json.dumps(meta, indent=2)[:50], encoding="utf-8")
     with pytest.raises(AdapterError, match=rf"^{config}:4: invalid JSON at column \d+: .* \(edited or truncated\?\)"):
         _load(saved_adapter)
+
+
+# ------------------------------------------------- errors defined next to the code that raises them
+
+
+def test_serve_and_marian_errors_are_mtadapt_errors(tmp_path, monkeypatch, capsys):
+    """The server's adapter errors and the Marian reader's format errors belong to the
+    hierarchy (they were bare `ValueError`s outside it), stay `ValueError`s, and the CLI reports
+    each as one `error:` line, exit 2."""
+    from mtadapt.errors import ModelError, MtadaptError
+    from mtadapt.models.marian_native import MarianFormatError
+    from mtadapt.serve.registry import AdapterError as ServeAdapterError
+
+    assert ServeAdapterError is AdapterError  # `except AdapterError` catches what `serve` raises
+    assert issubclass(MarianFormatError, ModelError) and issubclass(MarianFormatError, MtadaptError)
+    assert issubclass(MarianFormatError, ValueError)
+    monkeypatch.delenv("MTADAPT_DEBUG", raising=False)
+    folder = tmp_path / "marian"
+    folder.mkdir()
+    _write(folder / "model.deen.bin", "garbage")
+    _write(folder / "vocab.deen.spm", "x")
+    assert main(["params", "--model", str(folder)]) == 2
+    assert _last_err(capsys).startswith(f"error: {folder / 'model.deen.bin'}: truncated or not a Marian .bin file (")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["serve", "--model", "tiny:marian", "--adapter", f"x={empty}", "--src-lang", "de", "--tgt-lang", "en"]) == 2
+    assert _last_err(capsys) == f"error: adapters[0] (x): {empty} holds no adapter.json (mtadapt adapter), " \
+        "adapter_config.json (PEFT LoRA) or run.yaml (run folder)\n"

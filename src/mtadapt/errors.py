@@ -4,16 +4,20 @@
       DataError                     a corpus or text file: file:line, what is wrong, what is valid
       ConfigError                   a recipe key, an override or a flag value
       ModelError                    a base model that cannot be found or read
-      AdapterError                  an adapter folder (its JSON or its weights)
+        MarianFormatError           a Marian .bin/.npz/shortlist file (models/marian_native/binary.py)
+      AdapterError                  an adapter folder (its JSON or its weights; also what `serve` cannot serve)
+        FingerprintMismatchError    an adapter trained on another base (methods/storage.py)
       CheckpointError               a run folder: its checkpoints, run.yaml, what --resume finds
       TrainingError                 a run that cannot go on (a non-finite loss)
+      FolderInUseError              a run or work folder another mtadapt process holds (its PID named)
     MtadaptWarning                  something was changed to carry on (a source truncated)
 
 Every class is also a `ValueError`, as the plain `ValueError`s it replaces were, so callers that
 catch `ValueError` keep working. An exception that is not an `MtadaptError` is a bug: the CLI
 shows its traceback with `--debug` (or MTADAPT_DEBUG=1).
 
-This module imports nothing: every layer may raise these.
+This module imports nothing: every layer may raise these. A subclass kept next to the code that
+raises it (as above) must still derive from one of these, so that the CLI reports it as one line.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ class CheckpointError(MtadaptError):
 
 class TrainingError(MtadaptError):
     """Training cannot continue (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+class FolderInUseError(MtadaptError):
+    """A folder that another process holds (`mtadapt.io.folder_lock`); names the folder and its PID."""
 
 
 class MtadaptWarning(UserWarning):

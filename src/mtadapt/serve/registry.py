@@ -26,6 +26,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from mtadapt.errors import AdapterError  # an adapter folder that cannot be served; names the folder and why
 from mtadapt.methods import base, storage
 from mtadapt.methods.peft_interop import PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, import_peft_lora
 from mtadapt.methods.routing import AdapterSet
@@ -33,10 +34,6 @@ from mtadapt.models.loading import LoadedModel
 
 # methods whose layers route each row on its own: requests for different adapters share a batch
 ROUTABLE_METHODS = ("lora", "houlsby", "pfeiffer")
-
-
-class AdapterError(ValueError):
-    """An adapter folder that cannot be served (the message names the folder and why)."""
 
 
 @dataclass

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mtadapt.errors import ModelError
+
 FLOAT32_TYPE = 0x404
 INT8_ALPHAS_TYPE = 0x4101
 # Types whose bytes we can hand back unchanged as text for `special:*` entries (int8/uint8/char).
@@ -42,7 +44,7 @@ _TEXT_TYPES = {0x101, 0x201, 0x0}
 _VALID_TYPES = {FLOAT32_TYPE: "float32 (0x404)", INT8_ALPHAS_TYPE: "int8 intgemm alphas (0x4101)"}
 
 
-class MarianFormatError(ValueError):
+class MarianFormatError(ModelError):
     """A Marian checkpoint could not be read; the message names the file and the problem."""
 
 
