@@ -12,15 +12,16 @@ Sorting by length wastes little compute on padding; the first (longest) batch al
 at once whether memory suffices.
 
 A source longer than the model's position table (`config.max_position_embeddings`) is cut to
-its first `limit - 1` tokens plus its last (`</s>`), with one warning counting such sources;
-the output length is capped to the table too. Every other sentence is translated as usual.
+its first `limit - 1` tokens plus its last (`</s>`), with one warning counting such sources and
+naming their input lines (`line_numbers`; a file's shards pass them, as the sources arrive
+length-sorted); the output length is capped to the table too. Every other sentence is translated as usual.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
@@ -71,6 +72,16 @@ def truncate_sources(src_ids: list[list[int]], limit: int | None) -> tuple[list[
     for i in cut:
         out[i] = list(src_ids[i][: limit - 1]) + [src_ids[i][-1]]
     return out, cut
+
+
+def warn_truncated(numbers: Sequence[int], total: int, limit: int, lines: bool = True) -> None:
+    """One warning for the `numbers` (1-based input lines, or positions when not `lines`) of
+    the sources, out of `total`, that `truncate_sources` cut to `limit` tokens."""
+    numbers = sorted(numbers)
+    shown = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
+    where = f"input lines {shown}" if lines else f"sentences {shown}, 1-based"
+    warnings.warn(f"{len(numbers)} of {total} sources are longer than the model's {limit} positions and were "
+                  f"truncated ({where}); their translations cover only the start", MtadaptWarning, stacklevel=3)
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -140,6 +151,7 @@ def translate_ids(
     desc: str = "translate",
     decoder_prompts: list[list[int]] | None = None,
     batch_context: Callable[[list[int]], AbstractContextManager] | None = None,
+    line_numbers: Sequence[int] | None = None,
 ) -> list[list[list[int]]]:
     """Translate tokenized sources; returns, per source in input order, its output id lists.
 
@@ -151,15 +163,14 @@ def translate_ids(
             `codec`'s prompt for every source.
         batch_context: `batch_context(chunk)` wraps the generation of the sources at indices
             `chunk` (e.g. per-row adapter routing for exactly those rows).
+        line_numbers: per source, its 1-based line in the input, which the truncation
+            warning names (default: its 1-based position in `src_ids`).
     """
-    src_ids, cut = truncate_sources(src_ids, position_limit(model))
+    limit = position_limit(model)
+    src_ids, cut = truncate_sources(src_ids, limit)
     if cut:
-        shown = ", ".join(str(i + 1) for i in cut[:5]) + (", ..." if len(cut) > 5 else "")
-        warnings.warn(
-            f"{len(cut)} of {len(src_ids)} sources are longer than the model's {position_limit(model)} positions "
-            f"and were truncated (sentences {shown}, 1-based); their translations cover only the start",
-            MtadaptWarning, stacklevel=2,
-        )
+        warn_truncated([line_numbers[i] for i in cut] if line_numbers is not None else [i + 1 for i in cut],
+                       len(src_ids), limit, lines=line_numbers is not None)
     was_training = model.training
     model.eval()
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]), reverse=True)

@@ -9,6 +9,7 @@ never the whole corpus. For input lines x[0..n), `window_lines` W and `shard_siz
               ids   = encode(kept); order = stable argsort(len(ids), descending)
               shards of S over order, numbered k = 0, 1, ... on from the previous window
     shard k: outputs = translate_ids(ids[shard])  under torch.manual_seed(seed * 1_000_003 + k)
+             (sources over the position table cut first; one warning names their input lines)
              -> work_dir/shard-0000k.jsonl   {"index": line, "output": r, "text": ...} rows
     merge:   window by window, its shards' rows sorted by (index, output)   # input order
 
@@ -50,7 +51,7 @@ import torch
 from torch import nn
 
 from mtadapt.progress import Progress, ProgressMode
-from mtadapt.evaluate.generation import GenerationConfig, translate_ids
+from mtadapt.evaluate.generation import GenerationConfig, position_limit, translate_ids, truncate_sources, warn_truncated
 from mtadapt.io import atomic_writer, iter_lines
 from mtadapt.models.languages import PairCodec
 
@@ -282,6 +283,8 @@ def generate_shards(
     sizes = layout.shard_lines()
     n = generation.num_return_sequences
     device = next(model.parameters()).device
+    limit = position_limit(model)
+    truncated: list[int] = []  # 1-based input lines cut to `limit` tokens: one warning at the end
     bar = Progress(sum(sizes[k] for k in mine), desc, unit="sent", mode=progress if ranks.main else "off")
     first = 0  # number of the window's first shard
     for (start, window), kept_count, count in zip(windows(source(), layout.window_lines), layout.kept_per_window,
@@ -297,7 +300,9 @@ def generate_shards(
                 shard = order[(k - first) * shard_size : (k - first + 1) * shard_size]
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                     torch.manual_seed(seed * 1_000_003 + k)  # sampling: the same draws on any rank, after any resume
-                    outputs = translate_ids(model, codec, [ids[j].tolist() for j in shard], generation)
+                    shard_ids, cut = truncate_sources([ids[j].tolist() for j in shard], limit)
+                    truncated += [start + kept[shard[c]] + 1 for c in cut]
+                    outputs = translate_ids(model, codec, shard_ids, generation)
                 texts = codec.decode([o for per_line in outputs for o in per_line])
                 with atomic_writer(work_dir / shard_name(k)) as f:
                     for position, j in enumerate(shard):
@@ -311,6 +316,8 @@ def generate_shards(
                 bar.update(len(shard))
         first += count
     bar.close()
+    if truncated:
+        warn_truncated(truncated, sum(sizes[k] for k in mine), limit)
     ranks.barrier()
     if ranks.main:
         finished = _finished(work_dir, layout.num_shards)
@@ -414,7 +421,8 @@ def translate_stream(
     progress: bool | ProgressMode = False,
 ) -> Iterator[str]:
     """Translations of `lines` (stdin to stdout), one window in memory at a time, no shards."""
-    for _, window in windows(lines, window_lines):
+    for start, window in windows(lines, window_lines):
         if window:
-            outputs = translate_ids(model, codec, codec.encode_sources(window), generation, progress)
+            outputs = translate_ids(model, codec, codec.encode_sources(window), generation, progress,
+                                    line_numbers=range(start + 1, start + len(window) + 1))
             yield from codec.decode([o[0] for o in outputs])
