@@ -4,6 +4,7 @@ the CLI and the training-loop hook."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -160,7 +161,10 @@ def test_cli_noise_file(tmp_path):
     assert main(["augment", "noise", "--input", str(src), "--output", str(out), "--word-dropout", "0",
                  "--shuffle-distance", "0", "--blank-prob", "1", "--blank-token", "_"]) == 0
     assert out.read_text(encoding="utf-8") == "_ _ _ _\n_ _\n"
-    assert main(["augment", "noise", "--input", str(src), "--output", str(out), "--word-dropout", "2"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # refused by the option's range, before any work
+        main(["augment", "noise", "--input", str(src), "--output", str(out), "--word-dropout", "2"])
+    assert exit_.value.code == 2
+    assert main(["augment", "noise", "--input", str(src), "--output", str(out), "--blank-token", "a b"]) == 2
 
 
 def test_cli_augment_help(capsys):
@@ -214,3 +218,18 @@ def test_augment_recipes_validate(recipe):
 
     config = load_recipe(recipe)
     assert config.train.output_dir.startswith(("runs/augment-", "runs/bt-"))
+
+
+@pytest.mark.parametrize("settings", [{"word_shuffle_distance": math.nan}, {"word_shuffle_distance": math.inf}])
+def test_non_finite_shuffle_distance_is_refused(settings):
+    """nan passed `< 0` and silently meant no shuffle (a recipe can give .nan; the CLI refuses it earlier)."""
+    with pytest.raises(ValueError, match="word_shuffle_distance must be finite and >= 0"):
+        NoiseConfig(**settings)
+
+
+@pytest.mark.parametrize("settings", [{"sampling_temperature": math.nan}, {"max_length_ratio": math.nan}])
+def test_non_finite_backtranslation_settings_are_refused(settings):
+    from mtadapt.settings import BacktranslationConfig
+
+    with pytest.raises(ValueError, match=f"{next(iter(settings))} must be"):
+        BacktranslationConfig(**settings)

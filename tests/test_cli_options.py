@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 
 import pytest
 
 from mtadapt.cli import BACKTRANSLATION_FLAGS, NOISE_FLAGS, build_parser
-from mtadapt.cli_options import add_dataclass_options, attribute_docs, dataclass_from_args
+from mtadapt.cli_options import Number, add_dataclass_options, attribute_docs, dataclass_from_args
 from mtadapt.settings import BacktranslationConfig, NoiseConfig
 
 
@@ -70,3 +71,84 @@ def test_bool_fields_switch_away_from_their_default():
     assert dataclass_from_args(Settings, parser.parse_args([])) == Settings()
     assert dataclass_from_args(Settings, parser.parse_args(["--fast", "--unsafe", "--rate", "2"])) == Settings(True, False, 2.0)
     assert attribute_docs(Settings) == {"fast": "Go fast, over two lines.", "safe": "Stay safe."}
+
+
+# ----------------------------------------------------------------- numeric flags: one check
+
+
+def _numeric_options(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], argparse.Action]]:
+    """(verb path, action) of every option in the CLI that takes a number."""
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out += _numeric_options(sub, path + (name,))
+        elif action.option_strings and (isinstance(action.type, Number) or action.type in (int, float)
+                                        or (type(action.default) in (int, float) and action.nargs != 0)):
+            out.append((path, action))
+    return out
+
+
+NUMERIC = _numeric_options(build_parser())
+
+
+def test_every_numeric_flag_parses_with_a_range():
+    """Every int/float option of every verb goes through `Number` with a lower bound (grep-proof:
+    a plain `type=int` added later fails here)."""
+    assert len(NUMERIC) >= 30
+    for path, action in NUMERIC:
+        assert isinstance(action.type, Number), f"{' '.join(path)} {action.option_strings[0]}: type={action.type}"
+        assert action.type.low is not None, f"{' '.join(path)} {action.option_strings[0]}: no lower bound"
+        if action.default is not None:  # the default itself is valid
+            assert action.type.valid(action.default), (path, action.option_strings, action.default)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize(("path", "flag"), [(p, a.option_strings[-1]) for p, a in NUMERIC],
+                         ids=[f"{' '.join(p)} {a.option_strings[-1]}" for p, a in NUMERIC])
+def test_non_finite_values_are_refused_naming_the_flag_and_range(path, flag, value, capsys):
+    from mtadapt.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([*path, f"{flag}={value}"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert info.value.code == 2
+    assert re.fullmatch(rf"mtadapt {' '.join(path)}: error: argument {flag}: (must be|expected an? \w+) .+, got '?{value}'?", err), err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    # issue 29 item 10: each was an internal error, a MemoryError, or silently accepted
+    (["augment", "mix", "--real-upsample", "inf"], "argument --real-upsample: must be in [1, 1000], got inf"),
+    (["augment", "mix", "--real-upsample", "1e9"], "argument --real-upsample: must be in [1, 1000], got 1e9"),
+    (["augment", "mix", "--real-upsample", "nan"], "argument --real-upsample: must be in [1, 1000], got nan"),
+    (["augment", "backtranslate", "--temperature", "nan"], "argument --temperature: must be > 0, got nan"),
+    (["evaluate", "--n-bootstrap", "100000000"], "argument --n-bootstrap: must be in [0, 10000], got 100000000"),
+    (["export", "--calibration-lines", "-5"], "argument --calibration-lines: must be >= 1, got -5"),
+    (["export", "--calibration-lines", "0"], "argument --calibration-lines: must be >= 1, got 0"),
+    (["augment", "noise", "--shuffle-distance", "nan"], "argument --shuffle-distance: must be >= 0, got nan"),
+    (["augment", "noise", "--word-dropout", "1"], "argument --word-dropout: must be in [0, 1), got 1"),
+    (["augment", "backtranslate", "--max-length-ratio", "0.5"], "argument --max-length-ratio: must be 0 (off) or >= 1, got 0.5"),
+    (["augment", "backtranslate", "--top-p", "0"], "argument --top-p: must be in (0, 1], got 0"),
+    (["serve", "--port", "70000"], "argument --port: must be in [0, 65535], got 70000"),
+    (["translate", "--beam", "1000000000"], "argument --beam: must be in [1, 64], got 1000000000"),
+    (["translate", "--window-lines", "0"], "argument --window-lines: must be >= 1, got 0"),
+    (["translate", "--batch-size", "2.5"], "argument --batch-size: expected an integer in [1, 4096], got '2.5'"),
+])
+def test_bad_numbers_name_the_flag_and_valid_range(argv, message, capsys):
+    from mtadapt.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"mtadapt {' '.join(argv[:-2])}: error: {message}"
+
+
+def test_number_describes_and_checks_its_range():
+    assert Number(int, 1)("3") == 3 and Number(float, 0, 1, high_open=True)("0.5") == 0.5
+    assert Number(float, 1, off=0)("0") == 0.0 and Number(float).describe() == "finite"
+    for number, text in ((Number(int, 1), "0"), (Number(float, 0, low_open=True), "0"), (Number(float), "inf"),
+                         (Number(float, 0, 1, high_open=True), "1"), (Number(int, 0, 10), "11")):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(f"must be {number.describe()}, got {text}")):
+            number(text)
+    with pytest.raises(TypeError, match="no_such_field"):  # a mistyped range is a bug found at start-up
+        add_dataclass_options(argparse.ArgumentParser(), NoiseConfig, ranges={"no_such_field": Number(int, 0)})

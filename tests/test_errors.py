@@ -361,10 +361,10 @@ def test_bootstrap_on_a_two_line_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--beam", "0"], "argument --beam: must be >= 1, got 0"),
-    (["--batch-size", "-2"], "argument --batch-size: must be >= 1, got -2"),
+    (["--beam", "0"], "argument --beam: must be in [1, 64], got 0"),
+    (["--batch-size", "-2"], "argument --batch-size: must be in [1, 4096], got -2"),
     (["--max-length-factor", "inf"], "argument --max-length-factor: must be in (0, 10], got inf"),
-    (["--n-bootstrap", "-5"], "argument --n-bootstrap: must be >= 0, got -5"),
+    (["--n-bootstrap", "-5"], "argument --n-bootstrap: must be in [0, 10000], got -5"),
 ])
 def test_bad_flag_values_are_refused(tmp_path, capsys, argv, message):
     ref = _write(tmp_path / "ref.txt", "a b\n")

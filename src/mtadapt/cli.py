@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import traceback
@@ -30,7 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mtadapt.cli_options import add_dataclass_options, dataclass_from_args
+from mtadapt.cli_options import Number, add_dataclass_options, dataclass_from_args
 from mtadapt.config import parse_override
 from mtadapt.errors import CheckpointError, ConfigError, DataError, MtadaptError, MtadaptWarning
 from mtadapt.io import atomic_write_lines, check_input_file, check_output_file, join_lines, lines_of_bytes, read_lines, split_lines
@@ -67,19 +66,26 @@ def _write_lines(path: str | None, lines: list[str]) -> None:
     atomic_write_lines(Path(path), lines)
 
 
-def _number(kind: type, low: float, inclusive: bool = True):
-    """argparse `type=`: a finite `kind` >= low (> low when not inclusive), else a named error."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-        if not math.isfinite(value) or value < low or (value == low and not inclusive):
-            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {low}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
+# The valid values of every numeric flag, in one place (`Number`: finite, in range). An upper
+# bound is given where the value is held in memory at once (beams, resamples, copies).
+BEAMS = Number(int, 1, 64)  # beam search holds batch x beams hypotheses and their logits
+BATCH_SIZE = Number(int, 1, 4096)
+MAX_LENGTH_FACTOR = Number(float, 0, 10, low_open=True)  # as the server's limit
+LINES = Number(int, 1)  # window and shard sizes: bounded by the input itself
+SEED = Number(int, 0)
+N_BOOTSTRAP = Number(int, 0, 10_000)  # sacreBLEU holds resamples x lines x statistics floats
+REAL_UPSAMPLE = Number(float, 1, 1000)  # the mixed corpus holds real pairs x this in memory
+PROBABILITY = Number(float, 0, 1)
+NOISE_RANGES = {
+    "word_dropout": Number(float, 0, 1, high_open=True), "word_shuffle_distance": Number(float, 0),
+    "insertion_prob": PROBABILITY, "blank_prob": PROBABILITY, "fraction": PROBABILITY, "seed": SEED,
+}
+BACKTRANSLATION_RANGES = {
+    "num_beams": BEAMS, "outputs_per_sentence": BEAMS, "sampling_temperature": Number(float, 0, low_open=True),
+    "top_k": Number(int, 0), "top_p": Number(float, 0, 1, low_open=True), "batch_size": BATCH_SIZE,
+    "max_length_factor": MAX_LENGTH_FACTOR, "max_length_ratio": Number(float, 1, off=0), "shard_size": LINES,
+    "window_lines": LINES, "seed": SEED,
+}
 
 
 def _generation(args: argparse.Namespace) -> GenerationConfig:
@@ -97,9 +103,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--beam", type=_number(int, 1), default=1, help="beam size (1 = greedy)")
-    p.add_argument("--batch-size", type=_number(int, 1), default=32, help="sentences per generation batch")
-    p.add_argument("--max-length-factor", type=_number(float, 0, inclusive=False), default=2.0,
+    p.add_argument("--beam", type=BEAMS, default=1, help="beam size (1 = greedy)")
+    p.add_argument("--batch-size", type=BATCH_SIZE, default=32, help="sentences per generation batch")
+    p.add_argument("--max-length-factor", type=MAX_LENGTH_FACTOR, default=2.0,
                    help="max output length / input length")
     _add_dtype_arg(p)
 
@@ -113,9 +119,9 @@ def _add_dtype_arg(p: argparse.ArgumentParser) -> None:
 
 def _add_stream_args(p: argparse.ArgumentParser, work_dir_note: str) -> None:
     p.add_argument("--work-dir", help=f"shards and progress manifest; rerun to resume{' ' + work_dir_note if work_dir_note else ''} (default OUTPUT.shards)")
-    p.add_argument("--window-lines", type=int, default=DEFAULT_WINDOW_LINES,
+    p.add_argument("--window-lines", type=LINES, default=DEFAULT_WINDOW_LINES,
                    help="input lines read and length-sorted at a time (memory holds one window)")
-    p.add_argument("--shard-size", type=int, default=500, help="lines per shard (the unit of resumption and of work per process)")
+    p.add_argument("--shard-size", type=LINES, default=500, help="lines per shard (the unit of resumption and of work per process)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -152,8 +158,6 @@ def cmd_translate(args: argparse.Namespace) -> int:
     piped = args.input in (None, "-") or args.output in (None, "-")
     if piped and ranks.world > 1:
         raise ConfigError(f"translate over {ranks.world} processes needs -i FILE and -o FILE (on storage every rank sees)")
-    if args.window_lines < 1 or args.shard_size < 1:
-        raise ConfigError(f"--window-lines ({args.window_lines}) and --shard-size ({args.shard_size}) must be >= 1")
     _check_output(args.output, "--output")  # before the work, not after it
     if args.input not in (None, "-") and check_input_file(args.input, "input").stat().st_size == 0:
         raise DataError(f"input {args.input} is empty: no lines to read")
@@ -443,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--src", help="source file to translate first")
     p.add_argument("--save-hyp", help="write the translations here")
     p.add_argument("--baseline", help="baseline hypotheses: paired bootstrap significance")
-    p.add_argument("--n-bootstrap", type=_number(int, 0), default=1000, help="bootstrap resamples (0 = no intervals)")
+    p.add_argument("--n-bootstrap", type=N_BOOTSTRAP, default=1000, help="bootstrap resamples (0 = no intervals)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
 
@@ -466,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--calibration-text", help="bergamot: source sentences to calibrate the int8 activation "
                                               "multipliers on (default: the run's training sources)")
-    p.add_argument("--calibration-lines", type=int, default=200, help="bergamot: sentences sampled for calibration")
+    p.add_argument("--calibration-lines", type=LINES, default=200, help="bergamot: sentences sampled for calibration")
     p.add_argument("--calibration", choices=["auto", "relative", "absolute"], default="auto",
                    help="bergamot: relative = the base's shipped multipliers corrected by the adaptation's change "
                         "(auto when the base ships them); absolute = measured afresh, as Marian's calibration")
@@ -478,8 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--input", required=True, help="one sentence a line, or a .tsv file (see --tsv)")
     a.add_argument("--output", required=True, help="noised file ('-' = stdout)")
     a.add_argument("--tsv", action="store_true", help="input is source<TAB>target: noise the --side column(s)")
-    add_dataclass_options(a, NoiseConfig, flags=NOISE_FLAGS)
-    a.add_argument("--epoch", type=int, default=0, help="another epoch gives other noise")
+    add_dataclass_options(a, NoiseConfig, flags=NOISE_FLAGS, ranges=NOISE_RANGES)
+    a.add_argument("--epoch", type=Number(int, 0), default=0, help="another epoch gives other noise")
     a.set_defaults(func=cmd_augment_noise)
     a = aug.add_parser("backtranslate", parents=[common],
                        help="synthetic pairs from monolingual text (back- or forward translation), resumable")
@@ -489,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--output-src", help="output Moses source file (with --output-tgt)")
     a.add_argument("--output-tgt", help="output Moses target file")
     a.add_argument("--work-dir", help="shards and progress manifest; rerun to resume (default OUTPUT.shards)")
-    add_dataclass_options(a, BacktranslationConfig, flags=BACKTRANSLATION_FLAGS)
+    add_dataclass_options(a, BacktranslationConfig, flags=BACKTRANSLATION_FLAGS, ranges=BACKTRANSLATION_RANGES)
     _add_dtype_arg(a)
     a.add_argument("--json", action="store_true", help="print the counts as JSON")
     a.set_defaults(func=cmd_augment_backtranslate)
@@ -498,8 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--synthetic", nargs="+", required=True, help="synthetic corpus: SRC TGT (Moses) or one .tsv")
     a.add_argument("--output-src", required=True, help="output source file (or the TSV without --output-tgt)")
     a.add_argument("--output-tgt", help="output target file")
-    a.add_argument("--real-upsample", type=float, default=1.0, help="times each real pair is used (e.g. 2, 2.5)")
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--real-upsample", type=REAL_UPSAMPLE, default=1.0, help="times each real pair is used (e.g. 2, 2.5)")
+    a.add_argument("--seed", type=SEED, default=0)
     a.set_defaults(func=cmd_augment_mix)
     p = sub.add_parser("compare", parents=[common], help="run a grid of methods on one budget; results.jsonl, report.md/html")
     p.add_argument("recipe", help="compare recipe (base run + cells), e.g. recipes/quickstart.yaml")
@@ -515,8 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tgt-lang", help="served target language")
     p.add_argument("--default-adapter", help="adapter used when a request names none (with --src-lang/--tgt-lang)")
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (default 8080)")
-    p.add_argument("--max-loaded", type=int, help="most adapters in memory; least recently used evicted (0 = no cap)")
+    p.add_argument("--port", type=Number(int, 0, 65535), help="port (default 8080; 0 = any free port, printed)")
+    p.add_argument("--max-loaded", type=Number(int, 0), help="most adapters in memory; least recently used evicted (0 = no cap)")
     p.add_argument("--admin-key", help="key of POST/DELETE /v1/adapters (default: admin endpoints disabled)")
     p.add_argument("--no-shortlist", action="store_true", help="Bergamot models: decode without the lexical shortlist")
     _add_dtype_arg(p)

@@ -9,16 +9,80 @@ defaults to False is a switch that sets it; one that defaults to True is a switc
 it (name it in `flags`, e.g. `drop_empty` -> `--keep-empty`). The help text is the field's
 entry in the class docstring's `Attributes:` section. Fields in `skip`, and fields whose type
 is not one of these (a nested config), get no option and keep their default.
+
+Every numeric option parses with `Number`, an argparse `type=` that refuses nan, inf and values
+outside the option's range with one message naming the range (`ranges` gives each field's;
+without one a field only has to be finite):
+
+    parser.add_argument("--beam", type=Number(int, 1, 64), default=1)
+    # mtadapt evaluate: error: argument --beam: must be in [1, 64], got 0
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 import types
 import typing
 from typing import Any, Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class Number:
+    """argparse `type=`: a finite `kind` in [low, high], else `argparse.ArgumentTypeError` naming
+    the range, so every numeric flag fails the same way: one `error:` line naming the flag, exit 2.
+
+    Attributes:
+        kind: int or float.
+        low: Smallest valid value (None: no lower bound).
+        high: Largest valid value (None: none); give one where a larger value is held in memory.
+        low_open: `low` itself is not valid (> low).
+        high_open: `high` itself is not valid (< high).
+        off: One more valid value outside the range that switches the feature off (e.g. 0).
+    """
+
+    kind: type = float
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    off: float | None = None
+
+    @property
+    def __name__(self) -> str:  # argparse names the type in its messages
+        return self.kind.__name__
+
+    def describe(self) -> str:
+        """The valid values, e.g. ">= 1", "> 0", "in [0, 1)", "0 (off) or >= 1", "finite"."""
+        if self.low is not None and self.high is not None:
+            text = f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+        elif self.low is not None:
+            text = f"{'>' if self.low_open else '>='} {self.low}"
+        elif self.high is not None:
+            text = f"{'<' if self.high_open else '<='} {self.high}"
+        else:
+            text = "finite"
+        return text if self.off is None else f"{self.off} (off) or {text}"
+
+    def valid(self, value: float) -> bool:
+        """Whether `value` (already a `kind`) is accepted."""
+        if value == self.off:
+            return True
+        return (math.isfinite(value)
+                and (self.low is None or value > self.low or (value == self.low and not self.low_open))
+                and (self.high is None or value < self.high or (value == self.high and not self.high_open)))
+
+    def __call__(self, text: str) -> int | float:
+        try:
+            value = self.kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if self.kind is int else 'a number'} {self.describe()}, got {text!r}") from None
+        if not self.valid(value):
+            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text}")
+        return value
 
 
 def attribute_docs(cls: type) -> dict[str, str]:
@@ -65,14 +129,20 @@ def _option_fields(cls: type, skip: set[str]) -> list[tuple[dataclasses.Field, A
 
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, flags: dict[str, str] | None = None,
-                          skip: set[str] | frozenset[str] = frozenset()) -> None:
+                          skip: set[str] | frozenset[str] = frozenset(), ranges: dict[str, Number] | None = None) -> None:
     """Add one option per supported init field of the dataclass `cls` (see the module docstring).
 
-    The parsed value lands in `args.<field name>` whatever the flag is called.
+    The parsed value lands in `args.<field name>` whatever the flag is called. `ranges` gives
+    the valid values of numeric fields (field name -> `Number`); others need only be finite.
     """
     flags = flags or {}
+    ranges = ranges or {}
     docs = attribute_docs(cls)
-    for f, tp in _option_fields(cls, set(skip)):
+    fields = _option_fields(cls, set(skip))
+    unknown = set(ranges) - {f.name for f, _ in fields}
+    if unknown:
+        raise TypeError(f"ranges for {', '.join(sorted(unknown))}: not option fields of {cls.__name__}")
+    for f, tp in fields:
         flag = flags.get(f.name, "--" + f.name.replace("_", "-"))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         help_text = docs.get(f.name, "")
@@ -82,6 +152,11 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, flags: 
         kwargs: dict[str, Any] = {"dest": f.name, "default": default}
         if typing.get_origin(tp) is Literal:
             kwargs["choices"] = list(typing.get_args(tp))
+        elif tp in (int, float):
+            number = ranges.get(f.name, Number(tp))
+            if number.kind is not tp:
+                raise TypeError(f"{cls.__name__}.{f.name} is {tp.__name__}; its range is a Number({number.kind.__name__})")
+            kwargs["type"] = number
         else:
             kwargs["type"] = tp
         shown = "" if default is None else f" (default {default})"

@@ -7,6 +7,7 @@ torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
@@ -60,8 +61,8 @@ class NoiseConfig:
                 problems.append(f"{name} must be a probability in [0, 1], got {value!r}")
         if self.word_dropout == 1:
             problems.append("word_dropout must be < 1 (1 would delete every word)")
-        if not isinstance(self.word_shuffle_distance, (int, float)) or self.word_shuffle_distance < 0:
-            problems.append(f"word_shuffle_distance must be >= 0 (0 = no shuffle), got {self.word_shuffle_distance!r}")
+        if not isinstance(self.word_shuffle_distance, (int, float)) or not 0 <= self.word_shuffle_distance < math.inf:
+            problems.append(f"word_shuffle_distance must be finite and >= 0 (0 = no shuffle), got {self.word_shuffle_distance!r}")
         for name, tp in (("insertion_source", InsertionSource), ("side", NoiseSide), ("unit", NoiseUnit)):
             if getattr(self, name) not in get_args(tp):
                 problems.append(f"{name}: {getattr(self, name)!r} is not one of {', '.join(map(repr, get_args(tp)))}")
@@ -185,11 +186,11 @@ class BacktranslationConfig:
             problems.append(f"outputs_per_sentence ({self.outputs_per_sentence}) must be <= num_beams ({self.num_beams}) for beam search")
         if self.window_lines < self.shard_size:
             problems.append(f"window_lines ({self.window_lines}) must be >= shard_size ({self.shard_size})")
-        if self.sampling_temperature <= 0:
-            problems.append(f"sampling_temperature must be > 0, got {self.sampling_temperature}")
+        if not 0 < self.sampling_temperature < math.inf:
+            problems.append(f"sampling_temperature must be finite and > 0, got {self.sampling_temperature}")
         if self.top_k < 0 or not 0 < self.top_p <= 1:
             problems.append(f"top_k must be >= 0 and top_p in (0, 1], got top_k={self.top_k}, top_p={self.top_p}")
-        if self.max_length_ratio < 0 or 0 < self.max_length_ratio < 1:
+        if not (self.max_length_ratio == 0 or 1 <= self.max_length_ratio < math.inf):
             problems.append(f"max_length_ratio must be 0 (off) or >= 1, got {self.max_length_ratio}")
         if self.tag is not None and (not self.tag.strip() or any(c.isspace() for c in self.tag)):
             problems.append(f"tag must be a non-empty token without spaces, got {self.tag!r}")
