@@ -280,9 +280,16 @@ def test_dtype_casts_the_reverse_model_and_enters_the_fingerprint(tmp_path, line
     assert manifest["fingerprint"]["model"]["dtype"] == "bfloat16"
     with pytest.raises(ValueError, match="differs in: model"):  # the same work folder, float32 now
         bt.backtranslate_file(inp, tmp_path / "bt.tsv", None, config, model=model, work_dir=tmp_path / "w", dtype="float32")
-    bt.backtranslate_file(inp, tmp_path / "bt.tsv", None, config, model=model, work_dir=tmp_path / "f")
-    manifest = json.loads((tmp_path / "f" / "manifest.json").read_text(encoding="utf-8"))
-    assert "dtype" not in manifest["fingerprint"]["model"]  # float32 folders resume as before --dtype existed
+    bt.backtranslate_file(inp, tmp_path / "bt.tsv", None, config, model=model, work_dir=tmp_path / "f", dtype="float32")
+    path = tmp_path / "f" / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    assert manifest["fingerprint"]["model"]["dtype"] == "float32"  # every precision is recorded
+    del manifest["fingerprint"]["model"]["dtype"]  # a folder from before precisions were recorded ran in float32:
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    bt.backtranslate_file(inp, tmp_path / "bt.tsv", None, config, model=model, work_dir=tmp_path / "f", dtype="float32")
+    with pytest.raises(ValueError, match="differs in: model"):  # ... and is not taken for a bfloat16 one
+        path.write_text(json.dumps(manifest), encoding="utf-8")
+        bt.backtranslate_file(inp, tmp_path / "bt.tsv", None, config, model=model, work_dir=tmp_path / "f", dtype="bfloat16")
     with pytest.raises(ValueError, match=r"dtype 'fp8' is not one of float32, bfloat16, float16"):
         bt.backtranslate_file(inp, tmp_path / "bt.tsv", None, config, model=model, dtype="fp8")
 

@@ -100,14 +100,16 @@ def test_translate_dtype_reaches_the_model(monkeypatch, capsys):
     assert seen == [torch.bfloat16] and capsys.readouterr().out == "ein vogel\n"
 
 
-def test_place_for_inference_names_valid_dtypes():
+def test_place_for_inference_names_valid_dtypes(host_profile):
     import torch
+    from conftest import PROFILE_DEFAULTS
     from torch import nn
 
     from mtadapt.runs import place_for_inference
 
     layer = nn.Linear(2, 2)
-    assert place_for_inference(layer) == "float32"
+    assert place_for_inference(layer) == PROFILE_DEFAULTS[host_profile]  # the host's default
+    assert place_for_inference(layer, "float32") == "float32" and layer.weight.dtype == torch.float32
     assert place_for_inference(layer, "float16") == "float16" and layer.weight.dtype == torch.float16
     with pytest.raises(ValueError, match="'half' is not one of float32, bfloat16, float16"):
         place_for_inference(layer, "half")

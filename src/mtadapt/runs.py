@@ -102,7 +102,8 @@ def place_for_inference(model: nn.Module, dtype: str | None = None, device: torc
     (`evaluate.precision`: bfloat16 where the hardware has it, else float32). bfloat16/float16
     change some outputs; a precision the device would emulate draws a warning. "int8" runs a
     Marian-native model's matrices and output layer in int8 on the CPU with the int8 weights
-    it shipped (`models.marian_native.int8`).
+    it shipped (`models.marian_native.int8`). The base fingerprint stays that of the weights
+    as stored (`storage.remember_stored_weights`), so adapters and work folders still match.
     Returns the precision the model now runs in, e.g. "float32" or "int8".
 
     Raises:
@@ -115,6 +116,7 @@ def place_for_inference(model: nn.Module, dtype: str | None = None, device: torc
 
     if dtype is not None and dtype not in INFERENCE_DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {', '.join(INFERENCE_DTYPES)} (or None: the device's default)")
+    storage.remember_stored_weights(model)  # the base fingerprint keeps naming the weights as stored
     if dtype == "int8":
         from mtadapt.models.marian_native.int8 import to_int8
         from mtadapt.models.marian_native.model import MarianNativeModel

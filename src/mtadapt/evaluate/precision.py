@@ -7,8 +7,24 @@ a requested precision would be emulated.
           per 1,000 verses against 22.0 s in float32 (4.6x slower).
     CUDA  bfloat16 native from compute capability 8.0, float16 from 7.0.
 
-Default (no --dtype): bfloat16 where it is native (CUDA >= 8.0, CPUs with bf16 units),
-else float32. int8 is never a default: it is for Marian-native models and changes outputs.
+The default-precision policy (no --dtype), in one place (`default_inference_dtype`):
+
+    host                                   default    why
+    CPU, AVX2 only                         float32    bfloat16 emulated: 4.6x slower (above)
+    CPU, AVX-512 without BF16              float32    bfloat16 still emulated
+    CPU, avx512_bf16 or AMX-BF16           bfloat16   native: 1.27-1.35x faster than float32,
+                                                      same BLEU (docs/precision.md)
+    CUDA, compute capability >= 8.0        bfloat16   native tensor cores
+    CUDA < 8.0                             float32
+
+int8 is never a default: it is for Marian-native models and changes outputs. Whatever the
+default, `--dtype float32` reproduces the float32 outputs on every host, and adapters and
+work folders compare the base's weights as stored (`methods.storage.fingerprint`), so an
+adapter trained in float32 loads on a base served in any precision.
+
+The host is a test input: MTADAPT_CPU_FLAGS="avx avx2 fma ..." (space-separated
+/proc/cpuinfo flags) makes this module see another CPU; `HOST_PROFILES` names the four
+kinds the test suite runs under.
 """
 
 from __future__ import annotations
@@ -21,9 +37,55 @@ from pathlib import Path
 import torch
 
 
-@functools.lru_cache(maxsize=1)
+CPU_FLAGS_ENV = "MTADAPT_CPU_FLAGS"
+
+# The four host kinds the policy distinguishes, as the flags that decide them; the test suite
+# runs every precision-dependent test under each (tests/conftest.py `host_profile`).
+HOST_PROFILES: dict[str, str] = {
+    "avx2": "fma avx avx2",
+    "avx512": "fma avx avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni",
+    "avx512-bf16": "fma avx avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni avx512_bf16",
+    "amx": "fma avx avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8",
+}
+
+
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux `/proc/cpuinfo`); empty where they cannot be read."""
+    """The CPU's feature flags: $MTADAPT_CPU_FLAGS when set (a host profile for tests and
+    for reproducing another machine's defaults), else Linux `/proc/cpuinfo`; empty where they
+    cannot be read."""
+    override = os.environ.get(CPU_FLAGS_ENV)
+    if override is not None:
+        return frozenset(override.split())
+    return _proc_cpu_flags()
+
+
+def host_profile() -> str:
+    """Which of `HOST_PROFILES` this host is (or is made to look like), or "other"."""
+    flags = cpu_flags()
+    if flags & {"amx_bf16"}:
+        return "amx"
+    if flags & {"avx512_bf16"}:
+        return "avx512-bf16"
+    if "avx512f" in flags:
+        return "avx512"
+    if "avx2" in flags:
+        return "avx2"
+    return "other"
+
+
+def cpu_capability() -> str:
+    """PyTorch's CPU capability ("AVX2", "AVX512", "DEFAULT"), as the flags would give it when
+    MTADAPT_CPU_FLAGS stands in for the real CPU."""
+    if os.environ.get(CPU_FLAGS_ENV) is None:
+        return torch.backends.cpu.get_cpu_capability()
+    flags = cpu_flags()
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        return "AVX512"
+    return "AVX2" if "avx2" in flags else "DEFAULT"
+
+
+@functools.lru_cache(maxsize=1)
+def _proc_cpu_flags() -> frozenset[str]:
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -37,7 +99,10 @@ def cpu_flags() -> frozenset[str]:
 def describe_cpu() -> str:
     """One line for logs and benchmarks: PyTorch's CPU capability and the precision flags."""
     interesting = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma")))
-    return f"capability {torch.backends.cpu.get_cpu_capability()}; flags {' '.join(interesting) or 'unknown'}"
+    line = f"capability {cpu_capability()}; flags {' '.join(interesting) or 'unknown'}"
+    if os.environ.get(CPU_FLAGS_ENV) is not None:
+        line += f" (host profile from ${CPU_FLAGS_ENV}: {host_profile()})"
+    return line
 
 
 def describe_machine(device: torch.device | str = "cpu") -> str:
@@ -74,7 +139,7 @@ def native_dtypes(device: torch.device | str) -> set[str]:
         native.add("bfloat16")
     if flags & {"avx512_fp16", "amx_fp16"}:
         native.add("float16")
-    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or "avx2" in flags:
+    if cpu_capability() in ("AVX2", "AVX512") or "avx2" in flags:
         native.add("int8")
     return native
 

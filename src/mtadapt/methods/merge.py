@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from mtadapt.methods import lora
+from mtadapt.methods import lora, storage
 from mtadapt.methods.base import adapter_layers
 
 _MTADAPT_ATTRS = ("mtadapt_adapter_configs", "mtadapt_whole_model_method")
@@ -63,6 +63,7 @@ def merged_model(model: nn.Module, adapter_names: Sequence[str] | None = None, c
         raise ValueError(refusal)
     target = copy.deepcopy(model) if copy_model else model
     lora.merge_and_unload(target, adapter_names)
+    storage.forget_stored_weights(target)  # its weights are no longer the stored base's
     for attr in _MTADAPT_ATTRS:
         if attr in target.__dict__:
             delattr(target, attr)

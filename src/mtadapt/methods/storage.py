@@ -16,6 +16,13 @@ one, parameter names and shapes); the weights part hashes names, shapes and the 
 last 16 values of every base parameter (adapter parameters excluded, wrapper segments
 ``.base_layer`` removed so wrapped and plain models agree). A base with merged adapters has
 different weights; save before merging.
+
+The fingerprint describes the weights as stored, not the precision or device they run in:
+`remember_stored_weights` (called by `runs.place_for_inference` before it casts or quantises)
+keeps each base parameter's float32 sample, and `fingerprint` hashes those from then on. So an
+adapter trained on float32 weights is recognised on the same base served in bfloat16,
+float16, int8 or on a GPU, and a translation work folder resumes under another precision's
+default only if its own recorded precision matches (that is the work folder's check).
 """
 
 from __future__ import annotations
@@ -77,8 +84,50 @@ def _base_parameters(model: nn.Module, whole_model_method: Any | None) -> list[t
     return sorted(out, key=lambda item: item[0])
 
 
+# attribute of a model placed for inference: {normalised name: (shape, float32 sample bytes)}
+_STORED_ATTRIBUTE = "mtadapt_stored_weights"
+
+
+def _weight_sample(p: torch.Tensor) -> bytes | None:
+    """The first and last 16 values as float32 bytes (None on the meta device): 32 values per
+    tensor are cheap even for 600M-parameter models, and any re-init changes them."""
+    if p.device.type == "meta":
+        return None
+    flat = p.detach().reshape(-1)
+    return torch.cat([flat[:16], flat[-16:]]).to(torch.float32).cpu().numpy().tobytes()
+
+
+def remember_stored_weights(model: nn.Module) -> None:
+    """Record the base weights' samples as they are now (as stored), so that `fingerprint`
+    still names the same base after the model is cast or quantised. The first call wins:
+    a model cast twice keeps the record of its stored weights."""
+    if getattr(model, _STORED_ATTRIBUTE, None) is not None:
+        return
+    record = {name: (tuple(p.shape), _weight_sample(p)) for name, p in _base_parameters(model, None)}
+    setattr(model, _STORED_ATTRIBUTE, record)
+
+
+def forget_stored_weights(model: nn.Module) -> None:
+    """Drop the record (the base weights changed: adapters merged into them)."""
+    if getattr(model, _STORED_ATTRIBUTE, None) is not None:
+        setattr(model, _STORED_ATTRIBUTE, None)
+
+
+def _base_samples(model: nn.Module, whole_model_method: Any | None) -> list[tuple[str, tuple[int, ...], bytes | None]]:
+    """(name, shape, sample) of every base parameter: from the stored-weights record when the
+    model has one, else from the live parameters."""
+    record = getattr(model, _STORED_ATTRIBUTE, None)
+    if record is None:
+        return [(n, tuple(p.shape), _weight_sample(p)) for n, p in _base_parameters(model, whole_model_method)]
+    trained = set()
+    if whole_model_method is not None:
+        trained = {n.replace(".base_layer", "") for n in baselines.trainable_parameter_names(model, whole_model_method)}
+    return [(n, shape, sample) for n, (shape, sample) in sorted(record.items()) if n not in trained]
+
+
 def fingerprint(model: nn.Module, whole_model_method: Any | None = None) -> Fingerprint:
-    """Architecture and weight fingerprints (sha256 hex, first 16 chars) of the base model.
+    """Architecture and weight fingerprints (sha256 hex, first 16 chars) of the base model,
+    of its weights as stored (see the module docstring), whatever precision it runs in.
 
     Args:
         whole_model_method: a `FullConfig`/`BitFitConfig` whose trained parameters are not
@@ -86,22 +135,18 @@ def fingerprint(model: nn.Module, whole_model_method: Any | None = None) -> Fing
     """
     arch = hashlib.sha256()
     config = getattr(model, "config", None)
-    params = _base_parameters(model, whole_model_method)
+    samples = _base_samples(model, whole_model_method)
     if config is not None and hasattr(config, "to_dict"):
         d = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
         arch.update(json.dumps(d, sort_keys=True, default=str).encode())
     else:
-        for name, p in params:
-            arch.update(f"{name}:{tuple(p.shape)};".encode())
+        for name, shape, _ in samples:
+            arch.update(f"{name}:{shape};".encode())
     weights = hashlib.sha256()
-    for name, p in params:
-        weights.update(f"{name}:{tuple(p.shape)};".encode())
-        if p.device.type == "meta":
-            continue
-        flat = p.detach().reshape(-1)
-        # 32 values per tensor: cheap even for 600M-parameter models, and any re-init changes them
-        sample = torch.cat([flat[:16], flat[-16:]]).to(torch.float32).cpu()
-        weights.update(sample.numpy().tobytes())
+    for name, shape, sample in samples:
+        weights.update(f"{name}:{shape};".encode())
+        if sample is not None:
+            weights.update(sample)
     return Fingerprint(arch.hexdigest()[:16], weights.hexdigest()[:16])
 
 

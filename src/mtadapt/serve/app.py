@@ -249,7 +249,7 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     @app.get("/v1/adapters")
     async def list_adapters(request: Request) -> dict[str, Any]:
         caller = server.caller(request)
-        return {"adapters": visible(caller), "max_loaded": config.max_loaded, "base_fingerprint": {
+        return {"adapters": visible(caller), "max_loaded": config.max_loaded, "precision": engine.precision, "base_fingerprint": {
             "architecture": engine.registry.base_fingerprint.architecture, "weights": engine.registry.base_fingerprint.weights}}
 
     def admin(request: Request) -> Caller:
@@ -308,7 +308,7 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, str]:
-        return {"status": "ok"}
+        return {"status": "ok", "precision": engine.precision}
 
     @app.get("/ready")
     async def ready() -> JSONResponse:

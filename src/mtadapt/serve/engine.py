@@ -90,8 +90,9 @@ class Engine:
     """Base model + codecs + adapter registry; `generate` runs on the worker thread only."""
 
     def __init__(self, loaded: LoadedModel, pairs: list[PairEntry], max_loaded: int = 0,
-                 max_batch_sentences: int = 32, merge_single_lora: bool = False) -> None:
+                 max_batch_sentences: int = 32, merge_single_lora: bool = False, precision: str = "float32") -> None:
         self.loaded = loaded
+        self.precision = precision  # what the base generates in ("float32", "bfloat16", "int8", ...)
         self.registry = AdapterRegistry(loaded, max_loaded)
         self.pairs: dict[tuple[str, str], PairEntry] = {}
         self.codecs: dict[tuple[str, str], PairCodec] = {}
@@ -262,9 +263,9 @@ def load_engine(config: ServeConfig) -> Engine:
             pairs = [PairEntry(**{**vars(p), "adapter": p.adapter or name}) for p in default_pairs(config, model_name, run_langs)]
     assert model_name is not None  # validated: model or run
     loaded = load_model(model_name, family=family, tokenizer=tokenizer, shortlist=shortlist)
-    place_for_inference(loaded.model, config.dtype)
+    precision = place_for_inference(loaded.model, config.dtype)
     loaded.model.eval()
     engine = Engine(loaded, pairs or default_pairs(config, model_name, run_langs), config.max_loaded,
-                    config.batching.max_batch_sentences, config.batching.merge_single_lora)
+                    config.batching.max_batch_sentences, config.batching.merge_single_lora, precision)
     engine.register_adapters(adapters)
     return engine
