@@ -7,6 +7,9 @@
 #   scripts/bible_bt_experiment.sh train bt-real bt-beam    # train and score these systems
 #   scripts/bible_bt_experiment.sh all                      # everything, one system after another
 #   SEED=1 scripts/bible_bt_experiment.sh train bt-real bt-beam   # another seed: runs/<system>-s1
+#   D=data/bible-bt-25k MONO=all BT_DTYPE=int8 scripts/bible_bt_experiment.sh data
+#                                    # corpus scale (issue 27): every remaining training verse as
+#                                    # monolingual English, back-translated in int8
 #
 # Systems (all LoRA r=8 all-linear from bergamot:pt-en, same recipe and step budget):
 #   bt-base        the untuned student (no training)
@@ -20,15 +23,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 MT=${MT:-.venv/bin/mtadapt}
-D=data/bible-bt
+D=${D:-data/bible-bt}
+REAL=${REAL:-2000}
+MONO=${MONO:-4000}   # or "all": every training verse that is not real
+BT_DTYPE=${BT_DTYPE:-float32}
 RECIPE=recipes/augment-bible-bt.yaml
 
 data() {
-  [ -f $D/mono.en ] || .venv/bin/python scripts/prepare_bible_bt.py --out $D --real 2000 --mono 4000
+  [ -f $D/mono.en ] || .venv/bin/python scripts/prepare_bible_bt.py --out $D --real $REAL --mono $MONO
   [ -f $D/bt-beam.pt ] || $MT augment backtranslate --no-progress --model bergamot:en-pt --input $D/mono.en \
-    --output-src $D/bt-beam.pt --output-tgt $D/bt-beam.en --mode beam --beam 4 --batch-size 32 --seed 0 --json
+    --output-src $D/bt-beam.pt --output-tgt $D/bt-beam.en --mode beam --beam 4 --batch-size 32 --seed 0 --dtype $BT_DTYPE --json
   [ -f $D/bt-sample.pt ] || $MT augment backtranslate --no-progress --model bergamot:en-pt --input $D/mono.en \
-    --output-src $D/bt-sample.pt --output-tgt $D/bt-sample.en --mode sample --top-k 10 --batch-size 32 --seed 0 --json
+    --output-src $D/bt-sample.pt --output-tgt $D/bt-sample.en --mode sample --top-k 10 --batch-size 32 --seed 0 --dtype $BT_DTYPE --json
   [ -f $D/bt-tagged.pt ] || { sed 's/^/[BT] /' $D/bt-beam.pt > $D/bt-tagged.pt.tmp && mv $D/bt-tagged.pt.tmp $D/bt-tagged.pt; }
   [ -f $D/bt-noised.pt ] || $MT augment noise --no-progress --input $D/bt-beam.pt --output $D/bt-noised.pt \
     --word-dropout 0.1 --blank-prob 0.1 --blank-token "■" --shuffle-distance 3 --seed 0

@@ -32,11 +32,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="data/bible-bt")
     parser.add_argument("--real", type=int, default=2000, help="real parallel verses")
-    parser.add_argument("--mono", type=int, default=4000, help="monolingual English verses")
+    parser.add_argument("--mono", default="4000", help="monolingual English verses, or 'all' (every training verse not in --real)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     splits = split_by_chapters(read_pairs("a", "4"), BibleSplitConfig(seed=0, dev_verses=300, test_verses=500))
     train = list(splits["train"])
+    if args.mono == "all":
+        args.mono = len(train) - args.real
+    elif not args.mono.isdigit():
+        raise SystemExit(f"--mono must be a count of verses or 'all', got {args.mono!r}")
+    args.mono = int(args.mono)
     if args.real + args.mono > len(train):
         raise SystemExit(f"--real {args.real} + --mono {args.mono} > {len(train)} training verses")
     random.Random(args.seed).shuffle(train)
