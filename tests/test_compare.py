@@ -165,3 +165,40 @@ def test_a_cell_folder_of_other_settings_is_not_resumed(tmp_path):
     assert started_with_other_config(tmp_path, "abd")
     (tmp_path / CELL_FILE).write_text('{"fingerprint": "ab', encoding="utf-8")  # cut short by a kill
     assert started_with_other_config(tmp_path, "abc")
+
+
+def test_tied_cells_are_the_same_and_the_resamples_asked_for_are_used(tmp_path):
+    from mtadapt.compare.report import table_rows
+    from mtadapt.compare.runner import add_comparisons
+    from mtadapt.toy import toy_corpus_dir
+
+    refs = (toy_corpus_dir() / "test.en").read_text(encoding="utf-8").splitlines()[:40]
+    worse = [" ".join(r.split()[:-1]) if i < 30 else r for i, r in enumerate(refs)]
+    for name, hyps in {"base": worse, "full": refs, "lora": worse}.items():  # lora's output is the untuned model's
+        folder = tmp_path / "cells" / name
+        folder.mkdir(parents=True)
+        (folder / "test.hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+        (folder / "test.ref").write_text("".join(r + "\n" for r in refs), encoding="utf-8")
+    rows = [{"name": name, "method": method, "status": "done"} for name, method in
+            (("base", "none"), ("full", "full"), ("lora", "lora"))]
+    add_comparisons(rows, tmp_path, n_bootstrap=10)
+    base, full, lora = rows
+    assert lora["vs_baseline"]["BLEU"] == {"delta": 0.0, "p_value": 1.0}  # sacreBLEU alone says 1 / 11 for a tie
+    assert full["vs_baseline"]["BLEU"]["delta"] > 5
+    assert full["vs_baseline"]["BLEU"]["p_value"] == pytest.approx(1 / 11)  # 10 resamples, as asked (not 100)
+    assert lora["vs_baseline"]["resamples"] == full["vs_baseline"]["resamples"] == 10
+    below = lora["vs_full"]["BLEU"]["delta"]
+    assert verdict(lora) == f"the same as the untuned model (+0.00 BLEU, p=1.000); level with full ({below:+.2f}, p=0.091)"
+    score = {"score": 1.0, "signature": "-"}
+    for r in rows:  # what a finished cell's row holds besides its tests
+        r.update(trainable=0, total=1, adapter_bytes=0, peak_rss_mb=1.0, train_seconds=0.0, steps=0,
+                 scores={"BLEU": score, "chrF": score})
+    assert dict(zip(COLUMNS, table_rows(rows)[2]))["ΔBLEU vs base (p)"] == "+0.00 (p=1.000)"
+
+
+def test_paired_tests_without_resamples_are_refused(tmp_path):
+    recipe = _recipe(tmp_path, [{"name": "baseline", "method": "none"}, {"name": "lora", "method": "lora"}], n_bootstrap=0)
+    with pytest.raises(ConfigError) as err:
+        load_compare_recipe(recipe)
+    assert (f"{recipe}: n_bootstrap is 0, but the paired tests against the untuned (none) and full cells need "
+            "resamples; give n_bootstrap >= 1 (from 20 a difference can reach p < 0.05; 1000 is usual)") in str(err.value)

@@ -82,3 +82,62 @@ def test_the_issue_example_reads_right():
         "but the difference is not significant (p = 0.0839 >= 0.05)")
     assert report["metrics"]["chrF"]["summary"] == (
         "chrF: the system is better than the baseline: baseline 80.00 -> system 80.50 (+0.50), p = 0.0100 < 0.05, significant")
+
+
+# ---------------------------------------------- a zero difference, and the resamples asked for
+
+
+def test_identical_outputs_score_the_same_never_significantly(files, capsys):
+    # sacreBLEU gives a system identical to its baseline its smallest p, 1 / (n + 1): every
+    # resampled difference is 0, none "larger" than the observed 0. That is no evidence of a
+    # difference; a zero difference has p = 1.
+    out = evaluate(capsys, files["good"], files, "--baseline", files["good"]).splitlines()
+    assert "  BLEU: the system and the baseline score the same, 100.00 (p = 1.0000)" in out
+    assert "  chrF: the system and the baseline score the same, 100.00 (p = 1.0000)" in out
+    data = json.loads(evaluate(capsys, files["good"], files, "--baseline", files["good"], "--json"))
+    m = data["significance"]["metrics"]["BLEU"]
+    assert (m["verdict"], m["significant"], m["delta"], m["p_value"]) == ("same", False, 0.0, 1.0)
+    assert data["paired_bootstrap"]["system"]["BLEU"]["p_value"] == 1.0
+
+
+def test_one_verdict_rule_for_evaluate_and_compare():
+    from mtadapt.compare.report import verdict
+    from mtadapt.evaluate.metrics import PairedVerdict, paired_verdict
+
+    assert paired_verdict(0.0, 1 / 101) == PairedVerdict("same", False, 1.0)
+    assert paired_verdict(-0.5, 0.001) == PairedVerdict("worse", True, 0.001)
+    assert paired_verdict(0.5, 0.2) == PairedVerdict("better", False, 0.2)
+    assert paired_verdict(0.5, 0.05) == PairedVerdict("better", False, 0.05)  # p < alpha, strictly
+    assert paired_verdict(0.5, None) == PairedVerdict("better", False, None)
+    # results stored before the fix carry sacreBLEU's p for a tie: still "the same", p = 1
+    paired = {"baseline": {"BLEU": {"score": 30.0}, "chrF": {"score": 50.0}},
+              "system": {"BLEU": {"score": 30.0, "p_value": 1 / 101}, "chrF": {"score": 50.0, "p_value": 1 / 101}}}
+    report = significance_report(paired, 100)
+    assert report["metrics"]["BLEU"]["summary"] == "BLEU: the system and the baseline score the same, 30.00 (p = 1.0000)"
+    assert (report["metrics"]["BLEU"]["significant"], report["metrics"]["BLEU"]["p_value"]) == (False, 1.0)
+    row = {"name": "lora", "method": "lora", "status": "done",
+           "vs_baseline": {"BLEU": {"delta": 0.0, "p_value": 1 / 101}}, "vs_full": {"BLEU": {"delta": 0.0, "p_value": 1 / 101}}}
+    assert verdict(row) == "the same as the untuned model (+0.00 BLEU, p=1.000); the same as full (+0.00, p=1.000)"
+
+
+def test_the_resamples_asked_for_are_the_resamples_used(files, capsys):
+    argv = ["evaluate", "--hyp", files["worse"], "--ref", files["ref"], "--baseline", files["good"], "--n-bootstrap", "10"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(out) if line.startswith("paired bootstrap"))
+    assert out[header] == ("paired bootstrap (sacreBLEU, two-sided, 10 resamples; p < 0.05 = significant, "
+                           "smallest possible p 0.0909: no difference can be significant with fewer than 20):")
+    assert out[header + 1].startswith("  BLEU: the system scores lower than the baseline, baseline 100.00 -> system ")
+    assert out[header + 1].endswith("but the difference is not significant (p = 0.0909 >= 0.05)")
+    assert main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["significance"]["resamples"] == 10
+    assert data["paired_bootstrap"]["system"]["BLEU"]["p_value"] == pytest.approx(1 / 11)  # 10 resamples, not 100
+
+
+def test_a_baseline_without_resamples_is_refused(files, capsys):
+    argv = ["evaluate", "--hyp", files["worse"], "--ref", files["ref"], "--baseline", files["good"], "--n-bootstrap", "0"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "error: --baseline runs a paired bootstrap, which needs resamples: --n-bootstrap 0 turns them off; "
+        "give --n-bootstrap N (from N = 20 a difference can reach p < 0.05; default 1000)\n")

@@ -183,8 +183,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mtadapt.evaluate.metrics import corpus_scores, paired_bootstrap, significance_report
+    from mtadapt.evaluate.metrics import MIN_SIGNIFICANT_RESAMPLES, corpus_scores, paired_bootstrap, significance_report
 
+    if args.baseline and args.n_bootstrap == 0:
+        raise ConfigError("--baseline runs a paired bootstrap, which needs resamples: --n-bootstrap 0 turns them off; "
+                          f"give --n-bootstrap N (from N = {MIN_SIGNIFICANT_RESAMPLES} a difference can reach p < 0.05; default 1000)")
     refs = _read_lines(args.ref, "reference")
     baseline = _read_lines(args.baseline, "baseline") if args.baseline else None
     if args.hyp:
@@ -208,9 +211,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     scores = corpus_scores(hyps, refs, n_bootstrap=args.n_bootstrap)
     result: dict[str, Any] = {"scores": {k: v.to_dict() for k, v in scores.items()}}
     if baseline is not None:
-        n_samples = max(args.n_bootstrap, 100)
-        result["paired_bootstrap"] = paired_bootstrap(baseline, {"system": hyps}, refs, n_samples=n_samples)
-        result["significance"] = significance_report(result["paired_bootstrap"], n_samples)
+        result["paired_bootstrap"] = paired_bootstrap(baseline, {"system": hyps}, refs, n_samples=args.n_bootstrap)
+        result["significance"] = significance_report(result["paired_bootstrap"], args.n_bootstrap)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -447,7 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--src", help="source file to translate first")
     p.add_argument("--save-hyp", help="write the translations here")
     p.add_argument("--baseline", help="baseline hypotheses: paired bootstrap significance")
-    p.add_argument("--n-bootstrap", type=N_BOOTSTRAP, default=1000, help="bootstrap resamples (0 = no intervals)")
+    p.add_argument("--n-bootstrap", type=N_BOOTSTRAP, default=1000,
+                   help="bootstrap resamples, for the 95%% intervals and the --baseline test (0 = no intervals)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
 

@@ -34,6 +34,7 @@ from mtadapt.config import (
     ConfigError, RunConfig, _Builder, _resolve_paths, _set_path, _yaml_lines, config_from_dict, config_to_dict, parse_override,
     read_yaml_mapping,
 )
+from mtadapt.evaluate.metrics import MIN_SIGNIFICANT_RESAMPLES
 from mtadapt.methods.registry import METHOD_NAMES
 
 MethodName = Literal[("none", *METHOD_NAMES)]  # type: ignore[valid-type]  # "none": the untuned base
@@ -66,7 +67,8 @@ class CompareConfig:
         title: Heading of the report.
         base: The shared run configuration (a RunConfig recipe: model, data, train, ...).
         cells: The grid, run in this order.
-        n_bootstrap: Resamples for the 95% confidence intervals and the paired tests.
+        n_bootstrap: Resamples for the 95% confidence intervals and the paired tests (0: no
+            intervals, allowed only without `none` and `full` cells, which the paired tests need).
     """
 
     output_dir: str = "runs/compare"
@@ -127,6 +129,10 @@ def resolve_cells(config: CompareConfig, source: str = "<compare>") -> list[Cell
         errors.append(f"{source}: cells is empty; give at least one cell (e.g. {{name: baseline, method: none}})")
     if config.n_bootstrap < 0:
         errors.append(f"{source}: n_bootstrap must be >= 0, got {config.n_bootstrap}")
+    elif config.n_bootstrap == 0 and any(spec.method in ("none", "full") for spec in config.cells):
+        errors.append(f"{source}: n_bootstrap is 0, but the paired tests against the untuned (none) and full cells need "
+                      f"resamples; give n_bootstrap >= 1 (from {MIN_SIGNIFICANT_RESAMPLES} a difference can reach "
+                      "p < 0.05; 1000 is usual)")
     seen: set[str] = set()
     cells = []
     has_baseline = any(spec.method == "none" for spec in config.cells)

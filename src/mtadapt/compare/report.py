@@ -16,6 +16,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+from mtadapt.evaluate.metrics import MIN_SIGNIFICANT_RESAMPLES, SIGNIFICANCE_LEVEL, paired_verdict
 from mtadapt.methods.registry import METHOD_NAMES
 from mtadapt.io import atomic_write_bytes, atomic_write_lines, atomic_write_text
 
@@ -23,7 +24,7 @@ COLUMNS = [
     "cell", "method", "settings", "trainable", "trainable %", "adapter file", "peak RSS", "train time", "tokens/s",
     "test BLEU [95% CI]", "test chrF [95% CI]", "ΔBLEU vs base (p)", "ΔBLEU vs full (p)", "verdict",
 ]
-SIGNIFICANCE = 0.05  # p below this counts as a difference in the verdicts
+SIGNIFICANCE = SIGNIFICANCE_LEVEL  # p below this counts as a difference in the verdicts (evaluate's level)
 
 
 def _settings_text(settings: dict[str, Any]) -> str:
@@ -50,15 +51,19 @@ def _delta_text(comparison: dict[str, Any] | None) -> str:
     if not comparison:
         return "-"
     b = comparison["BLEU"]
-    return f"{b['delta']:+.2f} (p={b['p_value']:.3f})"
+    p = paired_verdict(b["delta"], b["p_value"]).p_value  # a tie reads p = 1, as in the verdict
+    return f"{b['delta']:+.2f} (p={'n/a' if p is None else f'{p:.3f}'})"
 
 
 def verdict(row: dict[str, Any], alpha: float = SIGNIFICANCE) -> str:
-    """One line saying what the cell did, from its paired tests (BLEU) alone:
+    """One line saying what the cell did, from its paired tests (BLEU) alone, read by
+    `evaluate.metrics.paired_verdict` (the rule `evaluate --baseline` uses):
 
-        p < alpha and delta > 0 -> "better than the untuned model (+2.31 BLEU, p=0.001)"
-        p < alpha and delta < 0 -> "worse than ..."      otherwise -> "no significant change ..."
-        then, for cells other than `full`: "; level with full (p=...)" or "; below/above full by ..."
+        delta == 0                -> "the same as the untuned model (+0.00 BLEU, p=1.000)"
+        p < alpha and delta > 0   -> "better than the untuned model (+2.31 BLEU, p=0.001)"
+        p < alpha and delta < 0   -> "worse than ..."      otherwise -> "no significant change ..."
+        then, for cells other than `full`: "; the same as full (...)", "; level with full (...)"
+        or "; below/above full by ..."
     """
     if row.get("status") != "done":
         return f"not measured ({row.get('status')})"
@@ -67,16 +72,30 @@ def verdict(row: dict[str, Any], alpha: float = SIGNIFICANCE) -> str:
     vs = row.get("vs_baseline")
     if not vs:
         return "no untuned baseline in the grid to compare with"
-    delta, p = vs["BLEU"]["delta"], vs["BLEU"]["p_value"]
-    if p < alpha:
-        text = f"{'better' if delta > 0 else 'worse'} than the untuned model ({delta:+.2f} BLEU, p={p:.3f})"
+    delta = vs["BLEU"]["delta"]
+    judged = paired_verdict(delta, vs["BLEU"]["p_value"], alpha)
+    numbers = f"({delta:+.2f} BLEU, {_p_text(judged.p_value)})"
+    if judged.direction == "same":
+        text = f"the same as the untuned model {numbers}"
+    elif judged.significant:
+        text = f"{judged.direction} than the untuned model {numbers}"
     else:
-        text = f"no significant change from the untuned model ({delta:+.2f} BLEU, p={p:.3f})"
+        text = f"no significant change from the untuned model {numbers}"
     full = row.get("vs_full")
     if full and row["method"] != "full":
-        d, pf = full["BLEU"]["delta"], full["BLEU"]["p_value"]
-        text += f"; {'above' if d > 0 else 'below'} full by {abs(d):.2f} (p={pf:.3f})" if pf < alpha else f"; level with full ({d:+.2f}, p={pf:.3f})"
+        d = full["BLEU"]["delta"]
+        judged = paired_verdict(d, full["BLEU"]["p_value"], alpha)
+        if judged.direction == "same":
+            text += f"; the same as full ({d:+.2f}, {_p_text(judged.p_value)})"
+        elif judged.significant:
+            text += f"; {'above' if d > 0 else 'below'} full by {abs(d):.2f} ({_p_text(judged.p_value)})"
+        else:
+            text += f"; level with full ({d:+.2f}, {_p_text(judged.p_value)})"
     return text
+
+
+def _p_text(p: float | None) -> str:
+    return "p=n/a" if p is None else f"p={p:.3f}"
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
@@ -113,7 +132,13 @@ def _notes(rows: list[dict[str, Any]]) -> list[str]:
         r = done[0]
         notes.append(f"Test set: {r['test_sentences']} sentences; BLEU/chrF by sacreBLEU ({r['scores']['BLEU']['signature']}); "
                      "95% CIs by bootstrap resampling; p-values by sacreBLEU's paired bootstrap against the untuned "
-                     "baseline (`none`) and full fine-tuning (`full`).")
+                     "baseline (`none`) and full fine-tuning (`full`); a cell that scores exactly its reference's "
+                     "score is the same as it (p = 1).")
+    resamples = sorted({vs["resamples"] for r in done for vs in (r.get("vs_baseline"), r.get("vs_full")) if vs and "resamples" in vs})
+    if resamples and resamples[0] < MIN_SIGNIFICANT_RESAMPLES:
+        notes.append(f"The paired tests used {resamples[0]} resamples (n_bootstrap): their smallest possible p, "
+                     f"{1 / (resamples[0] + 1):.3f}, is not below {SIGNIFICANCE_LEVEL:g}, so no difference can be "
+                     f"significant; {MIN_SIGNIFICANT_RESAMPLES} or more can.")
     notes.append("Trainable % is of the base model's parameters; adapter file is the saved method folder on disk "
                  "(the whole trained model for `full`); peak RSS is the cell process's maximum resident memory "
                  "(model loading and test decoding included); train time and tokens/s are the training loop's own "

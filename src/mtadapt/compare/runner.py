@@ -172,8 +172,8 @@ def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool | ProgressMod
 
 
 def add_comparisons(rows: list[dict[str, Any]], output_dir: Path, n_bootstrap: int) -> None:
-    """Paired bootstrap (sacreBLEU) of every finished cell against the untuned baseline
-    (the first `none` cell) and full fine-tuning (the first `full` cell), in place."""
+    """Paired bootstrap (sacreBLEU, `n_bootstrap` resamples) of every finished cell against the
+    untuned baseline (the first `none` cell) and full fine-tuning (the first `full` cell), in place."""
     from mtadapt.evaluate.metrics import paired_bootstrap
 
     done = [r for r in rows if r.get("status") == "done"]
@@ -190,11 +190,11 @@ def add_comparisons(rows: list[dict[str, Any]], output_dir: Path, n_bootstrap: i
             continue
         # sacreBLEU names the reference "baseline"; prefix the cells so none collides with it
         tests = paired_bootstrap(hyps[reference], {f"cell:{n}": h for n, h in systems.items()}, refs[reference],
-                                 n_samples=max(n_bootstrap, 100))
+                                 n_samples=n_bootstrap)
         for r in done:
             if r["name"] in systems:
                 t = tests[f"cell:{r['name']}"]
-                r[key] = {"reference": reference, **{
+                r[key] = {"reference": reference, "resamples": n_bootstrap, **{
                     metric: {"delta": t[metric]["score"] - tests["baseline"][metric]["score"], "p_value": t[metric]["p_value"]}
                     for metric in ("BLEU", "chrF")
                 }}

@@ -6,8 +6,10 @@ the results into plain dicts that reports and logs can store.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 from sacrebleu.metrics import BLEU, CHRF
 
@@ -104,7 +106,9 @@ def paired_bootstrap(
 
     Returns:
         {system: {"BLEU": {"score", "p_value", "mean", "ci"}, "chrF": {...}}}; p_value is the
-        probability that the difference to the baseline arose by chance.
+        probability that the difference to the baseline arose by chance: 1.0 for a system
+        that scores exactly the baseline's score (sacreBLEU counts resampled differences
+        strictly larger than the observed one, so it gives a tie its smallest p, 1 / (n + 1)).
     """
     from sacrebleu.significance import PairedTest
 
@@ -127,11 +131,49 @@ def paired_bootstrap(
             }
             for m, results in scores.items() if m != "System" for r in [results[i]]
         }
+    for name, metrics_of in out.items():
+        for metric, result in metrics_of.items():
+            if name != "baseline" and result["p_value"] is not None:
+                result["p_value"] = paired_verdict(result["score"] - out["baseline"][metric]["score"], result["p_value"]).p_value
     return out
 
 
 SIGNIFICANCE_LEVEL = 0.05
 """p below this: the difference to the baseline is called significant."""
+
+MIN_SIGNIFICANT_RESAMPLES = math.ceil(1 / SIGNIFICANCE_LEVEL)
+"""Fewest resamples whose smallest p, 1 / (n + 1), is below SIGNIFICANCE_LEVEL (20)."""
+
+
+@dataclass(frozen=True)
+class PairedVerdict:
+    """What a paired test says about a system against its baseline (`paired_verdict`).
+
+    Attributes:
+        direction: "better", "worse" (system minus baseline above or below 0) or "same" (0).
+        significant: the difference is real at the level asked for (never for "same").
+        p_value: the test's p; 1.0 for a zero difference; None when there was no test.
+    """
+
+    direction: Literal["better", "worse", "same"]
+    significant: bool
+    p_value: float | None
+
+
+def paired_verdict(delta: float, p_value: float | None, alpha: float = SIGNIFICANCE_LEVEL) -> PairedVerdict:
+    """The one rule by which `evaluate --baseline` and `compare` read a paired test:
+
+        delta == 0               -> "same", not significant, p = 1  (whatever p the test gave)
+        delta != 0, p < alpha    -> "better" / "worse", significant
+        delta != 0, otherwise    -> "better" / "worse", not significant  (p >= alpha, or no test)
+
+    A zero difference is no evidence of one: sacreBLEU's test gives two identical outputs its
+    smallest p, 1 / (n + 1), as no resampled difference is strictly larger than 0.
+    """
+    if delta == 0:
+        return PairedVerdict("same", False, 1.0)
+    direction = "better" if delta > 0 else "worse"
+    return PairedVerdict(direction, p_value is not None and p_value < alpha, p_value)
 
 
 def _signed(x: float) -> str:
@@ -159,6 +201,8 @@ def significance_report(
         "verdict" ("better" | "worse" | "same"), "summary"}, "chrF": {...}}}.
     """
     min_p = 1.0 / (n_samples + 1)
+    unreachable = (f": no difference can be significant with fewer than {MIN_SIGNIFICANT_RESAMPLES}"
+                   if min_p >= alpha else "")
     report: dict = {
         "test": "paired bootstrap resampling (Koehn 2004; sacreBLEU)",
         "sided": "two-sided",
@@ -167,16 +211,15 @@ def significance_report(
         "min_p_value": min_p,
         "null_hypothesis": "the system and the baseline score the same",
         "header": (f"paired bootstrap (sacreBLEU, two-sided, {n_samples} resamples; p < {alpha:g} = significant, "
-                   f"smallest possible p {min_p:.4f}):"),
+                   f"smallest possible p {min_p:.4f}{unreachable}):"),
         "metrics": {},
     }
     for metric in ("BLEU", "chrF"):
         base = paired["baseline"][metric]["score"]
         score = paired[system][metric]["score"]
-        p = paired[system][metric]["p_value"]
         delta = score - base
-        significant = p is not None and p < alpha and delta != 0
-        verdict = "better" if delta > 0 else "worse" if delta < 0 else "same"
+        judged = paired_verdict(delta, paired[system][metric]["p_value"], alpha)
+        verdict, significant, p = judged.direction, judged.significant, judged.p_value
         numbers = f"baseline {base:.2f} -> system {score:.2f} ({_signed(delta)})"
         p_text = "p = n/a" if p is None else f"p = {p:.4f}"
         if verdict == "same":
@@ -186,8 +229,9 @@ def significance_report(
             summary = f"{metric}: the system is {word} than the baseline: {numbers}, {p_text} < {alpha:g}, significant"
         else:
             word = "lower" if verdict == "worse" else "higher"
+            why = "no test ran (p = n/a)" if p is None else f"{p_text} >= {alpha:g}"
             summary = (f"{metric}: the system scores {word} than the baseline, {numbers}, but the difference is "
-                       f"not significant ({p_text} >= {alpha:g})")
+                       f"not significant ({why})")
         report["metrics"][metric] = {"baseline": base, "system": score, "delta": delta, "p_value": p,
                                      "significant": significant, "verdict": verdict, "summary": summary}
     return report
