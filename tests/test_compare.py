@@ -202,3 +202,56 @@ def test_paired_tests_without_resamples_are_refused(tmp_path):
         load_compare_recipe(recipe)
     assert (f"{recipe}: n_bootstrap is 0, but the paired tests against the untuned (none) and full cells need "
             "resamples; give n_bootstrap >= 1 (from 20 a difference can reach p < 0.05; 1000 is usual)") in str(err.value)
+
+
+def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
+    """Issue 29 item 9: a cell whose loss becomes NaN stopped the whole grid with a traceback and
+    "internal error", no later cell ran and no report was written. Now it is a "failed" row with
+    its one-line error, the next cell runs, the report shows both, and the exit status is 2."""
+    recipe = _recipe(tmp_path, [
+        {"name": "diverges", "method": "lora", "settings": {"rank": 2}, "train": {"learning_rate": 1.0e30, "max_steps": 4}},
+        {"name": "baseline", "method": "none"},
+    ])
+    process = _compare(recipe)
+    log, _ = process.communicate(timeout=300)
+    assert process.returncode == 2, log
+    assert "Traceback" not in log and "internal error" not in log
+    out = tmp_path / "out"
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["name"], r["status"]) for r in rows] == [("diverges", "failed"), ("baseline", "done")]
+    reason = rows[0]["reason"]
+    assert "\n" not in reason and rows[0]["internal"] is False
+    assert reason.startswith("step ") and "the training loss is nan" in reason and "Lower train.learning_rate (now 1e+30)" in reason
+    assert f"error: cell 'diverges' failed: {reason}\n" in log and "error: 1 of 2 cells failed" in log
+    report = (out / "report.md").read_text()
+    assert f"| diverges | lora | rank=2 | failed: {reason} | -" in report and "| baseline | none |" in report
+    assert "not measured (failed)" in report
+
+
+def test_a_cell_that_raises_a_bug_or_dies_is_a_failed_row(tmp_path, monkeypatch, capsys):
+    """Inside the cell process an unexpected exception becomes a row marked internal (the traceback
+    only with --debug); a process killed without a row (the OOM killer) is a failed row too."""
+    from mtadapt.compare import runner
+
+    spec = {"name": "c", "method": "lora", "settings": {}, "fingerprint": "f"}
+    (tmp_path / runner.CELL_FILE).write_text(json.dumps(spec), encoding="utf-8")
+
+    def broken(spec, progress):
+        raise RuntimeError("probability tensor contains\neither inf or nan")
+
+    monkeypatch.setattr(runner, "run_cell", broken)
+    assert runner.main([str(tmp_path / runner.CELL_FILE), "--quiet"]) == 0
+    row = json.loads((tmp_path / runner.CELL_RESULT_FILE).read_text())
+    assert row["status"] == "failed" and row["internal"] is True
+    assert row["reason"] == ("internal error: RuntimeError: probability tensor contains either inf or nan; "
+                             "rerun with --debug for the traceback")
+    assert "Traceback" not in capsys.readouterr().err
+    assert runner.main([str(tmp_path / runner.CELL_FILE), "--quiet", "--debug"]) == 0
+    assert "Traceback" in capsys.readouterr().err
+
+    config, cells = load_compare_recipe(_recipe(tmp_path, [{"name": "lora", "method": "lora"}]))
+    monkeypatch.setattr(runner.subprocess, "call", lambda command, env: -signal.SIGKILL)
+    row = runner._run_cell_process(cells[0], 10, "off")
+    assert row["status"] == "failed" and row["internal"] is False
+    assert row["reason"].startswith("the cell process was killed by SIGKILL (out of memory?) without a result")
+    assert runner.failed_cells([row, {"status": "done"}]) == [row]

@@ -378,13 +378,19 @@ def cmd_augment_backtranslate(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from mtadapt.compare.grid import load_compare_recipe
     from mtadapt.compare.report import markdown_table
-    from mtadapt.compare.runner import run_compare
+    from mtadapt.compare.runner import failed_cells, run_compare
 
     config, cells = load_compare_recipe(args.recipe, args.overrides)
-    rows = run_compare(config, cells, progress=cli_progress(args.no_progress), source=args.recipe)
+    rows = run_compare(config, cells, progress=cli_progress(args.no_progress), source=args.recipe,
+                       debug=getattr(args, "debug", False) or os.environ.get("MTADAPT_DEBUG", "").strip() not in ("", "0"))
     print(markdown_table(rows))
     print(f"report: {Path(config.output_dir) / 'report.md'} and report.html")
-    return 0
+    failed = failed_cells(rows)
+    for row in failed:  # the grid went on; each failure is one line, and the exit status says so
+        print(f"error: cell {row['name']!r} failed: {row['reason']}", file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} of {len(rows)} cells failed; rerun the same command to run them again", file=sys.stderr)
+    return (1 if any(r.get("internal") for r in failed) else 2) if failed else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

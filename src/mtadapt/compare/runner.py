@@ -5,13 +5,15 @@
         run the cell in a fresh Python process:                      # honest peak memory
             train(config, resume=True)                               # continues a killed cell
             translate the test set with the best adapter, BLEU/chrF with bootstrap CIs
-        append the cell's row to results.jsonl
+        append the cell's row to results.jsonl                        # "failed" with its error: the grid goes on
     paired bootstrap of every cell against the untuned baseline and full fine-tuning
     rewrite results.jsonl with those comparisons, then report.md and report.html
 
 One process per cell makes the peak resident memory (`ru_maxrss`) the cell's own and
 returns every byte to the system between cells. A cell whose method cannot be applied to
-the model (BitFit on T5, which has no biases) is recorded as "unsupported" with the reason.
+the model (BitFit on T5, which has no biases) is recorded as "unsupported" with the reason;
+a cell that fails (a non-finite loss, a bad path, a crash) is recorded as "failed" with its
+one-line error, the grid goes on, and the report shows the row: `failed_cells` lists them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +31,7 @@ from typing import Any
 from mtadapt.compare.grid import Cell, CompareConfig
 from mtadapt.config import config_from_dict, config_to_dict
 from mtadapt.data.bible import CORPUS_DIR_ENV
+from mtadapt.errors import ConfigError, MtadaptError
 from mtadapt.io import append_line, atomic_write_json, atomic_write_lines, read_jsonl_rows, read_lines
 from mtadapt.progress import ProgressMode, progress_mode
 
@@ -88,7 +92,7 @@ def run_cell(spec: dict[str, Any], progress: bool | ProgressMode = True) -> dict
     start = time.perf_counter()
     loaded = load_base(config)
     if config.data.test is None:
-        raise ValueError("data.test is not set in the compare base; cells are scored on the test set")
+        raise ConfigError("data.test is not set in the compare base; cells are scored on the test set")
     if spec["method"] == "none":
         total = sum(p.numel() for p in loaded.model.parameters())
         codec = loaded.codec(config.data.src_lang, config.data.tgt_lang)
@@ -125,9 +129,33 @@ def run_cell(spec: dict[str, Any], progress: bool | ProgressMode = True) -> dict
     return row
 
 
-def _cell_main(cell_file: str, progress: ProgressMode) -> int:
+def failed_row(spec: dict[str, Any], reason: str, internal: bool) -> dict[str, Any]:
+    """The result row of a cell that failed: `reason` on one line; `internal`: a bug, not a
+    problem of the recipe or the data (the report and the exit status tell them apart)."""
+    reason = " ".join(reason.split())
+    return {**{k: spec[k] for k in ("name", "method", "settings", "fingerprint")}, "status": "failed",
+            "reason": f"internal error: {reason}" if internal else reason, "internal": internal}
+
+
+def _cell_main(cell_file: str, progress: ProgressMode, debug: bool = False) -> int:
+    """Run one cell and write its row, "failed" with the one-line error when it raises (the
+    traceback only with `debug`): the grid goes on with the next cell."""
     spec = json.loads(Path(cell_file).read_text(encoding="utf-8"))
-    row = run_cell(spec, progress=progress)
+    try:
+        row = run_cell(spec, progress=progress)
+    except KeyboardInterrupt:  # Ctrl-C reached the grid too: it stops there
+        return 130
+    except Exception as err:  # noqa: BLE001 (one cell's failure is recorded, not raised)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(err, MtadaptError):
+            row = failed_row(spec, str(err), internal=False)
+        elif isinstance(err, OSError) and err.filename is not None and err.strerror:
+            row = failed_row(spec, f"{err.filename}: {err.strerror}", internal=False)
+        else:
+            row = failed_row(spec, f"{type(err).__name__}: {err}; rerun with --debug for the traceback", internal=True)
     atomic_write_json(Path(cell_file).with_name(CELL_RESULT_FILE), row)
     return 0
 
@@ -149,7 +177,7 @@ def started_with_other_config(run_dir: Path, fingerprint: str) -> bool:
         return True
 
 
-def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool | ProgressMode) -> dict[str, Any]:
+def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool | ProgressMode, debug: bool = False) -> dict[str, Any]:
     run_dir = Path(cell.config.train.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = {
@@ -162,13 +190,26 @@ def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool | ProgressMod
     command = [sys.executable, "-m", "mtadapt.compare.runner", str(run_dir / CELL_FILE)]
     if progress_mode(progress) != "bar":  # the cell logs lines (or stays quiet) instead of drawing bars
         command.append("--no-progress" if progress_mode(progress) == "log" else "--quiet")
+    if debug:
+        command.append("--debug")
     env = dict(os.environ)
     # Corpora built at run time (e.g. `bible:` paths) go into the compare folder, next to the results.
     env.setdefault(CORPUS_DIR_ENV, str(run_dir.parent.parent / "data"))
     rc = subprocess.call(command, env=env)
-    if rc != 0 or not result_file.exists():
-        raise RuntimeError(f"cell {cell.name!r} failed (exit status {rc}); its output is above, its run folder is {run_dir}")
-    return json.loads(result_file.read_text(encoding="utf-8"))
+    if rc == 130:
+        raise KeyboardInterrupt
+    if rc == 0 and result_file.exists():
+        return json.loads(result_file.read_text(encoding="utf-8"))
+    # the process died without writing its row: killed (the OOM killer sends SIGKILL) or crashed
+    how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited with status {rc}"
+    hint = " (out of memory?)" if rc == -signal.SIGKILL else ""
+    return failed_row(spec, f"the cell process {how}{hint} without a result; its output is above, "
+                            f"its run folder is {run_dir}", internal=rc != -signal.SIGKILL)
+
+
+def failed_cells(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of cells that failed (status "failed"), in grid order."""
+    return [r for r in rows if r.get("status") == "failed"]
 
 
 def add_comparisons(rows: list[dict[str, Any]], output_dir: Path, n_bootstrap: int) -> None:
@@ -200,9 +241,13 @@ def add_comparisons(rows: list[dict[str, Any]], output_dir: Path, n_bootstrap: i
                 }}
 
 
-def run_compare(config: CompareConfig, cells: list[Cell], progress: bool | ProgressMode = True, source: str = "") -> list[dict[str, Any]]:
+def run_compare(config: CompareConfig, cells: list[Cell], progress: bool | ProgressMode = True, source: str = "",
+                debug: bool = False) -> list[dict[str, Any]]:
     """Run every unfinished cell, then write results.jsonl (with the paired tests), report.md,
     report.html and the plots into `config.output_dir`. Returns the rows in grid order.
+
+    A cell that fails is a row with status "failed" and its one-line error (`failed_cells`);
+    the grid goes on, and a rerun runs it again. `debug`: cells print the traceback of a failure.
 
     A cell already in results.jsonl with the same fingerprint is not run again; a cell whose
     configuration changed is rerun from scratch; a cell killed mid-training resumes from its
@@ -241,8 +286,8 @@ def run_compare(config: CompareConfig, cells: list[Cell], progress: bool | Progr
               f"{cell.config.train.max_steps if cell.trains else 0} steps; elapsed {_format_seconds(time.perf_counter() - grid_start)}{eta}",
               flush=True)
         cell_start = time.perf_counter()
-        row = _run_cell_process(cell, config.n_bootstrap, progress)
-        if cell.trains:
+        row = _run_cell_process(cell, config.n_bootstrap, progress, debug)
+        if cell.trains and row.get("status") == "done":  # a failed cell's seconds say nothing of the rest
             durations.append(time.perf_counter() - cell_start)
         rows_by_name[cell.name] = row
         append_line(results_path, json.dumps(row), fsync=True)
@@ -259,15 +304,17 @@ def run_compare(config: CompareConfig, cells: list[Cell], progress: bool | Progr
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mtadapt.compare.runner CELL.json [--no-progress | --quiet]`: one cell (used
-    by the runner); --no-progress: log lines instead of bars, --quiet: neither."""
+    """`python -m mtadapt.compare.runner CELL.json [--no-progress | --quiet] [--debug]`: one cell
+    (used by the runner); --no-progress: log lines instead of bars, --quiet: neither; --debug: the
+    traceback of a failure."""
     args = list(sys.argv[1:] if argv is None else argv)
     progress: ProgressMode = "log" if "--no-progress" in args else "off" if "--quiet" in args else "bar"
-    args = [a for a in args if a not in ("--no-progress", "--quiet")]
+    debug = "--debug" in args
+    args = [a for a in args if a not in ("--no-progress", "--quiet", "--debug")]
     if len(args) != 1:
-        print("usage: python -m mtadapt.compare.runner CELL.json [--no-progress | --quiet]", file=sys.stderr)
+        print("usage: python -m mtadapt.compare.runner CELL.json [--no-progress | --quiet] [--debug]", file=sys.stderr)
         return 2
-    return _cell_main(args[0], progress)
+    return _cell_main(args[0], progress, debug)
 
 
 if __name__ == "__main__":
