@@ -15,7 +15,9 @@
 Errors: a problem the user can fix (`mtadapt.errors.MtadaptError`, or a missing file) prints
 one `error:` line naming the file, line, flag or value and what is valid, and exits 2. Anything
 else is a bug: one `internal error:` line, exit 1; `--debug` (or MTADAPT_DEBUG=1) shows its
-traceback instead.
+traceback instead. A reader of stdout that goes away (`mtadapt translate ... | head -n 1`)
+stops the work at the next line written: no message, exit 141, as a shell reports any program
+a closed pipe stopped (128 + SIGPIPE; `set -o pipefail` sees it, as it sees `seq 1e9 | head`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import sys
 import traceback
 import warnings
@@ -33,7 +36,7 @@ from mtadapt.cli_options import Number, add_dataclass_options, dataclass_from_ar
 from mtadapt.config import parse_override
 from mtadapt.errors import CheckpointError, ConfigError, DataError, MtadaptError, MtadaptWarning
 from mtadapt.io import atomic_write_lines, check_input_file, check_output_file, join_lines, lines_of_bytes, read_lines, split_lines
-from mtadapt.progress import cli_progress
+from mtadapt.progress import cli_progress, is_terminal
 from mtadapt.settings import DEFAULT_WINDOW_LINES, INFERENCE_DTYPES, BacktranslationConfig, GenerationConfig, NoiseConfig
 
 
@@ -172,6 +175,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         if args.output in (None, "-"):
             for text in out:
                 sys.stdout.write(text + "\n")
+                sys.stdout.flush()  # a reader gets each line now; one that went away stops us here (main)
         else:
             _write_lines(args.output, list(out))
         return 0
@@ -429,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--no-progress", action="store_true",
-                        help="no progress bars: a plain line every 10 s (training: every train.log_every steps) instead")
+                        help="no progress bars: a plain line every 10 s (training: every train.log_every steps) instead; "
+                             "the default when stderr is not a terminal")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="verb", required=True)
 
@@ -587,15 +592,41 @@ def _run(argv: list[str]) -> int:
     return args.func(args)
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (`| head -n 1`), so that a
+    BrokenPipeError came from our output and not from a bug (a worker's pipe, a socket)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file descriptor (captured output)
+        return False
+    if not hasattr(select, "poll"):  # Windows: no poll; a broken stdout is the likely cause
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _stop_quietly_on_closed_stdout() -> int:
+    """Python's recipe (the `signal` docs, "Note on SIGPIPE"): point stdout at /dev/null so that
+    flushing it at exit raises nothing more, and exit as a closed pipe's writer does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141  # 128 + SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; the one place where errors become messages and exit statuses.
 
     Returns:
         0 on success, 2 for an error the user can fix (one `error:` line on stderr), 1 for an
-        internal error (its traceback with --debug or MTADAPT_DEBUG=1), 130 on Ctrl-C.
+        internal error (its traceback with --debug or MTADAPT_DEBUG=1), 130 on Ctrl-C, 141
+        (quietly) when the reader of stdout has gone.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("MTADAPT_DEBUG", "").strip() not in ("", "0")
+    if not is_terminal(sys.stderr):  # a log or a pipe: no bars from Hugging Face's libraries either (read at import)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
@@ -604,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
             print("interrupted", file=sys.stderr)
             return 130
         except Exception as err:  # noqa: BLE001 (the top-level handler)
+            if isinstance(err, BrokenPipeError) and _stdout_reader_gone():
+                return _stop_quietly_on_closed_stdout()
             message = _user_error(err)
             if message is not None and not debug:
                 print(f"error: {message}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """Feedback while long work runs, in one of two forms: a progress bar (a terminal), or, with
-`--no-progress` (CI, logs, nohup), a plain line every `interval` seconds and at the end, so
+`--no-progress` or when stderr is not a terminal (CI, `make run > log 2>&1`, nohup: a bar
+there would be `\r`-joined fragments), a plain line every `interval` seconds and at the end, so
 that silence never has to be read as "stuck". Library callers pass `off` (the default of
 their `progress` arguments) and get neither.
 
@@ -39,9 +40,19 @@ def progress_mode(progress: bool | str | None) -> ProgressMode:
     raise ValueError(f"progress {progress!r} is not one of True, False, {', '.join(PROGRESS_MODES)}")
 
 
-def cli_progress(no_progress: bool) -> ProgressMode:
-    """The CLI's form: a bar, or log lines with `--no-progress` (never silence)."""
-    return "log" if no_progress else "bar"
+def is_terminal(stream: TextIO | None = None) -> bool:
+    """Whether `stream` (default: stderr, where both forms go) is a terminal."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def cli_progress(no_progress: bool, stream: TextIO | None = None) -> ProgressMode:
+    """The CLI's form: a bar when `stream` (default: stderr) is a terminal, else log lines, as
+    with `--no-progress` (never silence)."""
+    return "bar" if is_terminal(stream) and not no_progress else "log"
 
 
 def format_duration(seconds: float) -> str:

@@ -412,6 +412,11 @@ def translate_file(
     return made
 
 
+STREAM_GROUP_BATCHES = 16
+"""Batches a stream translates before writing them: sorting by length within 16 batches keeps
+most of the padding saved by sorting the whole window, and the first lines come out soon."""
+
+
 def translate_stream(
     model: nn.Module,
     codec: PairCodec,
@@ -420,9 +425,26 @@ def translate_stream(
     window_lines: int = DEFAULT_WINDOW_LINES,
     progress: bool | ProgressMode = False,
 ) -> Iterator[str]:
-    """Translations of `lines` (stdin to stdout), one window in memory at a time, no shards."""
+    """Translations of `lines` (stdin to stdout), one window in memory at a time, no shards,
+    yielded a group of `STREAM_GROUP_BATCHES` batches at a time:
+
+        for each window of `window_lines` lines (one progress count, one truncation warning):
+            for each group of batch_size * STREAM_GROUP_BATCHES consecutive lines:
+                yield translate_ids(ids[group])   # sorted by length within the group, yielded in input order
+
+    A reader gets its first lines after one group, not after the window; a reader that goes
+    away (`| head -n 1`) stops the work at the next write.
+    """
+    limit = position_limit(model)
+    group = generation.batch_size * STREAM_GROUP_BATCHES
     for start, window in windows(lines, window_lines):
-        if window:
-            outputs = translate_ids(model, codec, codec.encode_sources(window), generation, progress,
-                                    line_numbers=range(start + 1, start + len(window) + 1))
-            yield from codec.decode([o[0] for o in outputs])
+        if not window:
+            continue
+        ids, cut = truncate_sources(codec.encode_sources(window), limit)
+        if cut:
+            warn_truncated([start + i + 1 for i in cut], len(window), limit)
+        with Progress(len(window), "translate", unit="sent", mode=progress) as bar:
+            for first in range(0, len(window), group):
+                outputs = translate_ids(model, codec, ids[first : first + group], generation)
+                bar.update(len(outputs))
+                yield from codec.decode([o[0] for o in outputs])
