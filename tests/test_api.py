@@ -64,9 +64,9 @@ def test_trainable_count_is_the_params_report_and_peft_count():
 
 def test_bad_settings_are_named():
     base = mtadapt.load_model("tiny:mbart50")
-    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['rnak'\] for method 'lora'"):
+    with pytest.raises(mtadapt.ConfigError, match=r"unknown setting\(s\) \['rnak'\] for method 'lora'"):
         mtadapt.get_peft_model(base, "lora", rnak=4)
-    with pytest.raises(TypeError, match="settings"):
+    with pytest.raises(mtadapt.ConfigError, match="settings"):
         mtadapt.get_peft_model(base, mtadapt.LoraConfig(), rank=4)
 
 
@@ -114,7 +114,7 @@ def test_switching_and_per_row_adapters_agree(adapted, tmp_path):
     again = mtadapt.from_pretrained("tiny:mbart50", tmp_path / "both", src_lang="de_DE", tgt_lang="en_XX")
     again.set_adapter("b")
     assert again.translate(SOURCES) == with_b
-    with pytest.raises(ValueError, match="row_adapters has 2 names for 4 sentences"):
+    with pytest.raises(mtadapt.ConfigError, match="row_adapters has 2 names for 4 sentences"):
         adapted.translate(SOURCES, row_adapters=["a", "b"])
 
 
@@ -149,7 +149,7 @@ def test_a_plain_transformers_model_with_its_tokenizer(tmp_path):
     assert model.loaded.family.name == "mbart50"
     assert len(model.translate(SOURCES)) == len(SOURCES)
     bare = mtadapt.get_peft_model(mtadapt.load_model("tiny:mbart50").model, mtadapt.LoraConfig(rank=2))
-    with pytest.raises(ValueError, match="without a tokenizer"):
+    with pytest.raises(mtadapt.ConfigError, match="without a tokenizer"):
         bare.translate(SOURCES)
 
 
@@ -163,3 +163,73 @@ def test_export_peft_names_what_it_cannot_export(tmp_path):
     with pytest.raises(ValueError, match=r"holds \['a', 'b'\] \(2 active\): name the one to export"):
         two.export_peft(tmp_path / "y")
     assert (two.export_peft(tmp_path / "b", "b") / "adapter_config.json").exists()
+
+
+# ------------------------------------------------ what a user can get wrong: an MtadaptError each
+
+
+def test_a_string_is_one_sentence(adapted):
+    one = adapted.translate(SOURCES[0])  # not one translation per character
+    assert isinstance(one, str) and one == adapted.translate(SOURCES[:1])[0]
+    assert adapted.translate(SOURCES[0], row_adapters=["a"]) == one
+
+
+def test_translate_takes_strings_only(adapted):
+    from mtadapt.errors import DataError
+
+    with pytest.raises(DataError, match=r"^texts\[1\] is None, not a string: translate takes a sentence \(str\) or a list of them$"):
+        adapted.translate([SOURCES[0], None])
+    with pytest.raises(DataError, match=r"^texts\[0\] is int, not a string"):
+        adapted.translate([3])
+    with pytest.raises(mtadapt.MtadaptError, match=r"^unknown source language code 'xx_YY' for this mbart50 tokenizer; it knows: "):
+        adapted.translate(SOURCES, src_lang="xx_YY")
+    with pytest.raises(mtadapt.ConfigError, match=r"^unknown target language code 'de'"):
+        adapted.translate(SOURCES, tgt_lang="de")
+
+
+@pytest.mark.parametrize("name", ["", "de.en", "__base__", "keys", "a/b", 7])
+def test_bad_adapter_names_are_refused_before_anything_changes(adapted, tmp_path, name):
+    with pytest.raises(mtadapt.ConfigError, match=rf"^adapter name {name!r} is not valid: use letters, digits, '_' and '-' "):
+        adapted.add_adapter(name, mtadapt.LoraConfig(rank=2))
+    assert adapted.adapters.names == ["a"] and list(adapted.model.mtadapt_adapter_configs) == ["a"]
+    with pytest.raises(mtadapt.ConfigError, match="^adapter name "):
+        mtadapt.get_peft_model(mtadapt.load_model("tiny:mbart50"), mtadapt.LoraConfig(rank=2), name)
+    # the model is as it was: it saves, takes a valid name, merges
+    assert adapted.save_pretrained(tmp_path / "saved") == tmp_path / "saved"
+    adapted.add_adapter("de-en_2", mtadapt.LoraConfig(rank=2))
+    assert adapted.adapters.names == ["a", "de-en_2"]
+    adapted.merge_and_unload()
+
+
+def test_unknown_and_taken_adapter_names_are_named(adapted, tmp_path):
+    unknown = r"^unknown adapter\(s\) \['nope'\]; the model holds \['a'\]$"
+    for call in (lambda: adapted.set_adapter("a", "nope"), lambda: adapted.delete_adapter("nope"),
+                 lambda: adapted.save_pretrained(tmp_path / "x", "nope"), lambda: adapted.merge_and_unload(["nope"]),
+                 lambda: adapted.translate(SOURCES[:1], row_adapters=["nope"])):
+        with pytest.raises(mtadapt.AdapterError, match=unknown):
+            call()
+    assert adapted.active_adapters == ["a"] and not (tmp_path / "x").exists()
+    with pytest.raises(mtadapt.AdapterError, match=r"^the model already holds an adapter 'a'; delete_adapter\('a'\) first, or pick another name$"):
+        adapted.add_adapter("a", mtadapt.LoraConfig(rank=2))
+
+
+def test_saving_onto_a_file_is_refused(adapted, tmp_path):
+    path = tmp_path / "taken.txt"
+    path.write_text("x", encoding="utf-8")
+    for target in (path, path / "inside"):
+        with pytest.raises(mtadapt.ConfigError, match=rf"^save_pretrained: {path} is a file, not a folder; give a folder path"):
+            adapted.save_pretrained(target)
+    assert path.read_text(encoding="utf-8") == "x"
+
+
+def test_a_config_is_a_method_config_or_a_method_name(adapted):
+    base = mtadapt.load_model("tiny:mbart50")
+    refused = r"^config must be a method config \(mtadapt.LoraConfig\(rank=8\), ...\) or a method name with its settings as keywords"
+    for config in ({"method": "lora", "rank": 2}, 5):
+        with pytest.raises(mtadapt.ConfigError, match=refused):
+            mtadapt.get_peft_model(base, config)
+        with pytest.raises(mtadapt.ConfigError, match=refused):
+            adapted.add_adapter("b", config)
+    assert adapted.adapters.names == ["a"]
+    adapted.add_adapter("b", "lora", rank=2)  # a name and keywords, as get_peft_model takes them
+    assert adapted.model.mtadapt_adapter_configs["b"] == mtadapt.LoraConfig(rank=2)

@@ -27,6 +27,10 @@ _LAZY = {
     "wrap_model": "mtadapt.models.loading",
     "LoadedModel": "mtadapt.models.loading",
     "FingerprintMismatchError": "mtadapt.methods.storage",
+    "MtadaptError": "mtadapt.errors",  # what a user can fix; the API raises these (all ValueErrors)
+    "ConfigError": "mtadapt.errors",
+    "DataError": "mtadapt.errors",
+    "AdapterError": "mtadapt.errors",
     "AdapterSet": "mtadapt.methods.routing",
     "GenerationConfig": "mtadapt.settings",
     "LoraConfig": "mtadapt.methods.lora",

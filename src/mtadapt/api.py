@@ -9,6 +9,7 @@
     model = mtadapt.from_pretrained(mtadapt.load_model("tiny:mbart50"), "adapters/lora")
     model.load_adapter("adapters/other", "other"); model.set_adapter("other")
     model.translate(["der hund sieht eine katze"], src_lang="de_DE", tgt_lang="en_XX")
+    model.translate("der hund", src_lang="de_DE", tgt_lang="en_XX")  # one sentence: one string
     model.export_peft("peft/")                                       # PeftModel.from_pretrained
     plain = model.merge_and_unload()                                 # a plain transformers model
 
@@ -30,18 +31,25 @@ Every call goes to the module the CLI uses for the same job, so there is one imp
 transformers or Marian-native module, changed in place, as PEFT changes its base) and hands
 every other attribute to that module, so ``model(**batch)``, ``model.parameters()``,
 ``model.train()`` and ``model.generate(...)`` work as on the module itself.
+
+What a caller can get wrong raises an `mtadapt.MtadaptError` (each also a ``ValueError``)
+naming what is valid, before anything changes: `ConfigError` for an adapter name, a config,
+a language code or a folder that is a file; `AdapterError` for an adapter the model does not
+hold (or holds already); `DataError` for a text that is not a string.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from torch import nn
 
+from mtadapt.errors import AdapterError, ConfigError, DataError
 from mtadapt.evaluate.generation import GenerationConfig, translate_ids
 from mtadapt.methods import base, storage
 from mtadapt.methods.params import ParamReport, param_report
@@ -57,7 +65,33 @@ def _as_loaded(model: LoadedModel | nn.Module | str, tokenizer: Any | None = Non
         return load_model(model)
     if isinstance(model, nn.Module) and hasattr(model, "config"):
         return wrap_model(model, tokenizer)
-    raise TypeError(f"expected a LoadedModel (mtadapt.load_model), a transformers model or a model name; got {type(model).__name__}")
+    raise ConfigError(f"expected a LoadedModel (mtadapt.load_model), a transformers model or a model name; got {type(model).__name__}")
+
+
+def _method_config(config: Any, settings: dict[str, Any]) -> Any:
+    """A method config object, from one (`LoraConfig(rank=8)`) or from a method name and its
+    settings (`"lora"`, rank=8).
+
+    Raises:
+        ConfigError: anything else (a dict, say), an unknown method or setting, or settings
+            given next to a config object.
+    """
+    if isinstance(config, str):
+        return config_from_dict(config, settings)
+    if not (dataclasses.is_dataclass(config) and not isinstance(config, type) and isinstance(getattr(config, "method", None), str)):
+        raise ConfigError("config must be a method config (mtadapt.LoraConfig(rank=8), ...) or a method name with its "
+                          f"settings as keywords (\"lora\", rank=8); got {type(config).__name__} {config!r:.80}"
+                          + (" (a dict {'name': 'lora', ...}: pass its name and settings as keywords)" if isinstance(config, dict) else ""))
+    if settings:
+        raise ConfigError(f"settings {sorted(settings)} go into the config itself when a config object is given")
+    return config
+
+
+def _check_folder(folder: Path, what: str) -> None:
+    """Raise ConfigError when `folder`, or the nearest part of its path that exists, is a file."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"{what}: {existing} is a file, not a folder; give a folder path (it is created if missing)")
 
 
 class AdaptedModel:
@@ -99,11 +133,23 @@ class AdaptedModel:
                 f"adapters={self.adapters.names}, active={self.active_adapters})")
 
     # -- methods ----------------------------------------------------------------------
-    def add_adapter(self, adapter_name: str, config: Any) -> None:
-        """Add a fresh adapter of `config` (a method config, e.g. `LoraConfig(rank=8)`) and
-        freeze the base: every adapter trains, nothing else (whole-model methods, `full` and
-        `bitfit`, choose their own trainable parameters). The first adapter becomes active;
-        later ones wait for `set_adapter`, as in PEFT."""
+    def add_adapter(self, adapter_name: str, config: Any, **settings: Any) -> None:
+        """Add a fresh adapter of `config` (a method config, e.g. `LoraConfig(rank=8)`, or a
+        method name with its `settings` as keywords) and freeze the base: every adapter trains,
+        nothing else (whole-model methods, `full` and `bitfit`, choose their own trainable
+        parameters). The first adapter becomes active; later ones wait for `set_adapter`, as
+        in PEFT.
+
+        Raises:
+            ConfigError: an invalid name (letters, digits, '_' and '-'), config or setting;
+                the model is left as it was.
+            AdapterError: the model already holds an adapter of that name.
+        """
+        config = _method_config(config, settings)
+        base.check_adapter_name(adapter_name)
+        if adapter_name in self.adapters.names:
+            raise AdapterError(f"the model already holds an adapter {adapter_name!r}; delete_adapter({adapter_name!r}) first, "
+                               "or pick another name")
         storage.add_adapter(self.model, config, self.loaded.family.targets, adapter_name=adapter_name)
         if not config.whole_model:
             base.freeze_base(self.model)
@@ -135,7 +181,10 @@ class AdaptedModel:
         names = [adapter_name] if adapter_name else self.adapters.names
         whole = getattr(self.model, "mtadapt_whole_model_method", None)
         if not names and whole is None:
-            raise ValueError("the model holds no adapter to save; add one with get_peft_model or add_adapter")
+            raise AdapterError("the model holds no adapter to save; add one with get_peft_model or add_adapter")
+        if adapter_name and (whole is None or self.adapters.names):
+            self._check_known([adapter_name])
+        _check_folder(folder, "save_pretrained")
         if len(names) <= 1:
             return storage.save_adapter(self.model, folder, names[0] if names else "default", base_model=self.loaded.name_or_path)
         for name in names:
@@ -149,15 +198,15 @@ class AdaptedModel:
 
         Raises:
             FingerprintMismatchError: an adapter was saved from another base model.
-            FileNotFoundError: `folder` holds no mtadapt adapter.
+            AdapterError: `folder` holds no mtadapt adapter (or several, with `adapter_name`).
         """
         from mtadapt.runs import _adapter_folders  # the layout of a run's best/ and final/
 
         folders = _adapter_folders(Path(folder))
         if not folders:
-            raise FileNotFoundError(f"{folder} holds no mtadapt adapter ({storage.CONFIG_FILE} in it or in its sub-folders)")
+            raise AdapterError(f"{folder} holds no mtadapt adapter ({storage.CONFIG_FILE} in it or in its sub-folders)")
         if adapter_name is not None and len(folders) > 1:
-            raise ValueError(f"{folder} holds {len(folders)} adapters; adapter_name names one adapter only")
+            raise AdapterError(f"{folder} holds {len(folders)} adapters; adapter_name names one adapter only")
         return [self.adapters.load(path, adapter_name or name) for name, path in folders]
 
     @classmethod
@@ -177,8 +226,19 @@ class AdaptedModel:
     def active_adapters(self) -> list[str]:
         return self.adapters.active
 
+    def _check_known(self, names: Sequence[str]) -> None:
+        known = self.adapters.names
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise AdapterError(f"unknown adapter(s) {unknown}; the model holds {known}")
+
     def set_adapter(self, *adapter_names: str) -> None:
-        """Use these adapters (summed) on every row; switching is activating another."""
+        """Use these adapters (summed) on every row; switching is activating another.
+
+        Raises:
+            AdapterError: a name the model does not hold (the held ones named).
+        """
+        self._check_known(adapter_names)
         self.adapters.activate(*adapter_names)
 
     @contextmanager
@@ -192,6 +252,7 @@ class AdaptedModel:
             self.adapters.activate(*previous)
 
     def delete_adapter(self, adapter_name: str) -> None:
+        self._check_known([adapter_name])
         self.adapters.delete(adapter_name)
 
     # -- translation ----------------------------------------------------------------------
@@ -201,12 +262,18 @@ class AdaptedModel:
         if self._codec is not None and (src, tgt) == (self._codec.src_lang, self._codec.tgt_lang):
             return self._codec
         if self.tokenizer is None:
-            raise ValueError("this model came without a tokenizer: pass tokenizer= to get_peft_model, or load it with mtadapt.load_model")
+            raise ConfigError("this model came without a tokenizer: pass tokenizer= to get_peft_model, or load it with mtadapt.load_model")
         return self.loaded.codec(src, tgt)
+
+    @overload
+    def translate(self, texts: str, src_lang: str | None = None, tgt_lang: str | None = None, **options: Any) -> str: ...
+    @overload
+    def translate(self, texts: Sequence[str], src_lang: str | None = None, tgt_lang: str | None = None,
+                  **options: Any) -> list[str]: ...
 
     def translate(
         self,
-        texts: Sequence[str],
+        texts: str | Sequence[str],
         src_lang: str | None = None,
         tgt_lang: str | None = None,
         *,
@@ -215,19 +282,33 @@ class AdaptedModel:
         max_length_factor: float = 2.0,
         row_adapters: Sequence[str | None] | None = None,
         progress: bool = False,
-    ) -> list[str]:
+    ) -> str | list[str]:
         """Translate sentences with the active adapters (batched, length-sorted); output i
-        translates texts[i].
+        translates texts[i]. A string is one sentence, and gets one string back.
 
         Args:
             src_lang / tgt_lang: language codes in the family's spelling (de_DE, de,
                 deu_Latn...); default: the model's direction (a run's, or the constructor's).
             row_adapters: one adapter name per sentence (None or "__base__": the base model),
                 for a batch that mixes adapters (also under beam search).
+
+        Raises:
+            DataError: a text that is not a string (None, a number...).
+            ConfigError: a language code the tokenizer does not know (the known ones named).
+            AdapterError: a row adapter the model does not hold.
         """
+        if isinstance(texts, str):  # one sentence, not one per character
+            return self.translate([texts], src_lang, tgt_lang, num_beams=num_beams, batch_size=batch_size,
+                                  max_length_factor=max_length_factor, row_adapters=row_adapters, progress=progress)[0]
         texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise DataError(f"texts[{i}] is {'None' if text is None else type(text).__name__}, not a string: "
+                                "translate takes a sentence (str) or a list of them")
         if row_adapters is not None and len(row_adapters) != len(texts):
-            raise ValueError(f"row_adapters has {len(row_adapters)} names for {len(texts)} sentences")
+            raise ConfigError(f"row_adapters has {len(row_adapters)} names for {len(texts)} sentences")
+        if row_adapters is not None:
+            self._check_known(sorted({n for n in row_adapters if n not in (None, "__base__")}))
         codec = self.codec(src_lang, tgt_lang)
         config = GenerationConfig(num_beams=num_beams, batch_size=batch_size, max_length_factor=max_length_factor)
 
@@ -244,10 +325,13 @@ class AdaptedModel:
         return the plain model (`translate` keeps working on it). Only LoRA merges.
 
         Raises:
-            ValueError: the merge would give NaN/Inf (nothing changed), or non-LoRA adapters.
+            AdapterError: the merge would give NaN/Inf (nothing changed), non-LoRA adapters, or
+                a name the model does not hold.
         """
         from mtadapt.methods.merge import merged_model
 
+        if adapter_names is not None:
+            self._check_known(adapter_names)
         plain = merged_model(self.model, adapter_names, copy_model=False)
         self.adapters = AdapterSet(plain, self.loaded.family.targets)
         return plain
@@ -257,6 +341,8 @@ class AdaptedModel:
         ``PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(base), folder)``."""
         from mtadapt.methods.peft_interop import export_to_peft
 
+        if adapter_name is not None:
+            self._check_known([adapter_name])
         return export_to_peft(self.model, folder, adapter_name, base_model_name_or_path=self.loaded.name_or_path)
 
 
@@ -281,12 +367,10 @@ def get_peft_model(
         src_lang / tgt_lang: the default direction of `translate`.
 
     Raises:
-        ValueError: an unknown method or setting (the valid ones named).
+        ConfigError: an unknown method or setting (the valid ones named), a config that is
+            neither a method config nor a method name, an invalid adapter name.
     """
-    if isinstance(config, str):
-        config = config_from_dict(config, settings)
-    elif settings:
-        raise TypeError(f"settings {sorted(settings)} go into the config itself when a config object is given")
+    config = _method_config(config, settings)
     adapted = AdaptedModel(_as_loaded(model, tokenizer), src_lang, tgt_lang)
     adapted.add_adapter(adapter_name, config)
     return adapted

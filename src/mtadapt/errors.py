@@ -2,7 +2,7 @@
 
     MtadaptError                    anything the user can fix; the CLI prints one line, exit 2
       DataError                     a corpus or text file: file:line, what is wrong, what is valid
-      ConfigError                   a recipe key, an override or a flag value
+      ConfigError                   a recipe key, an override, a flag value or a Python API argument
       ModelError                    a base model that cannot be found or read
         MarianFormatError           a Marian .bin/.npz/shortlist file (models/marian_native/binary.py)
       AdapterError                  an adapter folder (its JSON or its weights; also what `serve` cannot serve)

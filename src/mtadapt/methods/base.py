@@ -53,6 +53,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from mtadapt.errors import ConfigError
 from mtadapt.models.targets import ModelTargets
 
 BASE_ROUTE = -1
@@ -242,6 +243,22 @@ def adapter_names(model: nn.Module) -> list[str]:
         for n in layer.adapter_names():
             names[n] = None
     return list(names)
+
+
+ADAPTER_NAME = re.compile(r"[\w-]+")
+"""Letters, digits, '_' and '-': a key of the layers' dicts, and a folder name when saved."""
+_DICT_ATTRIBUTES = frozenset(dir(nn.ParameterDict())) | frozenset(dir(nn.ModuleDict()))  # "keys", "training", ...
+
+
+def check_adapter_name(name: object) -> None:
+    """Raise ConfigError unless `name` can name an adapter: `ADAPTER_NAME`, and neither
+    "__base__" (the base model in a row route) nor an attribute of torch's ParameterDict /
+    ModuleDict, which cannot be one of their keys (a layer would take it half-way)."""
+    if isinstance(name, str) and ADAPTER_NAME.fullmatch(name) and name != "__base__" and name not in _DICT_ATTRIBUTES:
+        return
+    raise ConfigError(f"adapter name {name!r} is not valid: use letters, digits, '_' and '-' (e.g. 'default', 'de-en', "
+                      "'lang_de'), not '__base__' (the base model in a row route) nor a name torch's ParameterDict "
+                      "and ModuleDict use themselves ('keys', 'items', 'training', 'type', ...)")
 
 
 def _check_known(model: nn.Module, names: Sequence[str]) -> None:

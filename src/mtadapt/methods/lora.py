@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtadapt.errors import AdapterError
 from mtadapt.methods.base import (
     AdapterSelection,
     MethodConfig,
@@ -186,7 +187,7 @@ class LoraLinear(AdapterSelection, nn.Module):
         w = self.base_layer.weight
         merged = w.detach().float() + self.delta_weight(adapter_name)
         if safe and not torch.isfinite(merged).all():
-            raise ValueError(f"merging adapter {adapter_name!r} gives NaN/Inf weights; not merged")
+            raise AdapterError(f"merging adapter {adapter_name!r} gives NaN/Inf weights; not merged")
         with torch.no_grad():
             w.copy_(merged.to(w.dtype))
         self.merged.append(adapter_name)
@@ -314,7 +315,7 @@ def merge(model: nn.Module, adapter_names: Sequence[str] | None = None, safe: bo
                 if n in layer.lora_A and not torch.isfinite(
                     layer.base_layer.weight.detach().float() + layer.delta_weight(n)
                 ).all():
-                    raise ValueError(f"merging adapter {n!r} gives NaN/Inf in {layer_name}; nothing merged")
+                    raise AdapterError(f"merging adapter {n!r} gives NaN/Inf in {layer_name}; nothing merged")
     for _, layer in layers:
         for n in names:
             if n in layer.lora_A:

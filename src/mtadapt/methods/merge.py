@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from mtadapt.errors import AdapterError
 from mtadapt.methods import lora, storage
 from mtadapt.methods.base import adapter_layers
 
@@ -55,12 +56,12 @@ def merged_model(model: nn.Module, adapter_names: Sequence[str] | None = None, c
             a second model). With False the given model is changed in place.
 
     Raises:
-        ValueError: the merge would produce NaN/Inf (nothing is changed), or the model holds
+        AdapterError: the merge would produce NaN/Inf (nothing is changed), or the model holds
             non-LoRA adapters (they cannot be merged into weights).
     """
     refusal = merge_refusal(model)
     if refusal is not None:
-        raise ValueError(refusal)
+        raise AdapterError(refusal)
     target = copy.deepcopy(model) if copy_model else model
     lora.merge_and_unload(target, adapter_names)
     storage.forget_stored_weights(target)  # its weights are no longer the stored base's

@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mtadapt.errors import AdapterError
 from mtadapt.methods import lora
 from mtadapt.io import atomic_write_json, atomic_write_with
 
@@ -60,14 +61,14 @@ def export_lora_to_peft(
     if config is None:
         config = getattr(model, "mtadapt_adapter_configs", {}).get(adapter_name)
     if not isinstance(config, lora.LoraConfig):
-        raise ValueError(f"adapter {adapter_name!r}: pass its LoraConfig (none recorded on the model)")
+        raise AdapterError(f"adapter {adapter_name!r}: pass its LoraConfig (none recorded on the model)")
     tensors: dict[str, torch.Tensor] = {}
     modules: list[str] = []
     for name, layer in lora.lora_layers(model):
         if adapter_name not in layer.lora_A:
             continue
         if layer.merged:
-            raise ValueError(f"{name} has merged adapters {layer.merged}; unmerge before exporting")
+            raise AdapterError(f"{name} has merged adapters {layer.merged}; unmerge before exporting")
         modules.append(name)
         tensors[f"{PEFT_PREFIX}{name}.lora_A.weight"] = layer.lora_A[adapter_name].detach().contiguous().cpu().clone()
         tensors[f"{PEFT_PREFIX}{name}.lora_B.weight"] = layer.lora_B[adapter_name].detach().contiguous().cpu().clone()
@@ -129,14 +130,14 @@ def export_prompt_to_peft(
     if soft is None or adapter_name not in soft.prompts:
         raise KeyError(f"no prompt-tuning adapter {adapter_name!r} in the model")
     if soft.placements.get(adapter_name, "prefix") != "prefix":
-        raise ValueError(f"prompt adapter {adapter_name!r} has placement 'suffix'; PEFT only prepends soft tokens")
+        raise AdapterError(f"prompt adapter {adapter_name!r} has placement 'suffix'; PEFT only prepends soft tokens")
     model_config = getattr(model, "config", None)
     if model_config is None or not hasattr(model, "get_input_embeddings"):
-        raise ValueError(f"{type(model).__name__} is not a transformers model; PEFT cannot load a prompt adapter for it")
+        raise AdapterError(f"{type(model).__name__} is not a transformers model; PEFT cannot load a prompt adapter for it")
     embedding = model.get_input_embeddings()
     scale = getattr(encoder, "embed_scale", None)
     if scale not in (None, 1, 1.0) and not hasattr(embedding, "embed_scale"):
-        raise ValueError(
+        raise AdapterError(
             f"{type(model).__name__}: the encoder scales token embeddings by {scale} outside the embedding module and "
             "PEFT feeds prompt-tuned inputs unscaled, so a PEFT prompt adapter would not reproduce this one"
         )
@@ -184,7 +185,7 @@ def export_to_peft(
     if adapter_name is None:
         active = active_adapters(model) if names else []
         if len(names) != 1 and len(active) != 1:
-            raise ValueError(f"PEFT export writes one adapter; the model holds {names or 'none'} "
+            raise AdapterError(f"PEFT export writes one adapter; the model holds {names or 'none'} "
                              f"({len(active)} active): name the one to export")
         adapter_name = names[0] if len(names) == 1 else active[0]
     config = getattr(model, "mtadapt_adapter_configs", {}).get(adapter_name)
@@ -192,7 +193,7 @@ def export_to_peft(
         return export_lora_to_peft(model, folder, adapter_name, base_model_name_or_path=base_model_name_or_path)
     if isinstance(config, PromptConfig):
         return export_prompt_to_peft(model, folder, adapter_name, base_model_name_or_path=base_model_name_or_path)
-    raise ValueError(f"PEFT export takes LoRA and prompt tuning adapters; {adapter_name!r} is {getattr(config, 'method', config)}")
+    raise AdapterError(f"PEFT export takes LoRA and prompt tuning adapters; {adapter_name!r} is {getattr(config, 'method', config)}")
 
 
 def _check_supported(peft_config: dict[str, Any], folder: Path) -> None:
@@ -204,7 +205,7 @@ def _check_supported(peft_config: dict[str, Any], folder: Path) -> None:
         if value != plain and value is not None:
             problems.append(f"{key}={value!r} (supported: {plain!r})")
     if problems:
-        raise ValueError(f"{folder / PEFT_CONFIG_FILE}: unsupported PEFT settings: " + "; ".join(problems))
+        raise AdapterError(f"{folder / PEFT_CONFIG_FILE}: unsupported PEFT settings: " + "; ".join(problems))
 
 
 def import_peft_lora(model: nn.Module, folder: str | os.PathLike, adapter_name: str = "default") -> lora.LoraConfig:
@@ -228,7 +229,7 @@ def import_peft_lora(model: nn.Module, folder: str | os.PathLike, adapter_name: 
     for key, t in tensors.items():
         match = _KEY.fullmatch(key)
         if match is None:
-            raise ValueError(f"{weights_path}: unexpected key {key!r} (expected base_model.model.<module>.lora_A.weight)")
+            raise AdapterError(f"{weights_path}: unexpected key {key!r} (expected base_model.model.<module>.lora_A.weight)")
         per_module.setdefault(match["module"], {})["lora_" + match["ab"]] = t
     modules = sorted(per_module)
     config = lora.LoraConfig(
@@ -244,7 +245,7 @@ def import_peft_lora(model: nn.Module, folder: str | os.PathLike, adapter_name: 
     layers = dict(lora.lora_layers(model))
     missing = [m for m in modules if m not in layers]
     if missing:
-        raise ValueError(f"{weights_path} has weights for modules the model lacks: {missing[:5]}")
+        raise AdapterError(f"{weights_path} has weights for modules the model lacks: {missing[:5]}")
     for module in modules:
         layers[module].load_adapter_state_dict(adapter_name, per_module[module])
     return config

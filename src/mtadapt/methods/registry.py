@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from mtadapt.errors import ConfigError
+
 if TYPE_CHECKING:  # the registry itself stays torch-free: config and the CLI list its names
     from mtadapt.methods.base import MethodConfig
 
@@ -66,7 +68,7 @@ def get_method(name: str) -> MethodSpec:
         ImportError: the method's module (or an optional dependency of it) or class is missing.
     """
     if name not in _METHODS:
-        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(_METHODS)}")
+        raise ConfigError(f"unknown method {name!r}; valid methods: {', '.join(_METHODS)}")
     module_name, class_name = _METHODS[name]
     try:
         module = importlib.import_module(module_name)
@@ -87,7 +89,7 @@ def config_from_dict(name: str, settings: dict[str, Any]) -> MethodConfig:
     valid = {f.name for f in fields(spec.config_class) if f.init}
     unknown = sorted(set(settings) - valid)
     if unknown:
-        raise ValueError(f"unknown setting(s) {unknown} for method {name!r}; valid: {sorted(valid)}")
+        raise ConfigError(f"unknown setting(s) {unknown} for method {name!r}; valid: {sorted(valid)}")
     return spec.config_class(**settings)
 
 

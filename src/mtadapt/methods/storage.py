@@ -44,7 +44,7 @@ from mtadapt.errors import AdapterError
 from mtadapt.io import atomic_write_json, atomic_write_with
 
 from mtadapt.methods import baselines
-from mtadapt.methods.base import adapter_layers, adapter_names
+from mtadapt.methods.base import adapter_layers, adapter_names, check_adapter_name
 from mtadapt.methods.registry import config_from_dict, config_to_dict, get_method
 from mtadapt.models.targets import ModelTargets
 
@@ -163,7 +163,13 @@ def _adapter_method(model: nn.Module, adapter_name: str) -> Any:
 def add_adapter(
     model: nn.Module, config: Any, targets: ModelTargets | None, adapter_name: str = "default"
 ) -> None:
-    """Apply a method by its config and record the config for saving."""
+    """Apply a method by its config and record the config for saving.
+
+    Raises:
+        ConfigError: `adapter_name` cannot name an adapter (`base.check_adapter_name`);
+            checked before the model changes.
+    """
+    check_adapter_name(adapter_name)
     spec = get_method(config.method)
     spec.apply(model, config, targets, adapter_name=adapter_name)
     if not hasattr(model, "mtadapt_adapter_configs"):

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mtadapt.errors import ConfigError
 from mtadapt.models.families import Family
 
 def known_language_codes(family: Family, tokenizer: Any) -> list[str]:
@@ -34,20 +35,20 @@ def known_language_codes(family: Family, tokenizer: Any) -> list[str]:
 
 
 def check_language(family: Family, tokenizer: Any, code: str | None, role: str) -> None:
-    """Raise a ValueError listing the valid codes when `code` is unknown to the tokenizer.
+    """Raise a ConfigError (a ValueError) listing the valid codes when `code` is unknown to the tokenizer.
 
     Args:
         role: "source" or "target", for the message (e.g. `data.src_lang`).
     """
     codes = known_language_codes(family, tokenizer)
     if family.language_style == "codes" and code is None:
-        raise ValueError(f"{family.name} needs a {role} language code; valid codes: {', '.join(codes)}")
+        raise ConfigError(f"{family.name} needs a {role} language code; valid codes: {', '.join(codes)}")
     if code is None or not codes:
         return
     if role == "source" and not family.source_code_checked:
         return
     if code not in codes and code not in family.code_aliases:
-        raise ValueError(
+        raise ConfigError(
             f"unknown {role} language code {code!r} for this {family.name} tokenizer; "
             f"it knows: {', '.join(codes)}"
         )
