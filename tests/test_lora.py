@@ -105,6 +105,25 @@ def test_forward_equals_explicit_formula():
     torch.testing.assert_close(layer(x), x @ W.T + b)
 
 
+def test_forward_and_backward_under_bf16_autocast():
+    """Training with mixed_precision bf16: autocast casts out-of-place ops only, so the fused
+    in-place path would add a float32 B to a bfloat16 output (it raised a dtype error)."""
+    torch.manual_seed(0)
+    layer = lora.LoraLinear(nn.Linear(16, 24))
+    layer.add_adapter("a", lora.LoraConfig(rank=3, alpha=6))
+    nn.init.normal_(layer.lora_B["a"])
+    layer.set_active_adapters(["a"])
+    x = torch.randn(5, 4, 16)
+    W, b = layer.base_layer.weight, layer.base_layer.bias
+    expected = x @ W.T + b + 2.0 * x @ layer.lora_A["a"].T @ layer.lora_B["a"].T
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), expected, atol=0.1, rtol=0.05)
+    y.float().sum().backward()
+    assert layer.lora_A["a"].grad.dtype == torch.float32 and layer.lora_B["a"].grad.abs().sum() > 0
+
+
 def test_merge_unmerge_round_trip():
     model = tiny_mbart()
     base_weights = {n: p.clone() for n, p in model.named_parameters()}

@@ -233,8 +233,11 @@ class LoraLinear(AdapterSelection, nn.Module):
         base = self.base_layer
         if not live:
             return base(x)
-        if type(base) is not nn.Linear or any(self.lora_A[n].dtype != x.dtype for n in live) or x.dtype != base.weight.dtype:
-            y = base(x)  # generic path: any Linear subclass, mixed dtypes
+        # autocast (mixed_precision bf16) casts out-of-place ops only: the fused in-place addmm_
+        # would add a float32 B to a bfloat16 output, so it takes the generic path too
+        if (type(base) is not nn.Linear or any(self.lora_A[n].dtype != x.dtype for n in live) or x.dtype != base.weight.dtype
+                or torch.is_autocast_enabled(x.device.type)):
+            y = base(x)  # generic path: any Linear subclass, mixed dtypes, autocast
             for name in live:
                 # in place: the base linear's backward needs its input, not its output
                 y.add_(self._lora(x, name).to(y.dtype))
