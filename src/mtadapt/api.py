@@ -212,10 +212,19 @@ class AdaptedModel:
     @classmethod
     def from_pretrained(cls, model: LoadedModel | nn.Module | str, folder: str | os.PathLike,
                         adapter_name: str | None = None, *, tokenizer: Any | None = None,
-                        src_lang: str | None = None, tgt_lang: str | None = None) -> AdaptedModel:
+                        src_lang: str | None = None, tgt_lang: str | None = None,
+                        dtype: str | None = None) -> AdaptedModel:
         """PEFT's ``PeftModel.from_pretrained(base, folder)``: a base (loaded, or a name to
-        load) with the adapter(s) saved in `folder`, fingerprint-checked, all active."""
+        load) with the adapter(s) saved in `folder`, fingerprint-checked, all active.
+        `dtype`: None keeps the model as it is; "auto" places it for generation in the
+        device's default precision (`runs.place_for_inference`); or one of float32,
+        bfloat16, float16, int8. The fingerprint check compares the weights as stored, so
+        an adapter trained in float32 loads whatever precision the base runs in."""
         adapted = cls(_as_loaded(model, tokenizer), src_lang, tgt_lang)
+        if dtype is not None:
+            from mtadapt.runs import place_for_inference
+
+            place_for_inference(adapted.model, None if dtype == "auto" else dtype)
         names = adapted.load_adapter(folder, adapter_name)
         adapted.set_adapter(*names)
         adapted.model.eval()
@@ -379,7 +388,7 @@ def get_peft_model(
 def from_pretrained(model: LoadedModel | nn.Module | str, folder: str | os.PathLike, adapter_name: str | None = None,
                     **kwargs: Any) -> AdaptedModel:
     """`AdaptedModel.from_pretrained`: a base with the saved adapter(s) of `folder`
-    (keywords: tokenizer, src_lang, tgt_lang)."""
+    (keywords: tokenizer, src_lang, tgt_lang, dtype)."""
     return AdaptedModel.from_pretrained(model, folder, adapter_name, **kwargs)
 
 
