@@ -340,3 +340,47 @@ def test_restarted_server_serves_after_sigkill(served):  # last: restarts the mo
     r = httpx.post(server.url + "/translate", json={"q": TEXTS[1], "source": "de", "target": "en", "adapter": "lora1"},
                    headers=ALL)
     assert r.json() == {"translatedText": served["references"]["lora1", 1][1]}
+
+
+def test_port_0_prints_the_real_port_and_head_answers_like_get(tmp_path):
+    """`--port 0` printed "http://127.0.0.1:0"; the real port is printed now, and uvicorn
+    answers HEAD /health without a body, JSON too deep or not text with 400s."""
+    import re
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    process = subprocess.Popen([sys.executable, "-m", "mtadapt.cli", "serve", "--model", "tiny:m2m100", "--src-lang", "de",
+                                "--tgt-lang", "en", "--dtype", "float32", "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            match = re.search(r"; http://127\.0\.0\.1:(\d+)$", line.strip())
+            if match:
+                break
+        assert match, "".join(lines)
+        url = f"http://127.0.0.1:{match.group(1)}"
+        assert int(match.group(1)) > 0
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get = httpx.get(url + "/health", timeout=1.0)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "".join(lines)
+                time.sleep(0.2)
+        head = httpx.head(url + "/health")
+        assert head.status_code == get.status_code == 200 and head.content == b""
+        assert httpx.options(url + "/ready").headers["allow"] == "GET, HEAD, OPTIONS"
+        deep = b'{"source": "de", "target": "en", "q": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        r = httpx.post(url + "/translate", content=deep, headers={"content-type": "application/json"})
+        assert (r.status_code, r.json()["field"]) == (400, "q")
+        r = httpx.post(url + "/translate", content=b'{"source": "de", "target": "en", "q": "\\ud800"}',
+                       headers={"content-type": "application/json"})
+        assert (r.status_code, r.json()["field"]) == (400, "q")
+    finally:
+        process.terminate()
+        process.wait(15)

@@ -203,3 +203,124 @@ def test_keys():
     assert open_ring.caller(None).may_use("anything")
     with pytest.raises(AccessError, match="disabled"):
         open_ring.admin("whatever")
+
+
+# ------------------------------------------------------------ the app in process (no socket)
+
+
+@pytest.fixture(scope="module")
+def app_client():
+    """The real app over the tiny m2m100 engine (its real tokenizer), driven in process."""
+    from starlette.testclient import TestClient
+
+    from mtadapt.serve.app import create_app
+    from mtadapt.serve.config import serve_config_from_dict
+    from mtadapt.serve.engine import load_engine
+
+    config = serve_config_from_dict({"model": "tiny:m2m100", "dtype": "float32", "pairs": [{"source": "de", "target": "en"}],
+                                     "cors_origins": ["https://app.example.org"]})
+    engine = load_engine(config)
+    with TestClient(create_app(config, engine), raise_server_exceptions=False) as client:
+        yield client, engine
+
+
+def _requests_counted(client) -> dict[tuple[str, str], float]:
+    import re
+
+    counts = {}
+    for line in client.get("/metrics").text.splitlines():
+        m = re.fullmatch(r'mtadapt_requests_total\{code="(\d+)",route="([^"]+)"\} ([0-9.]+)', line)
+        if m:
+            counts[(m.group(2), m.group(1))] = float(m.group(3))
+    return counts
+
+
+def test_json_too_deep_or_not_text_is_a_400_naming_the_field(app_client):
+    """Issue 29 item 12: `q` nested 100,000 lists deep was a RecursionError and a lone surrogate
+    (valid JSON) a TypeError in the tokenizer: both 500s."""
+    client, _ = app_client
+    deep = '{"source": "de", "target": "en", "q": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    for path, body in (("/translate", deep), ("/v1/translate", deep.replace('"q"', '"texts"'))):
+        r = client.post(path, content=body, headers={"content-type": "application/json"})
+        field = "q" if path == "/translate" else "texts"
+        assert (r.status_code, r.json()) == (400, {"error": f"{field}: nested deeper than 32 levels of JSON arrays/objects", "field": field})
+    for q, where in (('"\\ud800"', "q"), ('["fine", "a\\udfffb"]', "q[1]")):
+        r = client.post("/translate", content='{"source": "de", "target": "en", "q": %s}' % q, headers={"content-type": "application/json"})
+        code = "DFFF" if "udfff" in q else "D800"
+        assert r.status_code == 400 and r.json() == {"field": "q", "error": (
+            f"q: a lone surrogate (U+{code}) at character {1 if where == 'q[1]' else 0} of {where} is not text; send valid Unicode (UTF-8)")}
+    r = client.post("/v1/translate", content='{"texts": ["x"], "adapter": "\\ud83d"}', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["field"] == "adapter"
+    assert client.post("/translate", json={"q": "ein \U0001F600 vogel", "source": "de", "target": "en"}).status_code == 200  # a pair is fine
+
+
+def test_every_500_is_counted_in_metrics(app_client, monkeypatch):
+    """A 500 (a bug) used to bypass the counting middleware: /metrics never showed one."""
+    client, engine = app_client
+
+    def broken(pair, texts):
+        raise TypeError("argument 'input': 'str' object cannot be converted to 'PyString'")
+
+    before = _requests_counted(client).get(("/translate", "500"), 0)
+    monkeypatch.setattr(engine, "encode", broken)
+    for _ in range(2):
+        r = client.post("/translate", json={"q": "hallo", "source": "de", "target": "en"})
+        assert (r.status_code, r.json()) == (500, {"error": "internal error: TypeError", "field": None})
+    assert _requests_counted(client)[("/translate", "500")] == before + 2
+
+
+def test_head_options_cors_and_compressed_bodies(app_client):
+    client, _ = app_client
+    for path in ("/health", "/ready"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == get.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == get.headers["content-length"]
+    r = client.options("/health")
+    assert (r.status_code, r.headers["allow"]) == (204, "GET, HEAD, OPTIONS")
+    assert client.options("/translate").headers["allow"] == "OPTIONS, POST"
+    assert client.options("/v1/adapters").headers["allow"] == "GET, OPTIONS, POST"
+    assert client.options("/nowhere").status_code == 404
+    assert client.get("/nowhere").status_code == 404 and client.put("/translate").status_code == 405  # as before
+    preflight = {"origin": "https://app.example.org", "access-control-request-method": "POST",
+                 "access-control-request-headers": "content-type, x-api-key"}
+    r = client.options("/translate", headers=preflight)
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example.org"
+    assert "POST" in r.headers["access-control-allow-methods"]
+    assert client.options("/translate", headers={**preflight, "origin": "https://other.example"}).status_code == 400
+    r = client.post("/translate", json={"q": "hallo", "source": "de", "target": "en"}, headers={"origin": "https://app.example.org"})
+    assert r.headers["access-control-allow-origin"] == "https://app.example.org"
+    import gzip
+
+    r = client.post("/translate", content=gzip.compress(b'{"q": "hallo", "source": "de", "target": "en"}'),
+                    headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert (r.status_code, r.json()) == (415, {"error": "body: content encoding 'gzip' not supported; send the body uncompressed",
+                                               "field": "body"})
+
+
+def test_cors_origins_are_validated():
+    from mtadapt.serve.config import serve_config_from_dict
+
+    with pytest.raises(ConfigError, match=r"cors_origins\[1\]: 'https://app.example.org/' is not an origin"):
+        serve_config_from_dict({"model": "tiny:m2m100", "cors_origins": ["*", "https://app.example.org/"]})
+
+
+def test_taken_port_or_unknown_host_fails_before_the_model_loads(monkeypatch, capsys):
+    import socket
+
+    from mtadapt.cli import main
+    from mtadapt.serve import engine
+
+    def must_not_load(config):
+        raise AssertionError("the model was loaded before the port was checked")
+
+    monkeypatch.setattr(engine, "load_engine", must_not_load)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", "tiny:m2m100", "--port", str(port)]) == 2
+        assert capsys.readouterr().err == (f"error: --port {port}: 127.0.0.1:{port} is already in use; "
+                                           "choose another port (--port 0: any free one)\n")
+    assert main(["serve", "--model", "tiny:m2m100", "--host", "no-such-host.invalid"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --host 'no-such-host.invalid': cannot be resolved (") and err.count("\n") == 1

@@ -10,9 +10,10 @@
     POST /v1/adapters           admin: register + load a folder under an adapter root
     DELETE /v1/adapters/{name}  admin: unload and forget
     GET  /health, /ready        liveness; readiness (503 while the queue is full or the
-                                worker is down)
-    GET  /metrics               Prometheus text format
+                                worker is down); HEAD too
+    GET  /metrics               Prometheus text format (every answer counted, 500s included)
     GET  /openapi.json          the schema (FastAPI)
+    OPTIONS any route           204 with `Allow`; a CORS preflight when `cors_origins` is set
 
 A handler validates, tokenizes (the tokenizer lives on the event-loop thread), queues a job
 and awaits it; the generation worker thread does everything with the model.
@@ -21,6 +22,9 @@ and awaits it; the generation worker thread does everything with the model.
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -32,6 +36,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mtadapt.errors import ConfigError
 from mtadapt.serve import schemas
 from mtadapt.serve.config import ADAPTER_NAME, BASE_ADAPTER, ServeConfig
 from mtadapt.serve.engine import Engine, Job
@@ -40,6 +45,8 @@ from mtadapt.serve.registry import AdapterError
 from mtadapt.serve.schemas import ApiError
 from mtadapt.serve.security import AccessError, Caller, KeyRing, PathError, adapter_path_under_roots, key_from_headers
 from mtadapt.serve.worker import BatchWorker, DeadlineExceeded, QueueFull, WorkerStopped
+
+log = logging.getLogger("mtadapt.serve")
 
 LANGUAGE_NAMES = {
     "ar": "Arabic", "ca": "Catalan", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish",
@@ -165,9 +172,30 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     lim = config.limits
 
     @app.middleware("http")
+    async def options(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """OPTIONS on a route: 204 with `Allow` (a CORS preflight is answered before, outside this)."""
+        if request.method != "OPTIONS":
+            return await call_next(request)
+        methods = {m for route in app.routes if getattr(route, "path_regex", None) is not None
+                   and route.path_regex.match(request.url.path) for m in getattr(route, "methods", None) or ()}
+        if not methods:
+            return await call_next(request)  # the router's 404
+        return Response(status_code=204, headers={"Allow": ", ".join(sorted(methods | {"OPTIONS"}))})
+
+    if config.cors_origins:  # outside `options`, inside `count`: preflights are answered here, and counted
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "HEAD", "POST", "DELETE"],
+                           allow_headers=["Content-Type", "Authorization", "X-API-Key"], max_age=600)
+
+    @app.middleware("http")
     async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as err:  # noqa: BLE001 (a bug: answered here, so that /metrics counts the 500)
+            log.error("internal error answering %s %s", request.method, request.url.path, exc_info=err)
+            response = internal_error(err)
         route = request.scope.get("route")
         server.metrics.request(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - start)
         return response
@@ -192,9 +220,12 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
         message = "not found; see /openapi.json for the routes" if err.status_code == 404 else str(err.detail)
         return JSONResponse({"error": message, "field": None}, status_code=err.status_code, headers=err.headers)
 
+    def internal_error(err: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error: {type(err).__name__}", "field": None}, status_code=500)
+
     @app.exception_handler(Exception)
     async def internal(request: Request, err: Exception) -> JSONResponse:
-        return JSONResponse({"error": f"internal error: {type(err).__name__}", "field": None}, status_code=500)
+        return internal_error(err)
 
     errors = {400: {"model": schemas.ErrorResponse}, 403: {"model": schemas.ErrorResponse}, 429: {"model": schemas.ErrorResponse}}
 
@@ -310,6 +341,8 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok", "precision": engine.precision}
 
+    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)  # as GET, without the body
+
     @app.get("/ready")
     async def ready() -> JSONResponse:
         full = server.worker.queue_depth >= lim.max_queue
@@ -319,6 +352,8 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
         return JSONResponse(body, status_code=200 if ok else 503,
                             headers=None if ok else {"Retry-After": str(lim.retry_after_s)})
 
+    app.add_api_route("/ready", ready, methods=["HEAD"], include_in_schema=False)
+
     @app.get("/metrics")
     async def metrics() -> Response:
         server.metrics.queue_depth(server.worker.queue_depth)
@@ -327,14 +362,53 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     return app
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port (port 0: any free one), for uvicorn to listen on.
+
+    Raises:
+        ConfigError: the host does not resolve or is not this machine's, the port is taken or
+            needs privileges; the message names the setting (--host / --port).
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as err:
+        raise ConfigError(f"--host {host!r}: cannot be resolved ({err.strerror}); give an address such as 127.0.0.1 "
+                          "(this machine) or 0.0.0.0 (every interface), or a name this machine resolves") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart need not wait out TIME_WAIT
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            message = f"--port {port}: {host}:{port} is already in use; choose another port (--port 0: any free one)"
+        elif err.errno == errno.EADDRNOTAVAIL:
+            message = f"--host {host!r}: not an address of this machine; give 127.0.0.1, 0.0.0.0 or one of its addresses"
+        elif err.errno == errno.EACCES:
+            message = f"--port {port}: permission denied (ports below 1024 need privileges); choose a port from 1024"
+        else:
+            message = f"cannot listen on {host}:{port}: {err.strerror}"
+        raise ConfigError(message) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(config: ServeConfig) -> None:
-    """Load the model and adapters, then run uvicorn until interrupted."""
+    """Bind the port (a taken port or a bad host fails before the model loads), load the
+    model and adapters, print the address (the real port for port 0), run uvicorn until
+    interrupted."""
     import uvicorn
 
     from mtadapt.serve.engine import load_engine
 
-    engine = load_engine(config)
-    app = create_app(config, engine)
-    print(f"mtadapt serve: {engine.loaded.name_or_path}, {len(engine.registry.records())} adapter(s), "
-          f"pairs {', '.join(f'{s}->{t}' for s, t in engine.pairs)}; http://{config.host}:{config.port}", flush=True)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+    sock = bind_socket(config.host, config.port)
+    try:
+        engine = load_engine(config)
+        app = create_app(config, engine)
+        port = sock.getsockname()[1]
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        print(f"mtadapt serve: {engine.loaded.name_or_path}, {len(engine.registry.records())} adapter(s), "
+              f"pairs {', '.join(f'{s}->{t}' for s, t in engine.pairs)}; http://{host}:{port}", flush=True)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -32,6 +32,7 @@ from mtadapt.evaluate.generation import INFERENCE_DTYPES
 BASE_ADAPTER = "__base__"
 """Adapter name meaning "the base model, no adapter" (PEFT's spelling)."""
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ORIGIN = re.compile(r"^https?://[^/\s?#]+$")  # a browser's Origin header: no path, no trailing slash
 
 
 @dataclass
@@ -158,6 +159,8 @@ class ServeConfig:
         pairs: Served directions; default: the run's or the model's only direction.
         api_keys: Tenant keys; none = an open server (every adapter for everyone).
         admin_key: Key of the admin endpoints (POST/DELETE /v1/adapters); none = disabled.
+        cors_origins: Web origins (`https://app.example.org`, or `*`) whose pages may call the
+            server from a browser (CORS, preflight included); none = no CORS headers.
         limits: Request limits.
         batching: Batch formation.
     """
@@ -174,6 +177,7 @@ class ServeConfig:
     pairs: list[PairEntry] = field(default_factory=list)
     api_keys: list[TenantKey] = field(default_factory=list)
     admin_key: str | None = None
+    cors_origins: list[str] = field(default_factory=list)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
 
@@ -222,6 +226,10 @@ def validate_serve(config: ServeConfig) -> list[tuple[str, str]]:
     for i, root in enumerate(config.adapter_roots):
         if not Path(root).is_dir():
             errors.append((f"adapter_roots[{i}]", f"{root} is not a folder"))
+    for i, origin in enumerate(config.cors_origins):
+        if not isinstance(origin, str) or not (origin == "*" or _ORIGIN.match(origin)):
+            errors.append((f"cors_origins[{i}]", f"{origin!r} is not an origin: give scheme://host[:port] "
+                                                 "(https://app.example.org, no path) or '*'"))
     lim, bat = config.limits, config.batching
     positive = {
         "limits.max_texts": lim.max_texts, "limits.max_chars": lim.max_chars, "limits.max_source_tokens": lim.max_source_tokens,

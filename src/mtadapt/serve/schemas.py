@@ -6,16 +6,21 @@ Every error is LibreTranslate's shape plus the field it concerns::
 
 LibreTranslate clients read `error`; the status codes are LibreTranslate's (400 bad input,
 403 key, 429 busy, 500 internal) plus 404 (unknown route or adapter in a path), 413
-(request too large), 503 (not ready, deadline passed) and 409 (admin conflicts).
+(request too large), 415 (a compressed body), 503 (not ready, deadline passed) and 409 (admin
+conflicts).
 
 Bodies: JSON (`application/json`) or forms (`application/x-www-form-urlencoded`,
 `multipart/form-data`, what libretranslatepy and LibreTranslate's web page send). A form
-may repeat `q` for several texts.
+may repeat `q` for several texts. JSON is checked before it is decoded: nested at most
+`MAX_JSON_DEPTH` arrays/objects deep (a deeper body would exhaust Python's recursion), and every
+string valid Unicode (a lone surrogate such as "\ud800" is valid JSON but no text: tokenizers
+reject it). Both are 400s naming the top-level field.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
@@ -120,8 +125,74 @@ def validation_error(err: ValidationError) -> ApiError:
     return ApiError(400, field, f"{where}: {first['msg']} (got {first.get('input')!r})"[:500])
 
 
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of JSON arrays and objects a body may have (a request needs 2: {"q": [...]})."""
+
+_JSON_SYNTAX = re.compile(r'[\[\]{}"\\]')
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_json_depth(text: str, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than `max_depth` before decoding it (one pass, no recursion).
+
+    Raises:
+        ApiError: 400 naming the top-level field whose value is too deep ("body" for the body).
+    """
+    depth, in_string, skip_to, string_start = 0, False, 0, 0
+    key = None  # the last string closed at depth 1: the top-level field being read
+    for m in _JSON_SYNTAX.finditer(text):
+        i, c = m.start(), m.group()
+        if i < skip_to:  # the character after a backslash
+            continue
+        if in_string:
+            if c == "\\":
+                skip_to = i + 2
+            elif c == '"':
+                in_string = False
+                if depth == 1:
+                    key = text[string_start:i + 1]
+        elif c == '"':
+            in_string, string_start = True, i
+        elif c in "[{":
+            depth += 1
+            if depth > max_depth:
+                try:
+                    field = json.loads(key) if key is not None else "body"
+                except ValueError:
+                    field = "body"
+                raise ApiError(400, field, f"{field}: nested deeper than {max_depth} levels of JSON arrays/objects")
+        else:
+            depth -= 1
+
+
+def check_strings(data: Any, field: str = "body") -> None:
+    """Every string in decoded JSON (keys too) is valid Unicode: no lone surrogate.
+
+    Raises:
+        ApiError: 400 naming the top-level field and where in it ("q[2]").
+    """
+    stack: list[tuple[Any, str, str]] = [(data, field, field)]
+    while stack:  # depth-first, without recursion; depth is bounded by check_json_depth anyway
+        value, top, where = stack.pop()
+        if isinstance(value, str):
+            bad = _SURROGATE.search(value)
+            if bad:
+                raise ApiError(400, top, f"{top}: a lone surrogate (U+{ord(bad.group()):04X}) at character {bad.start()} "
+                                         f"of {where} is not text; send valid Unicode (UTF-8)")
+        elif isinstance(value, list):
+            stack.extend((v, top, f"{where}[{i}]") for i, v in reversed(list(enumerate(value))))
+        elif isinstance(value, dict):
+            for k, v in reversed(list(value.items())):
+                stack.append((k, top, "a field name" if top == "body" else f"a key in {where}"))
+                stack.append((v, k if top == "body" else top, k if top == "body" else f"{where}[{k!r}]"))
+
+
 async def read_body(request: Any, max_bytes: int) -> bytes:
-    """The request body, refusing more than `max_bytes` (413) without reading it all."""
+    """The request body, refusing more than `max_bytes` (413) without reading it all, and
+    compressed bodies (415: the server does not decompress)."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ApiError(415, "body", f"body: content encoding {encoding!r} not supported; send the body uncompressed")
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise ApiError(413, "body", f"body: {length} bytes exceeds the limit of {max_bytes}")
@@ -151,18 +222,23 @@ async def parse_body(request: Any, max_bytes: int, forms: bool = True) -> dict[s
             if any(not isinstance(v, str) for v in values):
                 raise ApiError(400, key, f"{key}: file uploads are not supported; send text")
             data[key] = values if key == "q" and len(values) > 1 else values[0]
+        check_strings(data)
         return data
     if ctype not in ("application/json", "") and not ctype.endswith("+json"):
         accepted = "application/json" + (", application/x-www-form-urlencoded, multipart/form-data" if forms else "")
         raise ApiError(400, "body", f"body: content-type {ctype!r} is not supported; send {accepted}")
     try:
-        data = json.loads(body.decode("utf-8")) if body.strip() else {}
+        text = body.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ApiError(400, "body", f"body: invalid UTF-8 at byte {err.start}") from err
+    check_json_depth(text)
+    try:
+        data = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as err:
         raise ApiError(400, "body", f"body: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
     if not isinstance(data, dict):
         raise ApiError(400, "body", f"body: expected a JSON object, got {type(data).__name__}")
+    check_strings(data)
     return data
 
 
