@@ -370,7 +370,7 @@ def test_bad_flag_values_are_refused(tmp_path, capsys, argv, message):
     ref = _write(tmp_path / "ref.txt", "a b\n")
     with pytest.raises(SystemExit) as info:
         main(["evaluate", "--ref", str(ref), "--hyp", str(ref), *argv])
-    assert info.value.code == 2 and capsys.readouterr().err.strip().endswith(f"error: {message}")
+    assert info.value.code == 2 and capsys.readouterr().err == f"error: {message}; see mtadapt evaluate --help\n"
 
 
 def test_over_long_source_is_truncated_with_a_counted_warning(tmp_path, capsys):

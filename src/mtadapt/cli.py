@@ -30,7 +30,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mtadapt.cli_options import Number, add_dataclass_options, dataclass_from_args
 from mtadapt.config import parse_override
@@ -427,8 +427,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error shape: a bad flag or value is one `error:` line (naming the
+    flag, the valid values and the verb's --help), exit 2, instead of the usage block and a line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtadapt", description="Adapt pretrained MT models cheaply and measurably.")
+    parser = _Parser(prog="mtadapt", description="Adapt pretrained MT models cheaply and measurably.")
     debug_help = "show the traceback of an internal error (also MTADAPT_DEBUG=1)"
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     common = argparse.ArgumentParser(add_help=False)
