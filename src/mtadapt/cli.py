@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 from mtadapt.cli_options import Number, add_dataclass_options, dataclass_from_args
 from mtadapt.config import parse_override
 from mtadapt.errors import CheckpointError, ConfigError, DataError, MtadaptError, MtadaptWarning
-from mtadapt.io import atomic_write_lines, check_input_file, check_output_file, join_lines, lines_of_bytes, read_lines, split_lines
+from mtadapt.io import atomic_write_lines, check_input_file, check_output_file, check_outputs_apart, join_lines, lines_of_bytes, read_lines, split_lines
 from mtadapt.progress import cli_progress, is_terminal
 from mtadapt.settings import DEFAULT_WINDOW_LINES, INFERENCE_DTYPES, BacktranslationConfig, GenerationConfig, NoiseConfig
 
@@ -144,9 +144,10 @@ def _check_resumable(run_dir: Path) -> None:
     """`--resume` needs a run: refuse a folder holding none (a mistyped train.output_dir would
     otherwise start a new run there without a word); say so when no checkpoint exists yet."""
     from mtadapt.train.checkpoint import LATEST, latest_checkpoint
+    from mtadapt.train.loop import RUN_MARKER
 
-    if not (run_dir / "run.yaml").is_file() and not (run_dir / "checkpoints").is_dir():
-        raise CheckpointError(f"--resume: {run_dir} holds no run to resume (no run.yaml, no checkpoints/); "
+    if not (run_dir / RUN_MARKER).is_file():
+        raise CheckpointError(f"--resume: {run_dir} holds no run to resume (no {RUN_MARKER}); "
                               "drop --resume to start a new run there, or set train.output_dir to the run's folder")
     if latest_checkpoint(run_dir) is None:  # raises CheckpointError for a damaged `latest`
         print(f"--resume: {run_dir} has no checkpoint yet (no checkpoints/{LATEST}): starting from step 0", file=sys.stderr)
@@ -162,6 +163,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if piped and ranks.world > 1:
         raise ConfigError(f"translate over {ranks.world} processes needs -i FILE and -o FILE (on storage every rank sees)")
     _check_output(args.output, "--output")  # before the work, not after it
+    check_outputs_apart({"--output": args.output, "--work-dir": args.work_dir}, {"--input": args.input})
+    if not piped:
+        sharded.check_work_folder(Path(args.work_dir or f"{args.output}.shards"))  # before the model loads
     if args.input not in (None, "-") and check_input_file(args.input, "input").stat().st_size == 0:
         raise DataError(f"input {args.input} is empty: no lines to read")
     loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
@@ -192,6 +196,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.baseline and args.n_bootstrap == 0:
         raise ConfigError("--baseline runs a paired bootstrap, which needs resamples: --n-bootstrap 0 turns them off; "
                           f"give --n-bootstrap N (from N = {MIN_SIGNIFICANT_RESAMPLES} a difference can reach p < 0.05; default 1000)")
+    check_outputs_apart({"--save-hyp": args.save_hyp},
+                        {"--ref": args.ref, "--hyp": args.hyp, "--src": args.src, "--baseline": args.baseline})
     refs = _read_lines(args.ref, "reference")
     baseline = _read_lines(args.baseline, "baseline") if args.baseline else None
     if args.hyp:
@@ -285,6 +291,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from mtadapt.methods.merge import save_merged
     from mtadapt.runs import open_for_inference
 
+    check_outputs_apart({"--out": args.out}, {"--model": args.model, "--adapter": args.adapter, "--run": args.run})
     loaded, _ = open_for_inference(model=args.model, adapters=args.adapter, run=args.run, src_lang=args.src_lang,
                                    tgt_lang=args.tgt_lang, with_codec=False)
     save_merged(loaded.model, args.out, tokenizer=loaded.tokenizer, copy_model=False)
@@ -295,6 +302,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from mtadapt.runs import open_for_inference
 
+    check_outputs_apart({"--out": args.out}, {"--model": args.model, "--adapter": args.adapter, "--run": args.run,
+                                              "--calibration-text": args.calibration_text})
     if args.format == "bergamot":
         from mtadapt.export import export_bergamot_folder
 
@@ -337,6 +346,7 @@ def cmd_augment_noise(args: argparse.Namespace) -> int:
 
     config = dataclass_from_args(NoiseConfig, args)
     _check_output(args.output, "--output")
+    check_outputs_apart({"--output": args.output}, {"--input": args.input})
     lines = _read_lines(args.input, "input")
     tsv = args.tsv or str(args.input).endswith(".tsv")
     _write_lines(args.output, noise_tsv_lines(lines, config, args.epoch) if tsv else noise_lines(lines, config, args.epoch))
@@ -349,6 +359,8 @@ def cmd_augment_mix(args: argparse.Namespace) -> int:
 
     _check_output(args.output_src, "--output-src")
     _check_output(args.output_tgt, "--output-tgt")
+    check_outputs_apart({"--output-src": args.output_src, "--output-tgt": args.output_tgt},
+                        {"--real": args.real, "--synthetic": args.synthetic})
     counts = write_mixed_corpus(args.real, args.synthetic, args.output_src, args.output_tgt, args.real_upsample, args.seed)
     print(f"mixed {counts['real']} real pairs x {args.real_upsample} + {counts['synthetic']} synthetic = {counts['mixed']} pairs")
     for side in ("real", "synthetic"):  # every pair a reader dropped, with its reason
@@ -361,6 +373,7 @@ def cmd_augment_backtranslate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from mtadapt.augment.backtranslate import backtranslate_file
+    from mtadapt.evaluate.sharded import check_work_folder
 
     if bool(args.output) == bool(args.output_src):
         raise ConfigError("give --output FILE.tsv, or --output-src FILE --output-tgt FILE (a Moses pair)")
@@ -368,6 +381,9 @@ def cmd_augment_backtranslate(args: argparse.Namespace) -> int:
         raise ConfigError("--output-src needs --output-tgt")
     for flag, path in (("--output", args.output), ("--output-src", args.output_src), ("--output-tgt", args.output_tgt)):
         _check_output(path, flag)
+    check_outputs_apart({"--output": args.output, "--output-src": args.output_src, "--output-tgt": args.output_tgt,
+                         "--work-dir": args.work_dir}, {"--input": args.input})
+    check_work_folder(Path(args.work_dir or f"{args.output or args.output_src}.shards"))  # before the model loads
     config = dataclass_from_args(BacktranslationConfig, args)
     report = backtranslate_file(
         args.input, args.output or args.output_src, args.output_tgt, config, run=args.run, model=args.model,

@@ -11,28 +11,42 @@ side of a parallel corpus, or a hypothesis file against its references, silently
 
 Writes go to a temporary file in the target's folder, are flushed to disk (fsync), then moved
 over the target with `os.replace`: a reader, or a run killed at any instant, sees the old
-file or the new one, never half of one.
+file or the new one, never half of one. The file gets the mode a plain `open(path, "w")`
+would give it: a new file 0666 & ~umask (0644 under umask 022), a replaced one keeps its
+mode; a new folder 0777 & ~umask. A target that is a symlink is written through (its target
+is replaced, the link stays).
 
     atomic_write_text(path, join_lines(lines))
     atomic_write_json(path, {"step": 3})
     atomic_write_with(path, lambda tmp: save_file(tensors, tmp))   # any writer taking a path
     replace_folder(folder, lambda tmp: build_into(tmp))             # a whole folder at once
 
-Torch-free, and it imports only `mtadapt.errors`: every layer may use it.
+Before writing, a verb checks that no output is one of its inputs (`check_outputs_apart`),
+and holds the folder it fills (`folder_lock`) so that a second process is refused:
+
+    check_outputs_apart({"--output": out}, {"--input": inp})  # ConfigError: the same file
+    with folder_lock(run_dir):                                # FolderInUseError: PID named
+        ...
+
+Torch-free, and it imports only `mtadapt.errors` (and `filelock`, for the locks): every layer
+may use it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
+import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from mtadapt.errors import DataError
+from mtadapt.errors import ConfigError, DataError, FolderInUseError
 
 
 # ---------------------------------------------------------------------------------------
@@ -178,9 +192,8 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[IO[str]]:
     The text goes to a unique temporary file beside `path` (fsynced), renamed onto `path` when
     the block ends without an error; on an error the temporary file is removed.
     """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
+    path = _through_symlink(path)
+    fd, tmp, _ = _new_temp_file(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             yield handle
@@ -190,6 +203,40 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[IO[str]]:
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_folder(path.parent)
+
+
+def _through_symlink(path: str | os.PathLike) -> Path:
+    """`path`, or the file a symlink at `path` points to: replacing the link itself with a
+    file would cut it off from its target (a plain write goes through it)."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _new_temp_file(path: Path) -> tuple[int, Path, int]:
+    """A new, uniquely named file `.<name>.<random>.tmp` beside `path`, open for writing, and
+    its mode.
+
+    Created with mode 0o666 as `open()` creates files, so the umask (and a default ACL) apply;
+    `tempfile.mkstemp` would make it 0600, and that mode would survive the rename. When `path`
+    exists, its mode is kept, as a plain overwrite keeps it.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        except FileNotFoundError:
+            pass  # a new file: the mode open() gave it
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        return fd, tmp, stat.S_IMODE(os.fstat(fd).st_mode)
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
@@ -229,12 +276,12 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], Any]) -> 
     `write` may be any function writing a file at a path (e.g. `safetensors.save_file`). The
     temporary file is unique (`.<name>.<random>.tmp` in the same folder) and removed on error.
     """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path = _through_symlink(path)
+    fd, tmp, mode = _new_temp_file(path)
     os.close(fd)
-    tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # a writer may replace the file (safetensors writes its own 0600 one and renames it)
         with tmp.open("rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -313,11 +360,12 @@ def replace_folder(folder: str | os.PathLike, build: Callable[[Path], Any]) -> P
     builders do not collide. The swap is two renames (`folder` -> `.<name>.<random>.old`,
     tmp -> `folder`): a kill between them leaves both complete, never a half-built `folder`.
     """
-    folder = Path(folder)
+    folder = _through_symlink(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    tmp = _new_temp_folder(folder)
     try:
         build(tmp)
+        _plain_modes(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -330,3 +378,171 @@ def replace_folder(folder: str | os.PathLike, build: Callable[[Path], Any]) -> P
         shutil.rmtree(old, ignore_errors=True)
     _fsync_folder(folder.parent)
     return folder
+
+
+def fill_folder(folder: str | os.PathLike, build: Callable[[Path], Any]) -> Path:
+    """Build files with `build(tmp_folder)`, then move each one into `folder` (created if absent):
+    a file of the same name is replaced, other files there stay. For writers that fill a folder
+    (`save_pretrained`): each file appears whole or not at all, with the mode a plain write
+    gives it (`replace_folder` swaps the whole folder instead).
+    """
+    folder = _through_symlink(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = _new_temp_folder(folder / "build")  # .build.<random>.tmp inside: the moves stay on one filesystem
+    try:
+        build(tmp)
+        _plain_modes(tmp)
+        for path in sorted(tmp.rglob("*")):
+            target = folder / path.relative_to(tmp)
+            if path.is_dir():
+                target.mkdir(exist_ok=True)
+            else:
+                os.replace(path, _through_symlink(target))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _fsync_folder(folder)
+    return folder
+
+
+def _plain_modes(tmp: Path) -> None:
+    """Give what a builder wrote in the new folder `tmp` the modes plain writes give: some
+    writers make their files 0600 (safetensors writes a temporary file and renames it). `tmp`
+    was made by `mkdir` (0o777 & ~umask), so its mode carries the umask."""
+    folder_mode = stat.S_IMODE(tmp.stat().st_mode) & 0o777
+    for path in tmp.rglob("*"):
+        if path.is_symlink():
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if path.is_dir():
+            os.chmod(path, folder_mode)
+        else:  # an executable stays one
+            os.chmod(path, folder_mode & (0o777 if mode & 0o111 else 0o666))
+
+
+def _new_temp_folder(folder: Path) -> Path:
+    """A new, uniquely named folder `.<name>.<random>.tmp` beside `folder`, with the mode
+    `mkdir` gives (0o777 & ~umask; `tempfile.mkdtemp` would make it 0700)."""
+    for _ in range(100):
+        tmp = folder.with_name(f".{folder.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            tmp.mkdir(0o777)
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {folder}")
+
+
+# ---------------------------------------------------------------------------------------
+# Outputs that would destroy inputs.
+
+
+def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether `a` and `b` are one file or folder: through symlinks and hard links when both
+    exist, else by their resolved paths (an output not written yet)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_outputs_apart(
+    outputs: dict[str, str | os.PathLike | None],
+    inputs: dict[str, str | os.PathLike | list[str | os.PathLike] | None],
+) -> None:
+    """Refuse outputs that are one of the inputs (or one another): writing them would destroy
+    what is being read, or one output would overwrite the other. Call it while checking the
+    arguments, before any model loads.
+
+    Args:
+        outputs: flag -> file or folder written (None and "-", stdout, are skipped).
+        inputs: flag -> file or folder read, or a list of them (e.g. `--real SRC TGT`).
+
+    Raises:
+        ConfigError: every clash, each naming both flags and the file.
+    """
+    def paths(items: dict[str, Any]) -> list[tuple[str, str | os.PathLike]]:
+        found = []
+        for flag, value in items.items():
+            for path in value if isinstance(value, (list, tuple)) else [value]:
+                if path is not None and str(path) not in ("", "-"):
+                    found.append((flag, path))
+        return found
+
+    problems = []
+    written = paths(outputs)
+    for k, (flag, path) in enumerate(written):
+        for other_flag, other in paths(inputs):
+            if _same_path(path, other):
+                which = f"also {other_flag}" if str(path) == str(other) else f"{other_flag} {other} (the same file)"
+                problems.append(f"{flag} {path} is {which}: writing it would destroy the input; give another output")
+        for other_flag, other in written[:k]:
+            if _same_path(path, other):
+                problems.append(f"{flag} {path} is also {other_flag}: one output would overwrite the other")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+# ---------------------------------------------------------------------------------------
+# Folder locks.
+
+LOCK_FILE = ".mtadapt.lock"
+"""The lock of a folder, inside it: an OS lock (filelock), released when its process ends, however it ends."""
+LOCK_HOLDER_FILE = ".mtadapt.lock.pid"
+"""The PID of the process holding the folder, for the message of the one refused."""
+LOCK_FILES = (LOCK_FILE, LOCK_HOLDER_FILE)
+
+_held: dict[tuple[int, str], int] = {}  # (thread, folder) -> holds: a thread may nest holds of one folder
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, what: str = "folder") -> Iterator[Path]:
+    """Hold `folder` (created if absent) while the block runs: another process asking for it
+    is refused at once, with this process's PID.
+
+    The lock is `filelock`'s OS lock on `folder/.mtadapt.lock` (flock on Unix): the OS releases
+    it when the holder dies, so a killed run leaves no stale lock behind. The holder writes its
+    PID to `.mtadapt.lock.pid` beside it. Holds of one folder by one thread may nest.
+
+    Args:
+        what: how to name the folder in the message, e.g. "run folder".
+
+    Raises:
+        FolderInUseError: another process holds it (its PID named).
+    """
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = (threading.get_ident(), os.path.realpath(folder))
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield folder
+        finally:
+            _held[key] -= 1
+        return
+    lock = FileLock(str(folder / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FolderInUseError(
+            f"{what} {folder} is in use by another mtadapt process ({_lock_holder(folder)}); wait for it to end or "
+            f"stop it (its lock goes with it), or use another {what}"
+        ) from None
+    holder = folder / LOCK_HOLDER_FILE
+    try:
+        atomic_write_text(holder, f"{os.getpid()}\n")
+        _held[key] = 1
+        yield folder
+    finally:
+        _held.pop(key, None)
+        holder.unlink(missing_ok=True)  # before the lock goes: the next holder writes its own
+        lock.release()
+
+
+def _lock_holder(folder: Path) -> str:
+    try:
+        pid = (folder / LOCK_HOLDER_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        pid = ""
+    return f"PID {pid}" if pid.isdigit() else "its PID is not recorded yet"

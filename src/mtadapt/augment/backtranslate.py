@@ -473,14 +473,15 @@ def backtranslate_file(
     model_id = {"model": loaded.name_or_path, "run": run, "adapters": sorted(adapters or [])}
     if precision != "float32":  # float32 work folders keep the fingerprint they had before --dtype
         model_id["dtype"] = precision
-    made, layout = sharded.generate_shards(
-        loaded.model, codec, source, work_dir, _settings(config, model_id), config.generation_config(),
-        window_lines=config.window_lines, shard_size=config.shard_size, seed=config.seed, skip_empty=True, ranks=ranks,
-        progress=progress, desc="back-translate" if config.direction == "back" else "forward-translate",
-    )
-    if not ranks.main:
-        return None
-    report = FilterReport(input_lines=layout.input_lines, empty_inputs=layout.input_lines - sum(layout.kept_per_window))
-    write_pairs(_pairs_of_run(work_dir, input_path, config, report), output_src, output_tgt)
-    atomic_write_json(work_dir / "report.json", asdict(report))
+    with sharded.hold_work_folder(work_dir, ranks):  # from the first shard to the merge
+        made, layout = sharded.generate_shards(
+            loaded.model, codec, source, work_dir, _settings(config, model_id), config.generation_config(),
+            window_lines=config.window_lines, shard_size=config.shard_size, seed=config.seed, skip_empty=True, ranks=ranks,
+            progress=progress, desc="back-translate" if config.direction == "back" else "forward-translate",
+        )
+        if not ranks.main:
+            return None
+        report = FilterReport(input_lines=layout.input_lines, empty_inputs=layout.input_lines - sum(layout.kept_per_window))
+        write_pairs(_pairs_of_run(work_dir, input_path, config, report), output_src, output_tgt)
+        atomic_write_json(work_dir / "report.json", asdict(report))
     return report

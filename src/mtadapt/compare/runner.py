@@ -32,7 +32,7 @@ from mtadapt.compare.grid import Cell, CompareConfig
 from mtadapt.config import config_from_dict, config_to_dict
 from mtadapt.data.bible import CORPUS_DIR_ENV
 from mtadapt.errors import ConfigError, MtadaptError
-from mtadapt.io import append_line, atomic_write_json, atomic_write_lines, read_jsonl_rows, read_lines
+from mtadapt.io import append_line, atomic_write_json, atomic_write_lines, folder_lock, read_jsonl_rows, read_lines
 from mtadapt.progress import ProgressMode, progress_mode
 
 RESULTS_FILE = "results.jsonl"
@@ -107,7 +107,7 @@ def run_cell(spec: dict[str, Any], progress: bool | ProgressMode = True) -> dict
             row.update(status="unsupported", reason=f"{type(err).__name__}: {err}")
             return row
         del loaded
-        result = train(config, resume=True, progress=progress)
+        result = train(config, resume=True, progress=progress, other_files=(CELL_FILE, CELL_RESULT_FILE))
         loaded, codec = open_for_inference(run=run_dir)  # the best adapter by dev score (else final)
         adapter = result.best_adapter or result.final_adapter
         model = loaded.model
@@ -251,12 +251,18 @@ def run_compare(config: CompareConfig, cells: list[Cell], progress: bool | Progr
 
     A cell already in results.jsonl with the same fingerprint is not run again; a cell whose
     configuration changed is rerun from scratch; a cell killed mid-training resumes from its
-    last checkpoint.
+    last checkpoint. The output folder is locked while the grid runs (`mtadapt.io.folder_lock`):
+    a second compare into it is refused, naming this one's PID.
     """
+    with folder_lock(config.output_dir, "compare folder"):
+        return _run_compare(config, cells, progress, source, debug)
+
+
+def _run_compare(config: CompareConfig, cells: list[Cell], progress: bool | ProgressMode, source: str,
+                 debug: bool = False) -> list[dict[str, Any]]:
     from mtadapt.compare.report import write_report
 
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS_FILE
     finished = {r["name"]: r for r in read_results(results_path) if r.get("status") in ("done", "unsupported")}
     rows_by_name: dict[str, dict[str, Any]] = {}

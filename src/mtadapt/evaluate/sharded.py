@@ -43,6 +43,7 @@ import os
 import shutil
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from torch import nn
 
 from mtadapt.progress import Progress, ProgressMode
 from mtadapt.evaluate.generation import GenerationConfig, position_limit, translate_ids, truncate_sources, warn_truncated
-from mtadapt.io import atomic_writer, iter_lines
+from mtadapt.io import LOCK_FILES, atomic_writer, folder_lock, iter_lines
 from mtadapt.models.languages import PairCodec
 
 MANIFEST = "manifest.json"
@@ -111,6 +112,33 @@ class Ranks:
     def barrier(self) -> None:
         if self.world > 1:
             self.state.wait_for_everyone()
+
+
+def hold_work_folder(work_dir: Path, ranks: Ranks) -> AbstractContextManager:
+    """Rank 0 checks that `work_dir` is a work folder (`check_work_folder`) and holds it
+    (`mtadapt.io.folder_lock`) for the run: a second run into it is refused, naming this one's
+    PID; the other ranks of this run share it by design."""
+    if not ranks.main:
+        return nullcontext()
+    check_work_folder(work_dir)  # before the lock file is made in it
+    return folder_lock(work_dir, "work folder")
+
+
+def check_work_folder(work_dir: Path) -> None:
+    """Refuse a work folder that holds files but no manifest: not a work folder, and it is
+    removed when the translation is done.
+
+    Raises:
+        ValueError: names the folder and a few of its entries.
+    """
+    if not work_dir.is_dir() or (work_dir / MANIFEST).exists():
+        return
+    # lock files and the temporary files of atomic writes are this module's own (a run starting)
+    entries = sorted(p.name for p in work_dir.iterdir() if p.name not in LOCK_FILES and not p.name.endswith(".tmp"))
+    if entries:
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise ValueError(f"work folder {work_dir} is not empty and holds no {MANIFEST} (it is not a work folder: {shown}); "
+                         "a work folder is removed when done: give --work-dir a new folder")
 
 
 def current_ranks() -> Ranks:
@@ -264,11 +292,22 @@ def generate_shards(
         (shards this rank made, the layout).
 
     Raises:
-        ValueError: `work_dir` holds a run of another input, model or settings; the input
-            changed while the run read it; a shard is missing after every rank finished.
+        ValueError: `work_dir` holds a run of another input, model or settings, or is not a
+            work folder; the input changed while the run read it; a shard is missing after
+            every rank finished.
+        FolderInUseError: another run holds `work_dir` (its PID named).
     """
     ranks = ranks or Ranks()
     work_dir = Path(work_dir)
+    with hold_work_folder(work_dir, ranks):
+        return _generate_shards(model, codec, source, work_dir, settings, generation, window_lines=window_lines,
+                                shard_size=shard_size, seed=seed, skip_empty=skip_empty, ranks=ranks, progress=progress,
+                                desc=desc)
+
+
+def _generate_shards(model: nn.Module, codec: PairCodec, source: LineSource, work_dir: Path, settings: dict[str, Any],
+                     generation: GenerationConfig, *, window_lines: int, shard_size: int, seed: int, skip_empty: bool,
+                     ranks: Ranks, progress: bool | ProgressMode, desc: str) -> tuple[int, Layout]:
     work_dir.mkdir(parents=True, exist_ok=True)
     fingerprint, layout = open_layout(source, work_dir, settings, window_lines, shard_size, skip_empty)
     if ranks.main:
@@ -402,13 +441,14 @@ def translate_file(
     work_dir = Path(work_dir) if work_dir else Path(f"{output_path}.shards")
     source = line_source(input_path)
     settings = translation_settings(model_id or {}, generation, shard_size)
-    made, _ = generate_shards(model, codec, source, work_dir, settings, generation, window_lines=window_lines,
-                              shard_size=shard_size, skip_empty=False, ranks=ranks, progress=progress)
-    if ranks.main:
-        with atomic_writer(output_path) as f:
-            for _, _, _, text in iter_rows(work_dir, source, skip_empty=False):
-                f.write(text + "\n")
-        shutil.rmtree(work_dir)
+    with hold_work_folder(work_dir, ranks):  # from the first shard to the merge
+        made, _ = generate_shards(model, codec, source, work_dir, settings, generation, window_lines=window_lines,
+                                  shard_size=shard_size, skip_empty=False, ranks=ranks, progress=progress)
+        if ranks.main:
+            with atomic_writer(output_path) as f:
+                for _, _, _, text in iter_rows(work_dir, source, skip_empty=False):
+                    f.write(text + "\n")
+            shutil.rmtree(work_dir)
     return made
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from mtadapt.io import fill_folder
 from mtadapt.errors import AdapterError
 from mtadapt.methods import lora, storage
 from mtadapt.methods.base import adapter_layers
@@ -78,10 +79,15 @@ def save_merged(
     tokenizer: Any | None = None,
     copy_model: bool = True,
 ) -> Path:
-    """Merge and ``save_pretrained`` to ``folder`` (safetensors), with the tokenizer if given."""
+    """Merge and ``save_pretrained`` to ``folder`` (safetensors), with the tokenizer if given.
+
+    Each file is written whole (`mtadapt.io.fill_folder`), with the mode a plain write gives.
+    """
     merged = merged_model(model, adapter_names, copy_model=copy_model)
-    folder = Path(folder)
-    merged.save_pretrained(folder)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(folder)
-    return folder
+
+    def build(tmp: Path) -> None:
+        merged.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+
+    return fill_folder(folder, build)

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mtadapt.errors import CheckpointError
-from mtadapt.io import atomic_write_json, atomic_write_text
+from mtadapt.io import atomic_write_json, atomic_write_text, atomic_write_with
 
 LATEST = "latest"
 _STEP_FOLDER = re.compile(r"^step-\d{6,}$")
@@ -78,14 +78,16 @@ def save_checkpoint(
     tmp = root / f"step-{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(trainable_tensors(model), str(tmp / "trainable.safetensors"))
+    # through io: safetensors alone would leave its files 0600, whatever the umask
+    tensors = trainable_tensors(model)
+    atomic_write_with(tmp / "trainable.safetensors", lambda path: save_file(tensors, str(path)))
     opt_tensors, opt_meta = _optimizer_tensors(optimizer)
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    atomic_write_with(tmp / "optimizer.safetensors", lambda path: save_file(opt_tensors, str(path)))
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             rng[f"cuda{i}"] = s
-    save_file(rng, str(tmp / "rng.safetensors"))
+    atomic_write_with(tmp / "rng.safetensors", lambda path: save_file(rng, str(path)))
     sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
     payload = {"step": step, "optimizer": opt_meta, "scheduler": sched, **state}
     atomic_write_json(tmp / "state.json", payload)

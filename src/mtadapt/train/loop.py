@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,9 +49,10 @@ from mtadapt.config import RunConfig, config_to_dict
 from mtadapt.data.batching import LABEL_PAD_ID, collate
 from mtadapt.data.filters import LengthFilterConfig
 from mtadapt.data.tasks import TaskData, load_task_data
-from mtadapt.errors import TrainingError
+from mtadapt.errors import CheckpointError, TrainingError
 from mtadapt.evaluate.dev import evaluate_task
-from mtadapt.io import append_line, atomic_write_json, atomic_write_lines, atomic_write_text, read_jsonl_rows, replace_folder
+from mtadapt.io import (LOCK_FILES, append_line, atomic_write_json, atomic_write_lines, atomic_write_text, folder_lock,
+                        read_jsonl_rows, replace_folder)
 from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_names, freeze_base
 from mtadapt.methods.language_adapters import add_language_adapters, add_shared_adapter
@@ -240,10 +243,36 @@ class MetricsLog:
                     self.tensorboard.add_scalar(key, value, row["step"])
 
 
+RUN_MARKER = "run.yaml"
+"""The file that makes a folder a run: `train` writes it before any other file of the run."""
+
+
+def check_run_folder(run_dir: Path, other_files: Collection[str] = ()) -> None:
+    """Refuse to train into a folder that is not empty and holds no run (no `RUN_MARKER`): its
+    files named as a run's (result.json, metrics.jsonl, best/...) would be overwritten.
+
+    Args:
+        other_files: names a caller keeps in the run folder besides the run (compare's cell.json).
+
+    Raises:
+        CheckpointError: names the folder and a few of its entries.
+    """
+    if not run_dir.exists() or (run_dir / RUN_MARKER).is_file():
+        return
+    if not run_dir.is_dir():
+        raise CheckpointError(f"train.output_dir {run_dir} is a file, not a folder; choose a new or empty folder")
+    ignored = set(LOCK_FILES) | set(other_files)
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir() if p.name not in ignored)
+    if entries:
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise CheckpointError(f"train.output_dir {run_dir} is not empty and holds no run (no {RUN_MARKER}): {shown}; "
+                              "training writes result.json, metrics.jsonl, run.yaml... there: choose a new or empty folder")
+
+
 def _write_run_files(run_dir: Path, config: RunConfig, task: TaskData) -> None:
     """run.yaml (the resolved config) and data_report.json (what reading kept and dropped, of
     the training and the dev data)."""
-    atomic_write_text(run_dir / "run.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    atomic_write_text(run_dir / RUN_MARKER, yaml.safe_dump(config_to_dict(config), sort_keys=False))
     report: dict[str, Any] = {"train": task.train.report.summary()}
     devs = {p.name: p.dev.report.summary() for p in task.pairs if p.dev is not None}
     if task.multi_pair:
@@ -282,7 +311,8 @@ def log_line(row: dict[str, Any], max_steps: int, eta: float | None) -> str:
             f"{row['tokens_per_s_smoothed']:,.0f} tokens/s (mean {row['tokens_per_s_mean']:,.0f}){left}")
 
 
-def train(config: RunConfig, resume: bool = False, progress: bool | ProgressMode = True) -> TrainResult:
+def train(config: RunConfig, resume: bool = False, progress: bool | ProgressMode = True,
+          other_files: Collection[str] = ()) -> TrainResult:
     """Fine-tune `config.model` with `config.method` on `config.data` (one direction or
     several: `data.pairs`; either way a `TaskData`).
 
@@ -292,15 +322,29 @@ def train(config: RunConfig, resume: bool = False, progress: bool | ProgressMode
         progress: A progress bar (True / "bar": step, loss, tokens/s, ETA), a line per
             `train.log_every` steps on stderr ("log": the CLI's --no-progress), or neither
             (False / "off"). Dev scores are printed in every mode.
+        other_files: names the caller keeps in the run folder (see `check_run_folder`).
+
+    The run folder is locked while training (`mtadapt.io.folder_lock`, by the main process).
 
     Raises:
         FileExistsError: the run folder holds a previous run and `resume` is False.
+        CheckpointError: the run folder is not empty and holds no run (`check_run_folder`).
+        FolderInUseError: another process is training in the run folder (its PID named).
         CheckpointError: `resume` finds a damaged checkpoint, or one of another method or
             model (run.yaml is then left as it was).
         TrainingError: the loss or the weights became non-finite; the last good checkpoint
             and `best/` are kept.
         DataError: no training pair left, or an empty dev set.
     """
+    run_dir = Path(config.train.output_dir)
+    check_run_folder(run_dir, other_files)  # before anything is written there, lock file included
+    main = int(os.environ.get("RANK", "0")) == 0  # the process that writes the run (torchrun, accelerate launch)
+    with folder_lock(run_dir, "run folder") if main else nullcontext():
+        check_run_folder(run_dir, other_files)  # again, holding it: another process may have written meanwhile
+        return _train(config, resume, progress)
+
+
+def _train(config: RunConfig, resume: bool, progress: bool | ProgressMode) -> TrainResult:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
