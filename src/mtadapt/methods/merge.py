@@ -16,8 +16,8 @@ from typing import Any
 
 from torch import nn
 
-from mtadapt.io import fill_folder
 from mtadapt.errors import AdapterError
+from mtadapt.io import fill_folder
 from mtadapt.methods import lora, storage
 from mtadapt.methods.base import adapter_layers
 
