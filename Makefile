@@ -1,7 +1,8 @@
 # Two set-up commands on a fresh machine:
 #   make run    create .venv if missing, install, run the main job: the offline quickstart
 #               (recipes/quickstart.yaml: every method on Bergamot pt->en, Bible English)
-#   make test   same set-up, then the whole test suite
+#   make test   same set-up, then the whole test suite (the slow tests left out)
+#   make test-slow  same set-up, then only the tests marked slow (real models, several processes)
 # torch: these machines carry the CPU build of torch 2.13.0 locally; elsewhere pass any
 # torch >= 2.4, e.g. `make test TORCH_SPEC='torch>=2.4'`.
 
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.mtadapt-installed
 
-.PHONY: run test setup clean bergamot-venv
+.PHONY: run test test-slow setup clean bergamot-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +55,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# `-m slow` replaces pyproject's `-m 'not slow'`. pytest exits 5 when it collects no test:
+# none marked slow is not a failure.
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow || [ $$? -eq 5 ]
 
 clean:
 	rm -rf runs .pytest_cache

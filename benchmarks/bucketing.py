@@ -6,7 +6,7 @@ real (non-pad) source+target tokens per second of forward+backward through a tin
 seq2seq model built from a config, on CPU; batches of the two methods are interleaved so
 both see the same machine state.
 
-    .venv/bin/python benchmarks/bucketing.py [--examples 1200] [--threads N] [--max-tokens 1024]
+    .venv/bin/python benchmarks/bucketing.py [--examples 1200] [--corpus-pairs 1000000] [--threads N] [--max-tokens 1024]
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def step(model: MarianMTModel, batch: list[int], src: list[int], tgt: list[int],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=1200)
+    parser.add_argument("--examples", type=int, default=1200, help="pairs of the throughput part")
+    parser.add_argument("--corpus-pairs", type=int, default=1_000_000, help="pairs of the batch construction part (no model)")
     parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
     # torch's default (the physical cores) unless told; on a small shared machine pass
@@ -74,8 +75,8 @@ def main() -> None:
           f"| torch {torch.__version__}")
 
     # 1. Batch construction cost and padding at corpus scale (no model).
-    big_src, big_tgt = synthetic_lengths(1_000_000, args.seed)
-    print(f"\ncorpus: 1,000,000 pairs, src mean {np.mean(big_src):.1f} / p50 {np.median(big_src):.0f} / "
+    big_src, big_tgt = synthetic_lengths(args.corpus_pairs, args.seed)
+    print(f"\ncorpus: {args.corpus_pairs:,} pairs, src mean {np.mean(big_src):.1f} / p50 {np.median(big_src):.0f} / "
           f"p99 {np.percentile(big_src, 99):.0f} / max {max(big_src)} tokens; budget {args.max_tokens} tokens/batch")
     print(f"{'batcher':<10} {'batches':>9} {'padding':>8} {'build s':>8}")
     for name, batcher in (("random", random_batches), ("bucketed", bucketed_batches)):

@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from mtadapt.compare.grid import load_compare_recipe
     from mtadapt.config import _set_path, config_from_dict, config_to_dict, parse_override
-    from mtadapt.train.loop import build_codec, evaluate_dev, load_base, load_corpus, train
+    from mtadapt.data.tasks import load_corpus
+    from mtadapt.evaluate.dev import evaluate_dev
+    from mtadapt.runs import load_base
+    from mtadapt.train.loop import train
 
     _, cells = load_compare_recipe(args.recipe)
     cell = next((c for c in cells if c.name == args.cell), None)
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         config = cell.config
         config.data.max_dev_sentences = args.dev
         loaded = load_base(config)
-        codec = build_codec(loaded, config.data.src_lang, config.data.tgt_lang)
+        codec = loaded.codec(config.data.src_lang, config.data.tgt_lang)
         scores = evaluate_dev(loaded.model.eval(), codec, load_corpus(config, "dev", codec, None), config)
         rows.append({"cell": args.cell, "variant": "untuned", "step": 0, **scores})
         print(json.dumps(rows[-1]), flush=True)

@@ -83,5 +83,6 @@ case ${1:-all} in
   data) data ;;
   train) shift; for s in "$@"; do train_one "$s"; done ;;
   all) data; for s in bt-base bt-real bt-real-noise bt-beam bt-tagged bt-sample bt-noised; do train_one $s; done ;;
+  -h|--help) echo "usage: $0 data | train SYSTEM... | all" ;;
   *) echo "usage: $0 data | train SYSTEM... | all" >&2; exit 2 ;;
 esac

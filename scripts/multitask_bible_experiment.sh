@@ -84,5 +84,6 @@ run_one() {
 case ${1:-all} in
   run) shift; for s in "$@"; do run_one "$s"; done ;;
   all) for s in mt-base mt-single-pt mt-single-es mt-single-fr mt-single-it mt-multi-T1 mt-multi-T5 mt-bidir; do run_one $s; done ;;
+  -h|--help) echo "usage: $0 run SYSTEM... | all" ;;
   *) echo "usage: $0 run SYSTEM... | all" >&2; exit 2 ;;
 esac

@@ -8,6 +8,8 @@
 #     base.train.eval_every=50 base.train.save_every=50 base.data.max_tokens=512 \
 #     base.data.test.limit=200 base.data.max_dev_sentences=60
 set -euo pipefail
+case ${1:-} in -h|--help) echo "usage: $0 SEED OUT [override ...]"; exit 0 ;; esac
+[ $# -ge 2 ] || { echo "usage: $0 SEED OUT [override ...]" >&2; exit 2; }
 seed=$1 out=$2
 shift 2
 mtadapt=${MTADAPT:-mtadapt}

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 import urllib.error
 
 import httpx
@@ -249,16 +250,23 @@ def test_adapter_paths_stay_under_roots(served):
 def test_hot_load_and_unload_under_load_and_lru_reloads(served):
     url, refs = served["url"], served["references"]
     stop, failures, served_count = threading.Event(), [], [0]
+    # while `paused`, each generator finishes its request in flight and then sends none (`idle`)
+    paused, idle = threading.Event(), {a: threading.Event() for a in ("lora1", "houlsby", "prompt")}
 
     def load_generator(adapter):
         with httpx.Client(base_url=url, timeout=60, headers=ALL) as client:
             while not stop.is_set():
+                if paused.is_set():
+                    idle[adapter].set()
+                    time.sleep(0.005)
+                    continue
+                idle[adapter].clear()
                 r = client.post("/v1/translate", json={"texts": TEXTS[:2], "adapter": adapter})
                 if r.status_code != 200 or r.json()["translations"] != refs[adapter, 1][:2]:
                     failures.append((adapter, r.status_code, r.text))
                 served_count[0] += 1
 
-    threads = [threading.Thread(target=load_generator, args=(a,)) for a in ("lora1", "houlsby", "prompt")]
+    threads = [threading.Thread(target=load_generator, args=(a,)) for a in idle]
     for t in threads:
         t.start()
     try:
@@ -268,19 +276,43 @@ def test_hot_load_and_unload_under_load_and_lru_reloads(served):
         r = httpx.post(url + "/v1/translate", json={"texts": TEXTS, "adapter": "extra"}, headers=ALL, timeout=60)
         assert r.json()["translations"] == refs["extra", 1]
         assert httpx.post(url + "/v1/adapters", json={"name": "extra", "path": "extra"}, headers=ADMIN).status_code == 409
-        # unload while a burst of requests for it is queued: every queued one is still served
+        # unload while a burst of requests for it is queued: every queued one is still served.
+        # The DELETE goes out once the server holds the whole burst (queued or answered) and
+        # some of it is unanswered; the generators pause meanwhile, so the queue holds only the
+        # burst, and go on before the DELETE, so the unload still runs under load.
+        paused.set()
+        for event in idle.values():
+            assert event.wait(60), "a load generator did not pause"
+        assert httpx.get(url + "/ready").json()["queue_depth"] == 0
+
         async def burst_then_delete():
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-                burst = [client.post("/v1/translate", json={"texts": [t], "adapter": "extra"}, headers=ALL) for t in TEXTS]
-                tasks = [asyncio.ensure_future(b) for b in burst]
-                await asyncio.sleep(0.01)
+                bursts = []
+                for _ in range(5):  # a burst answered in full before the DELETE could go out: another
+                    tasks = [asyncio.ensure_future(client.post("/v1/translate", json={"texts": [t], "adapter": "extra"},
+                                                               headers=ALL)) for t in TEXTS]
+                    bursts.append(tasks)
+                    deadline = time.monotonic() + 60
+                    while True:
+                        answered = sum(t.done() for t in tasks)  # read before the queue: none counted twice
+                        queued = (await client.get("/ready")).json()["queue_depth"]  # a sentence per request
+                        if answered + queued >= len(tasks):
+                            break
+                        assert time.monotonic() < deadline, (answered, queued)
+                        await asyncio.sleep(0.002)
+                    if answered < len(tasks):
+                        break
+                    await asyncio.gather(*tasks)
+                paused.clear()
                 deleted = await client.delete("/v1/adapters/extra", headers=ADMIN)
-                return deleted, await asyncio.gather(*tasks)
+                return len(tasks) - answered, deleted, [await asyncio.gather(*burst) for burst in bursts]
 
-        deleted, answers = asyncio.run(burst_then_delete())
+        unanswered, deleted, bursts = asyncio.run(burst_then_delete())
         assert deleted.status_code == 200, deleted.text
-        for t, a in zip(TEXTS, answers):
-            assert a.status_code == 400 and a.json()["field"] == "adapter" or a.json()["translations"] == [refs["extra", 1][TEXTS.index(t)]], a.text
+        assert unanswered > 0, "every burst was answered before its DELETE could go out"
+        for answers in bursts:
+            for t, a in zip(TEXTS, answers):
+                assert a.status_code == 200 and a.json()["translations"] == [refs["extra", 1][TEXTS.index(t)]], a.text
         r = httpx.post(url + "/v1/translate", json={"texts": TEXTS[:1], "adapter": "extra"}, headers=ALL)
         assert r.status_code == 400 and r.json()["field"] == "adapter"
         assert httpx.delete(url + "/v1/adapters/extra", headers=ADMIN).status_code == 404

