@@ -148,7 +148,7 @@ def test_config_errors_named_together():
 def test_tsv_noises_the_chosen_side():
     config = NoiseConfig(word_dropout=0, word_shuffle_distance=0, blank_prob=1.0, side="target")
     assert noise_tsv_lines(["a b\tc d"], config) == ["a b\t<blank> <blank>"]
-    with pytest.raises(ValueError, match="line 2: expected source<TAB>target"):
+    with pytest.raises(ValueError, match="input:2: expected source<TAB>target"):
         noise_tsv_lines(["a\tb", "no tab"], config)
 
 

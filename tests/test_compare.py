@@ -151,7 +151,8 @@ def test_recipe_errors_are_collected_per_cell(tmp_path):
         load_compare_recipe(recipe)
     text = str(err.value)
     assert "rnak" in text and "used twice" in text and "'adapterz' is not one of" in text
-    assert "learning_rate must be > 0" in text and "cell 'c'" in text
+    line = next(i for i, text_line in enumerate(recipe.read_text().splitlines(), 1) if "learning_rate: -1" in text_line)
+    assert f"{recipe}:{line}: cells[3].train.learning_rate must be > 0" in text  # the cell's own key, at its line
 
 
 def test_a_cell_folder_of_other_settings_is_not_resumed(tmp_path):
@@ -200,7 +201,8 @@ def test_paired_tests_without_resamples_are_refused(tmp_path):
     recipe = _recipe(tmp_path, [{"name": "baseline", "method": "none"}, {"name": "lora", "method": "lora"}], n_bootstrap=0)
     with pytest.raises(ConfigError) as err:
         load_compare_recipe(recipe)
-    assert (f"{recipe}: n_bootstrap is 0, but the paired tests against the untuned (none) and full cells need "
+    line = recipe.read_text().splitlines().index("n_bootstrap: 0") + 1
+    assert (f"{recipe}:{line}: n_bootstrap is 0, but the paired tests against the untuned (none) and full cells need "
             "resamples; give n_bootstrap >= 1 (from 20 a difference can reach p < 0.05; 1000 is usual)") in str(err.value)
 
 

@@ -291,7 +291,7 @@ def test_corrupt_run_yaml_names_the_file(trained_run, tmp_path, capsys):
     src = _write(tmp_path / "in.txt", "ein vogel\n")
     assert main(["translate", "--run", str(run_dir), "-i", str(src), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {run_dir / 'run.yaml'} is damaged: {run_dir / 'run.yaml'}: invalid YAML") and err.count("\n") == 1
+    assert err.startswith(f"error: {run_dir / 'run.yaml'} is damaged: {run_dir / 'run.yaml'}:3:1: invalid YAML") and err.count("\n") == 1
 
 
 def test_augment_mix_reports_its_drops(tmp_path, capsys):

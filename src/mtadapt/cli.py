@@ -62,6 +62,30 @@ def _check_output(path: str | None, flag: str) -> None:
         check_output_file(path, flag)
 
 
+def _check_output_folder(path: str | None, flag: str, what: str = "a folder") -> None:
+    """Fail before the work, naming `flag`, when `path` cannot be a folder to write into (the
+    OS would only say "File exists" or "Not a directory"): a file is there, a file stands
+    where one of its parent folders would go, or the nearest existing folder is not writable.
+    Missing folders are fine: they are created."""
+    if path is None:
+        return
+    if Path(path).exists() and not Path(path).is_dir():
+        raise DataError(f"{flag} {path} is a file; give {what} (created if missing)")
+    _check_parent_folders(path, flag)
+
+
+def _check_parent_folders(path: str, flag: str) -> None:
+    """The folders above `path` can be made: no file stands where one would go, and the nearest
+    existing one is writable (when `path` itself does not exist yet)."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"{flag} {path}: {parent} is a file, not a folder")
+            if not Path(path).exists() and not os.access(parent, os.W_OK | os.X_OK):
+                raise DataError(f"{flag} {path}: folder {parent} is not writable")
+            return
+
+
 def _write_lines(path: str | None, lines: list[str]) -> None:
     if path is None or path == "-":
         sys.stdout.write(join_lines(lines))
@@ -163,6 +187,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if piped and ranks.world > 1:
         raise ConfigError(f"translate over {ranks.world} processes needs -i FILE and -o FILE (on storage every rank sees)")
     _check_output(args.output, "--output")  # before the work, not after it
+    _check_output_folder(args.work_dir, "--work-dir")
     check_outputs_apart({"--output": args.output, "--work-dir": args.work_dir}, {"--input": args.input})
     if not piped:
         sharded.check_work_folder(Path(args.work_dir or f"{args.output}.shards"))  # before the model loads
@@ -292,6 +317,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from mtadapt.runs import open_for_inference
 
     check_outputs_apart({"--out": args.out}, {"--model": args.model, "--adapter": args.adapter, "--run": args.run})
+    _check_output_folder(args.out, "--out", "a folder for the merged model")
     loaded, _ = open_for_inference(model=args.model, adapters=args.adapter, run=args.run, src_lang=args.src_lang,
                                    tgt_lang=args.tgt_lang, with_codec=False)
     save_merged(loaded.model, args.out, tokenizer=loaded.tokenizer, copy_model=False)
@@ -304,6 +330,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     check_outputs_apart({"--out": args.out}, {"--model": args.model, "--adapter": args.adapter, "--run": args.run,
                                               "--calibration-text": args.calibration_text})
+    if args.format == "npz":  # one file
+        if Path(args.out).is_dir():
+            raise DataError(f"--out {args.out} is a folder; --format npz writes one file, e.g. {Path(args.out) / 'model.npz'}")
+        _check_parent_folders(args.out, "--out")
+    else:
+        _check_output_folder(args.out, "--out", f"a folder for the {args.format} export")
     if args.format == "bergamot":
         from mtadapt.export import export_bergamot_folder
 
@@ -349,7 +381,8 @@ def cmd_augment_noise(args: argparse.Namespace) -> int:
     check_outputs_apart({"--output": args.output}, {"--input": args.input})
     lines = _read_lines(args.input, "input")
     tsv = args.tsv or str(args.input).endswith(".tsv")
-    _write_lines(args.output, noise_tsv_lines(lines, config, args.epoch) if tsv else noise_lines(lines, config, args.epoch))
+    source = "<stdin>" if args.input == "-" else args.input
+    _write_lines(args.output, noise_tsv_lines(lines, config, args.epoch, source) if tsv else noise_lines(lines, config, args.epoch))
     return 0
 
 
@@ -381,6 +414,7 @@ def cmd_augment_backtranslate(args: argparse.Namespace) -> int:
         raise ConfigError("--output-src needs --output-tgt")
     for flag, path in (("--output", args.output), ("--output-src", args.output_src), ("--output-tgt", args.output_tgt)):
         _check_output(path, flag)
+    _check_output_folder(args.work_dir, "--work-dir")
     check_outputs_apart({"--output": args.output, "--output-src": args.output_src, "--output-tgt": args.output_tgt,
                          "--work-dir": args.work_dir}, {"--input": args.input})
     check_work_folder(Path(args.work_dir or f"{args.output or args.output_src}.shards"))  # before the model loads

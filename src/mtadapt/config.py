@@ -13,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -257,7 +259,8 @@ class RunConfig:
 
 
 def _yaml_lines(text: str) -> dict[str, int]:
-    """Map dotted key paths of a YAML mapping to their 1-based line numbers."""
+    """Map the key paths of a YAML mapping to their 1-based line numbers: `train.max_steps`,
+    and list items by index, `cells[1]`, `cells[1].settings.rank`."""
     lines: dict[str, int] = {}
 
     def walk(node: yaml.Node, prefix: str) -> None:
@@ -266,6 +269,10 @@ def _yaml_lines(text: str) -> dict[str, int]:
                 path = f"{prefix}.{key.value}" if prefix else str(key.value)
                 lines[path] = key.start_mark.line + 1
                 walk(value, path)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[f"{prefix}[{i}]"] = item.start_mark.line + 1
+                walk(item, f"{prefix}[{i}]")
 
     try:
         root = yaml.compose(text)
@@ -287,17 +294,44 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+_LAST_STEP = re.compile(r"(\.[^.\[\]]+|\[\d+\])$")  # `.key` or `[i]` at the end of a path
+
+
+def _where(source: str, lines: dict[str, int], path: str) -> str:
+    """`file:LINE` of `path`, else of the nearest enclosing key or list item that has a line
+    (a default value: its section), else `source`. A line 0 marks a command-line override:
+    no line, and no enclosing one either. A note on `source` (`r.yaml (+ overrides)`) stays
+    off a line (`r.yaml:7`): that line is the file's."""
+    while path:
+        if path in lines:
+            return f"{re.sub(r' [(][+] [^)]*[)]$', '', source)}:{lines[path]}" if lines[path] else source
+        parent = _LAST_STEP.sub("", path, count=1)
+        path = parent if parent != path else ""
+    return source
+
+
 class _Builder:
-    def __init__(self, source: str, lines: dict[str, int]):
+    """Builds dataclasses from plain data, collecting every problem as `source:LINE: path: message`.
+
+    Args:
+        lines: key path -> line (`_yaml_lines`).
+        rename: the path as the reader wrote it, when the data was assembled from another
+            tree (a compare cell's `train.lr` is the recipe's `cells[2].train.lr`); lines are
+            looked up under the renamed path.
+    """
+
+    def __init__(self, source: str, lines: dict[str, int], rename: Callable[[str], str] | None = None):
         self.source = source
         self.lines = lines
+        self.rename = rename or (lambda path: path)
         self.errors: list[str] = []
 
+    def where(self, path: str) -> str:
+        """`source:LINE` of the (renamed) `path`."""
+        return _where(self.source, self.lines, self.rename(path))
+
     def error(self, path: str, message: str) -> None:
-        where = self.source
-        if path in self.lines:
-            where = f"{self.source}:{self.lines[path]}"
-        self.errors.append(f"{where}: {path}: {message}")
+        self.errors.append(f"{self.where(path)}: {self.rename(path)}: {message}")
 
     def build(self, cls: type, data: Any, path: str) -> Any:
         if not isinstance(data, dict):
@@ -391,120 +425,153 @@ def _set_path(tree: dict, path: str, value: Any) -> None:
 
 
 def config_from_dict(
-    data: dict, source: str = "<dict>", lines: dict[str, int] | None = None, cls: type = RunConfig
+    data: dict, source: str = "<dict>", lines: dict[str, int] | None = None, cls: type = RunConfig,
+    rename: Callable[[str], str] | None = None,
 ) -> Any:
-    """Build and validate a config dataclass; raises ConfigError listing every problem."""
-    builder = _Builder(source, lines or {})
-    config = builder.build(cls, data, "")
-    if cls is RunConfig:
-        builder.errors.extend(validate_run(config, source))
-    if builder.errors:
-        raise ConfigError(f"{len(builder.errors)} problem(s) in {source}:\n  " + "\n  ".join(builder.errors))
+    """Build and validate a config dataclass; raises ConfigError listing every problem.
+
+    Args:
+        lines: key path -> line in `source` (`_yaml_lines`; 0 = a command-line override).
+        rename: see `_Builder` (compare names a cell's keys as its recipe has them).
+    """
+    config, errors = config_problems(data, source, lines, cls, rename)
+    if errors:
+        raise ConfigError(f"{len(errors)} problem(s) in {source}:\n  " + "\n  ".join(errors))
     return config
 
 
-def validate_run(config: RunConfig, source: str) -> list[str]:
+def config_problems(
+    data: dict, source: str = "<dict>", lines: dict[str, int] | None = None, cls: type = RunConfig,
+    rename: Callable[[str], str] | None = None,
+) -> tuple[Any, list[str]]:
+    """`config_from_dict` without raising: the config (defaults where a value was wrong) and
+    every problem, each `source[:LINE]: path ...`."""
+    builder = _Builder(source, lines or {}, rename)
+    config = builder.build(cls, data, "")
+    if cls is RunConfig:
+        builder.errors.extend(validate_run(config, source, builder, given=_given_paths(data)))
+    return config, builder.errors
+
+
+def _given_paths(data: Any, prefix: str = "") -> set[str]:
+    """The key paths set in `data` (the rest keep their defaults)."""
+    paths: set[str] = set()
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            paths |= {path} | _given_paths(value, path)
+    return paths
+
+
+def validate_run(config: RunConfig, source: str, builder: _Builder | None = None, given: set[str] | None = None) -> list[str]:
     """Cross-field checks and method settings (validated against the method's dataclass).
 
     A value that already failed its type check (reported by the builder) is skipped here.
+
+    Args:
+        builder: gives each problem its line (and the path as the reader wrote it).
+        given: the key paths the recipe set; a problem caused by a default says so (all
+            given when None).
     """
+    builder = builder or _Builder(source, {})
     t, d, g = config.train, config.data, config.generation
     checks = [
-        (lambda: t.max_steps >= 1, f"train.max_steps must be >= 1, got {t.max_steps!r}"),
-        (lambda: t.grad_accumulation >= 1, f"train.grad_accumulation must be >= 1, got {t.grad_accumulation!r}"),
-        (lambda: t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate!r}"),
-        (lambda: 0 <= t.warmup_steps <= t.max_steps,
-         f"train.warmup_steps must be between 0 and train.max_steps ({t.max_steps!r}), got {t.warmup_steps!r}"),
-        (lambda: 0 <= t.label_smoothing < 1, f"train.label_smoothing must be in [0, 1), got {t.label_smoothing!r}"),
-        (lambda: d.max_tokens >= 8, f"data.max_tokens must be >= 8, got {d.max_tokens!r}"),
-        (lambda: d.max_sentences is None or d.max_sentences >= 1,
-         f"data.max_sentences must be >= 1 or null, got {d.max_sentences!r}"),
-        (lambda: bool(d.pairs) or bool(d.train.paths), "data.train.paths is empty; give the training corpus"),
-        (lambda: g.num_beams >= 1 and g.batch_size >= 1, "generation.num_beams and generation.batch_size must be >= 1"),
-        (lambda: g.max_length_factor > 0, f"generation.max_length_factor must be > 0, got {g.max_length_factor!r}"),
-        (lambda: t.log_every >= 1, f"train.log_every must be >= 1, got {t.log_every!r}"),
-        (lambda: t.eval_every >= 0, f"train.eval_every must be >= 0 (0 = only at the end), got {t.eval_every!r}"),
-        (lambda: t.save_every >= 0, f"train.save_every must be >= 0 (0 = only at the end), got {t.save_every!r}"),
-        (lambda: t.keep_checkpoints >= 0, f"train.keep_checkpoints must be >= 0 (0 = keep all), got {t.keep_checkpoints!r}"),
-        (lambda: t.early_stopping_patience >= 0,
-         f"train.early_stopping_patience must be >= 0 (0 = off), got {t.early_stopping_patience!r}"),
-        (lambda: t.weight_decay >= 0, f"train.weight_decay must be >= 0, got {t.weight_decay!r}"),
-        (lambda: t.max_grad_norm >= 0, f"train.max_grad_norm must be >= 0 (0 = off), got {t.max_grad_norm!r}"),
-        (lambda: d.max_source_tokens >= 1, f"data.max_source_tokens must be >= 1, got {d.max_source_tokens!r}"),
-        (lambda: d.max_length_ratio >= 1, f"data.max_length_ratio must be >= 1 (long/short), got {d.max_length_ratio!r}"),
-        (lambda: d.max_dev_sentences >= 1, f"data.max_dev_sentences must be >= 1, got {d.max_dev_sentences!r}"),
+        ("train.max_steps", lambda: t.max_steps >= 1, f"must be >= 1, got {t.max_steps!r}"),
+        ("train.grad_accumulation", lambda: t.grad_accumulation >= 1, f"must be >= 1, got {t.grad_accumulation!r}"),
+        ("train.learning_rate", lambda: t.learning_rate > 0, f"must be > 0, got {t.learning_rate!r}"),
+        ("train.warmup_steps", lambda: 0 <= t.warmup_steps <= t.max_steps,
+         f"must be between 0 and train.max_steps ({t.max_steps!r}), got {t.warmup_steps!r}"),
+        ("train.label_smoothing", lambda: 0 <= t.label_smoothing < 1, f"must be in [0, 1), got {t.label_smoothing!r}"),
+        ("data.max_tokens", lambda: d.max_tokens >= 8, f"must be >= 8, got {d.max_tokens!r}"),
+        ("data.max_sentences", lambda: d.max_sentences is None or d.max_sentences >= 1,
+         f"must be >= 1 or null, got {d.max_sentences!r}"),
+        ("data.train.paths", lambda: bool(d.pairs) or bool(d.train.paths), "is empty; give the training corpus"),
+        ("generation.num_beams", lambda: g.num_beams >= 1 and g.batch_size >= 1, "and generation.batch_size must be >= 1"),
+        ("generation.max_length_factor", lambda: g.max_length_factor > 0, f"must be > 0, got {g.max_length_factor!r}"),
+        ("train.log_every", lambda: t.log_every >= 1, f"must be >= 1, got {t.log_every!r}"),
+        ("train.eval_every", lambda: t.eval_every >= 0, f"must be >= 0 (0 = only at the end), got {t.eval_every!r}"),
+        ("train.save_every", lambda: t.save_every >= 0, f"must be >= 0 (0 = only at the end), got {t.save_every!r}"),
+        ("train.keep_checkpoints", lambda: t.keep_checkpoints >= 0, f"must be >= 0 (0 = keep all), got {t.keep_checkpoints!r}"),
+        ("train.early_stopping_patience", lambda: t.early_stopping_patience >= 0,
+         f"must be >= 0 (0 = off), got {t.early_stopping_patience!r}"),
+        ("train.weight_decay", lambda: t.weight_decay >= 0, f"must be >= 0, got {t.weight_decay!r}"),
+        ("train.max_grad_norm", lambda: t.max_grad_norm >= 0, f"must be >= 0 (0 = off), got {t.max_grad_norm!r}"),
+        ("data.max_source_tokens", lambda: d.max_source_tokens >= 1, f"must be >= 1, got {d.max_source_tokens!r}"),
+        ("data.max_length_ratio", lambda: d.max_length_ratio >= 1, f"must be >= 1 (long/short), got {d.max_length_ratio!r}"),
+        ("data.max_dev_sentences", lambda: d.max_dev_sentences >= 1, f"must be >= 1, got {d.max_dev_sentences!r}"),
     ]
-    errors = []
-    for ok, message in checks:
+    problems: list[tuple[str, str]] = []  # (key path, the rest of the message)
+    for path, ok, message in checks:
         try:
             if not ok():
-                errors.append(f"{source}: {message}")
+                problems.append((path, " " + message))
         except TypeError:
             pass  # wrong type: already reported with its file:line
     try:
-        errors.extend(_validate_pairs(config, source))
+        problems.extend(_validate_pairs(config))
     except TypeError:
         pass
-    errors.extend(f"{source}: {message}" for message in _corpus_limit_errors(config))
-    errors.extend(f"{source}: method.settings.{key}: must be a finite number, got {value!r}"
-                  for key, value in config.method.settings.items()
-                  if isinstance(value, float) and not math.isfinite(value))
+    problems.extend(_corpus_limit_errors(config))
+    problems.extend((f"method.settings.{key}", f": must be a finite number, got {value!r}")
+                    for key, value in config.method.settings.items()
+                    if isinstance(value, float) and not math.isfinite(value))
     if config.method.name != "full" or config.method.settings:
         try:
             from mtadapt.methods.registry import config_from_dict as method_config
 
             method_config(config.method.name, dict(config.method.settings))
         except (ValueError, TypeError, ImportError) as err:
-            errors.append(f"{source}: method.settings: {err}")
-    return errors
+            problems.append(("method.settings", f": {err}"))
+    return [f"{builder.where(path)}: {builder.rename(path)}{rest}" for path, rest in problems]
 
 
-def _corpus_limit_errors(config: RunConfig) -> list[str]:
+def _corpus_limit_errors(config: RunConfig) -> list[tuple[str, str]]:
     """`limit` of every corpus: >= 1, or null for all (0 pairs would leave nothing to train on)."""
     d = config.data
     corpora = [(f"data.{split}", getattr(d, split)) for split in ("train", "dev", "test")]
     corpora += [(f"data.pairs[{i}].{split}", getattr(p, split)) for i, p in enumerate(d.pairs) for split in ("train", "dev")]
     return [
-        f"{where}.limit must be >= 1 (or null: the whole corpus), got {corpus.limit!r}"
+        (f"{where}.limit", f" must be >= 1 (or null: the whole corpus), got {corpus.limit!r}")
         for where, corpus in corpora
         if isinstance(corpus, CorpusConfig) and isinstance(corpus.limit, int) and corpus.limit < 1
     ]
 
 
-def _validate_pairs(config: RunConfig, source: str) -> list[str]:
-    """Checks of `data.pairs`, the sampling settings and per-language adapters."""
+def _validate_pairs(config: RunConfig) -> list[tuple[str, str]]:
+    """Checks of `data.pairs`, the sampling settings and per-language adapters: (key path, the
+    rest of the message)."""
     d, errors = config.data, []
     seen: dict[str, int] = {}
     for i, pair in enumerate(d.pairs):
-        where = f"{source}: data.pairs[{i}]"
+        where = f"data.pairs[{i}]"
         if pair.label in seen:
-            errors.append(f"{where}: direction {pair.label!r} repeats data.pairs[{seen[pair.label]}]; give each entry its own `name`")
+            errors.append((where, f": direction {pair.label!r} repeats data.pairs[{seen[pair.label]}]; give each entry its own `name`"))
         seen.setdefault(pair.label, i)
         if pair.train is None and pair.dev is None:
-            errors.append(f"{where}: give `train` (a trained direction) or `dev` (a held-out direction evaluated only)")
+            errors.append((where, ": give `train` (a trained direction) or `dev` (a held-out direction evaluated only)"))
         for split in ("train", "dev"):
             corpus = getattr(pair, split)
             if corpus is not None and not corpus.paths:
-                errors.append(f"{where}.{split}.paths is empty")
+                errors.append((f"{where}.{split}.paths", " is empty"))
         if pair.weight is not None and pair.weight <= 0:
-            errors.append(f"{where}.weight must be > 0, got {pair.weight}")
+            errors.append((f"{where}.weight", f" must be > 0, got {pair.weight}"))
         if d.sampling == "weights" and pair.train is not None and pair.weight is None:
-            errors.append(f"{where}.weight is missing; data.sampling 'weights' needs a weight on every trained pair")
+            errors.append((f"{where}.weight", " is missing; data.sampling 'weights' needs a weight on every trained pair"))
     if d.pairs and all(p.train is None for p in d.pairs):
-        errors.append(f"{source}: data.pairs has no trained direction (every entry lacks `train`)")
+        errors.append(("data.pairs", " has no trained direction (every entry lacks `train`)"))
     if d.sampling_temperature <= 0:
-        errors.append(f"{source}: data.sampling_temperature must be > 0, got {d.sampling_temperature}")
+        errors.append(("data.sampling_temperature", f" must be > 0, got {d.sampling_temperature}"))
     if d.epoch_size is not None and d.epoch_size < 1:
-        errors.append(f"{source}: data.epoch_size must be >= 1, got {d.epoch_size}")
+        errors.append(("data.epoch_size", f" must be >= 1, got {d.epoch_size}"))
     per_language = config.method.adapters in ("per_language", "shared+per_language")
     if config.method.adapters == "per_language" and _whole_model_method(config.method.name):
-        errors.append(f"{source}: method.adapters 'per_language' needs an adapter method (lora, houlsby, pfeiffer, prefix, prompt), not {config.method.name!r}")
+        errors.append(("method.adapters", f" 'per_language' needs an adapter method (lora, houlsby, pfeiffer, prefix, prompt), not {config.method.name!r}"))
     if config.method.adapters == "shared+per_language" and config.method.name != "lora":
-        errors.append(f"{source}: method.adapters 'shared+per_language' is built for lora, not {config.method.name!r}")
+        errors.append(("method.adapters", f" 'shared+per_language' is built for lora, not {config.method.name!r}"))
     if per_language and not d.pairs:
-        errors.append(f"{source}: method.adapters {config.method.adapters!r} needs data.pairs (the directions whose languages get adapters)")
+        errors.append(("method.adapters", f" {config.method.adapters!r} needs data.pairs (the directions whose languages get adapters)"))
     if d.pairs and getattr(d, "noise", None) is not None:
-        errors.append(f"{source}: data.noise is not supported with data.pairs yet (noised rows would be re-tokenized with one pair's codec)")
+        errors.append(("data.noise", " is not supported with data.pairs yet (noised rows would be re-tokenized with one pair's codec)"))
     return errors
 
 
@@ -552,7 +619,26 @@ def load_yaml(text: str, source: str) -> Any:
             "YAML would keep only the last: remove one"
         ) from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: invalid YAML: {' '.join(str(err).split())}") from None
+        raise ConfigError(_yaml_error_message(err, text, source)) from None
+
+
+def _yaml_error_message(err: yaml.YAMLError, text: str, source: str) -> str:
+    """`source:LINE: invalid YAML: <problem>` from PyYAML's error, whose own text names the
+    input "<unicode string>" and spreads over several lines; a tab indenting the line gets
+    its own hint (YAML indents with spaces only)."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is None:
+        return f"{source}: invalid YAML: {' '.join(str(err).split())}"
+    problem = " ".join(str(getattr(err, "problem", None) or "").split()) or "cannot parse"
+    context = " ".join(str(getattr(err, "context", None) or "").split())
+    context_mark = getattr(err, "context_mark", None)
+    if context and context_mark is not None and context_mark.line != mark.line:
+        context += f" (from line {context_mark.line + 1})"
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}"
+    line = text.split("\n")[mark.line] if mark.line < len(text.split("\n")) else ""
+    if "\t" in line[: len(line) - len(line.lstrip(" \t"))]:
+        return f"{where}: invalid YAML: line {mark.line + 1} is indented with a tab; YAML indents with spaces only"
+    return f"{where}: invalid YAML: {context + ': ' if context else ''}{problem}"
 
 
 def read_yaml_mapping(path: Path, expected: str) -> tuple[dict, str]:
@@ -599,7 +685,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         _set_path(data, key, value)
         lines[key] = 0
     builder_source = source if not overrides else f"{source} (+ overrides)"
-    return config_from_dict(data, builder_source, {k: v for k, v in lines.items() if v}, RunConfig)
+    return config_from_dict(data, builder_source, lines, RunConfig)  # an override's line 0: no line
 
 
 def _resolve_paths(data: dict, base: Path) -> dict:

@@ -45,6 +45,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from mtadapt.errors import DataError
 from mtadapt.settings import InsertionSource, NoiseConfig, NoiseSide, NoiseUnit
 
 # Scripts written without spaces between words (code point ranges).
@@ -216,16 +217,20 @@ def noise_lines(lines: Sequence[str], config: NoiseConfig, epoch: int = 0, first
     return Noiser(config, vocabulary).noise_texts(lines, range(first_index, first_index + len(lines)), epoch)
 
 
-def noise_tsv_lines(lines: Sequence[str], config: NoiseConfig, epoch: int = 0) -> list[str]:
+def noise_tsv_lines(lines: Sequence[str], config: NoiseConfig, epoch: int = 0, source: str = "input") -> list[str]:
     """Noise `source<TAB>target` lines on `config.side`; other columns are kept.
 
+    Args:
+        source: the file the lines came from, for the message.
+
     Raises:
-        ValueError: a line without a tab, naming its 1-based number.
+        DataError: a line without a tab, as `source:LINE`.
     """
     columns = []
     for number, line in enumerate(lines, 1):
         if "\t" not in line:
-            raise ValueError(f"line {number}: expected source<TAB>target, found no tab")
+            raise DataError(f"{source}:{number}: expected source<TAB>target, found no tab "
+                            "(a .tsv file, or --tsv, is read as source<TAB>target; plain text needs neither)")
         columns.append(line.split("\t"))
     for col, side in ((0, "source"), (1, "target")):
         if config.side in (side, "both"):

@@ -26,13 +26,14 @@ import hashlib
 import json
 import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from mtadapt.config import (
-    ConfigError, RunConfig, _Builder, _resolve_paths, _set_path, _yaml_lines, config_from_dict, config_to_dict, parse_override,
-    read_yaml_mapping,
+    ConfigError, RunConfig, _Builder, _resolve_paths, _set_path, _where, _yaml_lines, config_problems, config_to_dict,
+    parse_override, read_yaml_mapping,
 )
 from mtadapt.evaluate.metrics import MIN_SIGNIFICANT_RESAMPLES
 from mtadapt.methods.registry import METHOD_NAMES
@@ -122,43 +123,82 @@ def cell_config_dict(base: dict[str, Any], spec: CellSpec, output_dir: str | Pat
     return tree
 
 
-def resolve_cells(config: CompareConfig, source: str = "<compare>") -> list[Cell]:
-    """Validate every cell's run configuration; raises one ConfigError listing all problems."""
+def _recipe_path(i: int, spec: CellSpec) -> Callable[[str], str]:
+    """A cell's run-config key path -> where the compare recipe sets it: the cell's own keys
+    (`cells[2].settings.rank`, `cells[2].train.learning_rate`), else `base.<path>`."""
+    def rename(path: str) -> str:
+        if path in ("method", "method.name"):
+            return f"cells[{i}].method"
+        if path == "method.settings" or path.startswith("method.settings."):
+            return f"cells[{i}].settings" + path[len("method.settings"):]
+        if path.startswith("method."):
+            return f"cells[{i}]"
+        if path.startswith("train.") and path.split(".")[1].split("[")[0] in spec.train:
+            return f"cells[{i}].{path}"
+        return "base" if path == "<top>" else f"base.{path}"
+
+    return rename
+
+
+def resolve_cells(config: CompareConfig, source: str = "<compare>", lines: dict[str, int] | None = None) -> list[Cell]:
+    """Validate every cell's run configuration; raises one ConfigError listing all problems,
+    each once, with the recipe's line (`lines`, from `_yaml_lines`) and the key as the recipe
+    writes it (`base.train.max_steps`, `cells[2].settings.rank`)."""
+    lines = lines or {}
     errors: list[str] = []
+
+    def error(path: str, message: str) -> None:
+        errors.append(f"{_where(source, lines, path)}: {message}")
+
     if not config.cells:
-        errors.append(f"{source}: cells is empty; give at least one cell (e.g. {{name: baseline, method: none}})")
+        error("cells", "cells is empty; give at least one cell (e.g. {name: baseline, method: none})")
     if config.n_bootstrap < 0:
-        errors.append(f"{source}: n_bootstrap must be >= 0, got {config.n_bootstrap}")
+        error("n_bootstrap", f"n_bootstrap must be >= 0, got {config.n_bootstrap}")
     elif config.n_bootstrap == 0 and any(spec.method in ("none", "full") for spec in config.cells):
-        errors.append(f"{source}: n_bootstrap is 0, but the paired tests against the untuned (none) and full cells need "
-                      f"resamples; give n_bootstrap >= 1 (from {MIN_SIGNIFICANT_RESAMPLES} a difference can reach "
-                      "p < 0.05; 1000 is usual)")
+        error("n_bootstrap", f"n_bootstrap is 0, but the paired tests against the untuned (none) and full cells need "
+                             f"resamples; give n_bootstrap >= 1 (from {MIN_SIGNIFICANT_RESAMPLES} a difference can reach "
+                             "p < 0.05; 1000 is usual)")
+    if isinstance(config.base.get("train"), dict) and "output_dir" in config.base["train"]:
+        error("base.train.output_dir", "base.train.output_dir: compare sets each cell's run folder itself "
+                                       "(<output_dir>/cells/<name>); remove it, and set the top-level output_dir to move them all")
     seen: set[str] = set()
     cells = []
+    cell_problems: dict[str, list[str]] = {}  # problem -> the cells that have it (a base problem: many)
+    validated = 0
     has_baseline = any(spec.method == "none" for spec in config.cells)
     for i, spec in enumerate(config.cells):
-        where = f"{source}: cells[{i}]"
         if not _CELL_NAME.match(spec.name or ""):
-            errors.append(f"{where}: name {spec.name!r} must be non-empty and use only letters, digits, '_', '.', '-'")
+            error(f"cells[{i}].name", f"cells[{i}].name {spec.name!r} must be non-empty and use only letters, digits, '_', '.', '-'")
             continue
         if spec.name in seen:
-            errors.append(f"{where}: name {spec.name!r} is used twice; cell names must be unique")
+            error(f"cells[{i}].name", f"cells[{i}].name {spec.name!r} is used twice; cell names must be unique")
             continue
         seen.add(spec.name)
-        if spec.method not in typing.get_args(MethodName):
-            continue  # already reported against the Literal
+        if spec.method not in typing.get_args(MethodName):  # reported against the Literal; the rest still checked
+            spec = CellSpec(spec.name, "none", {}, spec.train)
         if spec.method == "none" and spec.settings:
-            errors.append(f"{where} ({spec.name}): method none (the untuned base) takes no settings, got {spec.settings}")
+            error(f"cells[{i}].settings", f"cells[{i}].settings: method none (the untuned base) takes no settings, got {spec.settings}")
+        if "output_dir" in spec.train:
+            error(f"cells[{i}].train.output_dir", f"cells[{i}].train.output_dir: compare sets each cell's run folder "
+                                                  f"itself ({Path(config.output_dir) / 'cells' / spec.name}); remove it")
         try:
             tree = cell_config_dict(config.base, spec, config.output_dir, has_baseline)
-            run = config_from_dict(tree, f"{source} cell {spec.name!r}")
         except ConfigError as err:
-            errors.append(str(err))
+            error("base.train", str(err))
+            continue
+        validated += 1
+        run, problems = config_problems(tree, source, lines, RunConfig, _recipe_path(i, spec))
+        for problem in problems:
+            cell_problems.setdefault(problem, []).append(spec.name)
+        if problems:
             continue
         canonical = config_to_dict(run)
         canonical["method"]["name"] = spec.method
         digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()[:16]
         cells.append(Cell(spec, run, digest))
+    for problem, names in cell_problems.items():
+        # a base value some cells override is a problem of the others only: name them
+        errors.append(problem if len(names) == validated or ": cells[" in problem else f"{problem} (in cell {', '.join(names)})")
     if errors:
         raise ConfigError(f"{len(errors)} problem(s) in {source}:\n  " + "\n  ".join(errors))
     return cells
@@ -171,23 +211,26 @@ def load_compare_recipe(path: str | Path, overrides: list[str] | tuple[str, ...]
     Relative corpus paths in `base` resolve against the recipe's folder.
 
     Raises:
-        ConfigError: every invalid key and value, in the compare settings and in every cell.
+        ConfigError: every invalid key and value, in the compare settings and in every cell,
+            each once, with its line.
         FileNotFoundError: the recipe does not exist.
     """
     path = Path(path)
     data, text = read_yaml_mapping(path, "a compare recipe: a mapping with base, cells and output_dir")
     if isinstance(data.get("base"), dict):
         data["base"] = _resolve_paths(data["base"], path.parent)
+    lines = _yaml_lines(text)
     for item in overrides:
         key, value = parse_override(item)
         _set_path(data, key, value)
+        lines[key] = 0  # set on the command line: no line in the recipe
     source = str(path) if not overrides else f"{path} (+ overrides)"
-    builder = _Builder(source, _yaml_lines(text))
+    builder = _Builder(source, lines)
     config = builder.build(CompareConfig, data, "")
     try:
-        cells = resolve_cells(config, source)
-    except ConfigError as err:
-        builder.errors.append(str(err))
-    if builder.errors:  # the compare settings' problems and every cell's, together
-        raise ConfigError(f"problem(s) in {source}:\n  " + "\n  ".join(builder.errors))
+        cells = resolve_cells(config, source, lines)
+    except ConfigError as err:  # one list: the compare settings' problems and every cell's
+        builder.errors += str(err).split("\n  ")[1:]
+    if builder.errors:
+        raise ConfigError(f"{len(builder.errors)} problem(s) in {source}:\n  " + "\n  ".join(builder.errors))
     return config, cells

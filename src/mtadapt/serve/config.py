@@ -274,9 +274,13 @@ def serve_config_from_dict(data: dict, source: str = "<serve>", lines: dict[str,
     """Build and validate a ServeConfig; raises ConfigError listing every problem with file:line."""
     builder = _Builder(source, lines or {})
     config = builder.build(ServeConfig, data, "")
-    if not builder.errors:  # cross-field checks assume the types are right
+    try:  # after an unknown key too: every problem at once
         for path, message in validate_serve(config):
             builder.error(path, message)
+    except (TypeError, AttributeError):
+        if not builder.errors:
+            raise
+        # a value of the wrong type (already reported) stops the cross-field checks
     if builder.errors:
         raise ConfigError(f"{len(builder.errors)} problem(s) in {source}:\n  " + "\n  ".join(builder.errors))
     return config

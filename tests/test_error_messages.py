@@ -1,0 +1,129 @@
+"""The weak classes of issue 29: every bad input gets one clear error naming the file, line,
+flag or value and what would be valid; a default is not blamed on the user; an option is
+never accepted and then ignored; the verbs follow one rule; and settings that waste the
+machine are warned about. One section per class, each test failing before its fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtadapt.cli import main
+from mtadapt.errors import ConfigError
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _one_error(capsys) -> str:
+    """stderr, which must be exactly one `error:` line (a library's own warnings aside)."""
+    err = "".join(line for line in capsys.readouterr().err.splitlines(keepends=True)
+                  if not line.startswith(("warning:", "  warnings.warn")) and "UserWarning" not in line)
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    return err.rstrip("\n")
+
+
+# ---------------------------------------------------------------------------------------
+# 1. Errors that name the flag, the file and the line.
+
+
+def test_an_output_folder_that_cannot_be_made_names_its_flag(tmp_path, capsys):
+    """A file where --out / --work-dir (or a folder above it) should be gave the OS's words
+    ("ex/afile: File exists", "Not a directory"), not the flag."""
+    text = _write(tmp_path / "in.txt", "ein haus\n")
+    afile = _write(tmp_path / "afile", "x\n")
+    model = ["--model", "tiny:marian"]
+    cases = [
+        (["translate", *model, "-i", str(text), "-o", str(tmp_path / "o.txt"), "--work-dir", str(afile)],
+         f"error: --work-dir {afile} is a file; give a folder"),
+        (["translate", *model, "-i", str(text), "-o", str(tmp_path / "o.txt"), "--work-dir", str(afile / "sub")],
+         f"error: --work-dir {afile / 'sub'}: {afile} is a file, not a folder"),
+        (["augment", "backtranslate", *model, "--input", str(text), "--output", str(tmp_path / "bt.tsv"), "--work-dir", str(afile)],
+         f"error: --work-dir {afile} is a file; give a folder"),
+        (["merge", *model, "--out", str(afile)], f"error: --out {afile} is a file; give a folder for the merged model"),
+        (["export", "--format", "peft", *model, "--out", str(afile)], f"error: --out {afile} is a file; give a folder for the peft export"),
+        (["export", "--format", "npz", *model, "--out", str(afile / "m.npz")], f"error: --out {afile / 'm.npz'}: {afile} is a file, not a folder"),
+        (["export", "--format", "npz", *model, "--out", str(tmp_path)],
+         f"error: --out {tmp_path} is a folder; --format npz writes one file, e.g. {tmp_path / 'model.npz'}"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert _one_error(capsys).startswith(message)
+    assert afile.read_text(encoding="utf-8") == "x\n"
+
+
+def test_noise_tsv_error_names_the_file_and_line(tmp_path, capsys):
+    text = _write(tmp_path / "plain.txt", "ein\thaus\nzwei katzen\n")
+    assert main(["augment", "noise", "--input", str(text), "--output", "-", "--tsv"]) == 2
+    assert _one_error(capsys).startswith(f"error: {text}:2: expected source<TAB>target, found no tab")
+
+
+def test_a_tab_indented_recipe_names_the_file_and_line(tmp_path, capsys):
+    recipe = _write(tmp_path / "r.yaml", "model:\n\tname_or_path: tiny:marian\n")
+    assert main(["train", str(recipe)]) == 2
+    assert _one_error(capsys) == (f"error: {recipe}:2:1: invalid YAML: line 2 is indented with a tab; "
+                                  "YAML indents with spaces only")
+    broken = _write(tmp_path / "b.yaml", "train:\n  max_steps: [1, 2\n")
+    assert main(["train", str(broken)]) == 2
+    err = _one_error(capsys)
+    assert err.startswith(f"error: {broken}:3:1: invalid YAML: while parsing a flow sequence (from line 2): ") and "<unicode string>" not in err
+
+
+def test_compare_recipe_problems_have_lines_and_one_header(tmp_path):
+    """Each problem once, at its line, named as the recipe writes it; a problem of the base is
+    not repeated per cell; a bad cell method does not hide the base's problems."""
+    recipe = _write(tmp_path / "grid.yaml", f"""output_dir: {tmp_path / 'out'}
+base:
+  model: {{name_or_path: tiny:marian}}
+  train:
+    max_stepz: 4
+    learning_rate: -1
+cells:
+  - {{name: baseline, method: none}}
+  - name: lora
+    method: lora
+    settings: {{rnak: 8}}
+  - name: full
+    method: fulll
+    train: {{learning_rate: 1.0e-3}}
+""")
+    from mtadapt.compare.grid import load_compare_recipe
+
+    with pytest.raises(ConfigError) as err:
+        load_compare_recipe(recipe)
+    assert str(err.value).splitlines() == [
+        f"4 problem(s) in {recipe}:",
+        f"  {recipe}:13: cells[2].method: 'fulll' is not one of 'none', 'lora', 'full', 'bitfit', 'houlsby', 'pfeiffer', 'prefix', 'prompt'",
+        f"  {recipe}:5: base.train.max_stepz: unknown key; did you mean 'max_steps'?",
+        f"  {recipe}:6: base.train.learning_rate must be > 0, got -1.0 (in cell baseline, lora)",
+        f"  {recipe}:11: cells[1].settings: unknown setting(s) ['rnak'] for method 'lora'; valid: "
+        "['alpha', 'dropout', 'rank', 'targets', 'use_rslora']",
+    ]
+
+
+def test_serve_config_problems_in_list_items_have_lines_and_come_together(tmp_path):
+    """`adapters[1]` had no line, and an unknown key hid every other problem until fixed."""
+    from mtadapt.serve.config import load_serve_config
+
+    (tmp_path / "a").mkdir()
+    config = _write(tmp_path / "serve.yaml", """model: tiny:marian
+adapters:
+  - {name: a, path: a}
+  - name: b
+    path: missing
+pairs:
+  - {source: de, target: en, adapter: c}
+limits: {max_txts: 3}
+""")
+    with pytest.raises(ConfigError) as err:
+        load_serve_config(config)
+    assert str(err.value).splitlines() == [
+        f"3 problem(s) in {config}:",
+        f"  {config}:8: limits.max_txts: unknown key; did you mean 'max_texts'?",
+        f"  {config}:5: adapters[1].path: {tmp_path / 'missing'} is not a folder",
+        f"  {config}:7: pairs[0].adapter: unknown adapter 'c'; configured: a, b",
+    ]
