@@ -127,3 +127,34 @@ limits: {max_txts: 3}
         f"  {config}:5: adapters[1].path: {tmp_path / 'missing'} is not a folder",
         f"  {config}:7: pairs[0].adapter: unknown adapter 'c'; configured: a, b",
     ]
+
+
+# ---------------------------------------------------------------------------------------
+# 2. A default is not blamed on the user.
+
+
+def test_a_short_run_without_warm_up_names_the_default_and_the_fix(tmp_path, capsys):
+    """`max_steps: 4` alone said "train.warmup_steps must be between 0 and train.max_steps (4),
+    got 30", as if the user had written 30."""
+    recipe = _write(tmp_path / "r.yaml", "model:\n  name_or_path: tiny:marian\ntrain:\n  max_steps: 4\n")
+    assert main(["train", str(recipe)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: 1 problem(s) in {recipe}:",
+        f"  {recipe}:4: train.max_steps is 4, below train.warmup_steps, which is 30 by default (not set here): "
+        "set train.warmup_steps between 0 and 4 (e.g. train.warmup_steps=0)",
+    ]
+    _write(recipe, "train:\n  max_steps: 4\n  warmup_steps: 30\n")  # given: the plain range message, at its line
+    assert main(["train", str(recipe)]) == 2
+    assert f"{recipe}:3: train.warmup_steps must be between 0 and train.max_steps (4), got 30" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["houlsby", "pfeiffer"])
+def test_a_bottleneck_adapter_without_a_size_says_what_to_set(method, capsys):
+    """Was "give exactly one of bottleneck_dim=None and reduction_factor=None"."""
+    assert main(["params", "--arch", "t5-small", "--method", method]) == 2
+    assert _one_error(capsys) == (
+        f"error: {method} needs an adapter size and none was given: set exactly one of bottleneck_dim (the adapter's "
+        "inner size m, e.g. 64) and reduction_factor (m = d_model // reduction_factor, e.g. 16)")
+    assert main(["params", "--arch", "t5-small", "--method", method, "--set", "bottleneck_dim=8", "--set", "reduction_factor=4"]) == 2
+    assert _one_error(capsys) == (f"error: {method}: set exactly one of bottleneck_dim and reduction_factor, not both "
+                                  "(got bottleneck_dim=8, reduction_factor=4)")

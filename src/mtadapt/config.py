@@ -507,6 +507,13 @@ def validate_run(config: RunConfig, source: str, builder: _Builder | None = None
                 problems.append((path, " " + message))
         except TypeError:
             pass  # wrong type: already reported with its file:line
+    warmup = next((p for p in problems if p[0] == "train.warmup_steps"), None)
+    if warmup is not None and given is not None and "train.warmup_steps" not in given:
+        # the user set max_steps, not the warm-up: say where the number came from and what to set
+        default = TrainConfig.warmup_steps
+        problems[problems.index(warmup)] = (
+            "train.max_steps", f" is {t.max_steps!r}, below train.warmup_steps, which is {default} by default (not set "
+            f"here): set train.warmup_steps between 0 and {t.max_steps!r} (e.g. train.warmup_steps={t.max_steps // 10})")
     try:
         problems.extend(_validate_pairs(config))
     except TypeError:

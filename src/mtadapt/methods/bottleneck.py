@@ -90,10 +90,15 @@ class BottleneckConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         problems = []
-        if (self.bottleneck_dim is None) == (self.reduction_factor is None):
+        if self.bottleneck_dim is None and self.reduction_factor is None:
             problems.append(
-                f"{self.method}: give exactly one of bottleneck_dim={self.bottleneck_dim!r} and "
-                f"reduction_factor={self.reduction_factor!r}"
+                f"{self.method} needs an adapter size and none was given: set exactly one of bottleneck_dim "
+                "(the adapter's inner size m, e.g. 64) and reduction_factor (m = d_model // reduction_factor, e.g. 16)"
+            )
+        elif self.bottleneck_dim is not None and self.reduction_factor is not None:
+            problems.append(
+                f"{self.method}: set exactly one of bottleneck_dim and reduction_factor, not both (got "
+                f"bottleneck_dim={self.bottleneck_dim!r}, reduction_factor={self.reduction_factor!r})"
             )
         if self.bottleneck_dim is not None and (not isinstance(self.bottleneck_dim, int) or self.bottleneck_dim < 1):
             problems.append(f"{self.method} bottleneck_dim={self.bottleneck_dim!r} must be an integer >= 1")
