@@ -470,9 +470,7 @@ def backtranslate_file(
         except ValueError as err:  # a warning: the model to be trained may have another vocabulary
             warnings.warn(f"{err} (checked with the tokenizer of {loaded.name_or_path})", stacklevel=2)
     work_dir = Path(work_dir) if work_dir else Path(f"{output_src}.shards")
-    model_id = {"model": loaded.name_or_path, "run": run, "adapters": sorted(adapters or [])}
-    if precision != "float32":  # float32 work folders keep the fingerprint they had before --dtype
-        model_id["dtype"] = precision
+    model_id = {"model": loaded.name_or_path, "run": run, "adapters": sorted(adapters or []), "dtype": precision}
     with sharded.hold_work_folder(work_dir, ranks):  # from the first shard to the merge
         made, layout = sharded.generate_shards(
             loaded.model, codec, source, work_dir, _settings(config, model_id), config.generation_config(),

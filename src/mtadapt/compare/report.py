@@ -219,6 +219,13 @@ def write_report(rows: list[dict[str, Any]], output_dir: Path, title: str = "mta
         atomic_write_bytes(output_dir / name, data)
     notes = _notes(rows)
     origin = f"Recipe: `{source}`. " if source else ""
+    # test scores depend on the precision they were translated in (and the machine's speed on the rest)
+    precisions = sorted({str(r["precision"]) for r in rows if r.get("precision")})
+    machines = sorted({str(r["machine"]) for r in rows if r.get("machine")})
+    if precisions:
+        origin += f"Test sets translated in {' / '.join(precisions)}. "
+    if machines:
+        origin += f"Machine: {' / '.join(machines)}. "
     md = [f"# {title}", "", f"{origin}Rows: `results.jsonl` in this folder.", "", markdown_table(rows), ""]
     md += [f"- {n}" for n in notes] + [""]
     md += [f"![{name}]({name})" for name in pngs]

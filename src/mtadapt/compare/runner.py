@@ -79,6 +79,7 @@ def run_cell(spec: dict[str, Any], progress: bool | ProgressMode = True) -> dict
     fingerprint, n_bootstrap and the cell's RunConfig as a dict.
     """
     from mtadapt.evaluate.generation import translate_ids
+    from mtadapt.evaluate.precision import describe_machine
     from mtadapt.evaluate.metrics import corpus_scores
     from mtadapt.methods.params import param_report
     from mtadapt.data.tasks import load_corpus
@@ -124,6 +125,7 @@ def run_cell(spec: dict[str, Any], progress: bool | ProgressMode = True) -> dict
     scores = corpus_scores(hyps, test.tgt, n_bootstrap=spec["n_bootstrap"])
     row.update(
         status="done", test_sentences=len(hyps), scores={k: v.to_dict() for k, v in scores.items()},
+        precision=str(next(model.parameters()).dtype).removeprefix("torch."), machine=describe_machine(),
         cell_seconds=time.perf_counter() - start, **_peak_memory(),
     )
     return row

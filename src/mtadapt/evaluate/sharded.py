@@ -230,7 +230,8 @@ def open_layout(
 
     The fingerprint is `settings["model"]`, the input's line count and sha1, the rest of
     `settings` and `window_lines`. A manifest without "window_lines" (written before
-    windows existed) matches when all else does, and keeps its one-window layout.
+    windows existed) matches when all else does, and keeps its one-window layout; one whose
+    model has no "dtype" (written before precisions were recorded) ran in float32.
 
     Raises:
         ValueError: the folder holds a run of another input, model or settings.
@@ -241,6 +242,8 @@ def open_layout(
     path = work_dir / MANIFEST
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))["fingerprint"]
+        if "dtype" in fingerprint["model"] and isinstance(stored.get("model"), dict) and "dtype" not in stored["model"]:
+            stored["model"] = {**stored["model"], "dtype": "float32"}  # from before precisions were recorded: float32
         if "window_lines" not in stored:  # a folder from before windows: one window
             fingerprint.pop("window_lines")
             layout.window_lines, layout.kept_per_window = None, [sum(layout.kept_per_window)]

@@ -498,5 +498,7 @@ def _train(config: RunConfig, resume: bool, progress: bool | ProgressMode) -> Tr
     )
     if main:
         summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
+        # dev scores depend on it: float32 weights, with bf16 autocast when mixed_precision asks
+        summary["precision"] = "bfloat16 autocast" if accelerator.mixed_precision == "bf16" else "float32"
         atomic_write_json(run_dir / "result.json", summary)
     return result
