@@ -158,3 +158,79 @@ def test_a_bottleneck_adapter_without_a_size_says_what_to_set(method, capsys):
     assert main(["params", "--arch", "t5-small", "--method", method, "--set", "bottleneck_dim=8", "--set", "reduction_factor=4"]) == 2
     assert _one_error(capsys) == (f"error: {method}: set exactly one of bottleneck_dim and reduction_factor, not both "
                                   "(got bottleneck_dim=8, reduction_factor=4)")
+
+
+# ---------------------------------------------------------------------------------------
+# 3. An option is refused, or warned about, never accepted and ignored.
+
+
+def _echo(monkeypatch) -> None:
+    """Generation returns each source's own ids (fast, and the order is checkable)."""
+    from mtadapt.evaluate import generation
+
+    def echo(model, codec, input_ids, attention_mask, config, decoder_prompts=None):
+        return [row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask)]
+
+    monkeypatch.setattr(generation, "generate_batch", echo)
+
+
+def test_evaluate_hyp_refuses_the_flags_that_would_translate(tmp_path, capsys):
+    """`evaluate --hyp H --src S --run R` scored H and ignored --src and --run."""
+    hyp = _write(tmp_path / "hyp.txt", "a house\ntwo cats\n")
+    ref = _write(tmp_path / "ref.txt", "a house\ntwo cats\n")
+    base = ["evaluate", "--hyp", str(hyp), "--ref", str(ref)]
+    assert main([*base, "--src", str(hyp), "--run", str(tmp_path)]) == 2
+    assert _one_error(capsys) == ("error: --hyp scores translations already made, so --src, --run would be ignored: drop "
+                                  "them, or drop --hyp to translate --src with --run/--model first")
+    assert main([*base, "--beam", "4"]) == 2
+    assert "so --beam would be ignored: drop it," in _one_error(capsys)
+    assert main([*base, "--n-bootstrap", "0"]) == 0  # a scoring flag is fine
+
+
+def test_languages_a_model_does_not_mark_are_warned_about(tmp_path, monkeypatch, capsys):
+    """A bilingual Marian model marks no language: `--src-lang zz_QQ` was accepted in silence."""
+    _echo(monkeypatch)
+    text = _write(tmp_path / "in.txt", "ein haus\n")
+    assert main(["translate", "--model", "tiny:marian", "--src-lang", "zz_QQ", "--tgt-lang", "qq", "-i", str(text),
+                 "-o", str(tmp_path / "out.txt"), "--no-progress"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: --src-lang zz_QQ, --tgt-lang qq are not used: tiny:marian (marian) marks no languages; "
+                        "it translates the direction it was trained for"]
+    assert main(["translate", "--model", "tiny:mbart50", "--src-lang", "de_DE", "--tgt-lang", "en_XX", "-i", str(text),
+                 "-o", str(tmp_path / "out2.txt"), "--no-progress"]) == 0
+    assert "warning:" not in capsys.readouterr().err  # a family with codes uses both
+
+
+def test_compare_refuses_a_run_folder_it_would_override(tmp_path):
+    """compare sets each cell's train.output_dir itself; one in the recipe was dropped silently."""
+    from mtadapt.compare.grid import load_compare_recipe
+
+    recipe = _write(tmp_path / "grid.yaml", yaml.safe_dump({
+        "output_dir": str(tmp_path / "out"), "base": {"model": {"name_or_path": "tiny:marian"}, "train": {"output_dir": "x"}},
+        "cells": [{"name": "full", "method": "full", "train": {"output_dir": "y"}}]}, sort_keys=False))
+    with pytest.raises(ConfigError) as err:
+        load_compare_recipe(recipe)
+    message = str(err.value)
+    assert (f"{recipe}:6: base.train.output_dir: compare sets each cell's run folder itself (<output_dir>/cells/<name>); "
+            "remove it, and set the top-level output_dir to move them all") in message
+    assert (f"{recipe}:11: cells[0].train.output_dir: compare sets each cell's run folder itself "
+            f"({tmp_path / 'out' / 'cells' / 'full'}); remove it") in message
+
+
+def test_lora_targets_matching_nothing_fail_before_the_data_and_leave_no_folder(tmp_path, monkeypatch, capsys):
+    """Was: found after the data was read, the message showing raw class reprs
+    (`(<class 'torch.nn.modules.linear.Linear'>, ...)`), and an empty run folder left behind."""
+    from mtadapt.train import loop
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was read before the targets were checked")
+
+    monkeypatch.setattr(loop, "load_task_data", no_data)
+    run_dir = tmp_path / "run"
+    recipe = _write(tmp_path / "r.yaml", "model: {name_or_path: tiny:marian}\nmethod: {name: lora, settings: {targets: [nosuch]}}\n")
+    assert main(["train", str(recipe), f"train.output_dir={run_dir}", "--no-progress"]) == 2
+    assert _one_error(capsys) == (
+        "error: lora targets ['nosuch'] match no Linear module of this MarianMTModel; its Linear modules are named like "
+        "model.encoder.layers.0.self_attn.k_proj, model.encoder.layers.0.self_attn.v_proj, "
+        "model.encoder.layers.0.self_attn.q_proj (a pattern must match a whole name); or use 'default' or 'all-linear'")
+    assert not run_dir.exists()

@@ -203,7 +203,7 @@ def test_dropout_only_on_lora_path():
 
 
 def test_unknown_target_regex_names_modules():
-    with pytest.raises(ValueError, match="module names look like"):
+    with pytest.raises(ValueError, match="Linear modules are named like"):
         lora.apply(tiny_mbart(), lora.LoraConfig(targets=[r".*nonexistent"]), BART_LIKE)
 
 

@@ -129,10 +129,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="Bergamot models: decode without the lexical shortlist (sources not in the model's source language)")
 
 
+GENERATION_DEFAULTS = {"beam": 1, "batch_size": 32, "max_length_factor": 2.0}
+
+
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--beam", type=BEAMS, default=1, help="beam size (1 = greedy)")
-    p.add_argument("--batch-size", type=BATCH_SIZE, default=32, help="sentences per generation batch")
-    p.add_argument("--max-length-factor", type=MAX_LENGTH_FACTOR, default=2.0,
+    p.add_argument("--beam", type=BEAMS, default=GENERATION_DEFAULTS["beam"], help="beam size (1 = greedy)")
+    p.add_argument("--batch-size", type=BATCH_SIZE, default=GENERATION_DEFAULTS["batch_size"], help="sentences per generation batch")
+    p.add_argument("--max-length-factor", type=MAX_LENGTH_FACTOR, default=GENERATION_DEFAULTS["max_length_factor"],
                    help="max output length / input length")
     _add_dtype_arg(p)
 
@@ -226,6 +229,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     refs = _read_lines(args.ref, "reference")
     baseline = _read_lines(args.baseline, "baseline") if args.baseline else None
     if args.hyp:
+        _refuse_translation_flags(args)
         hyps = _read_lines(args.hyp, "hypothesis")
     else:
         if not args.src:
@@ -260,6 +264,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for metric in significance["metrics"].values():
             print(f"  {metric['summary']}")
     return 0
+
+
+def _refuse_translation_flags(args: argparse.Namespace) -> None:
+    """`evaluate --hyp` scores translations already made: flags that would translate first
+    are refused rather than ignored."""
+    given = [flag for flag, value in (
+        ("--src", args.src), ("--run", args.run), ("--model", args.model), ("--adapter", args.adapter),
+        ("--save-hyp", args.save_hyp), ("--src-lang", args.src_lang), ("--tgt-lang", args.tgt_lang),
+        ("--dtype", args.dtype), ("--no-shortlist", args.no_shortlist),
+    ) if value]
+    given += [f"--{dest.replace('_', '-')}" for dest, default in GENERATION_DEFAULTS.items() if getattr(args, dest) != default]
+    if given:
+        raise ConfigError(f"--hyp scores translations already made, so {', '.join(given)} would be ignored: drop "
+                          f"{'it' if len(given) == 1 else 'them'}, or drop --hyp to translate --src with --run/--model first")
 
 
 def _settings(pairs: list[str]) -> dict[str, Any]:

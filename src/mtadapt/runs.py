@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mtadapt.config import RunConfig, config_from_dict, load_yaml
-from mtadapt.errors import CheckpointError, ConfigError
+from mtadapt.errors import CheckpointError, ConfigError, MtadaptWarning
 from mtadapt.evaluate.generation import INFERENCE_DTYPES
 from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_names, set_active_adapters
@@ -169,6 +169,7 @@ def open_for_inference(
     family = tokenizer = None
     cfg: RunConfig | None = None
     folders: list[tuple[str | None, Path]] = []
+    asked = {"--src-lang": src_lang, "--tgt-lang": tgt_lang}  # the caller's own, before a run fills them in
     if run is not None:
         cfg = read_run_config(run)
         model = model or cfg.model.name_or_path
@@ -208,4 +209,26 @@ def open_for_inference(
                 raise ValueError(f"{run} tagged target languages {', '.join(targets)}; --tgt-lang {tgt_lang} has no tag")
             tag = tags[tgt_lang]
     codec = PairCodec(loaded.family, loaded.tokenizer, src_lang, tgt_lang, loaded.decoder_start_token_id, target_tag_id=tag)
+    if cfg is None or not cfg.data.pairs:  # a multi-pair run's direction is chosen by them
+        _warn_unused_languages(loaded, model, asked, tag)
     return loaded, codec
+
+
+def _warn_unused_languages(loaded: LoadedModel, name: str, asked: dict[str, str | None], tag: int | None) -> None:
+    """One warning when a language asked for changes nothing: the model marks no source language
+    (Marian, Marian-native), or no target language either (a bilingual Marian model; a
+    Marian-native one without target tags). Such a model translates the direction it was
+    trained for, whatever code is given."""
+    import warnings
+
+    family = loaded.family
+    marks_target = family.language_style not in ("marian_tags", "none") or bool(family.language_codes(loaded.tokenizer)) \
+        or tag is not None
+    marks_source = family.language_style not in ("marian_tags", "none")
+    unused = [f"{flag} {code}" for flag, code in asked.items()
+              if code is not None and not (marks_source if flag == "--src-lang" else marks_target)]
+    if unused:
+        what = "only the target language" if marks_target else "no languages"
+        warnings.warn(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used: {name} "
+                      f"({family.name}) marks {what}; it translates the direction it was trained for", MtadaptWarning,
+                      stacklevel=3)

@@ -199,13 +199,18 @@ def resolve_target_patterns(
 
 
 def find_modules(
-    model: nn.Module, patterns: Sequence[str], module_type: type | tuple[type, ...] = nn.Module
+    model: nn.Module, patterns: Sequence[str], module_type: type | tuple[type, ...] = nn.Module,
+    what: str = "module patterns", hint: str = "",
 ) -> list[tuple[str, nn.Module]]:
     """Modules whose full name matches any pattern (``re.fullmatch``) and type.
 
+    Args:
+        what: the setting the patterns come from, for the message (e.g. "lora targets").
+        hint: what else the setting accepts, appended to the message.
+
     Raises:
-        ValueError: when nothing matches (almost always a wrong family or typo), naming the
-            patterns and a few module names to help fix them.
+        ConfigError: when nothing matches (almost always a wrong family or typo), naming the
+            patterns and a few names of modules of that type to help fix them.
     """
     compiled = [re.compile(p) for p in patterns]
     found = [
@@ -214,10 +219,12 @@ def find_modules(
         if name and isinstance(module, module_type) and any(c.fullmatch(name) for c in compiled)
     ]
     if not found:
-        sample = [n for n, _ in model.named_modules() if n][:8]
-        raise ValueError(
-            f"no {getattr(module_type, '__name__', module_type)} module matches {list(patterns)}; "
-            f"module names look like {sample}"
+        kind = (module_type[0] if isinstance(module_type, tuple) else module_type).__name__
+        sample = [n for n, m in model.named_modules() if n and isinstance(m, module_type)][:3]
+        raise ConfigError(
+            f"{what} {list(patterns)} match no {kind} module of this {type(model).__name__}"
+            + (f"; its {kind} modules are named like {', '.join(sample)}" if sample else f"; it has no {kind} module")
+            + f" (a pattern must match a whole name){hint}"
         )
     return found
 

@@ -280,7 +280,7 @@ def lora_layers(model: nn.Module) -> list[tuple[str, LoraLinear]]:
 def target_module_names(model: nn.Module, config: LoraConfig, targets: ModelTargets) -> list[str]:
     """Names of the Linear (or already wrapped) modules this config targets."""
     patterns = resolve_target_patterns(config.targets, targets, "lora targets")
-    found = find_modules(model, patterns, (nn.Linear, LoraLinear))
+    found = find_modules(model, patterns, (nn.Linear, LoraLinear), "lora targets", "; or use 'default' or 'all-linear'")
     wrapped = [n for n, m in found if isinstance(m, LoraLinear)]
     # never wrap the inner base_layer of an existing wrapper (a broad regex like ".*" hits it)
     return [n for n, _ in found if not any(n.startswith(w + ".") for w in wrapped)]

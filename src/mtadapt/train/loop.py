@@ -107,6 +107,19 @@ def apply_method(loaded: LoadedModel, name: str, settings: dict[str, Any], adapt
     return method_config
 
 
+def check_method_targets(loaded: LoadedModel, config: RunConfig) -> None:
+    """Fail at once, not after reading the data, when LoRA `targets` (the one method setting
+    that names modules) match no Linear layer of the model.
+
+    Raises:
+        ConfigError: naming the patterns and a few of the model's Linear modules.
+    """
+    if config.method.name == "lora":
+        from mtadapt.methods.lora import target_module_names
+
+        target_module_names(loaded.model, method_config_from_dict("lora", dict(config.method.settings)), loaded.family.targets)
+
+
 def apply_run_method(loaded: LoadedModel, config: RunConfig, task: TaskData) -> list[str]:
     """`config.method` on the run's model: one adapter, or with `method.adapters:
     per_language` one adapter per language of the run (the base frozen), plus one shared
@@ -338,10 +351,29 @@ def train(config: RunConfig, resume: bool = False, progress: bool | ProgressMode
     """
     run_dir = Path(config.train.output_dir)
     check_run_folder(run_dir, other_files)  # before anything is written there, lock file included
+    new_folder = not run_dir.exists()
     main = int(os.environ.get("RANK", "0")) == 0  # the process that writes the run (torchrun, accelerate launch)
-    with folder_lock(run_dir, "run folder") if main else nullcontext():
-        check_run_folder(run_dir, other_files)  # again, holding it: another process may have written meanwhile
-        return _train(config, resume, progress)
+    try:
+        with folder_lock(run_dir, "run folder") if main else nullcontext():
+            check_run_folder(run_dir, other_files)  # again, holding it: another process may have written meanwhile
+            return _train(config, resume, progress)
+    except BaseException:
+        if main and new_folder:
+            _remove_unused_run_folder(run_dir)
+        raise
+
+
+def _remove_unused_run_folder(run_dir: Path) -> None:
+    """A run that failed before writing its run.yaml (a bad LoRA target, unreadable data)
+    leaves no folder behind: the one it made holds only the lock's files."""
+    try:
+        entries = {p.name for p in run_dir.iterdir()}
+        if entries <= set(LOCK_FILES):
+            for name in entries:
+                (run_dir / name).unlink(missing_ok=True)
+            run_dir.rmdir()
+    except OSError:
+        pass  # another process has started there meanwhile: its folder now
 
 
 def _train(config: RunConfig, resume: bool, progress: bool | ProgressMode) -> TrainResult:
@@ -359,6 +391,7 @@ def _train(config: RunConfig, resume: bool, progress: bool | ProgressMode) -> Tr
     run_dir.mkdir(parents=True, exist_ok=True)
 
     loaded = load_base(config)
+    check_method_targets(loaded, config)  # before the data is read
     filters = LengthFilterConfig(min_tokens=1, max_tokens=config.data.max_source_tokens, max_length_ratio=config.data.max_length_ratio)
     task = load_task_data(config, loaded, filters)  # every direction with its own codec and dev set
     codec, train_pairs = task.codec, task.train
