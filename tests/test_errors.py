@@ -279,7 +279,7 @@ def test_resume_refused_for_a_changed_method_keeps_run_yaml(trained_run, tmp_pat
 def test_resume_with_nothing_to_resume(tmp_path, capsys):
     recipe = _write(tmp_path / "r.yaml", f"train:\n  output_dir: {tmp_path / 'typo'}\n")
     assert main(["train", str(recipe), "--resume"]) == 2
-    assert capsys.readouterr().err == (f"error: --resume: {tmp_path / 'typo'} holds no run to resume (no run.yaml, no checkpoints/); "
+    assert capsys.readouterr().err == (f"error: --resume: {tmp_path / 'typo'} holds no run to resume (no run.yaml); "
                                        "drop --resume to start a new run there, or set train.output_dir to the run's folder\n")
     assert not (tmp_path / "typo").exists()
 
