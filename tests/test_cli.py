@@ -100,6 +100,7 @@ def test_translate_dtype_reaches_the_model(monkeypatch, capsys):
     assert seen == [torch.bfloat16] and capsys.readouterr().out == "ein vogel\n"
 
 
+@pytest.mark.filterwarnings("ignore:--dtype float16 has no hardware support")  # every profile emulates float16
 def test_place_for_inference_names_valid_dtypes(host_profile):
     import torch
     from conftest import PROFILE_DEFAULTS
