@@ -352,3 +352,58 @@ def test_augment_mix_names_its_own_options(tmp_path, capsys):
     assert main(["augment", "mix", "--real", str(src), *out]) == 2
     assert _one_error(capsys) == (f"error: --real {src}: one path must be a .tsv file (source<TAB>target; .jsonl and .tmx "
                                   "work too); give a Moses pair as two files: --real SRC TGT")
+
+
+# ---------------------------------------------------------------------------------------
+# 5. Settings that waste the machine are warned about.
+
+
+def test_a_token_budget_below_the_sentences_is_warned_about_with_the_count(toy_dir):
+    """`data.max_tokens: 8` trained one pair per step, over the budget, without a word."""
+    from mtadapt.config import config_from_dict
+    from mtadapt.data.batching import bucketed_batches
+    from mtadapt.data.tasks import load_task_data
+    from mtadapt.errors import MtadaptWarning
+    from mtadapt.models.loading import load_model
+
+    config = config_from_dict({"model": {"name_or_path": "tiny:marian"},
+                               "data": {"src_lang": "de", "tgt_lang": "en", "max_tokens": 8, "train": {"paths": ["toy:train"], "limit": 200}}})
+    loaded = load_model("tiny:marian")
+    with pytest.warns(MtadaptWarning) as caught:
+        task = load_task_data(config, loaded, None)
+    (warning,) = [str(w.message) for w in caught if "data.max_tokens" in str(w.message)]
+    src, tgt = [len(s) for s in task.train.src_ids], [len(t) for t in task.train.tgt_ids]
+    batches = bucketed_batches(src, tgt, 8, seed=0, epoch=0)  # the batcher's own count, another path
+    over = [b for b in batches if len(b) * max(max(src[i], tgt[i]) for i in b) > 8]
+    assert over and all(len(b) == 1 for b in over)
+    longest = max(max(s, t) for s, t in zip(src, tgt))
+    assert warning == (f"data.max_tokens 8 is below the length of {len(over)} of 200 training pairs (up to {longest} tokens): "
+                       f"each is a batch of its own, over the budget, {len(over)} such batches per pass over the data; "
+                       f"raise data.max_tokens above {longest} to batch them")
+    config = config_from_dict({"model": {"name_or_path": "tiny:marian"},
+                               "data": {"src_lang": "de", "tgt_lang": "en", "train": {"paths": ["toy:train"], "limit": 200}}})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MtadaptWarning)  # the default budget (1024): no warning
+        load_task_data(config, loaded, None)
+
+
+def test_a_lora_rank_above_the_layer_width_is_warned_about():
+    import warnings
+
+    from mtadapt.errors import MtadaptWarning
+    from mtadapt.methods import lora
+    from mtadapt.models.loading import load_model
+
+    loaded = load_model("tiny:marian")  # d_model 64: every q/v projection (self and cross-attention) is 64 x 64
+    targeted = len(lora.target_module_names(loaded.model, lora.LoraConfig(), loaded.family.targets))
+    with pytest.warns(MtadaptWarning) as caught:
+        lora.apply(loaded.model, lora.LoraConfig(rank=100), loaded.family.targets, "wide")
+    assert [str(w.message) for w in caught] == [
+        f"lora rank 100 is above the width of {targeted} of {targeted} targeted layers (the narrowest, model.encoder.layers.0.self_attn.v_proj, "
+        "is 64 x 64): B A cannot have a rank above min(in, out), so the extra rank adds parameters and no capacity; "
+        "use rank <= 64"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MtadaptWarning)
+        lora.apply(loaded.model, lora.LoraConfig(rank=64), loaded.family.targets, "full-rank")

@@ -14,6 +14,7 @@ own source code / task prefix and its own target code as the first label.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -28,6 +29,7 @@ from mtadapt.data.filters import LengthFilterConfig
 from mtadapt.data.prepare import TokenizedPairs, corpus_spec, file_language, read_texts, tokenize_pairs
 from mtadapt.data.sampling import pair_probabilities, sampled_batches
 from mtadapt.data.validation import DataError, DataReport
+from mtadapt.errors import MtadaptWarning
 from mtadapt.methods.language_adapters import language_routing
 from mtadapt.models.languages import PairCodec, reserve_language_tags
 from mtadapt.models.loading import LoadedModel
@@ -192,6 +194,19 @@ def concat_pairs(parts: list[TokenizedPairs]) -> TokenizedPairs:
     )
 
 
+def _warn_over_budget(corpora: list[TokenizedPairs], max_tokens: int) -> None:
+    """One warning when training pairs are longer than the batch budget `data.max_tokens`:
+    each such pair is a batch of its own, over the budget (`data.batching` never drops one),
+    so the budget no longer bounds memory and those steps see one pair each."""
+    widths = [max(len(s), len(t)) for c in corpora for s, t in zip(c.src_ids, c.tgt_ids)]
+    over = sum(w > max_tokens for w in widths)
+    if over:
+        warnings.warn(f"data.max_tokens {max_tokens} is below the length of {over:,} of {len(widths):,} training pairs "
+                      f"(up to {max(widths)} tokens): each is a batch of its own, over the budget, {over:,} such batches "
+                      f"per pass over the data; raise data.max_tokens above {max(widths)} to batch them", MtadaptWarning,
+                      stacklevel=3)
+
+
 def load_task_data(config: RunConfig, loaded: LoadedModel, filters: LengthFilterConfig | None) -> TaskData:
     """Read and tokenize every direction of the run (`data.pairs`, or the single pair) with
     its own codec.
@@ -223,6 +238,7 @@ def load_task_data(config: RunConfig, loaded: LoadedModel, filters: LengthFilter
     trained = [p for p in pairs if not p.held_out]
     sizes = [len(p.train) for p in trained]
     d = config.data
+    _warn_over_budget([p.train for p in trained], d.max_tokens)
     probabilities = pair_probabilities(sizes, d.sampling, d.sampling_temperature, [p.corpus.weight for p in trained])
     return TaskData(
         pairs=pairs, train=concat_pairs([p.train for p in trained]), offsets=[0, *np.cumsum(sizes).tolist()],

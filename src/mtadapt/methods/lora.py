@@ -295,13 +295,35 @@ def apply(model: nn.Module, config: LoraConfig, targets: ModelTargets, adapter_n
     if not isinstance(config, LoraConfig):
         raise TypeError(f"lora.apply needs a LoraConfig, got {type(config).__name__}")
     was_active = active_adapters(model) if adapter_names(model) else []
-    for name in target_module_names(model, config, targets):
+    names = target_module_names(model, config, targets)
+    _warn_rank_above_width(model, names, config.rank)
+    for name in names:
         module = model.get_submodule(name)
         if not isinstance(module, LoraLinear):
             module = LoraLinear(module)
             replace_module(model, name, module)
         module.add_adapter(adapter_name, config)
     set_active_adapters(model, was_active or [adapter_name])
+
+
+def _warn_rank_above_width(model: nn.Module, names: list[str], rank: int) -> None:
+    """One warning when `rank` exceeds min(in, out) of targeted layers: B A (out x in) cannot
+    have a higher rank, so the extra rank adds parameters and no capacity."""
+    import warnings
+
+    from mtadapt.errors import MtadaptWarning
+
+    widths = {}
+    for name in names:
+        layer = model.get_submodule(name)
+        layer = layer.base_layer if isinstance(layer, LoraLinear) else layer
+        widths[name] = (layer.out_features, layer.in_features)
+    narrow = {name: shape for name, shape in widths.items() if rank > min(shape)}
+    if narrow:
+        name, (out, inp) = min(narrow.items(), key=lambda item: min(item[1]))
+        warnings.warn(f"lora rank {rank} is above the width of {len(narrow)} of {len(widths)} targeted layers (the narrowest, "
+                      f"{name}, is {out} x {inp}): B A cannot have a rank above min(in, out), so the extra rank adds "
+                      f"parameters and no capacity; use rank <= {min(out, inp)}", MtadaptWarning, stacklevel=3)
 
 
 def merge(model: nn.Module, adapter_names: Sequence[str] | None = None, safe: bool = True) -> None:
