@@ -7,9 +7,13 @@
 #   scripts/bible_bt_experiment.sh train bt-real bt-beam    # train and score these systems
 #   scripts/bible_bt_experiment.sh all                      # everything, one system after another
 #   SEED=1 scripts/bible_bt_experiment.sh train bt-real bt-beam   # another seed: runs/<system>-s1
-#   D=data/bible-bt-25k MONO=all BT_DTYPE=int8 scripts/bible_bt_experiment.sh data
-#                                    # corpus scale (issue 27): every remaining training verse as
-#                                    # monolingual English, back-translated in int8
+#   D=data/bible-bt-25k MONO=all BT_DTYPE=int8 UPSAMPLE=4 scripts/bible_bt_experiment.sh data
+#   D=data/bible-bt-25k RUNS=runs/bt25k RECIPE=recipes/augment-bible-bt-scale.yaml \
+#     scripts/bible_bt_experiment.sh train bt-real bt-tagged
+#                                    # corpus scale (issue 27): every remaining training verse
+#                                    # (28,279) as monolingual English, back-translated in int8,
+#                                    # real pairs 4x (a fifth of each mixture), LoRA r=16 with
+#                                    # early stopping
 #
 # Systems (all LoRA r=8 all-linear from bergamot:pt-en, same recipe and step budget):
 #   bt-base        the untuned student (no training)
@@ -27,7 +31,9 @@ D=${D:-data/bible-bt}
 REAL=${REAL:-2000}
 MONO=${MONO:-4000}   # or "all": every training verse that is not real
 BT_DTYPE=${BT_DTYPE:-float32}
-RECIPE=recipes/augment-bible-bt.yaml
+RECIPE=${RECIPE:-recipes/augment-bible-bt.yaml}
+UPSAMPLE=${UPSAMPLE:-2}   # copies of the real pairs in each mixture
+RUNS=${RUNS:-runs}
 
 data() {
   [ -f $D/mono.en ] || .venv/bin/python scripts/prepare_bible_bt.py --out $D --real $REAL --mono $MONO
@@ -41,20 +47,22 @@ data() {
   for kind in beam tagged noised; do
     [ -f $D/mix-$kind.pt ] || $MT augment mix --no-progress --real $D/real.pt $D/real.en \
       --synthetic $D/bt-$kind.pt $D/bt-beam.en --output-src $D/mix-$kind.pt --output-tgt $D/mix-$kind.en \
-      --real-upsample 2 --seed 0
+      --real-upsample $UPSAMPLE --seed 0
   done
   # sampled BT has its own targets file (same English lines, same order as bt-beam.en unless
   # a filter dropped a line), so mix it with its own
   $MT augment mix --no-progress --real $D/real.pt $D/real.en --synthetic $D/bt-sample.pt $D/bt-sample.en \
-    --output-src $D/mix-sample.pt --output-tgt $D/mix-sample.en --real-upsample 2 --seed 0
+    --output-src $D/mix-sample.pt --output-tgt $D/mix-sample.en --real-upsample $UPSAMPLE --seed 0
 }
 
 SEED=${SEED:-0}
 SUFFIX=$([ "$SEED" = 0 ] || echo "-s$SEED")
 
 train_one() {
-  local name=$1 run=runs/$1$SUFFIX
-  local args=("train.seed=$SEED")
+  local name=$1 run=$RUNS/$1$SUFFIX
+  # the data of $D (overrides: relative to the working folder)
+  local args=("train.seed=$SEED" "data.train.paths=[$D/real.pt, $D/real.en]" "data.dev.paths=[$D/dev.pt, $D/dev.en]"
+              "data.test.paths=[$D/test.pt, $D/test.en]")
   case $name in
     bt-base) mkdir -p $run ;;
     bt-real) ;;
@@ -69,7 +77,7 @@ train_one() {
   fi
   if [ ! -f $run/test.json ]; then
     local baseline=()
-    [ $name != bt-real ] && [ -f runs/bt-real$SUFFIX/test.hyp ] && baseline=(--baseline runs/bt-real$SUFFIX/test.hyp)
+    [ $name != bt-real ] && [ -f $RUNS/bt-real$SUFFIX/test.hyp ] && baseline=(--baseline $RUNS/bt-real$SUFFIX/test.hyp)
     local model=(--run $run)
     [ $name = bt-base ] && model=(--model bergamot:pt-en)
     $MT evaluate --no-progress "${model[@]}" --src $D/test.pt --ref $D/test.en --save-hyp $run/test.hyp \
