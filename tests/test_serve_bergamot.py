@@ -33,6 +33,7 @@ def bergamot(tmp_path_factory):
     storage.save_adapter(loaded.model, root / "bible", "bible")
     config = {
         "model": "bergamot:pt-en",
+        "dtype": "float32",  # the offline references are float32; the host's default may be bfloat16
         "adapters": [{"name": "bible", "path": "bible"}],
         "limits": {"max_texts": 4, "max_queue": 4, "retry_after_s": 2},
         "batching": {"max_batch_sentences": 4, "max_wait_ms": 300},
