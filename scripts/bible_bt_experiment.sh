@@ -8,7 +8,7 @@
 #   scripts/bible_bt_experiment.sh all                      # everything, one system after another
 #   SEED=1 scripts/bible_bt_experiment.sh train bt-real bt-beam   # another seed: runs/<system>-s1
 #   D=data/bible-bt-25k MONO=all BT_DTYPE=int8 UPSAMPLE=4 scripts/bible_bt_experiment.sh data
-#   D=data/bible-bt-25k RUNS=runs/bt25k RECIPE=recipes/augment-bible-bt-scale.yaml \
+#   D=data/bible-bt-25k RUNS=runs/bt-scale RECIPE=recipes/augment-bible-bt-scale.yaml \
 #     scripts/bible_bt_experiment.sh train bt-real bt-tagged
 #                                    # corpus scale (issue 27): every remaining training verse
 #                                    # (28,279) as monolingual English, back-translated in int8,

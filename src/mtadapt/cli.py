@@ -752,6 +752,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("MTADAPT_DEBUG", "").strip() not in ("", "0")
     if not is_terminal(sys.stderr):  # a log or a pipe: no bars from Hugging Face's libraries either (read at import)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if "transformers" in sys.modules:  # imported already (the Python API, tests): switch its bars off now
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:

@@ -101,7 +101,7 @@ def describe_cpu() -> str:
     interesting = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma")))
     line = f"capability {cpu_capability()}; flags {' '.join(interesting) or 'unknown'}"
     if os.environ.get(CPU_FLAGS_ENV) is not None:
-        line += f" (host profile from ${CPU_FLAGS_ENV}: {host_profile()})"
+        line += f"; host profile {host_profile()} from ${CPU_FLAGS_ENV}"
     return line
 
 
