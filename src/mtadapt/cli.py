@@ -2,7 +2,7 @@
 
     mtadapt train RECIPE.yaml [key.path=value ...] [--resume]
     mtadapt compare RECIPE.yaml [key.path=value ...]
-    mtadapt translate (--run DIR | --model M [--adapter DIR]) [-i FILE] [-o FILE]
+    mtadapt translate (--run DIR | --model M [--adapter DIR]) [-i FILE] [-o FILE] [--format lines|po]
     mtadapt evaluate --ref FILE (--hyp FILE | --run DIR --src FILE) [--baseline FILE]
     mtadapt params (--arch NAME | --model M) --method lora --set rank=8
     mtadapt merge --model M --adapter DIR --out DIR
@@ -186,6 +186,10 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from mtadapt.runs import open_for_inference, place_for_inference
 
     ranks = sharded.current_ranks()
+    if args.format == "po":
+        return _translate_catalog(args, ranks.world)
+    if args.no_placeholder_protection:
+        raise ConfigError("--no-placeholder-protection goes with --format po (plain lines are translated as they are)")
     piped = args.input in (None, "-") or args.output in (None, "-")
     if piped and ranks.world > 1:
         raise ConfigError(f"translate over {ranks.world} processes needs -i FILE and -o FILE (on storage every rank sees)")
@@ -215,6 +219,38 @@ def cmd_translate(args: argparse.Namespace) -> int:
     sharded.translate_file(loaded.model, codec, args.input, args.output, _generation(args), work_dir=args.work_dir,
                            model_id=model_id, window_lines=args.window_lines, shard_size=args.shard_size, ranks=ranks,
                            progress=cli_progress(args.no_progress))
+    return 0
+
+
+def _translate_catalog(args: argparse.Namespace, world: int) -> int:
+    """`--format po`: fill a gettext catalog's untranslated entries (`mtadapt.data.po_catalog`);
+    one `warning:` line per placeholder problem, naming the entry's line."""
+    from mtadapt.data.placeholders import usable_styles
+    from mtadapt.data.po_catalog import read_catalog, translate_catalog
+    from mtadapt.evaluate.generation import translate
+    from mtadapt.io import atomic_write_text
+    from mtadapt.runs import open_for_inference, place_for_inference
+
+    if args.input in (None, "-") or args.output in (None, "-"):
+        raise ConfigError("--format po needs -i FILE.po and -o FILE.po (a catalog is read and written whole)")
+    if world > 1:
+        raise ConfigError(f"--format po runs in one process, not {world}: start it without torchrun")
+    _check_output(args.output, "--output")
+    check_outputs_apart({"--output": args.output}, {"--input": args.input})
+    check_input_file(args.input, "input")
+    catalog = read_catalog(args.input)  # before the model loads: a broken catalog fails fast
+    loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
+                                        shortlist=False if args.no_shortlist else None)
+    place_for_inference(loaded.model, args.dtype)
+    styles = usable_styles(lambda text: codec.decode(codec.encode_targets([text]))[0])
+    config, progress = _generation(args), cli_progress(args.no_progress)
+    count, problems = translate_catalog(catalog, lambda texts: translate(loaded.model, codec, texts, config, progress=progress),
+                                        protect=not args.no_placeholder_protection, styles=styles)
+    for p in problems:
+        print(f"warning: {args.input}:{p.line}: {p.describe()}", file=sys.stderr)
+    atomic_write_text(args.output, str(catalog))
+    print(f"translated {count} entries (marked fuzzy for review) into {args.output}; "
+          f"{len(problems)} placeholder warning{'s' if len(problems) != 1 else ''}", file=sys.stderr)
     return 0
 
 
@@ -550,6 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_args(p)
     p.add_argument("-i", "--input", help="input file (default: stdin)")
     p.add_argument("-o", "--output", help="output file (default: stdout)")
+    p.add_argument("--format", choices=["lines", "po"], default="lines",
+                   help="lines: one sentence a line (default); po: a gettext catalog, its untranslated entries "
+                        "filled and marked fuzzy, placeholders protected")
+    p.add_argument("--no-placeholder-protection", action="store_true",
+                   help="--format po: translate placeholders (%%s, {name}, <b>, &amp;) like any text instead of masking them")
     _add_stream_args(p, "(file to file; removed when done)")
     p.set_defaults(func=cmd_translate)
 
