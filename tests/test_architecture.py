@@ -13,7 +13,8 @@ lazy imports inside functions count):
     6  runs                               a run folder or base + adapters, ready for inference
     7  augment                            noise, back-translation
     8  train                              the loop, checkpoints, schedules
-    9  compare, serve, export             grids and reports; the HTTP server; models back to their engines
+    9  compare, serve, export,            grids and reports; the HTTP server; models back to their engines
+       export_ctranslate2                 (Bergamot, CTranslate2)
    10  cli_options                        command-line options built from settings dataclasses
    11  cli, api                           the user's entry points: the shell and Python
 """
@@ -30,7 +31,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: dict[str, int] = {
     "errors": -1, "io": 0, "settings": 0, "toy": 0, "progress": 0,
     "models": 1, "methods": 2, "config": 3, "data": 4, "evaluate": 5, "runs": 6, "augment": 7, "train": 8,
-    "compare": 9, "serve": 9, "export": 9, "cli_options": 10, "cli": 11, "api": 11,
+    "compare": 9, "serve": 9, "export": 9, "export_ctranslate2": 9,
+    "cli_options": 10, "cli": 11, "api": 11,
 }
 
 

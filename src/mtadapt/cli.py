@@ -6,7 +6,7 @@
     mtadapt evaluate --ref FILE (--hyp FILE | --run DIR --src FILE) [--baseline FILE]
     mtadapt params (--arch NAME | --model M) --method lora --set rank=8
     mtadapt merge --model M --adapter DIR --out DIR
-    mtadapt export --format peft|npz|bergamot (--run DIR | --model M --adapter DIR) --out DIR
+    mtadapt export --format peft|npz|bergamot|ctranslate2 (--run DIR | --model M --adapter DIR) --out DIR
     mtadapt augment noise --input F --output F [--word-dropout P ...]
     mtadapt augment backtranslate --model M --input F --output F.tsv [--mode sample ...]
     mtadapt augment mix --real S T --synthetic S T --output-src S --output-tgt T
@@ -395,6 +395,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         if Path(args.out).is_dir() and any(Path(args.out).iterdir()):
             raise DataError(f"--out {args.out} is not empty; export never overwrites: give a new or empty folder, "
                             "or remove it first")
+    if args.format == "ctranslate2":
+        from mtadapt.export_ctranslate2 import export_ctranslate2_folder
+
+        export_ctranslate2_folder(args.out, run=args.run, model=args.model, adapters=args.adapter,
+                                  src_lang=args.src_lang, tgt_lang=args.tgt_lang, quantization=args.quantization)
+        print(f"exported to {args.out}")
+        return 0
     if args.format == "bergamot":
         from mtadapt.export import export_bergamot_folder
 
@@ -620,10 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("export", parents=[common],
-                       help="export an adapter to HF PEFT, or a Marian-native model to .npz or a Bergamot int8 folder")
+                       help="export an adapter to HF PEFT, a merged HF model to a CTranslate2 folder, "
+                            "or a Marian-native model to .npz or a Bergamot int8 folder")
     _add_model_args(p)
-    p.add_argument("--format", choices=["peft", "npz", "bergamot"], required=True)
-    p.add_argument("--out", required=True, help="a new folder (peft, bergamot) or a new .npz file (npz); export never "
+    p.add_argument("--format", choices=["peft", "npz", "bergamot", "ctranslate2"], required=True)
+    p.add_argument("--out", required=True, help="a new folder (peft, bergamot, ctranslate2) or a new .npz file (npz); export never "
                                                 "overwrites: an existing file or a non-empty folder is refused. Missing "
                                                 "parent folders are created")
     p.add_argument("--calibration-text", help="bergamot: source sentences to calibrate the int8 activation "
@@ -632,6 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", choices=["auto", "relative", "absolute"], default="auto",
                    help="bergamot: relative = the base's shipped multipliers corrected by the adaptation's change "
                         "(auto when the base ships them); absolute = measured afresh, as Marian's calibration")
+    p.add_argument("--quantization", choices=["int8", "int8_float32", "int16", "float32", "float16", "bfloat16"],
+                   default="float32", help="ctranslate2: the weights' type in the folder (CPU runs int8, int8_float32, "
+                                           "float32; CUDA also float16, bfloat16)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("augment", parents=[common], help="data augmentation: noise, back-translation, mixing")
