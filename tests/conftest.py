@@ -69,3 +69,14 @@ def host_profile(request, monkeypatch):
 
     monkeypatch.setenv(CPU_FLAGS_ENV, HOST_PROFILES[request.param])
     return request.param
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for the test (engine comparisons and timings on the shared cores)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

