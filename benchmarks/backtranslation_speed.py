@@ -37,9 +37,9 @@ from pathlib import Path
 
 import torch
 
-from mtadapt.evaluate.precision import describe_machine
+from mtadapt.inference.precision import describe_machine
 from mtadapt.augment.backtranslate import BacktranslationConfig, backtranslate
-from mtadapt.evaluate.generation import translate
+from mtadapt.inference.generation import translate
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
 

@@ -28,8 +28,8 @@ import sacrebleu
 import torch
 
 from mtadapt.data import bible
-from mtadapt.evaluate.generation import GenerationConfig, translate
-from mtadapt.evaluate.precision import describe_machine
+from mtadapt.inference.generation import GenerationConfig, translate
+from mtadapt.inference.precision import describe_machine
 from mtadapt.export import export_bergamot_folder
 from mtadapt.models.marian_native.engines import translate_with_bergamot
 from mtadapt.runs import open_for_inference, read_run_config

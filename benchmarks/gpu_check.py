@@ -19,7 +19,7 @@ imports); a summary closes the run, and parts that would pass --time-limit are s
     hf_lora        Seq2SeqTrainer + PEFT LoRA of the same r, alpha and modules, their defaults
                    otherwise (random batches of --batch-size sentences padded per batch)
     hf_full        Seq2SeqTrainer, full fine-tuning
-    translate      `mtadapt.evaluate.generation.translate_ids`, greedy, float32 then bfloat16
+    translate      `mtadapt.inference.generation.translate_ids`, greedy, float32 then bfloat16
     serve          `mtadapt serve` on the device (the device's default precision), concurrent
                    requests to the base and to mtadapt_lora's adapter
 
@@ -187,7 +187,7 @@ def run_hf(args: argparse.Namespace, work: Path, method: str) -> dict:
 
 
 def run_translate(args: argparse.Namespace, work: Path) -> dict:
-    from mtadapt.evaluate.generation import GenerationConfig, translate_ids
+    from mtadapt.inference.generation import GenerationConfig, translate_ids
     from mtadapt.io import iter_lines
     from mtadapt.runs import open_for_inference, place_for_inference
 
@@ -424,7 +424,7 @@ def main() -> int:
         parser.error(f"--parts: unknown {', '.join(unknown)}; valid: {', '.join(PARTS)}")
     import torch
 
-    from mtadapt.evaluate.precision import describe_machine
+    from mtadapt.inference.precision import describe_machine
 
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")

@@ -4,7 +4,7 @@ The same verses (World English Bible -> Portuguese with `bergamot:en-pt`, as bac
 runs it; or `--model bergamot:pt-en` on Almeida verses) are translated, for every setting of
 greedy / beam 4 and 1 / 2 threads, by
 
-    float32    mtadapt, evaluate.generation.translate (batches of 32, length-sorted)
+    float32    mtadapt, inference.generation.translate (batches of 32, length-sorted)
     int8       the same with the model in int8 (runs.place_for_inference(model, "int8"):
                the shipped int8 weights through fbgemm)
     marian     bergamot-translator, the C++ engine of Firefox Translations, int8
@@ -36,8 +36,8 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 
-from mtadapt.evaluate.generation import GenerationConfig, translate
-from mtadapt.evaluate.precision import describe_machine
+from mtadapt.inference.generation import GenerationConfig, translate
+from mtadapt.inference.precision import describe_machine
 from mtadapt.models.marian_native.engines import bergamot_unavailable, translate_with_bergamot
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model

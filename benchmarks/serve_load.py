@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from mtadapt.evaluate.precision import describe_machine
+from mtadapt.inference.precision import describe_machine
 
 BAD_BODIES = [
     (b'{"q": "Ol\xc3\xa1", "source": ', "application/json"),
@@ -193,7 +193,7 @@ def main() -> None:
     args = p.parse_args()
 
     from mtadapt.data.bible import read_pairs
-    from mtadapt.evaluate.generation import GenerationConfig, translate
+    from mtadapt.inference.generation import GenerationConfig, translate
     from mtadapt.runs import open_for_inference
 
     import torch

@@ -56,7 +56,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mtadapt.evaluate.precision import describe_machine
+from mtadapt.inference.precision import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 SRC_LANG, TGT_LANG = "de_DE", "en_XX"
@@ -100,7 +100,7 @@ def rss_mib() -> float:
 def dev_bleu(model, codec, data: Path) -> float:
     import sacrebleu
 
-    from mtadapt.evaluate.generation import GenerationConfig, translate
+    from mtadapt.inference.generation import GenerationConfig, translate
     from mtadapt.io import iter_lines
 
     hyps = translate(model, codec, list(iter_lines(data / "dev.de")), GenerationConfig(batch_size=32))

@@ -49,14 +49,14 @@ def toy_dir() -> Path:
 
 # ---------------------------------------------------------------------------------------
 # The host is a test input: `host_profile` runs a test once per CPU kind the precision
-# policy distinguishes (evaluate.precision.HOST_PROFILES), through $MTADAPT_CPU_FLAGS, which
+# policy distinguishes (inference.precision.HOST_PROFILES), through $MTADAPT_CPU_FLAGS, which
 # subprocesses (CLI, servers) inherit.
 
 PROFILE_DEFAULTS = {"avx2": "float32", "avx512": "float32", "avx512-bf16": "bfloat16", "amx": "bfloat16"}
 
 
 def pytest_report_header(config):
-    from mtadapt.evaluate.precision import default_inference_dtype, describe_cpu, host_profile
+    from mtadapt.inference.precision import default_inference_dtype, describe_cpu, host_profile
 
     return f"mtadapt host profile: {host_profile()} (default precision {default_inference_dtype('cpu')}; {describe_cpu()})"
 
@@ -65,7 +65,7 @@ def pytest_report_header(config):
 def host_profile(request, monkeypatch):
     """The name of a host profile this test runs under; `PROFILE_DEFAULTS[name]` is its default
     precision."""
-    from mtadapt.evaluate.precision import CPU_FLAGS_ENV, HOST_PROFILES
+    from mtadapt.inference.precision import CPU_FLAGS_ENV, HOST_PROFILES
 
     monkeypatch.setenv(CPU_FLAGS_ENV, HOST_PROFILES[request.param])
     return request.param

@@ -9,14 +9,16 @@ lazy imports inside functions count):
     2  methods                            knows modules by the patterns families supply
     3  config                             dataclass configs (method names from the registry)
     4  data                               readers, validation, batching, the run's TaskData
-    5  evaluate                           generation, metrics, dev scores
-    6  runs                               a run folder or base + adapters, ready for inference
-    7  augment                            noise, back-translation
-    8  train                              the loop, checkpoints, schedules
-    9  compare, serve, export,            grids and reports; the HTTP server; models back to their engines
+    5  inference                          engines (PyTorch, CTranslate2), generation, sharded
+                                          corpus translation, precision policy
+    6  evaluate                           metrics, dev scores
+    7  runs                               a run folder or base + adapters, ready for inference
+    8  augment                            noise, back-translation
+    9  train                              the loop, checkpoints, schedules
+   10  compare, serve, export,            grids and reports; the HTTP server; models back to their engines
        export_ctranslate2                 (Bergamot, CTranslate2)
-   10  cli_options                        command-line options built from settings dataclasses
-   11  cli, api                           the user's entry points: the shell and Python
+   11  cli_options                        command-line options built from settings dataclasses
+   12  cli, api                           the user's entry points: the shell and Python
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: dict[str, int] = {
     "errors": -1, "io": 0, "settings": 0, "toy": 0, "progress": 0,
-    "models": 1, "methods": 2, "config": 3, "data": 4, "evaluate": 5, "runs": 6, "augment": 7, "train": 8,
-    "compare": 9, "serve": 9, "export": 9, "export_ctranslate2": 9,
-    "cli_options": 10, "cli": 11, "api": 11,
+    "models": 1, "methods": 2, "config": 3, "data": 4, "inference": 5, "evaluate": 6, "runs": 7, "augment": 8,
+    "train": 9, "compare": 10, "serve": 10, "export": 10, "export_ctranslate2": 10,
+    "cli_options": 11, "cli": 12, "api": 12,
 }
 
 

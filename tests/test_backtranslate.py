@@ -30,7 +30,7 @@ from mtadapt.augment.backtranslate import (
     write_mixed_corpus,
 )
 from mtadapt.augment.noise import NoiseConfig
-from mtadapt.evaluate.generation import GenerationConfig, translate
+from mtadapt.inference.generation import GenerationConfig, translate
 
 # short outputs keep the random tiny model fast (it rambles to the length limit)
 FAST = dict(max_length_factor=0.5, batch_size=4)
@@ -158,7 +158,7 @@ def test_resume_refuses_other_settings(tiny, lines, tmp_path):
 KILLED_RUN = """
 import sys, time
 import mtadapt.augment.backtranslate as bt
-import mtadapt.evaluate.sharded as sharded
+import mtadapt.inference.sharded as sharded
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
 
@@ -260,7 +260,7 @@ def test_dtype_casts_the_reverse_model_and_enters_the_fingerprint(tmp_path, line
     import torch
 
     import mtadapt.augment.backtranslate as bt
-    import mtadapt.evaluate.sharded as sharded
+    import mtadapt.inference.sharded as sharded
 
     seen = []
     real = sharded.generate_shards

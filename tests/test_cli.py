@@ -46,7 +46,7 @@ def test_top_level_help(capsys):
 
 def test_translate_keeps_input_order_with_batching(tmp_path, monkeypatch):
     """A model that echoes its source makes the output order exactly checkable."""
-    from mtadapt.evaluate import generation
+    from mtadapt.inference import generation
 
     batches = []
 
@@ -71,7 +71,7 @@ def test_translate_keeps_input_order_with_batching(tmp_path, monkeypatch):
 def test_translate_stdin_to_stdout(monkeypatch, capsys):
     import io
 
-    from mtadapt.evaluate import generation
+    from mtadapt.inference import generation
 
     monkeypatch.setattr(generation, "generate_batch",
                         lambda model, codec, ids, mask, config, decoder_prompts=None: [r[m.bool()].tolist() for r, m in zip(ids, mask)])
@@ -85,7 +85,7 @@ def test_translate_dtype_reaches_the_model(monkeypatch, capsys):
 
     import torch
 
-    from mtadapt.evaluate import generation
+    from mtadapt.inference import generation
 
     seen = []
 

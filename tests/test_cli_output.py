@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from mtadapt.cli import main
-from mtadapt.evaluate.sharded import STREAM_GROUP_BATCHES
+from mtadapt.inference.sharded import STREAM_GROUP_BATCHES
 from mtadapt.progress import cli_progress
 
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from mtadapt.cli import main
-from mtadapt.evaluate.generation import translate_ids
+from mtadapt.inference.generation import translate_ids
 from mtadapt.methods import lora, storage
 from mtadapt.methods.bottleneck import HoulsbyConfig
 from mtadapt.methods.merge import merged_model

@@ -166,7 +166,7 @@ def test_a_bottleneck_adapter_without_a_size_says_what_to_set(method, capsys):
 
 def _echo(monkeypatch) -> None:
     """Generation returns each source's own ids (fast, and the order is checkable)."""
-    from mtadapt.evaluate import generation
+    from mtadapt.inference import generation
 
     def echo(model, codec, input_ids, attention_mask, config, decoder_prompts=None):
         return [row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask)]

@@ -28,7 +28,7 @@ U2028 = "\u2028"
 
 def _echo(monkeypatch, calls: list | None = None) -> None:
     """Generation returns each source's own ids: output line i is input line i, exactly."""
-    from mtadapt.evaluate import generation
+    from mtadapt.inference import generation
 
     def echo(model, codec, input_ids, attention_mask, config, decoder_prompts=None):
         if calls is not None:

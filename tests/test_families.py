@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtadapt.evaluate.generation import GenerationConfig, _pad, generate_batch
+from mtadapt.inference.generation import GenerationConfig, _pad, generate_batch
 from mtadapt.models.families import FAMILIES, detect_family
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model

@@ -17,8 +17,8 @@ from conftest import PROFILE_DEFAULTS
 from serve_support import ServerProcess, randomize_adapter
 
 from mtadapt.cli import main
-from mtadapt.evaluate import precision
-from mtadapt.evaluate.generation import GenerationConfig, translate
+from mtadapt.inference import precision
+from mtadapt.inference.generation import GenerationConfig, translate
 from mtadapt.methods import lora, storage
 from mtadapt.methods.routing import AdapterSet
 from mtadapt.models.languages import PairCodec
@@ -97,7 +97,7 @@ def test_api_from_pretrained_in_the_default_precision(host_profile, lora_folder)
 
 
 def test_translate_work_folder_records_the_precision_and_float32_is_exact(host_profile, tmp_path, lora_folder, monkeypatch):
-    from mtadapt.evaluate import sharded
+    from mtadapt.inference import sharded
 
     monkeypatch.setattr(sharded.shutil, "rmtree", lambda path: None)  # keep the work folder, as a killed run would
     source = tmp_path / "in.txt"

@@ -119,7 +119,7 @@ def test_place_for_inference_int8_and_cli(tmp_path, capsys) -> None:
 
 
 def test_precision_defaults_and_emulation_warnings(monkeypatch) -> None:
-    from mtadapt.evaluate import precision
+    from mtadapt.inference import precision
 
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
@@ -135,7 +135,7 @@ def test_precision_defaults_and_emulation_warnings(monkeypatch) -> None:
 
 
 def test_place_for_inference_warns_for_an_emulated_dtype(monkeypatch) -> None:
-    from mtadapt.evaluate import precision
+    from mtadapt.inference import precision
     from mtadapt.runs import place_for_inference
 
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
@@ -167,7 +167,7 @@ def test_backtranslate_int8_enters_the_fingerprint(tmp_path) -> None:
 
 def test_describe_machine_names_what_benchmark_numbers_depend_on(monkeypatch) -> None:
     """The one machine line every benchmark prints: cores, capability, flags, threads, load."""
-    from mtadapt.evaluate import precision
+    from mtadapt.inference import precision
 
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "fma", "sse2"}))
     line = precision.describe_machine()

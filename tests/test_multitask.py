@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from mtadapt.config import ConfigError, RunConfig, config_from_dict, load_recipe
 from mtadapt.data.batching import collate
 from mtadapt.data.filters import LengthFilterConfig
-from mtadapt.evaluate.generation import GenerationConfig, translate, translate_ids
+from mtadapt.inference.generation import GenerationConfig, translate, translate_ids
 from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_layers
 from mtadapt.methods.language_adapters import add_language_adapters, language_routing, split_layers

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from mtadapt.evaluate.generation import GenerationConfig, translate
+from mtadapt.inference.generation import GenerationConfig, translate
 from mtadapt.methods import base, lora, storage
 from mtadapt.methods.bottleneck import HoulsbyConfig
 from mtadapt.methods.peft_interop import export_lora_to_peft, import_peft_lora

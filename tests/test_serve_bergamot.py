@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from mtadapt.evaluate.generation import GenerationConfig, translate
+from mtadapt.inference.generation import GenerationConfig, translate
 from mtadapt.methods import base, lora, storage
 from mtadapt.runs import open_for_inference
 from serve_support import ServerProcess, randomize_adapter

@@ -1,4 +1,4 @@
-"""Streaming, sharded generation (evaluate.sharded): windows and shards cover every line
+"""Streaming, sharded generation (inference.sharded): windows and shards cover every line
 once in input order; old work folders resume; two torchrun CPU processes (gloo) write what
 one process writes, for greedy, beam, sampling and `translate`; a rank killed with SIGKILL,
 then a rerun with another number of processes, loses and duplicates nothing (one process
@@ -19,8 +19,8 @@ import torch
 
 from mtadapt.augment.backtranslate import BacktranslationConfig, backtranslate, generate_shards, read_shards
 from mtadapt.cli import main
-from mtadapt.evaluate import sharded
-from mtadapt.evaluate.generation import GenerationConfig, translate
+from mtadapt.inference import sharded
+from mtadapt.inference.generation import GenerationConfig, translate
 from mtadapt.io import iter_lines, iter_stream_lines
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,7 +125,7 @@ RANK_SCRIPT = '''
 import json, os, sys, time
 from pathlib import Path
 
-import mtadapt.evaluate.sharded as sharded
+import mtadapt.inference.sharded as sharded
 from mtadapt.cli import main
 
 delay = float(os.environ.get("SLOW_SHARD_SECONDS", "0"))

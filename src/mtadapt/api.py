@@ -22,7 +22,7 @@ Every call goes to the module the CLI uses for the same job, so there is one imp
 | `print_trainable_parameters` | `methods.params.param_report` (what `mtadapt params` prints) |
 | `save_pretrained`, `load_adapter`, `from_pretrained` | `methods.storage` (fingerprint-checked) |
 | `set_adapter`, `disable_adapters`, `delete_adapter` | `methods.routing.AdapterSet`        |
-| `translate`                  | `evaluate.generation.translate_ids` (batched, sorted)  |
+| `translate`                  | `inference.generation.translate_ids` (batched, sorted)  |
 | `merge_and_unload`           | `methods.merge.merged_model`                           |
 | `export_peft`                | `methods.peft_interop.export_to_peft`                  |
 | `open_run`                   | `runs.open_for_inference` (what `translate --run` opens) |
@@ -50,7 +50,7 @@ from typing import Any, overload
 from torch import nn
 
 from mtadapt.errors import AdapterError, ConfigError, DataError
-from mtadapt.evaluate.generation import GenerationConfig, translate_ids
+from mtadapt.inference.generation import GenerationConfig, translate_ids
 from mtadapt.methods import base, storage
 from mtadapt.methods.params import ParamReport, param_report
 from mtadapt.methods.registry import config_from_dict

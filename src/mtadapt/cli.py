@@ -182,7 +182,7 @@ def _check_resumable(run_dir: Path) -> None:
 
 def cmd_translate(args: argparse.Namespace) -> int:
     """File to file: streamed, resumable shards, split over torchrun ranks; stdin/stdout: streamed."""
-    from mtadapt.evaluate import sharded
+    from mtadapt.inference import sharded
     from mtadapt.runs import open_for_inference, place_for_inference
 
     ranks = sharded.current_ranks()
@@ -227,7 +227,7 @@ def _translate_catalog(args: argparse.Namespace, world: int) -> int:
     one `warning:` line per placeholder problem, naming the entry's line."""
     from mtadapt.data.placeholders import usable_styles
     from mtadapt.data.po_catalog import read_catalog, translate_catalog
-    from mtadapt.evaluate.generation import translate
+    from mtadapt.inference.generation import translate
     from mtadapt.io import atomic_write_text
     from mtadapt.runs import open_for_inference, place_for_inference
 
@@ -270,7 +270,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         if not args.src:
             raise ConfigError("give --hyp FILE, or --src FILE with --run/--model to translate it first")
-        from mtadapt.evaluate.generation import translate
+        from mtadapt.inference.generation import translate
         from mtadapt.evaluate.metrics import check_lengths
         from mtadapt.runs import open_for_inference, place_for_inference
 
@@ -492,7 +492,7 @@ def cmd_augment_backtranslate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from mtadapt.augment.backtranslate import backtranslate_file
-    from mtadapt.evaluate.sharded import check_work_folder
+    from mtadapt.inference.sharded import check_work_folder
 
     if bool(args.output) == bool(args.output_src):
         raise ConfigError("give --output FILE.tsv, or --output-src FILE --output-tgt FILE (a Moses pair)")

@@ -22,7 +22,7 @@ from torch import nn
 
 from mtadapt.config import RunConfig, config_from_dict, load_yaml
 from mtadapt.errors import AdapterError, CheckpointError, ConfigError, MtadaptWarning
-from mtadapt.evaluate.generation import INFERENCE_DTYPES
+from mtadapt.inference.generation import INFERENCE_DTYPES
 from mtadapt.methods import storage
 from mtadapt.methods.base import adapter_names, set_active_adapters
 from mtadapt.methods.language_adapters import PREFIX as LANGUAGE_PREFIX
@@ -122,7 +122,7 @@ def place_for_inference(model: nn.Module, dtype: str | None = None, device: torc
     """Move `model` to `device`, else to the GPU when there is one (training gets it through
     Accelerate; under torchrun each rank passes its own GPU), and set its precision for
     generation: `dtype` (one of INFERENCE_DTYPES), or None for the device's default
-    (`evaluate.precision`: bfloat16 where the hardware has it, else float32). bfloat16/float16
+    (`inference.precision`: bfloat16 where the hardware has it, else float32). bfloat16/float16
     change some outputs; a precision the device would emulate draws a warning. "int8" runs a
     Marian-native model's matrices and output layer in int8 on the CPU with the int8 weights
     it shipped (`models.marian_native.int8`). The base fingerprint stays that of the weights
@@ -135,7 +135,7 @@ def place_for_inference(model: nn.Module, dtype: str | None = None, device: torc
     """
     import warnings
 
-    from mtadapt.evaluate.precision import default_inference_dtype, emulation_warning
+    from mtadapt.inference.precision import default_inference_dtype, emulation_warning
 
     if dtype is not None and dtype not in INFERENCE_DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {', '.join(INFERENCE_DTYPES)} (or None: the device's default)")

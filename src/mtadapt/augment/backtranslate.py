@@ -3,8 +3,8 @@
     back:    target-side text --reverse model--> synthetic sources; pairs (synthetic, original)
     forward: source-side text --forward model--> synthetic targets; pairs (original, synthetic)
 
-Generation goes through `evaluate.sharded` (streamed windows, resumable shards, one process
-or many under torchrun) and `evaluate.generation.translate_ids` (batched, length-sorted):
+Generation goes through `inference.sharded` (streamed windows, resumable shards, one process
+or many under torchrun) and `inference.generation.translate_ids` (batched, length-sorted):
 
     for window in windows(input, window_lines):                # one window in memory
         ids = encode(window); order = argsort(len(ids), descending)
@@ -56,9 +56,9 @@ from torch import nn
 
 from mtadapt.augment.noise import NoiseConfig, Noiser, WordVocabulary
 from mtadapt.errors import DataError
-from mtadapt.evaluate import sharded
-from mtadapt.evaluate.generation import GenerationConfig
-from mtadapt.evaluate.sharded import Ranks
+from mtadapt.inference import sharded
+from mtadapt.inference.generation import GenerationConfig
+from mtadapt.inference.sharded import Ranks
 from mtadapt.io import atomic_write_json, atomic_writer
 from mtadapt.models.languages import PairCodec
 from mtadapt.progress import Progress, ProgressMode
@@ -94,7 +94,7 @@ class FilterReport:
 
 
 # ---------------------------------------------------------------------------------------
-# Generation in resumable shards (evaluate.sharded: windows, shards, ranks).
+# Generation in resumable shards (inference.sharded: windows, shards, ranks).
 
 
 def _settings(config: BacktranslationConfig, model_id: dict[str, Any]) -> dict[str, Any]:

@@ -78,8 +78,8 @@ def run_cell(spec: dict[str, Any], progress: bool | ProgressMode = True) -> dict
     `spec` is what the runner wrote to the cell's `cell.json`: name, method, settings,
     fingerprint, n_bootstrap and the cell's RunConfig as a dict.
     """
-    from mtadapt.evaluate.generation import translate_ids
-    from mtadapt.evaluate.precision import describe_machine
+    from mtadapt.inference.generation import translate_ids
+    from mtadapt.inference.precision import describe_machine
     from mtadapt.evaluate.metrics import corpus_scores
     from mtadapt.methods.params import param_report
     from mtadapt.data.tasks import load_corpus

@@ -17,7 +17,7 @@ from mtadapt.config import RunConfig
 from mtadapt.data.batching import LABEL_PAD_ID, collate
 from mtadapt.data.prepare import TokenizedPairs
 from mtadapt.data.tasks import TaskData
-from mtadapt.evaluate.generation import translate_ids
+from mtadapt.inference.generation import translate_ids
 from mtadapt.evaluate.metrics import corpus_scores
 from mtadapt.models.languages import PairCodec
 

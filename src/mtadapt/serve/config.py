@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from mtadapt.config import ConfigError, _Builder, _yaml_lines, read_yaml_mapping
-from mtadapt.evaluate.generation import INFERENCE_DTYPES
+from mtadapt.inference.generation import INFERENCE_DTYPES
 
 BASE_ADAPTER = "__base__"
 """Adapter name meaning "the base model, no adapter" (PEFT's spelling)."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtadapt.evaluate.generation import GenerationConfig, translate_ids
+from mtadapt.inference.generation import GenerationConfig, translate_ids
 from mtadapt.methods import base, lora
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import LoadedModel, load_model

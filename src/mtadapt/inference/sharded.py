@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from mtadapt.progress import Progress, ProgressMode
-from mtadapt.evaluate.generation import GenerationConfig, position_limit, translate_ids, truncate_sources, warn_truncated
+from mtadapt.inference.generation import GenerationConfig, position_limit, translate_ids, truncate_sources, warn_truncated
 from mtadapt.io import LOCK_FILES, atomic_writer, folder_lock, iter_lines
 from mtadapt.models.languages import PairCodec
 
