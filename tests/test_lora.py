@@ -216,3 +216,33 @@ def test_second_adapter_reuses_wrappers_and_first_stays_active():
     assert len(lora.lora_layers(model)) == 12  # no wrapper inside a wrapper
     base.delete_adapter(model, "one")
     assert base.adapter_names(model) == ["two"] and base.active_adapters(model) == []
+
+
+def test_merge_in_place_restores_the_base_bit_for_bit():
+    """methods.merge.merge_in_place: merged outputs equal routed ones; restore() copies the
+    stored weights back exactly (an unmerge by subtraction leaves rounding: checked too)."""
+    from mtadapt.methods.merge import merge_in_place
+
+    model = tiny_mbart()
+    lora.apply(model, lora.LoraConfig(rank=4, alpha=8), BART_LIKE, adapter_name="a")
+    lora.apply(model, lora.LoraConfig(rank=4, alpha=8), BART_LIKE, adapter_name="b")
+    randomize_b(model)
+    stored = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    base.set_active_adapters(model, ["a"])
+    routed = logits(model)
+    merged = merge_in_place(model, "a")
+    changed = [n for n, p in model.named_parameters() if "lora_" not in n and not torch.equal(p, stored[n])]
+    assert len(changed) == len(merged.originals) > 0
+    torch.testing.assert_close(logits(model), routed, rtol=1e-5, atol=1e-5)
+    merged.restore()
+    assert all(torch.equal(p, stored[n]) for n, p in model.named_parameters() if "lora_" not in n)
+    assert all(not layer.merged for _, layer in lora.lora_layers(model))
+    torch.testing.assert_close(logits(model), routed, rtol=0, atol=0)
+
+
+def test_methods_declare_whether_they_route_per_row():
+    from mtadapt.methods.registry import METHOD_NAMES, get_method
+
+    declared = {name: get_method(name).config_class.routes_per_row for name in METHOD_NAMES}
+    assert {n for n, r in declared.items() if r} == {"lora", "houlsby", "pfeiffer"}
+    assert set(declared) >= {"lora", "houlsby", "pfeiffer", "prefix", "prompt", "full", "bitfit"}

@@ -11,7 +11,7 @@ import pytest
 
 from mtadapt.config import ConfigError
 from mtadapt.serve.config import load_serve_config
-from mtadapt.serve.engine import Job
+from mtadapt.serve.worker import Job
 from mtadapt.serve.security import AccessError, KeyRing, PathError, adapter_path_under_roots
 from mtadapt.serve.worker import BatchWorker, DeadlineExceeded, QueueFull
 

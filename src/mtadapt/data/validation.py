@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from mtadapt.errors import DataError
-from mtadapt.io import decode_line
 
 Policy = Literal["drop", "error"]
 POLICIES: tuple[str, ...] = ("drop", "error")
@@ -87,15 +86,6 @@ def check_policy(name: str, value: str) -> str | None:
     if value not in POLICIES:
         return f"`{name}` must be one of {', '.join(map(repr, POLICIES))}, got {value!r}"
     return None
-
-
-# One strict UTF-8 line decoder for every reader (mtadapt.io: "\n"-only lines).
-decode_utf8_line = decode_line
-
-
-def has_control_char(text: str) -> bool:
-    """True if `text` contains a Unicode Cc character (tab, CR and newline included)."""
-    return _CONTROL_CHAR.search(text) is not None
 
 
 def check_pair(

@@ -70,10 +70,16 @@ class MethodConfig:
         whole_model: The method trains the model's own parameters (full fine-tuning, BitFit)
             instead of adding adapter modules: it saves a subset of the base's tensors, its
             fingerprint covers only the frozen rest, and it cannot be routed per example.
+        routes_per_row: Rows of one batch may name different adapters of this method and
+            each row gets exactly its output alone (LoRA, bottleneck adapters: a per-row
+            choice of weights). Prefix and prompt tuning route per row too, but a row's
+            layout depends on the longest prompt in its batch, so a server keeps their
+            requests in batches of one adapter.
     """
 
     method: ClassVar[str] = ""
     whole_model: ClassVar[bool] = False
+    routes_per_row: ClassVar[bool] = False
 
 
 @runtime_checkable

@@ -81,6 +81,7 @@ class BottleneckConfig(MethodConfig):
     """
 
     method: ClassVar[str] = ""
+    routes_per_row: ClassVar[bool] = True
     bottleneck_dim: int | None = None
     reduction_factor: int | None = None
     activation: Activation = "relu"

@@ -61,6 +61,7 @@ class LoraConfig(MethodConfig):
     """
 
     method: ClassVar[str] = "lora"
+    routes_per_row: ClassVar[bool] = True
     rank: int = 8
     alpha: float = 16.0
     dropout: float = 0.0

@@ -4,6 +4,11 @@
 loads with no mtadapt or peft installed: W' = W + scale * B @ A for every wrapped Linear,
 then the plain ``nn.Linear`` put back. Speed equals the base model's; the logits equal the
 unmerged model's up to float rounding (tested).
+
+``merge_in_place(model, name)`` merges one LoRA adapter into the live model's weights for a
+while (serve: a batch whose rows all use one adapter) and hands back a ``MergedAdapter`` whose
+``restore()`` copies the stored base weights back bit for bit (subtracting ``scale * B @ A``
+again would leave float rounding in the base).
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from mtadapt.errors import AdapterError
@@ -91,3 +98,39 @@ def save_merged(
             tokenizer.save_pretrained(tmp)
 
     return fill_folder(folder, build)
+
+
+@dataclass
+class MergedAdapter:
+    """One LoRA adapter merged into a live model by `merge_in_place`.
+
+    Attributes:
+        name: the merged adapter.
+        originals: (weight, its value before the merge) of every Linear the adapter changed.
+    """
+
+    name: str
+    model: nn.Module
+    originals: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+    def restore(self) -> None:
+        """Put the exact base weights back and mark every LoRA layer unmerged."""
+        for _, layer in lora.lora_layers(self.model):
+            layer.merged.clear()
+        with torch.no_grad():
+            for weight, original in self.originals:
+                weight.copy_(original)
+        self.originals = []
+
+
+def merge_in_place(model: nn.Module, name: str) -> MergedAdapter:
+    """Merge LoRA adapter `name` into `model`'s weights (W += scale * B @ A where it sits),
+    keeping a copy of each changed weight for an exact `restore()`. The adapter's LoRA
+    layers then skip it (it is in the weights); other adapters stay as they were."""
+    merged = MergedAdapter(name, model)
+    for _, layer in lora.lora_layers(model):
+        if name in layer.lora_A:
+            weight = layer.base_layer.weight
+            merged.originals.append((weight, weight.detach().clone()))
+            layer.merge(name)
+    return merged

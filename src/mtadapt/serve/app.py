@@ -39,7 +39,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mtadapt.errors import ConfigError
 from mtadapt.serve import schemas
 from mtadapt.serve.config import ADAPTER_NAME, BASE_ADAPTER, ServeConfig
-from mtadapt.serve.engine import Engine, Job
+from mtadapt.serve.engine import Engine
+from mtadapt.serve.worker import Job
 from mtadapt.serve.metrics import Metrics
 from mtadapt.serve.registry import AdapterError
 from mtadapt.serve.schemas import ApiError

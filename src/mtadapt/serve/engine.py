@@ -25,44 +25,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-import torch
 
 from mtadapt.inference.generation import GenerationConfig, translate_ids
-from mtadapt.methods import base, lora
+from mtadapt.methods import base
+from mtadapt.methods.merge import MergedAdapter, merge_in_place
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import LoadedModel, load_model
 from mtadapt.serve.config import BASE_ADAPTER, AdapterEntry, PairEntry, ServeConfig
 from mtadapt.serve.registry import AdapterRegistry
-
-
-@dataclass
-class Job:
-    """One request's sentences, tokenized, on their way through the worker.
-
-    Attributes:
-        src_ids: token ids of each text.
-        adapter: adapter name, or None for the base model.
-        pair: (source, target) public codes.
-        num_beams: beam size.
-        max_length_factor: output length limit factor.
-        deadline: `time.monotonic()` after which the job is answered 503 instead of run.
-        group: batching group: "routable" (base, LoRA, bottleneck: mixed in one batch) or
-            the adapter's own name (prefix, prompt; or every adapter without cross_adapter).
-        started: `time.monotonic()` when its batch began (set by the worker).
-        finished: when its batch ended.
-    """
-
-    src_ids: list[list[int]]
-    adapter: str | None
-    pair: tuple[str, str]
-    num_beams: int
-    max_length_factor: float
-    deadline: float
-    group: str = "routable"
-    started: float = 0.0
-    finished: float = 0.0
+from mtadapt.serve.worker import Job
 
 
 def public_code(model_code: str | None) -> str:
@@ -105,8 +76,7 @@ class Engine:
             self.codecs[key] = PairCodec(loaded.family, loaded.tokenizer, src, tgt, loaded.decoder_start_token_id)
         self.max_batch_sentences = max_batch_sentences
         self.merge_single_lora = merge_single_lora
-        self._merged: str | None = None
-        self._stash: list[tuple[torch.Tensor, torch.Tensor]] = []  # (weight, original copy)
+        self._merged: MergedAdapter | None = None  # the LoRA adapter merged into the base now, if any
 
     def encode(self, pair: tuple[str, str], texts: list[str]) -> list[list[int]]:
         """Token ids of `texts` (event-loop thread: the tokenizer is not shared with the worker)."""
@@ -146,7 +116,7 @@ class Engine:
         single = names[0] if len(names) == 1 and BASE_ADAPTER not in rows else None
         record = self.registry.get(single) if single else None
         merged = self.merge_single_lora and record is not None and record.method == "lora"
-        if self._merged is not None and (not merged or self._merged != single):
+        if self._merged is not None and (not merged or self._merged.name != single):
             self._unmerge()  # before any eviction: a merged adapter's delta sits in the base weights
         self.registry.ensure_loaded(names)
         for name in names:
@@ -206,30 +176,20 @@ class Engine:
         return [o[0] for o in out]
 
     def _merge(self, name: str) -> None:
-        if self._merged == name:
+        if self._merged is not None and self._merged.name == name:
             return
         self._unmerge()
-        for _, layer in lora.lora_layers(self.loaded.model):
-            if name in layer.lora_A:
-                w = layer.base_layer.weight
-                self._stash.append((w, w.detach().clone()))
-                layer.merge(name)
-        self._merged = name
+        self._merged = merge_in_place(self.loaded.model, name)
 
     def _unmerge(self) -> None:
-        """Restore the exact base weights (a float subtraction would leave rounding)."""
-        if self._merged is None:
-            return
-        for _, layer in lora.lora_layers(self.loaded.model):
-            layer.merged.clear()
-        with torch.no_grad():
-            for w, original in self._stash:
-                w.copy_(original)
-        self._stash, self._merged = [], None
+        """Restore the exact base weights (`methods.merge`: copied back, not subtracted)."""
+        if self._merged is not None:
+            self._merged.restore()
+            self._merged = None
 
     def before_unload(self, name: str) -> None:
         """Called before an adapter leaves memory: a merged adapter is unmerged first."""
-        if self._merged == name:
+        if self._merged is not None and self._merged.name == name:
             self._unmerge()
 
 

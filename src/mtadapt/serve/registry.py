@@ -28,13 +28,10 @@ from safetensors import safe_open
 
 from mtadapt.errors import AdapterError  # an adapter folder that cannot be served; names the folder and why
 from mtadapt.methods import base, storage
+from mtadapt.methods.registry import get_method
 from mtadapt.methods.peft_interop import PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, import_peft_lora
 from mtadapt.methods.routing import AdapterSet
 from mtadapt.models.loading import LoadedModel
-
-# methods whose layers route each row on its own: requests for different adapters share a batch
-ROUTABLE_METHODS = ("lora", "houlsby", "pfeiffer")
-
 
 @dataclass
 class AdapterRecord:
@@ -53,7 +50,8 @@ class AdapterRecord:
 
     @property
     def routable(self) -> bool:
-        return self.method in ROUTABLE_METHODS
+        """Requests for this adapter may share a batch with other adapters' (the method declares it)."""
+        return get_method(self.method).config_class.routes_per_row
 
     def to_dict(self) -> dict:
         return {

@@ -26,7 +26,35 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtadapt.serve.engine import Job
+
+@dataclass
+class Job:
+    """One request's sentences, tokenized, on their way through the worker.
+
+    Attributes:
+        src_ids: token ids of each text.
+        adapter: adapter name, or None for the base model.
+        pair: (source, target) public codes.
+        num_beams: beam size.
+        max_length_factor: output length limit factor.
+        deadline: `time.monotonic()` after which the job is answered 503 instead of run.
+        group: batching group: "routable" (base, LoRA, bottleneck: mixed in one batch) or
+            the adapter's own name (prefix, prompt; or every adapter without cross_adapter).
+        started: `time.monotonic()` when its batch began (set by the worker).
+        finished: when its batch ended.
+    """
+
+    src_ids: list[list[int]]
+    adapter: str | None
+    pair: tuple[str, str]
+    num_beams: int
+    max_length_factor: float
+    deadline: float
+    group: str = "routable"
+    started: float = 0.0
+    finished: float = 0.0
+
+
 
 
 class QueueFull(Exception):
