@@ -180,3 +180,48 @@ def test_delete_adapter_leaves_no_stale_active_name():
     assert all(layer.active_adapters() == ["a"] for _, layer in base.adapter_layers(model))
     storage.add_adapter(model, lora.LoraConfig(rank=2), BART_LIKE, "c")  # raised KeyError before
     assert base.adapter_names(model) == ["a", "c"]
+
+
+def trainable_names(model: nn.Module) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_add_method_leaves_exactly_the_adapter_trainable():
+    """`storage.add_method(..., freeze=True)` (what `get_peft_model` and `mtadapt train`
+    call): exactly the adapter's parameters train. tiny_mbart: d=32, LoRA's default targets
+    are q_proj and v_proj of 2 encoder self-attentions and 2 decoder self- and
+    cross-attentions (12 Linear 32x32), each adding A (r, 32) and B (32, r)."""
+    d, r = 32, 4
+    model = tiny_mbart()
+    storage.add_method(model, lora.LoraConfig(rank=r, alpha=8), BART_LIKE, "de")
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 12 * r * (d + d) == 3072
+    adapter = {id(p) for _, layer in base.adapter_layers(model) for p in layer.adapter_parameters("de")}
+    assert {id(p) for p in model.parameters() if p.requires_grad} == adapter
+    assert all(".lora_" in n for n in trainable_names(model))
+
+    # a second adapter trains too; the first stays trainable (every adapter trains, as in PEFT)
+    storage.add_method(model, lora.LoraConfig(rank=2, alpha=4), BART_LIKE, "fr")
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 12 * (r + 2) * (d + d)
+
+    unfrozen = tiny_mbart()
+    storage.add_method(unfrozen, lora.LoraConfig(rank=r), BART_LIKE, "de", freeze=False)
+    assert trainable_names(unfrozen) == {n for n, _ in unfrozen.named_parameters()}  # nothing frozen
+
+
+def test_add_method_whole_model_methods_choose_their_parameters():
+    """Full fine-tuning trains everything; BitFit the biases: per encoder layer 4 attention
+    projections (d each), fc1 (ffn), fc2 (d), 2 LayerNorms (d); per decoder layer 8
+    projections, fc1, fc2, 3 LayerNorms; plus layernorm_embedding and layer_norm of encoder
+    and decoder (d each). MBart's final_logits_bias is a buffer, not counted."""
+    d, ffn, layers = 32, 64, 2
+    full = tiny_mbart()
+    storage.add_method(full, baselines.FullConfig(), BART_LIKE)
+    assert trainable_names(full) == {n for n, _ in full.named_parameters()}
+
+    bitfit = tiny_mbart()
+    storage.add_method(bitfit, baselines.BitFitConfig(), BART_LIKE)
+    per_encoder_layer = 4 * d + ffn + d + 2 * d
+    per_decoder_layer = 8 * d + ffn + d + 3 * d
+    expected = layers * (per_encoder_layer + per_decoder_layer) + 4 * d
+    assert sum(p.numel() for p in bitfit.parameters() if p.requires_grad) == expected == 1600
+    assert all(n.endswith(".bias") for n in trainable_names(bitfit))

@@ -18,7 +18,7 @@ Every call goes to the module the CLI uses for the same job, so there is one imp
 | here                         | there                                                  |
 |------------------------------|--------------------------------------------------------|
 | `load_model`, `wrap_model`   | `models.loading`                                       |
-| `get_peft_model`, `add_adapter` | `methods.storage.add_adapter` + `methods.base.freeze_base` |
+| `get_peft_model`, `add_adapter` | `methods.storage.add_method` (add, then freeze the base) |
 | `print_trainable_parameters` | `methods.params.param_report` (what `mtadapt params` prints) |
 | `save_pretrained`, `load_adapter`, `from_pretrained` | `methods.storage` (fingerprint-checked) |
 | `set_adapter`, `disable_adapters`, `delete_adapter` | `methods.routing.AdapterSet`        |
@@ -150,9 +150,7 @@ class AdaptedModel:
         if adapter_name in self.adapters.names:
             raise AdapterError(f"the model already holds an adapter {adapter_name!r}; delete_adapter({adapter_name!r}) first, "
                                "or pick another name")
-        storage.add_adapter(self.model, config, self.loaded.family.targets, adapter_name=adapter_name)
-        if not config.whole_model:
-            base.freeze_base(self.model)
+        storage.add_method(self.model, config, self.loaded.family.targets, adapter_name=adapter_name, freeze=True)
 
     def trainable_parameters(self) -> ParamReport:
         """Trainable and total parameters, counted by `param_report` as `mtadapt params` does

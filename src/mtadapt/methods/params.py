@@ -30,8 +30,9 @@ import torch
 from torch import nn
 
 from mtadapt.methods import baselines
-from mtadapt.methods.base import adapter_layers, count_parameters, freeze_base
-from mtadapt.methods.registry import config_from_dict, config_to_dict, get_method
+from mtadapt.methods.base import adapter_layers, count_parameters
+from mtadapt.methods.registry import config_from_dict, config_to_dict
+from mtadapt.methods.storage import add_method
 from mtadapt.models.targets import BART_LIKE, T5, ModelTargets
 
 
@@ -158,15 +159,12 @@ def param_report(
         counts = count_parameters(model)
         return ParamReport(arch_name, "none", "", counts.trainable, counts.total, counts.trainable * 4, counts.trainable * 2)
     config = config_from_dict(method, settings)
-    spec = get_method(method)
     adapter_name = "report"
-    spec.apply(model, config, targets or targets_for(model), adapter_name=adapter_name)
+    add_method(model, config, targets or targets_for(model), adapter_name=adapter_name, freeze=True)
+    counts = count_parameters(model)
     if config.whole_model:
-        counts = count_parameters(model)  # baselines.apply set requires_grad
         saved = sum(t.numel() for t in baselines.trainable_state_dict(model).values())
     else:
-        freeze_base(model)
-        counts = count_parameters(model)
         saved = _saved_numel(model, adapter_name)
     shown = ", ".join(f"{k}={v}" for k, v in config_to_dict(config).items())
     return ParamReport(arch_name, method, shown, counts.trainable, counts.total, saved * 4, saved * 2)

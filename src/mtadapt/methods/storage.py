@@ -44,7 +44,7 @@ from mtadapt.errors import AdapterError
 from mtadapt.io import atomic_write_json, atomic_write_with
 
 from mtadapt.methods import baselines
-from mtadapt.methods.base import adapter_layers, adapter_names, check_adapter_name
+from mtadapt.methods.base import adapter_layers, adapter_names, check_adapter_name, freeze_base
 from mtadapt.methods.registry import config_from_dict, config_to_dict, get_method
 from mtadapt.models.targets import ModelTargets
 
@@ -175,6 +175,21 @@ def add_adapter(
     if not hasattr(model, "mtadapt_adapter_configs"):
         model.mtadapt_adapter_configs = {}
     model.mtadapt_adapter_configs[adapter_name] = config
+
+
+def add_method(
+    model: nn.Module, config: Any, targets: ModelTargets | None, adapter_name: str = "default", freeze: bool = True
+) -> None:
+    """Add an adapter of `config` (`add_adapter`) and, with `freeze`, make it what trains:
+    afterwards exactly the parameters of the model's adapters require grad (`freeze_base`),
+    or, for a whole-model method (full, BitFit), exactly the parameters it chose itself.
+
+    Raises:
+        ConfigError: `adapter_name` cannot name an adapter; the model is left as it was.
+    """
+    add_adapter(model, config, targets, adapter_name=adapter_name)
+    if freeze and not config.whole_model:  # baselines.apply already set requires_grad
+        freeze_base(model)
 
 
 def save_adapter(

@@ -99,11 +99,9 @@ class TrainResult:
 
 
 def apply_method(loaded: LoadedModel, name: str, settings: dict[str, Any], adapter_name: str = "default") -> Any:
-    """Add the method's parameters to the model and freeze everything else."""
+    """Add the method's parameters to the model and freeze everything else (`storage.add_method`)."""
     method_config = method_config_from_dict(name, dict(settings))
-    storage.add_adapter(loaded.model, method_config, loaded.family.targets, adapter_name=adapter_name)
-    if not method_config.whole_model:
-        freeze_base(loaded.model)
+    storage.add_method(loaded.model, method_config, loaded.family.targets, adapter_name=adapter_name, freeze=True)
     return method_config
 
 
