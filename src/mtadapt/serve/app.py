@@ -6,13 +6,15 @@
     POST /v1/translate          texts, adapter, src_lang, tgt_lang, num_beams, max_length_factor
                                 -> translations, adapter, timings
     GET  /v1/adapters           the adapters this key may use (name, method, parameters,
-                                bytes, base fingerprint, loaded/evicted, requests served)
+                                bytes, base fingerprint, loaded/evicted, requests served),
+                                and whether it may use the base model (`base_allowed`)
     POST /v1/adapters           admin: register + load a folder under an adapter root
     DELETE /v1/adapters/{name}  admin: unload and forget
     GET  /health, /ready        liveness; readiness (503 while the queue is full or the
                                 worker is down); HEAD too
     GET  /metrics               Prometheus text format (every answer counted, 500s included)
     GET  /openapi.json          the schema (FastAPI)
+    GET  /                      the page comparing adapters side by side (files under static/)
     OPTIONS any route           204 with `Allow`; a CORS preflight when `cors_origins` is set
 
 A handler validates, tokenizes (the tokenizer lives on the event-loop thread), queues a job
@@ -28,11 +30,13 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -55,6 +59,9 @@ LANGUAGE_NAMES = {
     "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian", "tr": "Turkish", "uk": "Ukrainian",
     "zh": "Chinese",
 }
+
+
+STATIC = Path(__file__).parent / "static"  # the page at `/`: index.html, page.js, diff.js, page.css
 
 
 def _json_schema(model: type) -> dict:
@@ -281,8 +288,10 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     @app.get("/v1/adapters")
     async def list_adapters(request: Request) -> dict[str, Any]:
         caller = server.caller(request)
-        return {"adapters": visible(caller), "max_loaded": config.max_loaded, "precision": engine.precision, "base_fingerprint": {
-            "architecture": engine.registry.base_fingerprint.architecture, "weights": engine.registry.base_fingerprint.weights}}
+        fingerprint = engine.registry.base_fingerprint
+        return {"adapters": visible(caller), "base_allowed": caller.base, "max_loaded": config.max_loaded,
+                "precision": engine.precision,
+                "base_fingerprint": {"architecture": fingerprint.architecture, "weights": fingerprint.weights}}
 
     def admin(request: Request) -> Caller:
         return server.keys.admin(key_from_headers({k.lower(): v for k, v in request.headers.items()}))
@@ -359,6 +368,13 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     async def metrics() -> Response:
         server.metrics.queue_depth(server.worker.queue_depth)
         return Response(server.metrics.render(), media_type=server.metrics.content_type)
+
+    # the comparison page (static files shipped in the package; no build step, nothing from a CDN)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
 
     return app
 
