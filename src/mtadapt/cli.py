@@ -540,6 +540,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     flags: dict[str, Any] = {k: v for k, v in {
         "model": args.model, "run": args.run, "host": args.host, "port": args.port, "max_loaded": args.max_loaded,
         "admin_key": args.admin_key, "dtype": args.dtype, "shortlist": False if args.no_shortlist else None,
+        "engine": args.engine, "compute_type": args.compute_type,
     }.items() if v is not None}
     adapters = []
     for item in args.adapter:
@@ -693,6 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-loaded", type=Number(int, 0), help="most adapters in memory; least recently used evicted (0 = no cap)")
     p.add_argument("--admin-key", help="key of POST/DELETE /v1/adapters (default: admin endpoints disabled)")
     p.add_argument("--no-shortlist", action="store_true", help="Bergamot models: decode without the lexical shortlist")
+    p.add_argument("--engine", help="pytorch (default) or ctranslate2: the base and every adapter whose entry names "
+                   "none, merged and converted (cached), run by CTranslate2")
+    p.add_argument("--compute-type", help="CTranslate2's compute type (default int8; int8_float32, int16, float32 on CPU)")
     _add_dtype_arg(p)
     p.set_defaults(func=cmd_serve)
     return parser

@@ -84,6 +84,7 @@ class Server:
     def _sync_adapter_metrics(self) -> None:
         reg = self.engine.registry
         self.metrics.adapters(len(reg.loaded_names()), reg.loads, reg.evictions)
+        self.metrics.engines(self.engine.engines())
 
     # ---- request resolution ----------------------------------------------------------------
 
@@ -132,11 +133,7 @@ class Server:
         for i, ids in enumerate(src_ids):
             if len(ids) > lim.max_source_tokens:
                 raise ApiError(400, field, f"{field}: text {field}[{i}] has {len(ids)} tokens, over the limit of {lim.max_source_tokens}")
-        record = self.engine.registry.get(adapter) if adapter else None
-        routable = record is None or (record.routable and self.config.batching.cross_adapter)
-        group = "routable" if routable else (adapter or BASE_ADAPTER)
-        if not self.config.batching.cross_adapter:
-            group = adapter or BASE_ADAPTER
+        group = self.engine.batch_group(adapter, self.config.batching.cross_adapter)
         deadline = time.monotonic() + lim.request_timeout_s
         job = Job(src_ids, adapter, pair, num_beams, float(max_length_factor), deadline, group)
         try:
@@ -290,7 +287,7 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
         caller = server.caller(request)
         fingerprint = engine.registry.base_fingerprint
         return {"adapters": visible(caller), "base_allowed": caller.base, "max_loaded": config.max_loaded,
-                "precision": engine.precision,
+                "precision": engine.precision, "engine": engine.engines()[0][1],
                 "base_fingerprint": {"architecture": fingerprint.architecture, "weights": fingerprint.weights}}
 
     def admin(request: Request) -> Caller:
@@ -315,9 +312,7 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
             raise ApiError(err.status, "path", str(err)) from err
 
         def action() -> dict[str, Any]:
-            record = engine.registry.describe(body.name, folder)
-            engine.registry.register(record, preload=body.preload)
-            return record.to_dict()
+            return engine.register(body.name, folder, preload=body.preload).to_dict()
 
         try:
             result = await asyncio.wrap_future(server.worker.control(action))

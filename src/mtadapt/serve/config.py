@@ -6,6 +6,9 @@
       - {name: ui, path: adapters/ui}
     adapter_roots: [adapters]                      # POST /v1/adapters loads only under these
     max_loaded: 4                                  # LRU cap on adapters in memory (0 = no cap)
+    engine: pytorch                                # or ctranslate2: every adapter (and the base)
+                                                   # merged, converted, run by CTranslate2
+    compute_type: int8                             # CTranslate2's (int8, int8_float32, float32 ...)
     pairs:
       - {source: pt, target: en, adapter: bible}   # the default adapter of the pair
     api_keys:
@@ -27,6 +30,8 @@ from pathlib import Path
 from typing import Literal
 
 from mtadapt.config import ConfigError, _Builder, _yaml_lines, read_yaml_mapping
+from mtadapt.inference.ctranslate2 import QUANTIZATIONS
+from mtadapt.inference.engine import ENGINES
 from mtadapt.inference.generation import INFERENCE_DTYPES
 
 BASE_ADAPTER = "__base__"
@@ -44,11 +49,18 @@ class AdapterEntry:
         path: A run folder (its best adapter), an mtadapt adapter folder, or a HF PEFT LoRA
             folder (`adapter_config.json`).
         preload: Load at start (else on first use).
+        engine: What runs it: `pytorch` (adapters routed per row, batched across adapters)
+            or `ctranslate2` (merged into the base and converted, cached by the adapter's
+            fingerprint and compute type; one adapter per batch). Default: the server's.
+        compute_type: CTranslate2's compute type (int8, int8_float32, int16, float32 on CPU);
+            default: the server's.
     """
 
     name: str = ""
     path: str = ""
     preload: bool = True
+    engine: Literal[ENGINES] | None = None  # type: ignore[valid-type]
+    compute_type: Literal[QUANTIZATIONS] | None = None  # type: ignore[valid-type]
 
 
 @dataclass
@@ -155,7 +167,12 @@ class ServeConfig:
         adapters: Adapters known at start.
         adapter_roots: Folders under which `POST /v1/adapters` may load adapters.
         max_loaded: Most adapters in memory at once (least recently used evicted, reloaded on
-            demand); 0 = no cap.
+            demand); 0 = no cap. CTranslate2 translators count as adapters.
+        engine: What serves the base model and every adapter whose entry names none:
+            `pytorch`, or `ctranslate2` (see `AdapterEntry.engine`; Marian-native models and
+            adapters that do not merge into weights are refused at start).
+        compute_type: CTranslate2's compute type where an entry names none (the device must
+            run it: `ctranslate2.get_supported_compute_types`).
         pairs: Served directions; default: the run's or the model's only direction.
         api_keys: Tenant keys; none = an open server (every adapter for everyone).
         admin_key: Key of the admin endpoints (POST/DELETE /v1/adapters); none = disabled.
@@ -174,6 +191,8 @@ class ServeConfig:
     adapters: list[AdapterEntry] = field(default_factory=list)
     adapter_roots: list[str] = field(default_factory=list)
     max_loaded: int = 0
+    engine: Literal[ENGINES] = "pytorch"  # type: ignore[valid-type]
+    compute_type: Literal[QUANTIZATIONS] = "int8"  # type: ignore[valid-type]
     pairs: list[PairEntry] = field(default_factory=list)
     api_keys: list[TenantKey] = field(default_factory=list)
     admin_key: str | None = None

@@ -15,6 +15,14 @@ different adapters:
 routing is the methods' own (`mtadapt.methods.base.routing`, beam-safe), so each output equals
 what `mtadapt translate` with that adapter gives for that sentence alone.
 
+An adapter served by CTranslate2 (`engine: ctranslate2`) is a merged, converted translator
+(`inference.ctranslate2.CTranslate2Engine`, its folder from the run-level cache keyed by the
+adapter's fingerprint and compute type), opened on first use under the same `max_loaded` LRU.
+It holds one adapter, so its requests form batches of their own (`batch_group`); the rows go
+through the same `_generate_rows` (own length limits, beam rows grouped by length), with the
+translator in place of `translate_ids`. With `engine: ctranslate2` for the whole server the
+base model (requests naming no adapter) is a translator too, opened at start.
+
 With `merge_single_lora`, a batch whose rows all use one LoRA adapter runs with that adapter
 merged into the base weights (W + s B A) and no routing; the original weights are kept and
 copied back, bit for bit, before any other batch. Merged outputs equal the unmerged ones up
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 from mtadapt.inference.generation import GenerationConfig, translate_ids
 from mtadapt.methods import base
@@ -32,7 +41,8 @@ from mtadapt.methods.merge import MergedAdapter, merge_in_place
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import LoadedModel, load_model
 from mtadapt.serve.config import BASE_ADAPTER, AdapterEntry, PairEntry, ServeConfig
-from mtadapt.serve.registry import AdapterRegistry
+from mtadapt.serve.registry import AdapterRecord, AdapterRegistry
+from mtadapt.serve.translators import ComputeTypeError, FolderOf, NotConvertibleError, Translators, ctranslate2_folder_of
 from mtadapt.serve.worker import Job
 
 
@@ -58,12 +68,18 @@ def default_pairs(config: ServeConfig, model_name: str, run_langs: tuple[str | N
 
 
 class Engine:
-    """Base model + codecs + adapter registry; `generate` runs on the worker thread only."""
+    """Base model + codecs + adapter registry; `generate` runs on the worker thread only.
+
+    `engine`, `compute_type`: what serves the base and the adapters whose entries name none
+    (`serve.translators`; `folder_of`: where converted folders come from, default the
+    run-level cache). Raises NotConvertibleError / ComputeTypeError at start when CTranslate2
+    cannot run the base or the device lacks the compute type.
+    """
 
     def __init__(self, loaded: LoadedModel, pairs: list[PairEntry], max_loaded: int = 0,
-                 max_batch_sentences: int = 32, merge_single_lora: bool = False, precision: str = "float32") -> None:
+                 max_batch_sentences: int = 32, merge_single_lora: bool = False, precision: str = "float32",
+                 engine: str = "pytorch", compute_type: str = "int8", folder_of: FolderOf | None = None) -> None:
         self.loaded = loaded
-        self.precision = precision  # what the base generates in ("float32", "bfloat16", "int8", ...)
         self.registry = AdapterRegistry(loaded, max_loaded)
         self.pairs: dict[tuple[str, str], PairEntry] = {}
         self.codecs: dict[tuple[str, str], PairCodec] = {}
@@ -77,6 +93,10 @@ class Engine:
         self.max_batch_sentences = max_batch_sentences
         self.merge_single_lora = merge_single_lora
         self._merged: MergedAdapter | None = None  # the LoRA adapter merged into the base now, if any
+        self.translators = Translators(loaded, next(iter(self.codecs.values())), engine, compute_type, precision,
+                                       folder_of or ctranslate2_folder_of(loaded))
+        self.registry.translators = self.translators
+        self.precision = self.translators.base_precision  # what the base generates in ("float32", "int8", ...)
 
     def encode(self, pair: tuple[str, str], texts: list[str]) -> list[list[int]]:
         """Token ids of `texts` (event-loop thread: the tokenizer is not shared with the worker)."""
@@ -94,12 +114,43 @@ class Engine:
         from mtadapt.serve.registry import AdapterError
 
         for i, entry in enumerate(entries):
+            cap = self.registry.max_loaded
+            preload = entry.preload and (not cap or len(self.registry.loaded_names()) < cap)
             try:
-                record = self.registry.describe(entry.name, entry.path)
+                self.register(entry.name, entry.path, preload, entry.engine, entry.compute_type)
+            except (NotConvertibleError, ComputeTypeError) as err:  # kept: one named error at start
+                raise type(err)(f"adapters[{i}] ({entry.name}): {err}") from None
             except (AdapterError, OSError, ValueError) as err:
                 raise AdapterError(f"adapters[{i}] ({entry.name}): {err}") from err
-            cap = self.registry.max_loaded
-            self.registry.register(record, preload=entry.preload and (not cap or len(self.registry.loaded_names()) < cap))
+
+    def register(self, name: str, path: str | Path, preload: bool = True, engine: str | None = None,
+                 compute_type: str | None = None) -> AdapterRecord:
+        """Describe and register one adapter (start, `POST /v1/adapters`); a CTranslate2 one is
+        converted here (or found in the cache), its translator opened on first use.
+
+        Raises:
+            AdapterError, NotConvertibleError, ComputeTypeError: naming the folder and why.
+        """
+        record = self.registry.describe(name, path)
+        self.translators.prepare(record, engine, compute_type)
+        self.registry.register(record, preload=preload)
+        return record
+
+    def batch_group(self, adapter: str | None, cross_adapter: bool) -> str:
+        """The worker's grouping key of a request on `adapter` (None: the base): "routable" when
+        its rows may share a batch with other adapters' (PyTorch, a method routed per row,
+        `cross_adapter` on), else its own name (a CTranslate2 translator holds one adapter)."""
+        if adapter is None:
+            routable = self.translators.base is None
+        else:
+            record = self.registry.get(adapter)
+            routable = record is None or record.routable
+        return "routable" if routable and cross_adapter else (adapter or BASE_ADAPTER)
+
+    def engines(self) -> list[tuple[str, str, str]]:
+        """(adapter, engine, precision) of the base (BASE_ADAPTER) and of every registered adapter."""
+        base_engine = "ctranslate2" if self.translators.base is not None else "pytorch"
+        return [(BASE_ADAPTER, base_engine, self.precision)] + [(r.name, r.engine, r.precision) for r in self.registry.records()]
 
     def generate(self, jobs: Sequence[Job]) -> list[list[list[int]]]:
         """Per job, per text, the output ids (first hypothesis). Worker thread only.
@@ -115,7 +166,7 @@ class Engine:
         names = sorted({r for r in rows if r != BASE_ADAPTER})
         single = names[0] if len(names) == 1 and BASE_ADAPTER not in rows else None
         record = self.registry.get(single) if single else None
-        merged = self.merge_single_lora and record is not None and record.method == "lora"
+        merged = self.merge_single_lora and record is not None and record.method == "lora" and record.engine == "pytorch"
         if self._merged is not None and (not merged or self._merged.name != single):
             self._unmerge()  # before any eviction: a merged adapter's delta sits in the base weights
         self.registry.ensure_loaded(names)
@@ -163,7 +214,11 @@ class Engine:
     def _translate(self, ids: list[list[int]], rows: list[str], merged: str | None, codec: PairCodec,
                    generation: GenerationConfig) -> list[list[int]]:
         model = self.loaded.model
-        if merged is not None:
+        translator = self.translators.of(rows[0])
+        if translator is not None:  # one adapter per batch (`batch_group`); the pair's own prompt
+            assert all(r == rows[0] for r in rows), "a CTranslate2 batch holds one adapter"
+            out = translator.translate_ids(ids, generation, decoder_prompts=[codec.decoder_prompt()] * len(ids))
+        elif merged is not None:
             self._merge(merged)
             base.set_active_adapters(model, [merged])  # merged: LoRA layers skip it, others have none
             try:
@@ -226,6 +281,7 @@ def load_engine(config: ServeConfig) -> Engine:
     precision = place_for_inference(loaded.model, config.dtype)
     loaded.model.eval()
     engine = Engine(loaded, pairs or default_pairs(config, model_name, run_langs), config.max_loaded,
-                    config.batching.max_batch_sentences, config.batching.merge_single_lora, precision)
+                    config.batching.max_batch_sentences, config.batching.merge_single_lora, precision,
+                    config.engine, config.compute_type)
     engine.register_adapters(adapters)
     return engine

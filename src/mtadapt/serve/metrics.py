@@ -10,6 +10,8 @@
     mtadapt_batch_seconds                        generation time per batch
     mtadapt_batch_failures_total                 batches that raised (then retried one by one)
     mtadapt_adapters_loaded, mtadapt_adapter_loads, mtadapt_adapter_evictions (since start)
+    mtadapt_adapter_engine_info{adapter, engine, precision}   1 per registered adapter (and
+                                                 __base__): which engine serves it, in what
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Metrics:
         self.adapters_loaded = Gauge("mtadapt_adapters_loaded", "Adapters in memory", registry=r)
         self.adapter_loads = Gauge("mtadapt_adapter_loads", "Adapter loads since start", registry=r)
         self.adapter_evictions = Gauge("mtadapt_adapter_evictions", "LRU evictions since start", registry=r)
+        self.adapter_engine = Gauge("mtadapt_adapter_engine_info", "The engine and precision serving each adapter",
+                                    ["adapter", "engine", "precision"], registry=r)
 
     # the worker's hooks
     def batch(self, jobs: int, sentences: int, seconds: float) -> None:
@@ -69,6 +73,12 @@ class Metrics:
         self.adapters_loaded.set(loaded)
         self.adapter_loads.set(loads)
         self.adapter_evictions.set(evictions)
+
+    def engines(self, rows: list[tuple[str, str, str]]) -> None:
+        """(adapter, engine, precision) of every served adapter; the labels of removed ones go."""
+        self.adapter_engine.clear()
+        for row in rows:
+            self.adapter_engine.labels(*row).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -5,6 +5,10 @@ folder is read (run folder -> its best adapter; mtadapt adapter; HF PEFT LoRA), 
 fingerprint compared with the served base, its size and parameter count taken from the
 safetensors header. The weights enter the model on first use (or at start with `preload`).
 
+An adapter served by CTranslate2 (`engine` "ctranslate2") is a merged, converted translator
+instead: "loading" it opens its translator (`translators.open(record)`, `serve.translators`),
+"evicting" it drops the translator; the same LRU and `max_loaded` count both kinds.
+
     ensure_loaded(names):             # the worker calls it before each batch
         for n in names not in memory:
             while max_loaded and len(in memory) >= max_loaded:
@@ -23,6 +27,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from safetensors import safe_open
 
@@ -47,11 +52,15 @@ class AdapterRecord:
     loaded: bool = False
     requests_served: int = 0
     sentences_served: int = 0
+    engine: str = "pytorch"  # "pytorch" | "ctranslate2"
+    precision: str = ""  # what it computes in: the base's dtype (pytorch), the compute type (ctranslate2)
+    folder: str | None = None  # ctranslate2: its converted model folder
 
     @property
     def routable(self) -> bool:
-        """Requests for this adapter may share a batch with other adapters' (the method declares it)."""
-        return get_method(self.method).config_class.routes_per_row
+        """Requests for this adapter may share a batch with other adapters' (the method declares
+        it; a CTranslate2 translator holds one merged adapter, so never)."""
+        return self.engine == "pytorch" and get_method(self.method).config_class.routes_per_row
 
     def to_dict(self) -> dict:
         return {
@@ -59,6 +68,7 @@ class AdapterRecord:
             "trainable_parameters": self.trainable_parameters, "bytes": self.bytes,
             "base_fingerprint": self.base_fingerprint, "state": "loaded" if self.loaded else "evicted",
             "requests_served": self.requests_served, "sentences_served": self.sentences_served,
+            "engine": self.engine, "precision": self.precision,
         }
 
 
@@ -103,14 +113,17 @@ class AdapterRegistry:
     """Adapter records plus the LRU of those in memory.
 
     Args:
-        loaded: the base model (adapters are added to `loaded.model`).
+        loaded: the base model (PyTorch adapters are added to `loaded.model`).
         max_loaded: most adapters in memory (0 = no cap).
+        translators: `serve.translators.Translators` (open/close), for records with engine
+            "ctranslate2"; the serve engine sets it once its codecs exist.
     """
 
-    def __init__(self, loaded: LoadedModel, max_loaded: int = 0) -> None:
+    def __init__(self, loaded: LoadedModel, max_loaded: int = 0, translators: Any = None) -> None:
         self.loaded = loaded
         self.adapters = AdapterSet(loaded.model, loaded.family.targets)
         self.max_loaded = max_loaded
+        self.translators = translators
         self.base_fingerprint = storage.fingerprint(loaded.model)  # before any adapter goes in
         self.lock = threading.Lock()
         self._records: dict[str, AdapterRecord] = {}
@@ -217,6 +230,9 @@ class AdapterRegistry:
         record = self.get(name)
         if record is None:
             raise AdapterError(f"adapter: unknown adapter {name!r}")
+        if record.engine == "ctranslate2":
+            self._open(record)
+            return
         try:
             if record.kind == "peft":
                 import_peft_lora(self.loaded.model, record.path, name)
@@ -232,8 +248,19 @@ class AdapterRegistry:
             self._lru[name] = None
             record.loaded = True
 
+    def _open(self, record: AdapterRecord) -> None:
+        try:
+            self.translators.open(record)
+        except Exception as err:
+            raise AdapterError(f"adapter {record.name!r} ({record.folder}) failed to open in CTranslate2: {err}") from err
+        self.loads += 1
+        with self.lock:
+            self._lru[record.name] = None
+            record.loaded = True
+
     def _unload(self, name: str) -> None:
-        self.adapters.delete(name)
+        if self.translators is None or not self.translators.close(name):
+            self.adapters.delete(name)
         with self.lock:
             self._lru.pop(name, None)
             record = self._records.get(name)
