@@ -109,6 +109,9 @@ OTHER_RUNS = {
     "scripts/bible_bt_experiment.sh": "test_bible_bt_experiment_dry_run",
     "scripts/multitask_bible_experiment.sh": "test_multitask_bible_experiment_dry_run",
     "scripts/run_exercises.sh": "test_run_exercises_dry_run",
+    "benchmarks/placeholders.py": "test_placeholders_benchmark_tiny_run",
+    "scripts/prepare_ui_strings.py": "test_prepare_ui_strings_holds_out_whole_packages",
+    "scripts/ui_bt_experiment.sh": "test_ui_bt_experiment_dry_run",
 }
 # scripts whose tiny run is a test module of its own
 OWN_TESTS = {
@@ -241,6 +244,19 @@ def test_dev_curve_start_tiny_run(tmp_path):
     assert all({"bleu", "chrf", "loss"} <= set(r) and r["loss"] > 0 for r in rows)
     assert re.search(r"^full base: train loss \[\d+\.\d+, \d+\.\d+\]", out, re.M)
     assert re.search(r"^machine at end: ", out, re.M)
+
+
+def test_placeholders_benchmark_tiny_run(tmp_path):
+    """The survival benchmark over the .po test catalog (django's catalogs need django) with a
+    random tiny model: it loses placeholders, and every protected loss must be warned about."""
+    from test_translate_po import CATALOG
+
+    (tmp_path / "app.po").write_text(CATALOG, encoding="utf-8")
+    out = run_script("benchmarks/placeholders.py", ["--catalog", str(tmp_path / "app.po"), "--model", "tiny:m2m100",
+                                                    "--src-lang", "de", "--tgt-lang", "en", "--threads", "1"], cwd=tmp_path)
+    assert re.search(r"^\| off \| 4 \| 10 \| \d+ \| \d+\.\d% \| \d \| - \| - \| \d+\.\d \|$", out, re.M), out
+    assert re.search(r"^\| on \| 4 \| 10 \| \d+ \| \d+\.\d% \| \d \| \d \| 0 \| \d+\.\d \|$", out, re.M), out  # never silent
+    assert re.search(r"^survival protected/unprotected: (\d+\.\d\dx|inf) ", out, re.M) and re.search(r"^machine: ", out, re.M)
 
 
 @pytest.mark.xdist_group("smoke-compare")
@@ -441,3 +457,56 @@ def test_run_exercises_dry_run(tmp_path, monkeypatch):
     assert [argv[1] for _, argv in calls] == [f"recipes/exercise-{r}.yaml" for r in
                                               ("lora-vs-full", "lora-ranks", "adapter-sizes", "prefix-prompt-lengths")]
     assert all(argv[2:5] == [f"output_dir={args[1]}", f"base.train.seed={args[0]}", args[2]] for _, argv in calls)
+
+
+# ---- software-UI strings (issue 27) ------------------------------------------------------------
+
+def _fake_wheel(folder: Path, package: str, catalogs: dict[str, list[tuple[str, str]]]) -> None:
+    """A wheel holding one gettext catalog per language: (msgid, msgstr) entries."""
+    import zipfile
+
+    import polib
+
+    with zipfile.ZipFile(folder / f"{package}-1.0-py3-none-any.whl", "w") as z:
+        for lang, entries in catalogs.items():
+            po = polib.POFile()
+            po.metadata = {"Content-Type": "text/plain; charset=UTF-8"}
+            for msgid, msgstr in entries:
+                po.append(polib.POEntry(msgid=msgid, msgstr=msgstr))
+            z.writestr(f"{package}/locale/{lang}/LC_MESSAGES/django.po", str(po))
+
+
+def test_prepare_ui_strings_holds_out_whole_packages(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    train = ["django", "django_cms", "pretix", "sphinx", "wagtail", "weblate"]
+    for k, package in enumerate(train):
+        pt = [(f"Save item {k}-{i}", f"Salvar item {k}-{i}") for i in range(10)] + [("Shared", "Compartilhado"), ("Untranslated %s", "")]
+        _fake_wheel(wheels, package, {"pt_BR": pt, "de": [(f"Only German side {k}", "Nur Deutsch")]})
+    for package in ("django_oscar", "django_allauth", "django_filer"):
+        _fake_wheel(wheels, package, {"pt_BR": [(f"{package} {i}", f"{package} pt {i}") for i in range(6)] + [("Shared", "Compartilhado")]})
+    out = tmp_path / "ui"
+    run_script("scripts/prepare_ui_strings.py", ["--wheels", str(wheels), "--out-dir", str(out), "--real", "20",
+                                                 "--dev", "5", "--test", "4"], cwd=tmp_path)
+    lines = {f: (out / f).read_text(encoding="utf-8").splitlines() for f in
+             ("real.pt", "real.en", "mono.en", "dev.pt", "dev.en", "test.pt", "test.en")}
+    assert [len(lines[f]) for f in ("real.pt", "real.en", "dev.en", "test.en")] == [20, 20, 5, 4]
+    assert all(e.startswith("django_oscar") or e == "Shared" for e in lines["test.en"])
+    assert all(e.startswith(("django_allauth", "django_filer")) or e == "Shared" for e in lines["dev.en"])
+    # 60 translated training strings: 20 real, the other 40 and every other-language or
+    # untranslated msgid (6 + 1) are monolingual English; "Shared" is held out (dev/test has it)
+    assert len(lines["mono.en"]) == 40 + 6 + 1 and "Shared" not in lines["mono.en"] + lines["real.en"]
+    assert not set(lines["mono.en"]) & set(lines["real.en"])
+    for pt, en in zip(lines["real.pt"], lines["real.en"]):
+        assert pt == en.replace("Save", "Salvar")
+
+
+def test_ui_bt_experiment_dry_run(tmp_path, monkeypatch):
+    calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["data"])
+    assert [tool for tool, _ in calls] == ["python", "python", "mtadapt", "mtadapt"]
+    assert calls[0][1][:3] == ["-m", "pip", "download"] and calls[1][1][0].endswith("scripts/prepare_ui_strings.py")
+    calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["train", "bt-base", "bt-real", "bt-beam"])
+    monkeypatch.chdir(tmp_path)
+    assert [check_mtadapt_call(argv) for _, argv in calls] == ["evaluate", "train", "evaluate", "train", "evaluate"]
+    train_args = [argv for _, argv in calls if argv[0] == "train"]
+    assert "recipes/augment-ui-bt.yaml" in train_args[0] and "data.train.paths=[data/ui-pt-en/mix-beam.pt, data/ui-pt-en/mix-beam.en]" in train_args[1]
