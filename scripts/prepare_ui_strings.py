@@ -34,6 +34,8 @@ from pathlib import Path
 
 import polib
 
+from mtadapt.io import atomic_write_lines
+
 SPLITS = {
     "test": ("django_oscar",),
     "dev": ("django_allauth", "django_filer"),
@@ -68,12 +70,6 @@ def read_catalogs(wheel: Path) -> tuple[dict[str, str], set[str]]:
     return pairs, msgids
 
 
-def _write(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    tmp.replace(path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wheels", type=Path, required=True, help="folder with the packages' wheels")
@@ -96,17 +92,17 @@ def main() -> None:
         pairs = sorted({m: s for p in SPLITS[split] for m, s in catalogs[p][0].items()}.items())
         rng.shuffle(pairs)
         n = args.dev if split == "dev" else args.test
-        _write(args.out_dir / f"{split}.pt", [s for _, s in pairs[:n]])
-        _write(args.out_dir / f"{split}.en", [m for m, _ in pairs[:n]])
+        atomic_write_lines(args.out_dir / f"{split}.pt", [s for _, s in pairs[:n]])
+        atomic_write_lines(args.out_dir / f"{split}.en", [m for m, _ in pairs[:n]])
     train_pairs = sorted({m: s for p in SPLITS["train"] for m, s in catalogs[p][0].items() if m not in held_out}.items())
     rng.shuffle(train_pairs)
     real = train_pairs[: args.real]
     real_ids = {m for m, _ in real}
     mono = sorted({m for p in SPLITS["train"] for m in catalogs[p][1]} - real_ids - held_out)
     rng.shuffle(mono)
-    _write(args.out_dir / "real.pt", [s for _, s in real])
-    _write(args.out_dir / "real.en", [m for m, _ in real])
-    _write(args.out_dir / "mono.en", mono)
+    atomic_write_lines(args.out_dir / "real.pt", [s for _, s in real])
+    atomic_write_lines(args.out_dir / "real.en", [m for m, _ in real])
+    atomic_write_lines(args.out_dir / "mono.en", mono)
     print(f"{args.out_dir}: real {len(real)} of {len(train_pairs)} translated training pairs, mono {len(mono)} English msgids, "
           f"dev {min(args.dev, len(pairs))}, test {args.test}; {len(held_out)} held-out msgids kept out of training")
 
