@@ -220,7 +220,7 @@ def test_upload_a_po_file_and_download_the_translation(page, server, tmp_path):
     _use_key(page, KEY_ALL)
     expect(page.locator("#adapters tbody tr")).to_have_count(3)
     page.get_by_label("File (.txt, .html, .po, .pot)").set_input_files(str(po))
-    page.get_by_label("with").select_option("lora1")
+    page.get_by_label("with adapter").select_option("lora1")
     page.get_by_role("button", name="Translate file").click()
     link = page.locator("#download")
     expect(link).to_have_text(re.compile(r"Download app(\.en)?\.po"))
