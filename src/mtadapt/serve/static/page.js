@@ -151,7 +151,8 @@ async function translateAll(event) {
       const label = name === BASE ? "base (no adapter)" : name;
       try {
         const { answer, ms } = await translateWith(name, texts, html);
-        state.results.push({ name, label, text: rebuild(answer.translations), ms, serverMs: answer.timings.total_ms });
+        state.results.push({ name, label, text: rebuild(answer.translations), ms, serverMs: answer.timings.total_ms,
+                             warnings: answer.warnings || [] });
       } catch (err) {
         state.results.push({ name, label, error: err.message });
       }
@@ -196,9 +197,17 @@ function renderResults() {
       if (ref === r) column.append(el("p", "reference", { class: "diff-count" }));
     }
     column.append(output);
+    if (r.warnings.length) column.append(warningList(r.warnings));
     return column;
   });
   $("results").replaceChildren(...columns);
+}
+
+// placeholders that did not come through exactly once, or markup the model lost (the server's `warnings`)
+function warningList(warnings) {
+  const list = el("ul", null, { class: "warnings", "aria-label": "warnings" });
+  list.append(...warnings.map((w) => el("li", w.where ? `${w.where}: ${w.message}` : w.message || JSON.stringify(w))));
+  return list;
 }
 
 // ---- files -------------------------------------------------------------------------------
@@ -223,6 +232,7 @@ async function translateFile(event) {
     const name = decodeURIComponent(url.pathname.split("/").pop());
     const link = el("a", `Download ${name}`, { href: url.href, download: name, id: "download" });
     $("file-result").replaceChildren(link);
+    if (answer.warnings && answer.warnings.length) $("file-result").append(warningList(answer.warnings));
   } catch (err) {
     $("file-result").replaceChildren();
     showError(err.message);
