@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from mtadapt.compare.grid import load_compare_recipe
-    from mtadapt.config import _set_path, config_from_dict, config_to_dict, parse_override
+    from mtadapt.config import config_from_dict, config_to_dict
+    from mtadapt.config_io import parse_override, set_path
     from mtadapt.data.tasks import load_corpus
     from mtadapt.evaluate.dev import evaluate_dev
     from mtadapt.runs import load_base
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if variant != "base":
             for item in variant.split(","):
                 key, value = parse_override(item)
-                _set_path(tree, key, value)
+                set_path(tree, key, value)
         tree["train"].update(max_steps=args.steps, eval_every=args.every, save_every=args.steps, log_every=args.every,
                              warmup_steps=min(tree["train"]["warmup_steps"], args.steps))
         tree["data"]["max_dev_sentences"] = args.dev

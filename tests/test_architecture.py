@@ -4,7 +4,8 @@ Layers, lowest first (a module may import its own package and anything in a lowe
 lazy imports inside functions count):
 
    -1  errors                             the exceptions every layer raises; imports nothing
-    0  io, settings, toy, progress        leaves: no mtadapt imports but errors, no torch needed
+    0  io, settings, toy, progress,       leaves: no mtadapt imports but errors, no torch needed
+       config_io                          (config_io: line-tracked YAML -> dataclasses, the one builder)
     1  models                             families, loading, tiny builders, Marian-native
     2  methods                            knows modules by the patterns families supply
     3  config                             dataclass configs (method names from the registry)
@@ -31,7 +32,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: dict[str, int] = {
-    "errors": -1, "io": 0, "settings": 0, "toy": 0, "progress": 0,
+    "errors": -1, "io": 0, "settings": 0, "toy": 0, "progress": 0, "config_io": 0,
     "models": 1, "methods": 2, "config": 3, "data": 4, "inference": 5, "evaluate": 6, "runs": 7, "augment": 8,
     "train": 9, "compare": 10, "serve": 10, "export": 10, "export_ctranslate2": 10,
     "cli_options": 11, "cli": 12, "api": 12,
@@ -156,3 +157,31 @@ def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
     edges = _imports(_modules())
     assert edges["mtadapt.data.x"] == {"mtadapt.train.loop"}
     assert edges["mtadapt.train.loop"] == {"mtadapt.data.x"}
+
+
+def private_imports(mods: dict[str, Path]) -> list[str]:
+    """`module: from other import _name` for every underscore name one module takes from
+    another (its own package's modules included): what is private stays in its module."""
+    found = []
+    for module, path in mods.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            if base.startswith("mtadapt") and base != module:
+                found += [f"{module}: from {base} import {a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    return found
+
+
+def test_no_module_imports_another_modules_private_names():
+    assert private_imports(_modules()) == []
+
+
+def test_the_private_import_check_sees_one(tmp_path):
+    (tmp_path / "a.py").write_text("from mtadapt.config import _Builder\nfrom mtadapt.io import atomic_writer\n")
+    assert private_imports({"mtadapt.a": tmp_path / "a.py"}) == ["mtadapt.a: from mtadapt.config import _Builder"]

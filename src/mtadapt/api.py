@@ -198,9 +198,9 @@ class AdaptedModel:
             FingerprintMismatchError: an adapter was saved from another base model.
             AdapterError: `folder` holds no mtadapt adapter (or several, with `adapter_name`).
         """
-        from mtadapt.runs import _adapter_folders  # the layout of a run's best/ and final/
+        from mtadapt.runs import adapter_folders  # the layout of a run's best/ and final/
 
-        folders = _adapter_folders(Path(folder))
+        folders = adapter_folders(Path(folder))
         if not folders:
             raise AdapterError(f"{folder} holds no mtadapt adapter ({storage.CONFIG_FILE} in it or in its sub-folders)")
         if adapter_name is not None and len(folders) > 1:

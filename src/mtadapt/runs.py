@@ -64,7 +64,7 @@ def run_adapter(run_dir: str | Path, which: str = "best") -> Path:
     run_dir = Path(run_dir)
     for name in ([which, "final"] if which == "best" else [which]):
         folder = run_dir / name
-        if folder.is_dir() and _adapter_folders(folder):  # one adapter, or one per language
+        if folder.is_dir() and adapter_folders(folder):  # one adapter, or one per language
             return folder
     raise FileNotFoundError(f"{run_dir} has no finished adapter ({which}/ or final/); did training finish?")
 
@@ -81,7 +81,7 @@ def _run_adapters(adapters: list[str], which: str = "best") -> tuple[list[str], 
         if (Path(given) / storage.CONFIG_FILE).exists() or not (Path(given) / "run.yaml").is_file():
             folders.append(given)
             continue
-        inner = _adapter_folders(run_adapter(given, which))
+        inner = adapter_folders(run_adapter(given, which))
         if len(inner) != 1:
             raise AdapterError(f"--adapter {given} is a run with per-language adapters; open it with --run {given}, "
                                "which routes each language to its adapter")
@@ -107,7 +107,7 @@ def _run_direction(cfg: RunConfig, run: str | Path, src_lang: str | None, tgt_la
     return src_lang, tgt_lang
 
 
-def _adapter_folders(folder: Path) -> list[tuple[str | None, Path]]:
+def adapter_folders(folder: Path) -> list[tuple[str | None, Path]]:
     """(name, folder) of the adapters saved in a run's `best/` or `final/`: one adapter, or one
     sub-folder per language adapter (`lang_<code>/`)."""
     if (folder / storage.CONFIG_FILE).exists():
@@ -205,7 +205,7 @@ def open_for_inference(
             src_lang = src_lang or cfg.data.src_lang
             tgt_lang = tgt_lang or cfg.data.tgt_lang
         if not adapters:
-            folders = _adapter_folders(run_adapter(run, which))
+            folders = adapter_folders(run_adapter(run, which))
     if model is None:
         raise ValueError("give --model (a name or path) or --run (a run folder)")
     if not folders and adapters:

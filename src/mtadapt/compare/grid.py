@@ -31,10 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mtadapt.config import (
-    ConfigError, RunConfig, _Builder, _resolve_paths, _set_path, _where, _yaml_lines, config_problems, config_to_dict,
-    parse_override, read_yaml_mapping,
-)
+from mtadapt.config import ConfigError, RunConfig, config_problems, config_to_dict, resolve_corpus_paths
+from mtadapt.config_io import Builder, parse_override, read_yaml_mapping, set_path, where, yaml_lines
 from mtadapt.evaluate.metrics import MIN_SIGNIFICANT_RESAMPLES
 from mtadapt.methods.registry import METHOD_NAMES
 
@@ -142,13 +140,13 @@ def _recipe_path(i: int, spec: CellSpec) -> Callable[[str], str]:
 
 def resolve_cells(config: CompareConfig, source: str = "<compare>", lines: dict[str, int] | None = None) -> list[Cell]:
     """Validate every cell's run configuration; raises one ConfigError listing all problems,
-    each once, with the recipe's line (`lines`, from `_yaml_lines`) and the key as the recipe
+    each once, with the recipe's line (`lines`, from `yaml_lines`) and the key as the recipe
     writes it (`base.train.max_steps`, `cells[2].settings.rank`)."""
     lines = lines or {}
     errors: list[str] = []
 
     def error(path: str, message: str) -> None:
-        errors.append(f"{_where(source, lines, path)}: {message}")
+        errors.append(f"{where(source, lines, path)}: {message}")
 
     if not config.cells:
         error("cells", "cells is empty; give at least one cell (e.g. {name: baseline, method: none})")
@@ -218,14 +216,14 @@ def load_compare_recipe(path: str | Path, overrides: list[str] | tuple[str, ...]
     path = Path(path)
     data, text = read_yaml_mapping(path, "a compare recipe: a mapping with base, cells and output_dir")
     if isinstance(data.get("base"), dict):
-        data["base"] = _resolve_paths(data["base"], path.parent)
-    lines = _yaml_lines(text)
+        data["base"] = resolve_corpus_paths(data["base"], path.parent)
+    lines = yaml_lines(text)
     for item in overrides:
         key, value = parse_override(item)
-        _set_path(data, key, value)
+        set_path(data, key, value)
         lines[key] = 0  # set on the command line: no line in the recipe
     source = str(path) if not overrides else f"{path} (+ overrides)"
-    builder = _Builder(source, lines)
+    builder = Builder(source, lines)
     config = builder.build(CompareConfig, data, "")
     try:
         cells = resolve_cells(config, source, lines)

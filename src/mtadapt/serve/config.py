@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from mtadapt.config import ConfigError, _Builder, _yaml_lines, read_yaml_mapping
+from mtadapt.config_io import Builder, read_yaml_mapping, yaml_lines
+from mtadapt.errors import ConfigError
 from mtadapt.inference.ctranslate2 import QUANTIZATIONS
 from mtadapt.inference.engine import ENGINES
 from mtadapt.inference.generation import INFERENCE_DTYPES
@@ -291,7 +292,7 @@ def _resolve(data: dict, base: Path) -> dict:
 
 def serve_config_from_dict(data: dict, source: str = "<serve>", lines: dict[str, int] | None = None) -> ServeConfig:
     """Build and validate a ServeConfig; raises ConfigError listing every problem with file:line."""
-    builder = _Builder(source, lines or {})
+    builder = Builder(source, lines or {})
     config = builder.build(ServeConfig, data, "")
     try:  # after an unknown key too: every problem at once
         for path, message in validate_serve(config):
@@ -321,7 +322,7 @@ def load_serve_config(path: str | Path | None, overrides: dict | None = None) ->
     if path is not None:
         path = Path(path)
         data, text = read_yaml_mapping(path, "a mapping of serve settings (model, adapters, pairs, limits ...)")
-        lines = _yaml_lines(text)
+        lines = yaml_lines(text)
         source = str(path)
         data = _resolve(data, path.parent)
     for key, value in (overrides or {}).items():
