@@ -31,6 +31,7 @@ SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "serve-pa
 KEY_ALL, KEY_ONE = "key-page-all", "key-page-one"  # every adapter and the base; lora2 only, no base
 SENTENCES = ["das Haus ist gross", "ein kleiner Hund"]
 BASE_LABEL = "base (no adapter)"
+expect.set_options(timeout=30_000)  # the suite shares 2 cores: a translation can take seconds under load
 
 if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's `chromium` (apt-get install chromium; `make setup` "
@@ -77,7 +78,7 @@ def browser():
 def page(browser: Browser, server):
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server["url"])
     page = context.new_page()
-    page.set_default_timeout(20_000)
+    page.set_default_timeout(30_000)
     errors: list[str] = []
     page.on("pageerror", lambda err: errors.append(str(err)))
     page.goto("/")
