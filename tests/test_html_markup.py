@@ -70,9 +70,10 @@ def test_one_segment_per_block_with_inline_markup_masked():
     seen = []
     translate_html(MASTODON, lambda texts: seen.extend(texts) or list(texts))
     # the h-card is translate="no": one placeholder; entities are placeholders; <br> inside the
-    # segment; `&lt;3` would read PH113, so that segment takes the next style
-    assert seen == ["[0] the cat sleeps on [1]the [2]red[3] chair[4] [5] dreams 🐈[6]see [7]#[8]cats[9][10] [11]3",
-                    "a link", "secondPH0paragraph with PH1PH2https://PH3PH4example.org/xPH5PH6"]
+    # segment; `&lt;3` would read PH113, so that segment takes the next style; tokens glued to a
+    # word are spaced from it (and the spaces taken off again)
+    assert seen == ["[0] the cat sleeps on [1] the [2] red [3] chair [4] [5] dreams 🐈 [6] see [7] # [8] cats [9] [10] [11] 3",
+                    "a link", "second PH0 paragraph with PH1 PH2 https:// PH3 PH4 example.org/x PH5 PH6"]
 
 
 def test_translation_reaches_text_alt_title_but_not_untouched_parts():
@@ -106,7 +107,7 @@ def test_lost_markup_keeps_the_structure_and_says_so():
         return ["o carro vermelho" if len(calls) == 1 else t.upper() for t in texts]
 
     out, warnings = translate_html("<p>the <b>red</b> car</p>", model)
-    assert calls == [["the PH0redPH1 car"], ["the", "red", "car"]]
+    assert calls == [["the PH0 red PH1 car"], ["the", "red", "car"]]
     assert out == "<p>THE <b>RED</b> CAR</p>"
     assert [(w.kind, w.segment) for w in warnings] == [("markup", "the red car")]
     assert "<b>, </b>" in warnings[0].message
@@ -115,13 +116,19 @@ def test_lost_markup_keeps_the_structure_and_says_so():
 def test_text_placeholders_protected_and_losses_reported():
     markup = "<p>Hello %(name)s, {count} new &amp; more</p>"
     out, warnings = translate_html(markup, lambda t: [x.replace("PH0", "") for x in t])
-    assert out == "<p>Hello , {count} new &amp; more</p>"
+    assert out == "<p>Hello  , {count} new &amp; more</p>"  # "Hello PH0 , ..." lost PH0, kept its spaces
     assert [(w.kind, w.placeholder) for w in warnings] == [("missing", "%(name)s")]
     out, warnings = translate_html(markup, lambda t: [x + " PH2" for x in t])  # PH2 is &amp;
     assert out == "<p>Hello %(name)s, {count} new &amp; more &amp;</p>" and warnings[0].kind == "duplicated"
     seen = []
     translate_html(markup, lambda t: seen.extend(t) or t, protect=False)
     assert seen == ["Hello %(name)s, {count} new PH0 more"]  # entities stay masked: they are markup
+
+
+def test_spaces_put_around_glued_tokens_come_off_again():
+    out, warnings = translate_html("<p>the <b>red</b> car<br>is&nbsp;here</p>",
+                                   lambda t: [x.replace("the", "o").replace("red", "vermelho") for x in t])
+    assert (out, warnings) == ("<p>o <b>vermelho</b> car<br>is&nbsp;here</p>", [])
 
 
 def test_a_real_tokenizer_keeps_the_masks_of_a_mastodon_post():

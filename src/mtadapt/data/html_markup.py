@@ -42,6 +42,7 @@ warning). Inside attribute values lxml decodes them and writes back an equivalen
 from __future__ import annotations
 
 import copy
+import dataclasses
 import html
 import re
 from collections.abc import Callable
@@ -204,9 +205,18 @@ def _described(pieces: list[Piece]) -> str:
     return "".join(p if isinstance(p, str) else str(p.value) if p.kind == "entity" else "" for p in pieces).strip()
 
 
-def _mask(pieces: list[Piece], style: MaskStyle, protect: bool) -> tuple[Masked, list[_Mark]] | None:
+@dataclass
+class _Masked(Masked):
+    """A segment's masked text; glued[k]: token k had no space before / after it in the source
+    (one is added there for the model, and taken off its output again)."""
+
+    glued: list[tuple[bool, bool]] = field(default_factory=list)
+
+
+def _mask(pieces: list[Piece], style: MaskStyle, protect: bool) -> tuple[_Masked, list[_Mark]] | None:
     """The pieces as one text to translate, each mark a mask token (text placeholders too, with
-    `protect`); None when the masked text would not split back into the same pieces."""
+    `protect`), spaced from the words around it (models translate "the PH0 red PH1 car", they
+    copy "the PH0redPH1 car"); None when the text would not split back into the same pieces."""
     parts: list[str] = []
     marks: list[_Mark] = []
     for p in pieces:
@@ -221,9 +231,36 @@ def _mask(pieces: list[Piece], style: MaskStyle, protect: bool) -> tuple[Masked,
             pos = m.end()
         parts.append(p[pos:])
     text = _HTML_SPACE.sub(" ", "".join(parts))  # HTML collapses whitespace: one space says the same
-    if [int(style.index(m.group(1))) for m in style.pattern.finditer(text)] != list(range(len(marks))):
+    found = list(style.pattern.finditer(text))
+    if [style.index(m.group(1)) for m in found] != list(range(len(marks))):
         return None  # e.g. `%s7` -> `PH07`
-    return Masked(text, [m.markup for m in marks], style), marks
+    spaced: list[str] = []
+    glued: list[tuple[bool, bool]] = []
+    pos = 0
+    for m in found:
+        before = m.start() > 0 and text[m.start() - 1] != " "
+        after = m.end() < len(text) and text[m.end()] != " "
+        glued.append((before, after))
+        spaced.append(text[pos:m.start()])
+        if before and not (spaced and "".join(spaced[-2:]).endswith(" ")):
+            spaced.append(" ")
+        spaced += [m.group(0), " " if after else ""]
+        pos = m.end()
+    spaced.append(text[pos:])
+    return _Masked("".join(spaced), [m.markup for m in marks], style, glued), marks
+
+
+def _unglue(sequence: list[str | int], glued: list[tuple[bool, bool]]) -> list[str | int]:
+    """Take off the spaces `_mask` put around tokens that were glued to their neighbours."""
+    items = list(sequence)
+    for j, x in enumerate(items):
+        if isinstance(x, int):
+            before, after = glued[x]
+            if before and j > 0 and isinstance(items[j - 1], str) and items[j - 1].endswith(" "):
+                items[j - 1] = items[j - 1][:-1]
+            if after and j + 1 < len(items) and isinstance(items[j + 1], str) and items[j + 1].startswith(" "):
+                items[j + 1] = items[j + 1][1:]
+    return [x for x in items if x != ""]
 
 
 def _split(translation: str, style: MaskStyle, n: int) -> list[str | int]:
@@ -381,7 +418,7 @@ def translate_html(
             continue
         masked, marks = chosen
         lead, core, trail = _strip(masked.text)
-        jobs.append((seg, Masked(core, masked.placeholders, masked.style), marks, lead, trail))
+        jobs.append((seg, dataclasses.replace(masked, text=core), marks, lead, trail))
     todo = [masked.text for _, masked, *_ in jobs if masked is not None]
     outputs = translate(todo) if todo else []
     it = iter(outputs)
@@ -395,7 +432,7 @@ def translate_html(
                                         "style's tokens): its texts were translated one by one"))
             continue
         out = next(it).strip()
-        sequence = _split(out, masked.style, len(marks))
+        sequence = _unglue(_split(out, masked.style, len(marks)), masked.glued)
         _, problems = restore(out, masked)
         if not _nests(sequence, marks):
             fallback.append(seg)
@@ -439,7 +476,7 @@ def _translate_texts_one_by_one(segments: list[_Segment], translate: Callable[[l
                         masked, marks = chosen if chosen is not None else (None, [])
                         if masked is not None:
                             lead, core, trail = _strip(masked.text)
-                            masked = Masked(core, masked.placeholders, masked.style)
+                            masked = dataclasses.replace(masked, text=core)
                         else:
                             lead = trail = ""
                         layout.append((len(texts),))
@@ -463,7 +500,7 @@ def _translate_texts_one_by_one(segments: list[_Segment], translate: Callable[[l
         out = next(outputs).strip()
         _, problems = restore(out, masked)
         warnings += [HtmlWarning(source, p.kind, p.placeholder, p.describe()) for p in problems]
-        done.append([lead, *_split(out, masked.style, len(marks)), trail])
+        done.append([lead, *_unglue(_split(out, masked.style, len(marks)), masked.glued), trail])
         done[-1] = [marks[x] if isinstance(x, int) else x for x in done[-1]]
     results = []
     for seg, layout in zip(segments, layouts):
