@@ -1,6 +1,6 @@
 """The page at `/` in a real headless Chromium (Debian's `chromium`, driven by Playwright;
-no browser is downloaded): a real `mtadapt serve` (tiny:m2m100, two random LoRA adapters,
-API keys) on a free port.
+no browser is downloaded) against the serve app on uvicorn on a free port (tiny:m2m100, two
+random LoRA adapters, API keys).
 
 The README's screenshot comes from this test: run it with MTADAPT_UPDATE_SCREENSHOT=1 to
 rewrite docs/images/serve-page.png (otherwise it goes to the test's tmp dir, so that a test
@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from mtadapt.methods import base, lora
 from mtadapt.models.loading import load_model
-from serve_support import ServerProcess, make_adapter
+from serve_support import ThreadServer, make_adapter
 
 pytestmark = pytest.mark.xdist_group("test_serve_page")
 
@@ -57,11 +57,8 @@ def server(tmp_path_factory):
         "batching": {"max_wait_ms": 5, "max_length_factor": 1.0},  # random tiny models rarely stop early
     }
     (root / "serve.yaml").write_text(yaml.safe_dump(config))
-    process = ServerProcess(root / "serve.yaml").start()
-    try:
-        yield {"url": process.url, "root": root, "parameters": parameters}
-    finally:
-        process.stop()
+    with ThreadServer(root / "serve.yaml") as server:
+        yield {"url": server.url, "root": root, "parameters": parameters}
 
 
 @pytest.fixture(scope="module")
