@@ -7,6 +7,9 @@
     worker.py    the one generation thread: bounded queue, batch formation, retries, deadlines
     metrics.py   Prometheus counters, gauges and histograms
     schemas.py   pydantic request/response models, JSON/form parsing, 4xx errors naming fields
+    params.py    LibreTranslate parameters from the query string and the body, merged
+    languages.py the served directions by default (every one the model knows), names, detection
+    openapi.py   /openapi.json with this server's languages, adapters and limits
     app.py       the ASGI app (FastAPI): LibreTranslate-compatible and native routes; `serve()`
 
 Threads: the event loop tokenizes, validates, queues and answers; the worker thread owns the

@@ -1,8 +1,12 @@
 """The HTTP app (FastAPI on uvicorn): LibreTranslate-compatible and native routes.
 
-    POST /translate             LibreTranslate: q (string or list), source, target, format,
-                                api_key; + `adapter`. JSON or form. {"translatedText": ...}
+    POST /translate             LibreTranslate: q (string or list), source (or "auto"), target,
+                                format, alternatives, api_key; + `adapter`. JSON, form, multipart
+                                or query string. {"translatedText", "detectedLanguage"?,
+                                "alternatives"?}
+    POST /detect                LibreTranslate: q -> [{"confidence", "language"}], best first
     GET  /languages             LibreTranslate: [{"code", "name", "targets"}]
+    GET  /frontend/settings     LibreTranslate: charLimit, apiKeys, keyRequired, language defaults ...
     POST /v1/translate          texts, adapter, src_lang, tgt_lang, num_beams, max_length_factor
                                 -> translations, adapter, timings
     GET  /v1/adapters           the adapters this key may use (name, method, parameters,
@@ -13,7 +17,7 @@
     GET  /health, /ready        liveness; readiness (503 while the queue is full or the
                                 worker is down); HEAD too
     GET  /metrics               Prometheus text format (every answer counted, 500s included)
-    GET  /openapi.json          the schema (FastAPI)
+    GET  /openapi.json          the schema, with this server's languages, adapters and limits
     GET  /                      the page comparing adapters side by side (files under static/)
     OPTIONS any route           204 with `Allow`; a CORS preflight when `cors_origins` is set
 
@@ -35,7 +39,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -44,21 +48,16 @@ from mtadapt.errors import ConfigError
 from mtadapt.serve import schemas
 from mtadapt.serve.config import ADAPTER_NAME, BASE_ADAPTER, ServeConfig
 from mtadapt.serve.engine import Engine
-from mtadapt.serve.worker import Job
+from mtadapt.serve.languages import DetectionUnavailable, LanguageDetector, language_name
 from mtadapt.serve.metrics import Metrics
+from mtadapt.serve.openapi import served_openapi
+from mtadapt.serve.params import read_params
 from mtadapt.serve.registry import AdapterError
 from mtadapt.serve.schemas import ApiError
 from mtadapt.serve.security import AccessError, Caller, KeyRing, PathError, adapter_path_under_roots, key_from_headers
-from mtadapt.serve.worker import BatchWorker, DeadlineExceeded, QueueFull, WorkerStopped
+from mtadapt.serve.worker import BatchWorker, DeadlineExceeded, Job, QueueFull, WorkerStopped
 
 log = logging.getLogger("mtadapt.serve")
-
-LANGUAGE_NAMES = {
-    "ar": "Arabic", "ca": "Catalan", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish",
-    "et": "Estonian", "fi": "Finnish", "fr": "French", "it": "Italian", "ja": "Japanese", "nl": "Dutch",
-    "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian", "tr": "Turkish", "uk": "Ukrainian",
-    "zh": "Chinese",
-}
 
 
 STATIC = Path(__file__).parent / "static"  # the page at `/`: index.html, page.js, diff.js, page.css
@@ -66,6 +65,13 @@ STATIC = Path(__file__).parent / "static"  # the page at `/`: index.html, page.j
 
 def _json_schema(model: type) -> dict:
     return {"content": {"application/json": {"schema": model.model_json_schema()}}, "required": True}
+
+
+def _form_or_json_schema(model: type) -> dict:
+    """A LibreTranslate body: JSON or a form (the query string may carry the same fields: `read_params`)."""
+    schema = model.model_json_schema()
+    return {"content": {t: {"schema": schema} for t in ("application/json", "application/x-www-form-urlencoded",
+                                                         "multipart/form-data")}, "required": True}
 
 
 class Server:
@@ -79,6 +85,12 @@ class Server:
         self.worker = BatchWorker(engine.generate, lim.max_queue, bat.max_batch_sentences, bat.max_batch_tokens,
                                   bat.max_wait_ms / 1000, config.max_loaded, self.metrics)
         self.removing: set[str] = set()  # adapters being deleted: unknown to new requests
+        self.targets: dict[str, list[str]] = {}  # served source -> its targets
+        for source, target in engine.pairs:
+            self.targets.setdefault(source, []).append(target)
+        self.targets = {s: sorted(t) for s, t in sorted(self.targets.items())}
+        self.detector = LanguageDetector(list(self.targets))
+        self.file_formats: list[str] = []  # extensions /translate_file accepts (set where that route is added)
         self._sync_adapter_metrics()
 
     def _sync_adapter_metrics(self) -> None:
@@ -93,8 +105,11 @@ class Server:
         return self.keys.caller(key)
 
     def pair(self, source: str | None, target: str | None, source_field: str, target_field: str) -> tuple[str, str]:
+        """The served direction a request names; (x, x) for a served language x: the text unchanged."""
         pairs = list(self.engine.pairs)
         sources = sorted({s for s, _ in pairs})
+        if source is not None and source == target and source in sources and any(t == target for _, t in pairs):
+            return source, target  # identity, as LibreTranslate (Argos) answers a same-language request
         if source in (None, "auto"):
             if len(sources) != 1:
                 raise ApiError(400, source_field, f"{source_field}: give the source language; served: {', '.join(sources)}")
@@ -111,7 +126,7 @@ class Server:
     def adapter(self, caller: Caller, name: str | None, pair: tuple[str, str]) -> str | None:
         """The adapter a request uses: its own, else the pair's default; None = base model."""
         if name is None:
-            name = self.engine.pairs[pair].adapter
+            name = self.engine.pairs[pair].adapter if pair in self.engine.pairs else None  # identity: no model
         if name in (None, BASE_ADAPTER):
             if not caller.may_use(None):
                 raise ApiError(403, "adapter", "adapter: this API key may not use the base model; name one of its adapters")
@@ -127,15 +142,25 @@ class Server:
     async def translate(self, texts: list[str], field: str, pair: tuple[str, str], adapter: str | None,
                         num_beams: int, max_length_factor: float) -> tuple[list[str], Job]:
         """Tokenize, queue, await, decode. Raises ApiError for every outcome but success."""
+        nbest, job = await self.translate_nbest(texts, field, pair, adapter, num_beams, max_length_factor)
+        return [n[0] for n in nbest], job
+
+    async def translate_nbest(self, texts: list[str], field: str, pair: tuple[str, str], adapter: str | None,
+                              num_beams: int, max_length_factor: float, num_return: int = 1) -> tuple[list[list[str]], Job]:
+        """`translate` with each text's `num_return` best translations (best first; the text
+        itself, alone, for a same-language pair)."""
         lim = self.config.limits
         schemas.check_texts(texts, field, lim.max_texts, lim.max_chars)
+        if pair[0] == pair[1]:
+            now = time.monotonic()
+            return [[t] for t in texts], Job([], adapter, pair, num_beams, max_length_factor, now, started=now, finished=now)
         src_ids = self.engine.encode(pair, texts)
         for i, ids in enumerate(src_ids):
             if len(ids) > lim.max_source_tokens:
                 raise ApiError(400, field, f"{field}: text {field}[{i}] has {len(ids)} tokens, over the limit of {lim.max_source_tokens}")
         group = self.engine.batch_group(adapter, self.config.batching.cross_adapter)
         deadline = time.monotonic() + lim.request_timeout_s
-        job = Job(src_ids, adapter, pair, num_beams, float(max_length_factor), deadline, group)
+        job = Job(src_ids, adapter, pair, num_beams, float(max_length_factor), deadline, group, num_return=num_return)
         try:
             future = self.worker.submit(job)
         except QueueFull as err:
@@ -156,9 +181,20 @@ class Server:
             raise ApiError(500, None, f"translation failed: {type(err).__name__}: {err}") from err
         finally:
             self._sync_adapter_metrics()
-        translations = self.engine.decode(pair, outputs)
-        self.metrics.translated(adapter, len(texts), sum(map(len, src_ids)), sum(map(len, outputs)))
-        return translations, job
+        decoded = iter(self.engine.decode(pair, [h for nbest in outputs for h in nbest]))
+        self.metrics.translated(adapter, len(texts), sum(map(len, src_ids)), sum(len(nbest[0]) for nbest in outputs))
+        return [[next(decoded) for _ in nbest] for nbest in outputs], job
+
+    async def detect(self, text: str, field: str = "q") -> list[dict[str, Any]]:
+        """LibreTranslate's candidates for `text` among the served sources, most likely first.
+
+        Raises:
+            ApiError: 400 naming `field` when detection is unavailable (lingua missing).
+        """
+        try:  # off the event loop: lingua loads a language's models on first use (seconds)
+            return await asyncio.to_thread(self.detector.detect, text)
+        except DetectionUnavailable as err:
+            raise ApiError(400, field, f"{field}: {err}; or give the source language") from err
 
 
 def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
@@ -174,6 +210,7 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     app = FastAPI(title="mtadapt serve", version="1", lifespan=lifespan,
                   description="One base MT model, many adapters; LibreTranslate-compatible.")
     app.state.server = server
+    app.openapi = lambda: served_openapi(FastAPI.openapi(app), server)  # type: ignore[method-assign]
     lim = config.limits
 
     @app.middleware("http")
@@ -232,30 +269,75 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     async def internal(request: Request, err: Exception) -> JSONResponse:
         return internal_error(err)
 
-    errors = {400: {"model": schemas.ErrorResponse}, 403: {"model": schemas.ErrorResponse}, 429: {"model": schemas.ErrorResponse}}
+    # every status a request route may answer besides 200 (413 body too large, 415 compressed, 503 deadline/stopping)
+    errors = {code: {"model": schemas.ErrorResponse} for code in (400, 403, 413, 415, 429, 500, 503)}
 
-    @app.post("/translate", response_model=schemas.LibreTranslateResponse, responses=errors,
-              openapi_extra={"requestBody": _json_schema(schemas.LibreTranslateRequest)})
+    @app.post("/translate", response_model=schemas.LibreTranslateResponse, response_model_exclude_none=True, responses=errors,
+              openapi_extra={"requestBody": _form_or_json_schema(schemas.LibreTranslateRequest)})
     async def libretranslate(request: Request) -> dict[str, Any]:
-        data = await schemas.parse_body(request, lim.max_request_bytes)
+        data = await read_params(request, lim.max_request_bytes, integers=("alternatives",))
         try:
             body = schemas.LibreTranslateRequest.model_validate(data)
         except ValidationError as err:
             raise schemas.validation_error(err) from err
         caller = server.caller(request, body.api_key)
-        pair = server.pair(body.source, body.target, "source", "target")
-        adapter = server.adapter(caller, body.adapter, pair)
         texts = [body.q] if isinstance(body.q, str) else list(body.q)
-        translations, _ = await server.translate(texts, "q", pair, adapter, config.batching.num_beams,
-                                                 config.batching.max_length_factor)
-        return {"translatedText": translations[0] if isinstance(body.q, str) else translations}
+        schemas.check_texts(texts, "q", lim.max_texts, lim.max_chars)
+        if body.alternatives + 1 > lim.max_num_beams:
+            raise ApiError(400, "alternatives", f"alternatives: {body.alternatives} exceeds the limit of {lim.max_num_beams - 1}")
+        detected = [(await server.detect(t, "source"))[0] for t in texts] if body.source == "auto" else None
+        by_source: dict[str, list[int]] = {}  # each text goes with its own (detected) source
+        for i in range(len(texts)):
+            by_source.setdefault(detected[i]["language"] if detected else body.source, []).append(i)
+        routes = []  # every direction and adapter checked before anything is queued
+        for source, rows in by_source.items():
+            pair = server.pair(source, body.target, "source", "target")
+            routes.append((pair, server.adapter(caller, body.adapter, pair), rows))
+        beams = max(config.batching.num_beams, body.alternatives + 1)
+        answers = await asyncio.gather(*(
+            server.translate_nbest([texts[i] for i in rows], "q", pair, adapter, beams, config.batching.max_length_factor,
+                                   body.alternatives + 1) for pair, adapter, rows in routes))
+        nbest: list[list[str]] = [[] for _ in texts]
+        for (_, _, rows), (hypotheses, _) in zip(routes, answers):
+            for i, h in zip(rows, hypotheses):
+                nbest[i] = h
+        single = isinstance(body.q, str)
+        result: dict[str, Any] = {"translatedText": nbest[0][0] if single else [h[0] for h in nbest]}
+        if detected is not None:
+            result["detectedLanguage"] = detected[0] if single else detected
+        if body.alternatives:
+            others = [list(dict.fromkeys(a for a in h[1:] if a != h[0])) for h in nbest]  # distinct, best first
+            result["alternatives"] = others[0] if single else others
+        return result
+
+    @app.post("/detect", response_model=list[schemas.DetectedLanguage], responses=errors,
+              openapi_extra={"requestBody": _form_or_json_schema(schemas.DetectRequest)})
+    async def detect(request: Request) -> list[dict[str, Any]]:
+        data = await read_params(request, lim.max_request_bytes)
+        try:
+            body = schemas.DetectRequest.model_validate(data)
+        except ValidationError as err:
+            raise schemas.validation_error(err) from err
+        server.caller(request, body.api_key)  # a server with keys answers only its tenants
+        schemas.check_texts([body.q], "q", 1, lim.max_chars)
+        return await server.detect(body.q)
 
     @app.get("/languages", response_model=list[schemas.Language])
     async def languages(request: Request) -> list[dict[str, Any]]:
-        targets: dict[str, list[str]] = {}
-        for source, target in engine.pairs:
-            targets.setdefault(source, []).append(target)
-        return [{"code": s, "name": LANGUAGE_NAMES.get(s, s), "targets": sorted(t)} for s, t in sorted(targets.items())]
+        return [{"code": s, "name": language_name(s), "targets": t} for s, t in server.targets.items()]
+
+    @app.get("/frontend/settings", response_model=schemas.FrontendSettings)
+    async def frontend_settings(request: Request) -> dict[str, Any]:
+        """LibreTranslate's settings for pages and tools that configure themselves from it."""
+        sources = list(server.targets)
+        source = "auto" if len(sources) > 1 and server.detector.available else sources[0]
+        targets = sorted({t for ts in server.targets.values() for t in ts}) if source == "auto" else server.targets[source]
+        target = "en" if "en" in targets and source != "en" else targets[0]
+        return {"charLimit": lim.max_chars, "frontendTimeout": int(1000 * lim.request_timeout_s),
+                "apiKeys": bool(config.api_keys), "keyRequired": bool(config.api_keys), "suggestions": False,
+                "filesTranslation": bool(server.file_formats), "supportedFilesFormat": server.file_formats,
+                "language": {"source": {"code": source, "name": "Auto Detect" if source == "auto" else language_name(source)},
+                             "target": {"code": target, "name": language_name(target)}}}
 
     @app.post("/v1/translate", response_model=schemas.TranslateResponse, responses=errors,
               openapi_extra={"requestBody": _json_schema(schemas.TranslateRequest)})
@@ -359,7 +441,7 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
 
     app.add_api_route("/ready", ready, methods=["HEAD"], include_in_schema=False)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         server.metrics.queue_depth(server.worker.queue_depth)
         return Response(server.metrics.render(), media_type=server.metrics.content_type)
@@ -419,8 +501,10 @@ def serve(config: ServeConfig) -> None:
         app = create_app(config, engine)
         port = sock.getsockname()[1]
         host = f"[{config.host}]" if ":" in config.host else config.host
+        directions = [f"{s}->{t}" for s, t in engine.pairs]
+        shown = ", ".join(directions[:6]) + (f" ... ({len(directions)} directions)" if len(directions) > 6 else "")
         print(f"mtadapt serve: {engine.loaded.name_or_path}, {len(engine.registry.records())} adapter(s), "
-              f"pairs {', '.join(f'{s}->{t}' for s, t in engine.pairs)}; http://{host}:{port}", flush=True)
+              f"pairs {shown}; http://{host}:{port}", flush=True)
         uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
     finally:
         sock.close()

@@ -1,14 +1,14 @@
 """The served model: one base, one codec per language pair, generation of a batch of jobs.
 
 `Engine.generate(jobs)` is what the worker runs for one batch. Every job of a batch has the
-same pair, beam size and length factor (the worker groups them so); its rows may name
+same pair, beam size, length factor and n-best size (the worker groups them so); its rows may name
 different adapters:
 
     rows = [(src_ids, adapter) for job in jobs for src_ids in job.src_ids]
     ensure_loaded({adapter of every row})
-    out = translate_ids(model, codec, [ids for ids, _ in rows], generation,
+    out = translate_ids(model, codec, [ids for ids, _ in rows], generation,   # n-best: num_return
                         batch_context=lambda chunk: routing(model, [adapter of row i for i in chunk]))
-    out[i] = out[i][: ceil(factor * len(src_ids of row i)) + 5]    # its own length limit
+    out[i][k] = out[i][k][: ceil(factor * len(src_ids of row i)) + 5]    # its own length limit
     (beam search: rows grouped by source length first; see `_generate_rows`)
 
 `translate_ids` is the one generation path (`mtadapt translate` uses it too) and per-row
@@ -41,6 +41,7 @@ from mtadapt.methods.merge import MergedAdapter, merge_in_place
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import LoadedModel, load_model
 from mtadapt.serve.config import BASE_ADAPTER, AdapterEntry, PairEntry, ServeConfig
+from mtadapt.serve.languages import every_direction
 from mtadapt.serve.registry import AdapterRecord, AdapterRegistry
 from mtadapt.serve.translators import ComputeTypeError, FolderOf, NotConvertibleError, Translators, ctranslate2_folder_of
 from mtadapt.serve.worker import Job
@@ -51,11 +52,13 @@ def public_code(model_code: str | None) -> str:
     return (model_code or "").split("_")[0]
 
 
-def default_pairs(config: ServeConfig, model_name: str, run_langs: tuple[str | None, str | None] | None) -> list[PairEntry]:
-    """The configured pairs, else the run's direction, else a `bergamot:<src>-<tgt>` model's.
+def default_pairs(config: ServeConfig, model_name: str, run_langs: tuple[str | None, str | None] | None,
+                  loaded: LoadedModel) -> list[PairEntry]:
+    """The configured pairs, else the run's direction, else a `bergamot:<src>-<tgt>` model's,
+    else every direction the model family knows (`serve.languages.every_direction`).
 
     Raises:
-        ValueError: nothing says which direction to serve.
+        ConfigError: nothing says which direction to serve.
     """
     if config.pairs:
         return list(config.pairs)
@@ -64,7 +67,7 @@ def default_pairs(config: ServeConfig, model_name: str, run_langs: tuple[str | N
     if model_name.startswith("bergamot:") and "-" in model_name:
         src, tgt = model_name[len("bergamot:"):].split("-", 1)
         return [PairEntry(src, tgt)]
-    raise ValueError("pairs: give the served direction(s) (`pairs` in the config, or --src-lang and --tgt-lang)")
+    return every_direction(model_name, loaded)
 
 
 class Engine:
@@ -152,14 +155,15 @@ class Engine:
         base_engine = "ctranslate2" if self.translators.base is not None else "pytorch"
         return [(BASE_ADAPTER, base_engine, self.precision)] + [(r.name, r.engine, r.precision) for r in self.registry.records()]
 
-    def generate(self, jobs: Sequence[Job]) -> list[list[list[int]]]:
-        """Per job, per text, the output ids (first hypothesis). Worker thread only.
+    def generate(self, jobs: Sequence[Job]) -> list[list[list[list[int]]]]:
+        """Per job, per text, its `num_return` best outputs' ids, best first. Worker thread only.
 
         Raises:
             AdapterError: an adapter that cannot be loaded; anything generation raises.
         """
         first = jobs[0]
-        assert all((j.pair, j.num_beams, j.max_length_factor) == (first.pair, first.num_beams, first.max_length_factor) for j in jobs)
+        key = (first.pair, first.num_beams, first.max_length_factor, first.num_return)
+        assert all((j.pair, j.num_beams, j.max_length_factor, j.num_return) == key for j in jobs)
         codec = self.codecs[first.pair]
         ids = [s for job in jobs for s in job.src_ids]
         rows = [job.adapter or BASE_ADAPTER for job in jobs for _ in job.src_ids]
@@ -176,7 +180,7 @@ class Engine:
                 record.requests_served += sum(1 for j in jobs if j.adapter == name)
                 record.sentences_served += sum(1 for r in rows if r == name)
         generation = GenerationConfig(num_beams=first.num_beams, batch_size=self.max_batch_sentences,
-                                      max_length_factor=first.max_length_factor)
+                                      max_length_factor=first.max_length_factor, num_return_sequences=first.num_return)
         out = self._generate_rows(ids, rows, single if merged else None, codec, generation)
         result, start = [], 0
         for job in jobs:
@@ -185,8 +189,8 @@ class Engine:
         return result
 
     def _generate_rows(self, ids: list[list[int]], rows: list[str], merged: str | None,
-                       codec: PairCodec, generation: GenerationConfig) -> list[list[int]]:
-        """First output of each row, each as if translated alone.
+                       codec: PairCodec, generation: GenerationConfig) -> list[list[list[int]]]:
+        """The n-best outputs of each row, each as if translated alone.
 
         `generate_batch` limits a batch's outputs to ceil(factor * padded width) + 5 tokens,
         so a short source batched with a long one may run longer than alone. Greedy search is
@@ -205,14 +209,14 @@ class Engine:
             for i, s in enumerate(ids):
                 by_length.setdefault(len(s), []).append(i)
             groups = list(by_length.values())
-        out: list[list[int]] = [[] for _ in ids]
+        out: list[list[list[int]]] = [[] for _ in ids]
         for group in groups:
-            for i, o in zip(group, self._translate([ids[i] for i in group], [rows[i] for i in group], merged, codec, generation)):
-                out[i] = o[: limits[i]]
+            for i, nbest in zip(group, self._translate([ids[i] for i in group], [rows[i] for i in group], merged, codec, generation)):
+                out[i] = [o[: limits[i]] for o in nbest]
         return out
 
     def _translate(self, ids: list[list[int]], rows: list[str], merged: str | None, codec: PairCodec,
-                   generation: GenerationConfig) -> list[list[int]]:
+                   generation: GenerationConfig) -> list[list[list[int]]]:
         model = self.loaded.model
         translator = self.translators.of(rows[0])
         if translator is not None:  # one adapter per batch (`batch_group`); the pair's own prompt
@@ -228,7 +232,7 @@ class Engine:
         else:
             out = translate_ids(model, codec, ids, generation,
                                 batch_context=lambda chunk: base.routing(model, [rows[i] for i in chunk]))
-        return [o[0] for o in out]
+        return out
 
     def _merge(self, name: str) -> None:
         if self._merged is not None and self._merged.name == name:
@@ -259,7 +263,7 @@ def load_engine(config: ServeConfig) -> Engine:
     model_name, family, tokenizer, shortlist = config.model, None, None, config.shortlist
     run_langs = None
     adapters = list(config.adapters)
-    pairs = list(config.pairs)
+    run_name = None  # a run's adapter: the default adapter of the directions it gives
     if config.run is not None:
         cfg = read_run_config(config.run)
         model_name = model_name or cfg.model.name_or_path
@@ -270,18 +274,19 @@ def load_engine(config: ServeConfig) -> Engine:
             run_langs = (directions[0].src_lang, directions[0].tgt_lang)
         from pathlib import Path
 
-        name = Path(config.run).resolve().name
-        if not any(a.name == name for a in adapters):
+        run_name = Path(config.run).resolve().name
+        if not any(a.name == run_name for a in adapters):
             run_adapter(config.run)  # a clear error when the run has no finished adapter
-            adapters.insert(0, AdapterEntry(name=name, path=str(config.run)))
-        if not pairs:
-            pairs = [PairEntry(**{**vars(p), "adapter": p.adapter or name}) for p in default_pairs(config, model_name, run_langs)]
+            adapters.insert(0, AdapterEntry(name=run_name, path=str(config.run)))
     assert model_name is not None  # validated: model or run
     loaded = load_model(model_name, family=family, tokenizer=tokenizer, shortlist=shortlist)
     precision = place_for_inference(loaded.model, config.dtype)
     loaded.model.eval()
-    engine = Engine(loaded, pairs or default_pairs(config, model_name, run_langs), config.max_loaded,
-                    config.batching.max_batch_sentences, config.batching.merge_single_lora, precision,
-                    config.engine, config.compute_type)
+    pairs = list(config.pairs)
+    if not pairs:
+        pairs = [PairEntry(**{**vars(p), "adapter": p.adapter or run_name})
+                 for p in default_pairs(config, model_name, run_langs, loaded)]
+    engine = Engine(loaded, pairs, config.max_loaded, config.batching.max_batch_sentences,
+                    config.batching.merge_single_lora, precision, config.engine, config.compute_type)
     engine.register_adapters(adapters)
     return engine

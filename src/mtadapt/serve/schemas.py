@@ -21,9 +21,18 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+
+
+def _integral(value: Any) -> Any:
+    """4.0 -> 4: JSON Schema's `integer` includes integral numbers written with a fraction."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = Annotated[StrictInt, BeforeValidator(_integral)]
+"""An integer; "3" (a string) and 2.5 are refused, 4.0 is 4."""
 
 
 class ApiError(Exception):
@@ -46,11 +55,27 @@ class LibreTranslateRequest(BaseModel):
     target: StrictStr = Field(description="target language code")
     format: Literal["text"] = Field("text", description="only 'text' (HTML is not supported)")
     api_key: StrictStr | None = None
+    alternatives: WholeNumber = Field(0, ge=0, description="how many alternative translations to add (from the beam's n-best list)")
     adapter: StrictStr | None = Field(None, description="mtadapt: the adapter to translate with (default: the pair's)")
+
+
+class DetectedLanguage(BaseModel):
+    confidence: float = Field(ge=0, le=100, description="percent")
+    language: str
 
 
 class LibreTranslateResponse(BaseModel):
     translatedText: str | list[str]
+    detectedLanguage: DetectedLanguage | list[DetectedLanguage] | None = Field(None, description="when source is 'auto'")
+    alternatives: list[str] | list[list[str]] | None = Field(None, description="when alternatives > 0")
+
+
+class DetectRequest(BaseModel):
+    """`POST /detect` as LibreTranslate defines it."""
+
+    model_config = ConfigDict(extra="ignore")
+    q: StrictStr = Field(description="the text whose language to identify")
+    api_key: StrictStr | None = None
 
 
 class TranslateRequest(BaseModel):
@@ -61,8 +86,8 @@ class TranslateRequest(BaseModel):
     adapter: StrictStr | None = Field(None, description="adapter name; '__base__' = none; default: the pair's")
     src_lang: StrictStr | None = Field(None, description="source code (default: the only served source)")
     tgt_lang: StrictStr | None = Field(None, description="target code (default: the only target of the source)")
-    num_beams: StrictInt | None = Field(None, ge=1, description="beam size (default: the server's)")
-    max_length_factor: StrictFloat | StrictInt | None = Field(None, gt=0, le=10, description="output length limit factor")
+    num_beams: Annotated[WholeNumber, Field(ge=1)] | None = Field(None, description="beam size (default: the server's)")
+    max_length_factor: StrictFloat | None = Field(None, gt=0, le=10, description="output length limit factor")
 
 
 class Timings(BaseModel):
@@ -92,6 +117,29 @@ class Language(BaseModel):
     code: str
     name: str
     targets: list[str]
+
+
+class LanguageChoice(BaseModel):
+    code: str
+    name: str
+
+
+class DefaultLanguages(BaseModel):
+    source: LanguageChoice
+    target: LanguageChoice
+
+
+class FrontendSettings(BaseModel):
+    """`GET /frontend/settings`: LibreTranslate's field names, what its page and tools read."""
+
+    charLimit: int = Field(description="characters per text")
+    frontendTimeout: int = Field(description="milliseconds a page should wait for a translation")
+    apiKeys: bool = Field(description="the server has API keys")
+    keyRequired: bool = Field(description="a request without a key is refused")
+    suggestions: bool = Field(description="POST /suggest is offered (never, here)")
+    filesTranslation: bool
+    supportedFilesFormat: list[str] = Field(description="extensions POST /translate_file accepts")
+    language: DefaultLanguages = Field(description="the page's default source ('auto' with detection) and target")
 
 
 class ErrorResponse(BaseModel):
@@ -205,11 +253,15 @@ async def read_body(request: Any, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def parse_body(request: Any, max_bytes: int, forms: bool = True) -> dict[str, Any]:
+async def parse_body(request: Any, max_bytes: int, forms: bool = True, files: tuple[str, ...] = ()) -> dict[str, Any]:
     """A JSON object or a form as a dict (a repeated form `q` becomes a list).
 
+    Args:
+        files: multipart fields that may hold an uploaded file (kept as starlette `UploadFile`).
+
     Raises:
-        ApiError: 413 too large, 400 malformed JSON / not an object / unsupported type.
+        ApiError: 413 too large, 400 malformed JSON / not an object / unsupported type, a file
+            in a field not in `files`.
     """
     body = await read_body(request, max_bytes)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -219,10 +271,10 @@ async def parse_body(request: Any, max_bytes: int, forms: bool = True) -> dict[s
         data: dict[str, Any] = {}
         for key in form.keys():
             values = form.getlist(key)
-            if any(not isinstance(v, str) for v in values):
+            if key not in files and any(not isinstance(v, str) for v in values):
                 raise ApiError(400, key, f"{key}: file uploads are not supported; send text")
             data[key] = values if key == "q" and len(values) > 1 else values[0]
-        check_strings(data)
+        check_strings(data)  # an UploadFile is no string: skipped
         return data
     if ctype not in ("application/json", "") and not ctype.endswith("+json"):
         accepted = "application/json" + (", application/x-www-form-urlencoded, multipart/form-data" if forms else "")

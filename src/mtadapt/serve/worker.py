@@ -5,7 +5,7 @@ Batch formation, each time the worker is free:
 
     head = first queued job whose deadline has not passed   (expired ones answered 503)
     wait until head has waited max_wait, or a full batch is queued
-    key  = (pair, num_beams, max_length_factor, head.group)  # group: "routable" for
+    key  = (pair, num_beams, max_length_factor, num_return, head.group)  # group: "routable" for
                                                   # LoRA/bottleneck/base, else the adapter name
     batch = [head] + queued jobs with the same key, in arrival order, while
             sentences <= max_batch_sentences and sentences * longest <= max_batch_tokens
@@ -42,6 +42,8 @@ class Job:
             the adapter's own name (prefix, prompt; or every adapter without cross_adapter).
         started: `time.monotonic()` when its batch began (set by the worker).
         finished: when its batch ended.
+        num_return: hypotheses returned per text, best first (1 + LibreTranslate's
+            `alternatives`); more than 1 needs num_beams >= num_return.
     """
 
     src_ids: list[list[int]]
@@ -53,6 +55,7 @@ class Job:
     group: str = "routable"
     started: float = 0.0
     finished: float = 0.0
+    num_return: int = 1
 
 
 
@@ -88,7 +91,7 @@ class BatchWorker:
     """Owns the model through `run_batch`; everything else only queues.
 
     Args:
-        run_batch: jobs -> per job, per text, output ids (`Engine.generate`).
+        run_batch: jobs -> per job, per text, its n-best output ids (`Engine.generate`).
         max_queue: most sentences waiting.
         max_batch_sentences, max_batch_tokens, max_wait_s: batch formation (module docstring).
         max_adapters: most distinct adapters in one batch (the LRU cap; 0 = any).
@@ -181,7 +184,7 @@ class BatchWorker:
 
     def _key(self, item: _Queued) -> tuple:
         j = item.job
-        return (j.pair, j.num_beams, j.max_length_factor, j.group)
+        return (j.pair, j.num_beams, j.max_length_factor, j.num_return, j.group)
 
     def _take(self) -> list[_Queued]:
         """Remove and return the next batch (lock held; the head is a job)."""
