@@ -54,6 +54,7 @@ def server(tmp_path_factory):
         "pairs": [{"source": "de", "target": "en"}],
         "api_keys": [{"tenant": "all", "key": KEY_ALL, "adapters": ["*"]},
                      {"tenant": "one", "key": KEY_ONE, "adapters": ["lora2"], "base": False}],
+        "limits": {"max_chars": 500},
         "batching": {"max_wait_ms": 5, "max_length_factor": 1.0},  # random tiny models rarely stop early
     }
     (root / "serve.yaml").write_text(yaml.safe_dump(config))
@@ -111,6 +112,8 @@ def _lcs_length(a: list[str], b: list[str]) -> int:
 
 def test_the_page_lists_only_the_adapters_of_the_key(page, server):
     expect(page.get_by_role("alert")).to_contain_text("api_key: missing")  # keys configured, none given
+    expect(page.get_by_role("status")).to_have_text("This server needs an API key: enter one above.")  # /frontend/settings
+    expect(page.locator("#text-limit")).to_have_text("At most 500 characters per line.")
     assert _adapter_rows(page) == []
     _use_key(page, KEY_ONE)
     expect(page.locator("#adapters tbody tr")).to_have_count(1)
@@ -234,7 +237,8 @@ def test_upload_a_po_file_and_download_the_translation(page, server, tmp_path):
     assert probe.status_code == 200, probe.text
     _use_key(page, KEY_ALL)
     expect(page.locator("#adapters tbody tr")).to_have_count(3)
-    page.get_by_label("File (.txt, .html, .po, .pot)").set_input_files(str(po))
+    expect(page.locator("#file-formats")).to_contain_text(".po")  # from /frontend/settings
+    page.get_by_label("File to translate").set_input_files(str(po))
     page.get_by_label("with adapter").select_option("lora1")
     page.get_by_role("button", name="Translate file").click()
     link = page.locator("#download")

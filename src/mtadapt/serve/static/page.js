@@ -35,6 +35,25 @@ async function api(path, options = {}) {
   return body;
 }
 
+// ---- settings (LibreTranslate's /frontend/settings) ----------------------------------------
+
+async function loadSettings() {
+  let settings = {};
+  try { settings = await api("frontend/settings"); } catch { /* an older server: the defaults below */ }
+  state.settings = settings;
+  if (settings.keyRequired && !state.key) $("status").textContent = "This server needs an API key: enter one above.";
+  if (settings.charLimit) $("text-limit").textContent = `At most ${settings.charLimit} characters per line.`;
+  const formats = settings.supportedFilesFormat || [];
+  if (settings.filesTranslation === false || (settings.supportedFilesFormat && !formats.length)) {
+    $("file-form").hidden = true;
+    $("file-formats").textContent = "This server translates no files.";
+  } else if (formats.length) {
+    const extensions = formats.map((f) => (f.startsWith(".") ? f : `.${f}`));
+    $("file").setAttribute("accept", extensions.join(","));
+    $("file-formats").textContent = `Formats: ${extensions.join(", ")}. The translated file comes back as a download link.`;
+  }
+}
+
 // ---- languages ---------------------------------------------------------------------------
 
 async function loadLanguages() {
@@ -42,7 +61,11 @@ async function loadLanguages() {
   state.languages = languages;
   const source = $("source");
   source.replaceChildren(...languages.map((l) => el("option", `${l.name} (${l.code})`, { value: l.code })));
+  const defaults = (state.settings && state.settings.language) || {};
+  if (defaults.source && languages.some((l) => l.code === defaults.source.code)) source.value = defaults.source.code;
   fillTargets();
+  const target = defaults.target && defaults.target.code;
+  if (target && [...$("target").options].some((o) => o.value === target)) $("target").value = target;
 }
 
 function fillTargets() {
@@ -256,6 +279,7 @@ async function start() {
     sessionStorage.setItem("mtadapt-key", state.key);
     await loadAdapters();
   });
+  await loadSettings();
   try {
     await loadLanguages();
   } catch (err) {
