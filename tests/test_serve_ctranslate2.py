@@ -1,4 +1,4 @@
-"""`mtadapt serve` with CTranslate2 (issue #24): a real server (tiny:m2m100, the whole server on
+"""`mtadapt serve` with CTranslate2 (issue #24): a real HTTP server (tiny:m2m100, the whole server on
 CTranslate2 float32) with two LoRA adapters on CTranslate2 and one on PyTorch, max_loaded 2 so
 the LRU evicts translators and PyTorch adapters alike. A concurrent mixed request stream returns,
 for every sentence, what that sentence alone gives through the engines: the exported folder
@@ -26,7 +26,7 @@ from mtadapt.methods.bottleneck import HoulsbyConfig
 from mtadapt.methods.routing import AdapterSet
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
-from serve_support import ServerProcess, randomize_adapter
+from serve_support import ThreadServer, randomize_adapter
 
 pytestmark = [pytest.mark.skipif(importlib.util.find_spec("ctranslate2") is None,
                                  reason="ctranslate2 not installed (pip install 'mtadapt[ctranslate2]')"),
@@ -61,7 +61,6 @@ def served(tmp_path_factory):
         "batching": {"max_batch_sentences": 16, "max_wait_ms": 40, "max_length_factor": FACTOR},
     }
     (root / "serve.yaml").write_text(yaml.safe_dump(config))
-    server = ServerProcess(root / "serve.yaml").launch()  # loads while the references are computed
     codec = PairCodec(loaded.family, loaded.tokenizer, "de", "en", loaded.decoder_start_token_id)
     generation = GenerationConfig(num_beams=1, max_length_factor=FACTOR)
     references = {}
@@ -76,11 +75,8 @@ def served(tmp_path_factory):
     base.set_active_adapters(loaded.model, ["pt_c"])
     loaded.model.eval()
     references["pt_c"] = [translate(loaded.model, codec, [t], generation)[0] for t in TEXTS]  # each alone
-    server.wait()
-    try:
-        yield {"url": server.url, "references": references, "root": root, "folders": folders}
-    finally:
-        server.stop()
+    with ThreadServer(root / "serve.yaml") as server:  # in this process: no second interpreter importing torch
+        yield {"url": server.url, "references": references}
 
 
 async def _post_all(url: str, bodies: list[dict]) -> list[httpx.Response]:
