@@ -1,5 +1,5 @@
-"""LibreTranslate parity of `mtadapt serve`: a real server (tiny:m2m100, no pairs configured: every
-direction it knows) checked with clients nobody here wrote (libretranslatepy, deep-translator's
+"""LibreTranslate parity of `mtadapt serve`: a real HTTP server (tiny:m2m100, no pairs configured:
+every direction it knows) checked with clients nobody here wrote (libretranslatepy, deep-translator's
 LibreTranslator, schemathesis) and with httpx in every encoding LibreTranslate reads (query
 string, form, multipart, JSON). One server for the module."""
 
@@ -19,7 +19,7 @@ from mtadapt.models.families import get_family
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
 from mtadapt.serve.languages import LanguageDetector, every_direction, public_codes
-from serve_support import ServerProcess
+from serve_support import ThreadServer
 
 pytestmark = pytest.mark.xdist_group("test_serve_libretranslate")
 
@@ -34,18 +34,14 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("libretranslate")
     config = {"model": "tiny:m2m100", "dtype": "float32", "limits": LIMITS, "batching": {"max_length_factor": FACTOR}}
     (root / "serve.yaml").write_text(yaml.safe_dump(config))
-    server = ServerProcess(root / "serve.yaml").launch()  # loads while the references are computed
     loaded = load_model("tiny:m2m100")
     loaded.model.eval()
     codec = PairCodec(loaded.family, loaded.tokenizer, "de", "en", loaded.decoder_start_token_id)
     greedy = [translate(loaded.model, codec, [t], GenerationConfig(max_length_factor=FACTOR))[0] for t in GERMAN]
     beam = GenerationConfig(num_beams=3, num_return_sequences=3, max_length_factor=FACTOR)
     nbest = [codec.decode(translate_ids(loaded.model, codec, codec.encode_sources([t]), beam)[0]) for t in GERMAN]
-    server.wait()
-    try:
+    with ThreadServer(root / "serve.yaml") as server:  # the app on uvicorn in a thread: no second interpreter
         yield {"url": server.url, "greedy": greedy, "nbest": nbest}
-    finally:
-        server.stop()
 
 
 def _lingua(text: str) -> list[dict]:

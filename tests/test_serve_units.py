@@ -281,6 +281,8 @@ def test_head_options_cors_and_compressed_bodies(app_client):
     assert client.options("/v1/adapters").headers["allow"] == "GET, OPTIONS, POST"
     assert client.options("/nowhere").status_code == 404
     assert client.get("/nowhere").status_code == 404 and client.put("/translate").status_code == 405  # as before
+    r = client.put("/v1/adapters")  # a path of two routes (GET, POST): a 405 names the methods of both
+    assert (r.status_code, r.headers["allow"]) == (405, "GET, OPTIONS, POST")
     preflight = {"origin": "https://app.example.org", "access-control-request-method": "POST",
                  "access-control-request-headers": "content-type, x-api-key"}
     r = client.options("/translate", headers=preflight)

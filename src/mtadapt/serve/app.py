@@ -213,13 +213,18 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     app.openapi = lambda: served_openapi(FastAPI.openapi(app), server)  # type: ignore[method-assign]
     lim = config.limits
 
+    def allowed(path: str) -> set[str]:
+        """The methods of every route at `path` (a path may have several routes: GET and POST
+        /v1/adapters); empty for an unknown path."""
+        return {m for route in app.routes if getattr(route, "path_regex", None) is not None
+                and route.path_regex.match(path) for m in getattr(route, "methods", None) or ()}
+
     @app.middleware("http")
     async def options(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         """OPTIONS on a route: 204 with `Allow` (a CORS preflight is answered before, outside this)."""
         if request.method != "OPTIONS":
             return await call_next(request)
-        methods = {m for route in app.routes if getattr(route, "path_regex", None) is not None
-                   and route.path_regex.match(request.url.path) for m in getattr(route, "methods", None) or ()}
+        methods = allowed(request.url.path)
         if not methods:
             return await call_next(request)  # the router's 404
         return Response(status_code=204, headers={"Allow": ", ".join(sorted(methods | {"OPTIONS"}))})
@@ -260,7 +265,10 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         message = "not found; see /openapi.json for the routes" if err.status_code == 404 else str(err.detail)
-        return JSONResponse({"error": message, "field": None}, status_code=err.status_code, headers=err.headers)
+        headers = err.headers
+        if err.status_code == 405:  # starlette's Allow names the first route's methods only
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed(request.url.path) | {"OPTIONS"}))}
+        return JSONResponse({"error": message, "field": None}, status_code=err.status_code, headers=headers)
 
     def internal_error(err: Exception) -> JSONResponse:
         return JSONResponse({"error": f"internal error: {type(err).__name__}", "field": None}, status_code=500)
