@@ -18,6 +18,8 @@ from mtadapt.inference.generation import GenerationConfig, translate, translate_
 from mtadapt.models.families import get_family
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
+from mtadapt.serve.config import ServeConfig
+from mtadapt.serve.engine import default_pairs
 from mtadapt.serve.languages import LanguageDetector, every_direction, public_codes
 from serve_support import ThreadServer
 
@@ -64,6 +66,10 @@ def test_every_direction_the_family_knows_in_libretranslate_codes():
     assert len(by_public) == len(pairs)  # no two model codes share a public code
     tiny = [(p.source, p.target, p.src_lang, p.tgt_lang) for p in every_direction("tiny:mbart50", mbart)]
     assert tiny == [("de", "en", "de_DE", "en_XX"), ("en", "de", "en_XX", "de_DE")]  # TOY_LANGUAGES
+    # a run serves the directions it was trained on (each once), not every one its model knows
+    runs = [("de_DE", "en_XX"), ("fr_XX", "en_XX"), ("de_DE", "en_XX")]
+    trained = [(p.source, p.target, p.src_lang, p.tgt_lang) for p in default_pairs(ServeConfig(), "mbart", runs, mbart)]
+    assert trained == [("de", "en", "de_DE", "en_XX"), ("fr", "en", "fr_XX", "en_XX")]
     assert public_codes(["zho_Hans", "zho_Hant", "deu_Latn"]) == {"zho_Hans": "zho_Hans", "zho_Hant": "zho_Hant", "deu_Latn": "deu"}
     multilingual_marian = SimpleNamespace(family=get_family("marian"), tokenizer=SimpleNamespace())  # no source_lang
     with pytest.raises(ConfigError, match=r"pairs: opus-mt-mul \(marian\) .* give the served direction"):

@@ -52,9 +52,9 @@ def public_code(model_code: str | None) -> str:
     return (model_code or "").split("_")[0]
 
 
-def default_pairs(config: ServeConfig, model_name: str, run_langs: tuple[str | None, str | None] | None,
+def default_pairs(config: ServeConfig, model_name: str, run_langs: list[tuple[str | None, str | None]],
                   loaded: LoadedModel) -> list[PairEntry]:
-    """The configured pairs, else the run's direction, else a `bergamot:<src>-<tgt>` model's,
+    """The configured pairs, else the run's directions, else a `bergamot:<src>-<tgt>` model's,
     else every direction the model family knows (`serve.languages.every_direction`).
 
     Raises:
@@ -62,8 +62,9 @@ def default_pairs(config: ServeConfig, model_name: str, run_langs: tuple[str | N
     """
     if config.pairs:
         return list(config.pairs)
-    if run_langs is not None and run_langs[0] and run_langs[1]:
-        return [PairEntry(public_code(run_langs[0]), public_code(run_langs[1]), run_langs[0], run_langs[1])]
+    trained = list(dict.fromkeys((s, t) for s, t in run_langs if s and t))  # a run's directions, in order, once
+    if trained:
+        return [PairEntry(public_code(s), public_code(t), s, t) for s, t in trained]
     if model_name.startswith("bergamot:") and "-" in model_name:
         src, tgt = model_name[len("bergamot:"):].split("-", 1)
         return [PairEntry(src, tgt)]
@@ -261,7 +262,7 @@ def load_engine(config: ServeConfig) -> Engine:
     from mtadapt.runs import place_for_inference, read_run_config, run_adapter
 
     model_name, family, tokenizer, shortlist = config.model, None, None, config.shortlist
-    run_langs = None
+    run_langs: list[tuple[str | None, str | None]] = []
     adapters = list(config.adapters)
     run_name = None  # a run's adapter: the default adapter of the directions it gives
     if config.run is not None:
@@ -269,9 +270,7 @@ def load_engine(config: ServeConfig) -> Engine:
         model_name = model_name or cfg.model.name_or_path
         family, tokenizer = cfg.model.family, cfg.model.tokenizer
         shortlist = shortlist and cfg.model.shortlist
-        directions = cfg.data.pair_corpora()
-        if len(directions) == 1:
-            run_langs = (directions[0].src_lang, directions[0].tgt_lang)
+        run_langs = [(d.src_lang, d.tgt_lang) for d in cfg.data.pair_corpora()]
         from pathlib import Path
 
         run_name = Path(config.run).resolve().name
