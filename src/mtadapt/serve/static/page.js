@@ -229,7 +229,7 @@ function renderResults() {
 // placeholders that did not come through exactly once, or markup the model lost (the server's `warnings`)
 function warningList(warnings) {
   const list = el("ul", null, { class: "warnings", "aria-label": "warnings" });
-  list.append(...warnings.map((w) => el("li", w.where ? `${w.where}: ${w.message}` : w.message || JSON.stringify(w))));
+  list.append(...warnings.map((w) => el("li", w.message || JSON.stringify(w))));  // the message names where
   return list;
 }
 
