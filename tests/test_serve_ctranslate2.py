@@ -1,5 +1,5 @@
 """`mtadapt serve` with CTranslate2 (issue #24): a real HTTP server (tiny:m2m100, the whole server on
-CTranslate2 float32) with two LoRA adapters on CTranslate2 and one on PyTorch, max_loaded 2 so
+CTranslate2 float32) with two LoRA adapters on CTranslate2 (one a HF PEFT folder) and one on PyTorch, max_loaded 2 so
 the LRU evicts translators and PyTorch adapters alike. A concurrent mixed request stream returns,
 for every sentence, what that sentence alone gives through the engines: the exported folder
 (`mtadapt export --format ctranslate2` of base + adapter) in `CTranslate2Engine`, or the PyTorch
@@ -23,6 +23,7 @@ from mtadapt.inference.ctranslate2 import CTranslate2Engine
 from mtadapt.inference.generation import GenerationConfig, translate
 from mtadapt.methods import base, lora, storage
 from mtadapt.methods.bottleneck import HoulsbyConfig
+from mtadapt.methods.peft_interop import export_lora_to_peft
 from mtadapt.methods.routing import AdapterSet
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
@@ -34,17 +35,20 @@ pytestmark = [pytest.mark.skipif(importlib.util.find_spec("ctranslate2") is None
 
 TEXTS = ["Hallo Welt", "das Haus ist gross", "ein kleiner Hund", "der Tag"]
 FACTOR = 1.0  # random tiny models rarely stop early: a short length limit keeps the test fast
-CT2 = {"ct_a": 11, "ct_b": 12}  # adapter -> seed, served by CTranslate2
+CT2 = {"ct_a": 11, "ct_b": 12}  # adapter -> seed, served by CTranslate2 (ct_b from its PEFT folder)
 TORCH = {"pt_c": 13}  # served by PyTorch
 ADMIN_KEY = "key-admin-000"
 
 
-def _save_adapters(root, loaded, config, seeds: dict[str, int]) -> dict[str, str]:
+def _save_adapters(root, loaded, config, seeds: dict[str, int], peft: str | None = None) -> dict[str, str]:
+    """Adapter folders by name; `peft` also saved as a HF PEFT folder (`<peft>_peft`: same weights)."""
     folders = {}
     for name, seed in seeds.items():
         storage.add_adapter(loaded.model, config, loaded.family.targets, name)
         randomize_adapter(loaded.model, name, seed, scale=0.3)
         folders[name] = str(storage.save_adapter(loaded.model, root / name, name))
+        if name == peft:
+            folders[f"{name}_peft"] = str(export_lora_to_peft(loaded.model, root / f"{name}_peft", name))
         AdapterSet(loaded.model, loaded.family.targets).delete(name)
     return folders
 
@@ -53,10 +57,10 @@ def _save_adapters(root, loaded, config, seeds: dict[str, int]) -> dict[str, str
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve_ct2")
     loaded = load_model("tiny:m2m100")
-    folders = _save_adapters(root, loaded, lora.LoraConfig(rank=4, alpha=8), {**CT2, **TORCH})
+    folders = _save_adapters(root, loaded, lora.LoraConfig(rank=4, alpha=8), {**CT2, **TORCH}, peft="ct_b")
     config = {
         "model": "tiny:m2m100", "dtype": "float32", "engine": "ctranslate2", "compute_type": "float32",
-        "adapters": [{"name": "ct_a", "path": folders["ct_a"]}, {"name": "ct_b", "path": folders["ct_b"], "preload": False},
+        "adapters": [{"name": "ct_a", "path": folders["ct_a"]}, {"name": "ct_b", "path": folders["ct_b_peft"], "preload": False},
                      {"name": "pt_c", "path": folders["pt_c"], "engine": "pytorch"}],
         "max_loaded": 2, "pairs": [{"source": "de", "target": "en"}], "adapter_roots": [str(root)], "admin_key": ADMIN_KEY,
         "batching": {"max_batch_sentences": 16, "max_wait_ms": 40, "max_length_factor": FACTOR},

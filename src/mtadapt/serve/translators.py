@@ -37,6 +37,7 @@ from mtadapt.inference.ctranslate2 import (
 from mtadapt.io import replace_folder
 from mtadapt.methods import storage
 from mtadapt.methods.merge import merged_model
+from mtadapt.methods.peft_interop import PEFT_CONFIG_FILE, import_peft_lora
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import LoadedModel
 from mtadapt.serve.config import BASE_ADAPTER
@@ -99,10 +100,9 @@ class Translators:
             return
         record.precision = compute_type or self.compute_type
         self.check(record.precision, "engine: ctranslate2")
-        if record.kind != "mtadapt" or record.method != "lora":
-            kind = f"{'a PEFT ' if record.kind == 'peft' else 'a '}{record.method} adapter"
-            raise NotConvertibleError(f"{record.path}: CTranslate2 runs adapters merged into "
-                                      f"the weights (mtadapt lora adapters); this is {kind}: serve it with engine: pytorch")
+        if record.method != "lora":  # PEFT folders are LoRA (`describe` refuses the others)
+            raise NotConvertibleError(f"{record.path}: CTranslate2 runs adapters merged into the weights (LoRA, "
+                                      f"mtadapt's or PEFT's); this is a {record.method} adapter: serve it with engine: pytorch")
         record.folder = str(self.folder_of(record.path, record.precision))
 
     def open(self, record: AdapterRecord) -> None:
@@ -133,8 +133,8 @@ def ctranslate2_folder_of(loaded: LoadedModel, root: str | Path | None = None) -
 
     def folder_of(adapter: str | None, compute_type: str) -> Path:
         digest = hashlib.sha256(repr(sorted(base.items())).encode())
-        for name in (storage.CONFIG_FILE, storage.WEIGHTS_FILE) if adapter is not None else ():
-            digest.update((Path(adapter) / name).read_bytes())
+        for path in sorted(p for p in Path(adapter).iterdir() if p.is_file()) if adapter is not None else ():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())  # mtadapt's or PEFT's files
         folder = cache / f"{loaded.family.name}-{digest.hexdigest()[:16]}-{compute_type}"
         if not (folder / META_FILE).is_file():
             replace_folder(folder, lambda tmp: _convert(tmp, loaded, adapter, compute_type, base))
@@ -145,9 +145,12 @@ def ctranslate2_folder_of(loaded: LoadedModel, root: str | Path | None = None) -
 
 def _convert(tmp: Path, loaded: LoadedModel, adapter: str | None, compute_type: str, base: dict[str, str]) -> None:
     model = copy.deepcopy(loaded.model).float()  # the served model stays as it is
-    if adapter is not None:  # its fingerprint was checked when the record was made
-        name = storage.load_adapter(model, adapter, loaded.family.targets, "served", check_base=False)
-        model = merged_model(model, [name], copy_model=False)
+    if adapter is not None and (Path(adapter) / PEFT_CONFIG_FILE).is_file():
+        import_peft_lora(model, adapter, "served")
+        model = merged_model(model, ["served"], copy_model=False)
+    elif adapter is not None:  # its fingerprint was checked when the record was made
+        storage.load_adapter(model, adapter, loaded.family.targets, "served", check_base=False)
+        model = merged_model(model, ["served"], copy_model=False)
     meta = {"format": "ctranslate2", "base": loaded.name_or_path, "base_fingerprint": base,
             "adapters": [str(adapter)] if adapter is not None else []}
     convert_folder(tmp, model, loaded.tokenizer, loaded.family.name, compute_type, meta)
