@@ -31,6 +31,7 @@ import asyncio
 import errno
 import logging
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -205,6 +206,9 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         server.worker.start()
+        # language detection's models load beside the server (seconds, for many sources): a daemon,
+        # so a server stopped meanwhile does not wait for it
+        threading.Thread(target=server.detector.load, name="detection-models", daemon=True).start()
         yield
         server.worker.stop()
 

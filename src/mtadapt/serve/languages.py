@@ -18,6 +18,7 @@ only when one source is served.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from mtadapt.errors import ConfigError
@@ -90,6 +91,10 @@ class LanguageDetector:
     `detect(text)` returns LibreTranslate's shape, most likely first:
     `[{"confidence": 0-100, "language": "de"}, ...]`; confidence 0 everywhere means the text
     looked like none of them (digits, punctuation), and the first entry is then only a guess.
+
+    lingua's models take time and memory to load (the 45 mBART-50 sources it knows: 27 s and
+    about 0.5 GB on 2 busy cores), so `load()` loads them all at once, which the server starts
+    in a thread when it starts; a detection before then waits for it.
     """
 
     def __init__(self, sources: list[str]) -> None:
@@ -98,6 +103,8 @@ class LanguageDetector:
         self.missing: str | None = None  # why detection is unavailable
         self.undetectable: list[str] = []  # served sources lingua does not know: never detected
         self._detector: Any = None
+        self._builder: Any = None
+        self._lock = threading.Lock()
         if len(self.sources) == 1:
             return  # one source: nothing to choose, nothing to load
         try:
@@ -114,7 +121,13 @@ class LanguageDetector:
         if not self.known:
             self.missing = f"language detection knows none of the served sources ({', '.join(self.sources)})"
         else:
-            self._detector = LanguageDetectorBuilder.from_languages(*self.known).build()
+            self._builder = LanguageDetectorBuilder.from_languages(*self.known).with_preloaded_language_models()
+
+    def load(self) -> None:
+        """Load lingua's models of every known source (once; a no-op without detection)."""
+        with self._lock:
+            if self._detector is None and self._builder is not None:
+                self._detector = self._builder.build()
 
     @property
     def available(self) -> bool:
@@ -128,8 +141,9 @@ class LanguageDetector:
         """
         if self.missing is not None:
             raise DetectionUnavailable(self.missing)
-        if self._detector is None:
+        if self._builder is None:
             return [{"confidence": 100.0, "language": self.sources[0]}]
+        self.load()
         values = self._detector.compute_language_confidence_values(text)
         found = [{"confidence": round(100 * v.value, 2), "language": self.known[v.language]} for v in values]
         return found or [{"confidence": 0.0, "language": code} for code in self.known.values()]
