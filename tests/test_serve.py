@@ -184,7 +184,7 @@ BAD_REQUESTS = [  # (path, kwargs, status, field)
     ("/translate", {"json": {"q": "x" * 201, "source": "de", "target": "en"}}, 400, "q"),
     ("/translate", {"json": {"q": ["x"] * 9, "source": "de", "target": "en"}}, 400, "q"),
     ("/translate", {"json": {"q": "wort " * 39, "source": "de", "target": "en"}}, 400, "q"),  # tokens > 40
-    ("/translate", {"json": {"q": "x", "source": "de", "target": "en", "format": "html"}}, 400, "format"),
+    ("/translate", {"json": {"q": "x", "source": "de", "target": "en", "format": "xml"}}, 400, "format"),
     ("/translate", {"content": b"x" * 20001, "headers": {"content-type": "application/json"}}, 413, "body"),
     ("/translate", {"content": b'{"q": "\xff"}', "headers": {"content-type": "application/json"}}, 400, "body"),
     ("/v1/translate", {"json": {"texts": "Hallo"}}, 400, "texts"),

@@ -32,8 +32,8 @@ multiset out, whatever the model writes, and the output is serialized by lxml, w
 Placeholders in the text (printf `%s`, brace `{name}`, ICU `{n, number}`; `protect`) are
 masked and restored as in `mtadapt.data.placeholders`, problems reported per segment.
 
-Entities between tags are kept by swapping each reference for a character of Unicode's
-plane-15 private use area before parsing and back after serializing (an input that already
+Entities between tags (and control characters, which lxml refuses) are kept by swapping each
+for a character of Unicode's plane-15 private use area before parsing and back after serializing (an input that already
 holds such a character has its entities decoded by the parser instead, and says so in a
 warning). Inside attribute values lxml decodes them and writes back an equivalent spelling
 (`&amp;` stays `&amp;`; `&#39;` becomes `'`).
@@ -61,8 +61,10 @@ TRANSLATED_ATTRIBUTES = ("alt", "title")
 ENTITY = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#[xX][0-9A-Fa-f]+);")
 _PUA_FIRST, _PUA_LAST = 0xF0000, 0xFFFFD  # plane 15, private use: an entity's stand-in while parsed
 _PUA = re.compile("[\U000F0000-\U000FFFFD]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")  # C0 controls but tab, LF, FF, CR; and DEL
 _TAG = re.compile(r"(<!--.*?-->|<[^>]*>)", re.DOTALL)
 _HTML_SPACE = re.compile("[ \t\n\r\f]+")  # not \s: a no-break space is text
+_DOCTYPE = re.compile(r"<!doctype[^>]*>", re.IGNORECASE)
 _DOCUMENT = re.compile(r"^\s*(?:<!--.*?-->\s*)*(?:<!doctype|<html)", re.IGNORECASE | re.DOTALL)
 
 
@@ -368,21 +370,31 @@ def parse(markup: str) -> tuple[etree._Element, bool, dict[str, str]]:
 
     if not _PUA.search(markup):  # between tags only: lxml percent-encodes non-ASCII in href/src values
         markup = "".join(part if part.startswith("<") else ENTITY.sub(stand_in, part) for part in _TAG.split(markup))
-    if _DOCUMENT.match(markup):
-        root = lxml.html.document_fromstring(markup)
+        markup = _CONTROL.sub(stand_in, markup)  # lxml refuses them (or drops them, in attributes)
     else:
-        root = lxml.html.fragment_fromstring(markup, create_parent="div")
-    return root, _DOCUMENT.match(markup) is not None, {c: e for e, c in stand_ins.items()}
+        markup = _CONTROL.sub(lambda m: f"&#{ord(m.group(0))};", markup)  # written as references: kept, decoded
+    document = _DOCUMENT.match(markup) is not None
+    try:
+        root = lxml.html.document_fromstring(markup) if document else lxml.html.fragment_fromstring(markup, create_parent="div")
+    except etree.ParserError:  # "Document is empty": a doctype alone, nothing to translate
+        root = None
+    return root, document, {c: e for e, c in stand_ins.items()}
 
 
-def serialize(root: etree._Element, document: bool, entities: dict[str, str]) -> str:
+def serialize(root: etree._Element, document: bool, entities: dict[str, str], doctype: str | None = None) -> str:
     if document:
-        doctype = root.getroottree().docinfo.doctype
-        out = lxml.html.tostring(root, encoding="unicode", doctype=doctype or None)
+        out = (doctype + "\n" if doctype else "") + lxml.html.tostring(root, encoding="unicode")
     else:
         out = html.escape(root.text or "", quote=False) + "".join(
             lxml.html.tostring(child, encoding="unicode") for child in root)
     return _PUA.sub(lambda m: entities.get(m.group(0), m.group(0)), out) if entities else out
+
+
+def rewritten(markup: str) -> str:
+    """`markup` parsed and written again, untranslated: well-formed, entities as written."""
+    root, document, entities = parse(markup)
+    doctype = _DOCTYPE.search(markup)
+    return markup if root is None else serialize(root, document, entities, doctype.group(0) if doctype else None)
 
 
 def translate_html(
@@ -403,6 +415,9 @@ def translate_html(
         (the translated HTML, the warnings in document order).
     """
     root, document, entities = parse(markup)
+    if root is None:
+        return markup, []
+    doctype = _DOCTYPE.search(markup)
     warnings: list[HtmlWarning] = []
     if _PUA.search(markup) and not entities:
         warnings.append(HtmlWarning("", "entities", "", "the input holds private-use characters (U+F0000..): "
@@ -455,7 +470,7 @@ def translate_html(
             return _PUA.sub(lambda m: entities.get(m.group(0), m.group(0)), text)
 
         warnings = [HtmlWarning(written(w.segment), w.kind, written(w.placeholder), written(w.message)) for w in warnings]
-    return serialize(root, document, entities), warnings
+    return serialize(root, document, entities, doctype.group(0) if doctype else None), warnings
 
 
 def _translate_texts_one_by_one(segments: list[_Segment], translate: Callable[[list[str]], list[str]], protect: bool,

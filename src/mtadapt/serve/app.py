@@ -5,6 +5,9 @@
                                 or query string. {"translatedText", "detectedLanguage"?,
                                 "alternatives"?}
     POST /detect                LibreTranslate: q -> [{"confidence", "language"}], best first
+    POST /translate_file        LibreTranslate: multipart file (.txt .html .po .pot), source,
+                                target, api_key; + adapter -> {"translatedFileUrl": ...}
+    GET  /download_file/{id}/{name}  that file, for files.expiry_s (an attachment)
     GET  /languages             LibreTranslate: [{"code", "name", "targets"}]
     GET  /frontend/settings     LibreTranslate: charLimit, apiKeys, keyRequired, language defaults ...
     POST /v1/translate          texts, adapter, src_lang, tgt_lang, num_beams, max_length_factor
@@ -20,6 +23,10 @@
     GET  /openapi.json          the schema, with this server's languages, adapters and limits
     GET  /                      the page comparing adapters side by side (files under static/)
     OPTIONS any route           204 with `Allow`; a CORS preflight when `cors_origins` is set
+
+Translations carry `warnings`: every placeholder (`%s`, `{name}`, `&amp;`, `<b>`) that did not
+come through exactly once, and HTML whose inline markup the model lost (`serve.formats`;
+`protect_placeholders`, on by default for every format).
 
 A handler validates, tokenizes (the tokenizer lives on the event-loop thread), queues a job
 and awaits it; the generation worker thread does everything with the model.
@@ -45,8 +52,10 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mtadapt.data.placeholders import MASK_STYLES
 from mtadapt.errors import ConfigError
-from mtadapt.serve import schemas
+from mtadapt.serve import formats, schemas
+from mtadapt.serve.files import CONTENT_TYPES, FileStore, translated_name, uploaded_file
 from mtadapt.serve.config import ADAPTER_NAME, BASE_ADAPTER, ServeConfig
 from mtadapt.serve.engine import Engine
 from mtadapt.serve.languages import DetectionUnavailable, LanguageDetector, language_name
@@ -93,6 +102,8 @@ class Server:
         self.targets = {s: sorted(t) for s, t in sorted(self.targets.items())}
         self.detector = LanguageDetector(list(self.targets))
         self.file_formats: list[str] = []  # extensions /translate_file accepts (set where that route is added)
+        self._styles: dict[tuple[str, str], list] = {}  # pair -> mask styles its tokenizer keeps (formats.pair_styles)
+        self.files = FileStore(config.files.folder, config.files.expiry_s)  # translated files awaiting download
         self._sync_adapter_metrics()
 
     def _sync_adapter_metrics(self) -> None:
@@ -187,6 +198,13 @@ class Server:
         self.metrics.translated(adapter, len(texts), sum(map(len, src_ids)), sum(len(nbest[0]) for nbest in outputs))
         return [[next(decoded) for _ in nbest] for nbest in outputs], job
 
+    def formatting(self, pair: tuple[str, str], adapter: str | None, num_beams: int, max_length_factor: float,
+                   field: str) -> formats.Request:
+        """One request's settings for `formats` (the pair's mask styles computed once)."""
+        # a same-language pair has no codec, and copies every mask style intact
+        styles = list(MASK_STYLES) if pair[0] == pair[1] else formats.pair_styles(self.engine, pair, self._styles)
+        return formats.Request(pair, adapter, num_beams, max_length_factor, field, styles)
+
     async def detect(self, text: str, field: str = "q") -> list[dict[str, Any]]:
         """LibreTranslate's candidates for `text` among the served sources, most likely first.
 
@@ -211,6 +229,7 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
         threading.Thread(target=server.detector.load, name="detection-models", daemon=True).start()
         yield
         server.worker.stop()
+        server.files.close()
 
     app = FastAPI(title="mtadapt serve", version="1", lifespan=lifespan,
                   description="One base MT model, many adapters; LibreTranslate-compatible.")
@@ -307,15 +326,20 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
             pair = server.pair(source, body.target, "source", "target")
             routes.append((pair, server.adapter(caller, body.adapter, pair), rows))
         beams = max(config.batching.num_beams, body.alternatives + 1)
-        answers = await asyncio.gather(*(
-            server.translate_nbest([texts[i] for i in rows], "q", pair, adapter, beams, config.batching.max_length_factor,
-                                   body.alternatives + 1) for pair, adapter, rows in routes))
         nbest: list[list[str]] = [[] for _ in texts]
-        for (_, _, rows), (hypotheses, _) in zip(routes, answers):
+        answers = await asyncio.gather(*(formats.translate_texts(
+            server, [texts[i] for i in rows], body.format, body.protect_placeholders,
+            server.formatting(pair, adapter, beams, config.batching.max_length_factor, "q"), rows, body.alternatives + 1)
+            for pair, adapter, rows in routes))
+        warnings = []
+        for (_, _, rows), (hypotheses, found) in zip(routes, answers):
+            warnings += found
             for i, h in zip(rows, hypotheses):
                 nbest[i] = h
         single = isinstance(body.q, str)
         result: dict[str, Any] = {"translatedText": nbest[0][0] if single else [h[0] for h in nbest]}
+        if warnings:  # LibreTranslate's shape exactly when nothing went wrong
+            result["warnings"] = warnings
         if detected is not None:
             result["detectedLanguage"] = detected[0] if single else detected
         if body.alternatives:
@@ -367,12 +391,13 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
         beams = body.num_beams or config.batching.num_beams
         if beams > lim.max_num_beams:
             raise ApiError(400, "num_beams", f"num_beams: {beams} exceeds the limit of {lim.max_num_beams}")
-        translations, job = await server.translate(list(body.texts), "texts", pair, adapter, beams,
-                                                   body.max_length_factor or config.batching.max_length_factor)
-        done = time.monotonic()
-        timings = {"queue_ms": 1000 * (job.started - arrived), "generate_ms": 1000 * (job.finished - job.started),
-                   "total_ms": 1000 * (done - arrived)}
-        return {"translations": translations, "adapter": adapter, "src_lang": pair[0], "tgt_lang": pair[1], "timings": timings}
+        settings = server.formatting(pair, adapter, beams, body.max_length_factor or config.batching.max_length_factor, "texts")
+        nbest, warnings = await formats.translate_texts(server, list(body.texts), body.format, body.protect_placeholders, settings)
+        done, jobs = time.monotonic(), settings.jobs  # none when nothing needed the model (HTML without text)
+        timings = {"queue_ms": 1000 * ((jobs[0].started if jobs else done) - arrived), "total_ms": 1000 * (done - arrived),
+                   "generate_ms": 1000 * sum(j.finished - j.started for j in jobs)}
+        return {"translations": [h[0] for h in nbest], "adapter": adapter, "src_lang": pair[0], "tgt_lang": pair[1],
+                "timings": timings, "warnings": warnings}
 
     def visible(caller: Caller) -> list[dict[str, Any]]:
         return [r.to_dict() for r in engine.registry.records() if caller.may_use(r.name) and r.name not in server.removing]
@@ -460,6 +485,44 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     async def metrics() -> Response:
         server.metrics.queue_depth(server.worker.queue_depth)
         return Response(server.metrics.render(), media_type=server.metrics.content_type)
+
+    upload = {"content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file", "source", "target"], "properties": {
+            "file": {"type": "string", "format": "binary", "description": f"one of {', '.join(formats.FILE_FORMATS)}"},
+            "source": {"type": "string"}, "target": {"type": "string"}, "api_key": {"type": "string"},
+            "adapter": {"type": "string", "description": "mtadapt: the adapter to translate with"},
+            "protect_placeholders": {"type": "boolean", "default": True}}}}}, "required": True}
+    server.file_formats = list(formats.FILE_FORMATS)
+
+    @app.post("/translate_file", response_model=schemas.TranslateFileResponse, openapi_extra={"requestBody": upload},
+              responses={**errors, 413: {"model": schemas.ErrorResponse}})
+    async def translate_file(request: Request) -> dict[str, Any]:
+        """LibreTranslate's file translation (.txt, .html, .po/.pot); the result waits at the URL."""
+        data = await read_params(request, config.files.max_file_bytes + 64 * 1024, files=("file",))  # + the other fields
+        try:
+            body = schemas.TranslateFileRequest.model_validate({k: v for k, v in data.items() if k != "file"})
+        except ValidationError as err:
+            raise schemas.validation_error(err) from err
+        caller = server.caller(request, body.api_key)
+        filename, content = await uploaded_file(data.get("file"), config.files.max_file_bytes)
+        formats.file_format(filename)  # an unknown extension is refused before anything else
+        pair = server.pair(body.source, body.target, "source", "target")
+        adapter = server.adapter(caller, body.adapter, pair)
+        settings = server.formatting(pair, adapter, config.batching.num_beams, config.batching.max_length_factor, "file")
+        translated, warnings = await formats.translate_file(server, content, filename, body.protect_placeholders, settings)
+        name = translated_name(filename, pair[1])
+        file_id = server.files.put(name, translated)
+        return {"translatedFileUrl": f"{str(request.base_url).rstrip('/')}/download_file/{file_id}/{name}", "warnings": warnings}
+
+    @app.get("/download_file/{file_id}/{filename}", responses={404: {"model": schemas.ErrorResponse}})
+    async def download_file(file_id: str, filename: str) -> FileResponse:
+        """A file `/translate_file` translated, until `files.expiry_s` after."""
+        path = server.files.path(file_id, filename)
+        if path is None:
+            raise ApiError(404, "file", f"file: no file {file_id}/{filename}; translated files are kept "
+                                        f"{config.files.expiry_s:g} s (files.expiry_s)")
+        return FileResponse(path, filename=filename, content_disposition_type="attachment",
+                            media_type=CONTENT_TYPES.get(Path(filename).suffix.lower(), "application/octet-stream"))
 
     # the comparison page (static files shipped in the package; no build step, nothing from a CDN)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

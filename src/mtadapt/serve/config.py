@@ -16,6 +16,7 @@
     admin_key: k-admin
     limits: {max_texts: 64, max_chars: 2000, max_queue: 512}
     batching: {max_batch_sentences: 32, max_wait_ms: 5}
+    files: {max_file_bytes: 2000000, expiry_s: 3600}   # /translate_file uploads, downloads kept 1 h
 
 Every problem is reported at once, each with the file and line (`serve.yaml:7: pairs[0].adapter:
 unknown adapter 'bibel'; configured: bible, ui`). Relative paths are resolved against the
@@ -153,6 +154,22 @@ class BatchingConfig:
 
 
 @dataclass
+class FilesConfig:
+    """`/translate_file` and `/download_file`.
+
+    Attributes:
+        max_file_bytes: Largest file a request may upload (.txt, .html, .po/.pot).
+        expiry_s: How long a translated file stays downloadable.
+        folder: Where translated files wait for download; default: a temporary folder of the
+            server's own, removed when it stops.
+    """
+
+    max_file_bytes: int = 2_000_000
+    expiry_s: float = 3600.0
+    folder: str | None = None
+
+
+@dataclass
 class ServeConfig:
     """A whole server.
 
@@ -181,6 +198,7 @@ class ServeConfig:
             server from a browser (CORS, preflight included); none = no CORS headers.
         limits: Request limits.
         batching: Batch formation.
+        files: File translation: size limit, expiry, folder.
     """
 
     model: str | None = None
@@ -200,6 +218,7 @@ class ServeConfig:
     cors_origins: list[str] = field(default_factory=list)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
+    files: FilesConfig = field(default_factory=FilesConfig)
 
 
 def validate_serve(config: ServeConfig) -> list[tuple[str, str]]:
@@ -257,6 +276,7 @@ def validate_serve(config: ServeConfig) -> list[tuple[str, str]]:
         "limits.request_timeout_s": lim.request_timeout_s, "limits.max_num_beams": lim.max_num_beams,
         "batching.max_batch_sentences": bat.max_batch_sentences, "batching.max_batch_tokens": bat.max_batch_tokens,
         "batching.num_beams": bat.num_beams, "batching.max_length_factor": bat.max_length_factor,
+        "files.max_file_bytes": config.files.max_file_bytes, "files.expiry_s": config.files.expiry_s,
     }
     for key, value in positive.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
@@ -287,6 +307,8 @@ def _resolve(data: dict, base: Path) -> dict:
             entry["path"] = fix(entry["path"])
     if isinstance(data.get("adapter_roots"), list):
         data["adapter_roots"] = [fix(r) for r in data["adapter_roots"]]
+    if isinstance(data.get("files"), dict) and isinstance(data["files"].get("folder"), str):
+        data["files"]["folder"] = fix(data["files"]["folder"])
     return data
 
 

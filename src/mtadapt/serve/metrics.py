@@ -12,6 +12,9 @@
     mtadapt_adapters_loaded, mtadapt_adapter_loads, mtadapt_adapter_evictions (since start)
     mtadapt_adapter_engine_info{adapter, engine, precision}   1 per registered adapter (and
                                                  __base__): which engine serves it, in what
+    mtadapt_placeholder_problems_total{kind}     placeholders not kept exactly once (missing,
+                                                 duplicated, unexpected, unprotected) and HTML
+                                                 segments whose inline markup was lost (markup)
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ class Metrics:
         self.adapter_evictions = Gauge("mtadapt_adapter_evictions", "LRU evictions since start", registry=r)
         self.adapter_engine = Gauge("mtadapt_adapter_engine_info", "The engine and precision serving each adapter",
                                     ["adapter", "engine", "precision"], registry=r)
+        self.placeholders = Counter("mtadapt_placeholder_problems", "Placeholders not kept exactly once, and HTML "
+                                    "segments whose markup was lost, by kind", ["kind"], registry=r)
 
     # the worker's hooks
     def batch(self, jobs: int, sentences: int, seconds: float) -> None:
@@ -68,6 +73,10 @@ class Metrics:
         self.sentences.labels(name).inc(sentences)
         self.tokens.labels("source").inc(source_tokens)
         self.tokens.labels("target").inc(target_tokens)
+
+    def placeholder_problems(self, kinds: list[str]) -> None:
+        for kind in kinds:
+            self.placeholders.labels(kind).inc()
 
     def adapters(self, loaded: int, loads: int, evictions: int) -> None:
         self.adapters_loaded.set(loaded)

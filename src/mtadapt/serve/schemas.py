@@ -56,7 +56,10 @@ class LibreTranslateRequest(BaseModel):
     q: StrictStr | list[StrictStr] = Field(description="a text or a list of texts")
     source: StrictStr = Field(description="source language code, or 'auto' when one source is served")
     target: StrictStr = Field(description="target language code")
-    format: Literal["text"] = Field("text", description="only 'text' (HTML is not supported)")
+    format: Literal["text", "html"] = Field("text", description="'text', or 'html': block elements' text translated, "
+                                                                "inline markup kept in place")
+    protect_placeholders: bool = Field(True, description="mtadapt: mask %s, {name}, {n, number}, &amp; and inline tags "
+                                                         "during translation; problems reported in `warnings`")
     api_key: StrictStr | None = None
     alternatives: WholeNumber = Field(0, ge=0, description="how many alternative translations to add (from the beam's n-best list)")
     adapter: StrictStr | None = Field(None, description="mtadapt: the adapter to translate with (default: the pair's)")
@@ -67,8 +70,19 @@ class DetectedLanguage(BaseModel):
     language: str
 
 
+class TranslationWarning(BaseModel):
+    """A placeholder that did not come through exactly once, or HTML markup the model lost."""
+
+    where: str = Field(description="q[i], texts[i], a file's `line N`, or an HTML segment")
+    kind: Literal["missing", "duplicated", "unexpected", "unprotected", "markup", "entities"]
+    placeholder: str
+    message: str
+
+
 class LibreTranslateResponse(BaseModel):
     translatedText: str | list[str]
+    warnings: list[TranslationWarning] | None = Field(None, description="mtadapt: placeholders not kept exactly once, "
+                                                                  "HTML markup lost (only when there are some)")
     detectedLanguage: DetectedLanguage | list[DetectedLanguage] | None = Field(None, description="when source is 'auto'")
     alternatives: list[str] | list[list[str]] | None = Field(None, description="when alternatives > 0")
 
@@ -91,6 +105,8 @@ class TranslateRequest(BaseModel):
     tgt_lang: StrictStr | None = Field(None, description="target code (default: the only target of the source)")
     num_beams: Annotated[WholeNumber, Field(ge=1)] | None = Field(None, description="beam size (default: the server's)")
     max_length_factor: StrictFloat | None = Field(None, gt=0, le=10, description="output length limit factor")
+    format: Literal["text", "html"] = Field("text", description="'text' or 'html' (as /translate)")
+    protect_placeholders: StrictBool = Field(True, description="mask placeholders during translation (as /translate)")
 
 
 class Timings(BaseModel):
@@ -105,6 +121,23 @@ class TranslateResponse(BaseModel):
     src_lang: str
     tgt_lang: str
     timings: Timings
+    warnings: list[TranslationWarning] = Field(default_factory=list)
+
+
+class TranslateFileRequest(BaseModel):
+    """`POST /translate_file`'s fields besides `file` (multipart/form-data, as LibreTranslate)."""
+
+    model_config = ConfigDict(extra="ignore")
+    source: StrictStr = Field(description="source language code")
+    target: StrictStr = Field(description="target language code")
+    api_key: StrictStr | None = None
+    adapter: StrictStr | None = Field(None, description="mtadapt: the adapter to translate with (default: the pair's)")
+    protect_placeholders: bool = Field(True, description="mask placeholders during translation (on for every format)")
+
+
+class TranslateFileResponse(BaseModel):
+    translatedFileUrl: str = Field(description="where to GET the translated file (kept for files.expiry_s)")
+    warnings: list[TranslationWarning] = Field(default_factory=list, description="mtadapt: placeholder problems")
 
 
 class LoadAdapterRequest(BaseModel):
