@@ -58,9 +58,11 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve_ct2")
     loaded = load_model("tiny:m2m100")
     folders = _save_adapters(root, loaded, lora.LoraConfig(rank=4, alpha=8), {**CT2, **TORCH}, peft="ct_b")
+    folders.update(_save_adapters(root, loaded, HoulsbyConfig(bottleneck_dim=8), {"bneck": 3}))
     config = {
         "model": "tiny:m2m100", "dtype": "float32", "engine": "ctranslate2", "compute_type": "float32",
-        "adapters": [{"name": "ct_a", "path": folders["ct_a"]}, {"name": "ct_b", "path": folders["ct_b_peft"], "preload": False},
+        # bneck first: in the PyTorch model when the others are converted (from the base as stored)
+        "adapters": [{"name": "bneck", "path": folders["bneck"], "engine": "pytorch"}, {"name": "ct_a", "path": folders["ct_a"]}, {"name": "ct_b", "path": folders["ct_b_peft"], "preload": False},
                      {"name": "pt_c", "path": folders["pt_c"], "engine": "pytorch"}],
         "max_loaded": 2, "pairs": [{"source": "de", "target": "en"}], "adapter_roots": [str(root)], "admin_key": ADMIN_KEY,
         "batching": {"max_batch_sentences": 16, "max_wait_ms": 40, "max_length_factor": FACTOR},
@@ -105,11 +107,11 @@ def test_mixed_stream_equals_each_sentence_through_its_engine(served):
 
     listing = httpx.get(served["url"] + "/v1/adapters").json()
     engines = {a["name"]: (a["engine"], a["precision"]) for a in listing["adapters"]}
-    assert engines == {"ct_a": ("ctranslate2", "float32"), "ct_b": ("ctranslate2", "float32"), "pt_c": ("pytorch", "float32")}
+    assert engines == {"bneck": ("pytorch", "float32"), "ct_a": ("ctranslate2", "float32"), "ct_b": ("ctranslate2", "float32"), "pt_c": ("pytorch", "float32")}
     assert (listing["engine"], listing["precision"]) == ("ctranslate2", "float32")  # the base
     families = {f.name: f for f in text_string_to_metric_families(httpx.get(served["url"] + "/metrics").text)}
     info = {(s.labels["adapter"], s.labels["engine"], s.labels["precision"]) for s in families["mtadapt_adapter_engine_info"].samples}
-    assert info == {("__base__", "ctranslate2", "float32"), ("ct_a", "ctranslate2", "float32"),
+    assert info == {("__base__", "ctranslate2", "float32"), ("bneck", "pytorch", "float32"), ("ct_a", "ctranslate2", "float32"),
                     ("ct_b", "ctranslate2", "float32"), ("pt_c", "pytorch", "float32")}
     assert families["mtadapt_adapter_evictions"].samples[0].value >= 1  # the LRU counted translators too
 

@@ -32,7 +32,7 @@ to float rounding.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mtadapt.inference.generation import GenerationConfig, translate_ids
@@ -76,13 +76,15 @@ class Engine:
 
     `engine`, `compute_type`: what serves the base and the adapters whose entries name none
     (`serve.translators`; `folder_of`: where converted folders come from, default the
-    run-level cache). Raises NotConvertibleError / ComputeTypeError at start when CTranslate2
-    cannot run the base or the device lacks the compute type.
+    run-level cache, converted from `load_base()`, the base as stored). Raises
+    NotConvertibleError / ComputeTypeError at start when CTranslate2 cannot run the base or
+    the device lacks the compute type.
     """
 
     def __init__(self, loaded: LoadedModel, pairs: list[PairEntry], max_loaded: int = 0,
                  max_batch_sentences: int = 32, merge_single_lora: bool = False, precision: str = "float32",
-                 engine: str = "pytorch", compute_type: str = "int8", folder_of: FolderOf | None = None) -> None:
+                 engine: str = "pytorch", compute_type: str = "int8", folder_of: FolderOf | None = None,
+                 load_base: Callable[[], LoadedModel] | None = None) -> None:
         self.loaded = loaded
         self.registry = AdapterRegistry(loaded, max_loaded)
         self.pairs: dict[tuple[str, str], PairEntry] = {}
@@ -98,7 +100,7 @@ class Engine:
         self.merge_single_lora = merge_single_lora
         self._merged: MergedAdapter | None = None  # the LoRA adapter merged into the base now, if any
         self.translators = Translators(loaded, next(iter(self.codecs.values())), engine, compute_type, precision,
-                                       folder_of or ctranslate2_folder_of(loaded))
+                                       folder_of or ctranslate2_folder_of(loaded, load_base))
         self.registry.translators = self.translators
         self.precision = self.translators.base_precision  # what the base generates in ("float32", "int8", ...)
 
@@ -286,6 +288,7 @@ def load_engine(config: ServeConfig) -> Engine:
         pairs = [PairEntry(**{**vars(p), "adapter": p.adapter or run_name})
                  for p in default_pairs(config, model_name, run_langs, loaded)]
     engine = Engine(loaded, pairs, config.max_loaded, config.batching.max_batch_sentences,
-                    config.batching.merge_single_lora, precision, config.engine, config.compute_type)
+                    config.batching.merge_single_lora, precision, config.engine, config.compute_type,
+                    load_base=lambda: load_model(model_name, family=family, tokenizer=tokenizer, shortlist=shortlist))
     engine.register_adapters(adapters)
     return engine

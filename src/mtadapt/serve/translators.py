@@ -16,7 +16,6 @@ PyTorch adapters keep their records' engine "pytorch" and precision the base's d
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from mtadapt.methods import storage
 from mtadapt.methods.merge import merged_model
 from mtadapt.methods.peft_interop import PEFT_CONFIG_FILE, import_peft_lora
 from mtadapt.models.languages import PairCodec
-from mtadapt.models.loading import LoadedModel
+from mtadapt.models.loading import LoadedModel, load_model
 from mtadapt.serve.config import BASE_ADAPTER
 from mtadapt.serve.registry import AdapterRecord
 
@@ -70,6 +69,11 @@ class Translators:
         self.device = next(loaded.model.parameters()).device.type
         self.base: CTranslate2Engine | None = None
         self.opened: dict[str, CTranslate2Engine] = {}  # adapter name -> translator, those in memory
+        try:  # asked now, while the served model holds no adapter (a PyTorch bottleneck one would refuse it)
+            check_convertible(loaded)
+            self._refusal: NotConvertibleError | None = None
+        except NotConvertibleError as err:
+            self._refusal = err
         if engine == "ctranslate2":  # refused at start, before anything is converted
             self.check(compute_type, "engine: ctranslate2")
             self.base = self._translator(self.folder_of(None, compute_type), compute_type)
@@ -81,7 +85,8 @@ class Translators:
     def check(self, compute_type: str, what: str) -> None:
         """Refuse a base CTranslate2 cannot run or a compute type this device lacks, naming `what`."""
         try:
-            check_convertible(self.loaded)
+            if self._refusal is not None:
+                raise self._refusal
             check_compute_type(compute_type, self.device)
         except (NotConvertibleError, ComputeTypeError) as err:
             raise type(err)(f"{what}: {err}") from None
@@ -124,27 +129,32 @@ class Translators:
                                  intra_threads=torch.get_num_threads())
 
 
-def ctranslate2_folder_of(loaded: LoadedModel, root: str | Path | None = None) -> FolderOf:
-    """Converted folders of `loaded` plus an adapter, cached under `root` (default
-    $MTADAPT_CACHE/ctranslate2) by the base's fingerprint, the adapter files' sha256 and the
-    compute type: converted once (a copy of the base, the adapter merged in), reused after."""
-    cache = Path(root) if root is not None else Path(os.environ.get("MTADAPT_CACHE", Path.home() / ".cache" / "mtadapt")) / "ctranslate2"
-    base = asdict(storage.fingerprint(loaded.model))
+def ctranslate2_folder_of(loaded: LoadedModel, load_base: Callable[[], LoadedModel] | None = None) -> FolderOf:
+    """Converted folders of `loaded` plus an adapter, in $MTADAPT_CACHE/ctranslate2 keyed by the
+    base's fingerprint, the adapter folder's files and the compute type: converted once (the
+    base as stored, the adapter merged in), reused after. `load_base()` gives the base as
+    stored (float32, no adapters; default `load_model(loaded.name_or_path)`): the served model
+    may run in bfloat16 and hold other adapters, one of them merged in place for a batch."""
+    base = asdict(storage.fingerprint(loaded.model))  # of the weights as stored, whatever the precision
+    fresh = load_base or (lambda: load_model(loaded.name_or_path))
 
     def folder_of(adapter: str | None, compute_type: str) -> Path:
+        adapters = [Path(adapter)] if adapter is not None else []
         digest = hashlib.sha256(repr(sorted(base.items())).encode())
-        for path in sorted(p for p in Path(adapter).iterdir() if p.is_file()) if adapter is not None else ():
+        for path in sorted(p for a in adapters for p in a.iterdir() if p.is_file()):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())  # mtadapt's or PEFT's files
-        folder = cache / f"{loaded.family.name}-{digest.hexdigest()[:16]}-{compute_type}"
+        root = Path(os.environ.get("MTADAPT_CACHE", Path.home() / ".cache" / "mtadapt")) / "ctranslate2"
+        folder = root / f"{loaded.family.name}-{digest.hexdigest()[:16]}-{compute_type}"
         if not (folder / META_FILE).is_file():
-            replace_folder(folder, lambda tmp: _convert(tmp, loaded, adapter, compute_type, base))
+            replace_folder(folder, lambda tmp: _convert(tmp, fresh(), adapter, compute_type, base))
         return folder
 
     return folder_of
 
 
 def _convert(tmp: Path, loaded: LoadedModel, adapter: str | None, compute_type: str, base: dict[str, str]) -> None:
-    model = copy.deepcopy(loaded.model).float()  # the served model stays as it is
+    """Fill `tmp` with the CTranslate2 folder of the fresh base `loaded` with `adapter` merged in."""
+    model = loaded.model.float()
     if adapter is not None and (Path(adapter) / PEFT_CONFIG_FILE).is_file():
         import_peft_lora(model, adapter, "served")
         model = merged_model(model, ["served"], copy_model=False)
