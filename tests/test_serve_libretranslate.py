@@ -175,7 +175,8 @@ def test_openapi_names_the_served_languages_and_limits_and_schemathesis_passes(s
     (tmp_path / "schemathesis.toml").write_text('[[operations]]\ninclude-path = "/translate_file"\n'
                                                 'checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "413"]\n')
     # every check on every operation, bounded: a fixed seed, 10 examples an operation, 15 s in all
+    # (a request may take longer than schemathesis' 10 s default when the machine is busy)
     run = subprocess.run([sys.executable, "-m", "schemathesis.cli", "run", served["url"] + "/openapi.json", "--checks", "all",
-                          "--max-examples", "10", "--max-time", "15", "--seed", "1", "--no-color"],
+                          "--max-examples", "10", "--max-time", "15", "--seed", "1", "--request-timeout", "60", "--no-color"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
