@@ -30,6 +30,7 @@ from mtadapt.augment.backtranslate import (
     write_mixed_corpus,
 )
 from mtadapt.augment.noise import NoiseConfig
+from mtadapt.inference.engine import PyTorchEngine
 from mtadapt.inference.generation import GenerationConfig, translate
 
 # short outputs keep the random tiny model fast (it rambles to the length limit)
@@ -57,7 +58,7 @@ def test_greedy_equals_one_sentence_at_a_time(tiny, lines, tmp_path):
     model, codec = tiny
     config = BacktranslationConfig(mode="greedy", shard_size=5, drop_copies=False, drop_duplicates=False,
                                    drop_empty=False, max_length_ratio=0, **FAST)
-    pairs, report = backtranslate(model, codec, lines, tmp_path / "w", config)
+    pairs, report = backtranslate(PyTorchEngine(model, codec), lines, tmp_path / "w", config)
     plain = [translate(model, codec, [line], GenerationConfig(batch_size=1, max_length_factor=0.5))[0]
              for line in lines[:4]]
     # The length limit follows the padded batch width, so a sentence batched with longer ones
@@ -76,26 +77,26 @@ def test_modes_outputs_per_sentence_and_direction(tiny, lines, tmp_path):
     assert [(r.index, r.output) for r in rows] == [(i, j) for i in range(6) for j in range(2)]
     assert all(rows[2 * i].synthetic != rows[2 * i + 1].synthetic for i in range(6))  # distinct n-best
     sample = BacktranslationConfig(mode="sample", outputs_per_sentence=3, top_k=20, sampling_temperature=1.5, **off)
-    pairs, report = backtranslate(model, codec, text, tmp_path / "sample", sample)
+    pairs, report = backtranslate(PyTorchEngine(model, codec), text, tmp_path / "sample", sample)
     assert report.generated == 18 and len(pairs) == 18
     assert len({s for s, _ in pairs}) > 6  # samples differ
-    again, _ = backtranslate(model, codec, text, tmp_path / "sample2", sample)
+    again, _ = backtranslate(PyTorchEngine(model, codec), text, tmp_path / "sample2", sample)
     assert again == pairs  # seeded per shard
     blank_all = NoiseConfig(word_dropout=0, word_shuffle_distance=0, blank_prob=1.0, blank_token="_")
     noised = BacktranslationConfig(mode="noised_beam", num_beams=3, outputs_per_sentence=2, noise=blank_all, **off)
-    noised_pairs, _ = backtranslate(model, codec, text, tmp_path / "noised", noised)
+    noised_pairs, _ = backtranslate(PyTorchEngine(model, codec), text, tmp_path / "noised", noised)
     beam_pairs = synthetic_pairs(rows, beam)  # the same beam outputs, without noise
     assert [t for _, t in noised_pairs] == [t for _, t in beam_pairs]
     assert [s for s, _ in noised_pairs] == [" ".join("_" for _ in s.split()) for s, _ in beam_pairs]
     assert BacktranslationConfig(mode="noised_beam").source_noise() == EDUNOV_NOISE
     assert BacktranslationConfig(mode="beam", noise=blank_all).source_noise() is None
     forward = BacktranslationConfig(direction="forward", mode="greedy", **off)
-    fw, _ = backtranslate(model, codec, text, tmp_path / "fw", forward)
+    fw, _ = backtranslate(PyTorchEngine(model, codec), text, tmp_path / "fw", forward)
     assert [s for s, _ in fw] == text  # originals are the sources
 
 
 def read_shards_after(model, codec, text, work, config):
-    backtranslate(model, codec, text, work, config)
+    backtranslate(PyTorchEngine(model, codec), text, work, config)
     return read_shards(work, text)
 
 
@@ -127,7 +128,7 @@ def test_tagged_output_and_tag_check(tiny, lines, tmp_path):
     model, codec = tiny
     text = [line for line in lines if line][:4]
     config = BacktranslationConfig(mode="greedy", tag="hh", drop_copies=False, max_length_ratio=0, **FAST)
-    pairs, _ = backtranslate(model, codec, text, tmp_path / "w", config)
+    pairs, _ = backtranslate(PyTorchEngine(model, codec), text, tmp_path / "w", config)
     assert all(s.startswith("hh ") for s, _ in pairs) and [t for _, t in pairs] == text
     assert all(not t.startswith("hh") for _, t in pairs)
     assert tag_pieces(codec, "hh") == codec.encode_sources(["hh"])[0][:-1]  # the pieces before </s>
@@ -148,11 +149,11 @@ def test_config_errors():
 def test_resume_refuses_other_settings(tiny, lines, tmp_path):
     model, codec = tiny
     text = [line for line in lines if line][:3]
-    backtranslate(model, codec, text, tmp_path / "w", BacktranslationConfig(mode="greedy", **FAST))
+    backtranslate(PyTorchEngine(model, codec), text, tmp_path / "w", BacktranslationConfig(mode="greedy", **FAST))
     with pytest.raises(ValueError, match="differs in: generation"):
-        backtranslate(model, codec, text, tmp_path / "w", BacktranslationConfig(mode="beam", num_beams=2, **FAST))
+        backtranslate(PyTorchEngine(model, codec), text, tmp_path / "w", BacktranslationConfig(mode="beam", num_beams=2, **FAST))
     with pytest.raises(ValueError, match="input_lines, input_sha1"):
-        backtranslate(model, codec, text[:2], tmp_path / "w", BacktranslationConfig(mode="greedy", **FAST))
+        backtranslate(PyTorchEngine(model, codec), text[:2], tmp_path / "w", BacktranslationConfig(mode="greedy", **FAST))
 
 
 KILLED_RUN = """
@@ -162,17 +163,19 @@ import mtadapt.inference.sharded as sharded
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
 
-generate = sharded.translate_ids
+from mtadapt.inference.engine import PyTorchEngine
+
+generate = PyTorchEngine.translate_ids
 def slow_translate_ids(*args, **kwargs):  # slow enough to be killed mid-run
     time.sleep(0.4)
     return generate(*args, **kwargs)
-sharded.translate_ids = slow_translate_ids
+PyTorchEngine.translate_ids = slow_translate_ids
 loaded = load_model(sys.argv[1])
 codec = PairCodec(loaded.family, loaded.tokenizer, None, None, loaded.decoder_start_token_id)
 lines = open(sys.argv[2], encoding="utf-8").read().splitlines()
 config = bt.BacktranslationConfig(mode="greedy", shard_size=3, max_length_factor=0.5, batch_size=2)
 print("started", flush=True)
-bt.generate_shards(loaded.model, codec, lines, sys.argv[3], config)
+bt.generate_shards(PyTorchEngine(loaded.model, codec), lines, sys.argv[3], config)
 """
 
 
@@ -203,12 +206,12 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tiny, lines, tmp_path
     assert 2 <= len(done) < 4  # killed mid-run
     config = BacktranslationConfig(mode="greedy", shard_size=3, max_length_factor=0.5, batch_size=2,
                                    drop_copies=False, drop_duplicates=False, drop_empty=False, max_length_ratio=0)
-    assert generate_shards(model, codec, text, work, config) == 4 - len(done)  # only the rest
+    assert generate_shards(PyTorchEngine(model, codec), text, work, config) == 4 - len(done)  # only the rest
     resumed = read_shards(work, text)
     assert [r.index for r in resumed] == list(range(12))  # each line once, in order
-    fresh, _ = backtranslate(model, codec, text, tmp_path / "fresh", config)
+    fresh, _ = backtranslate(PyTorchEngine(model, codec), text, tmp_path / "fresh", config)
     assert synthetic_pairs(resumed, config) == fresh
-    assert generate_shards(model, codec, text, work, config) == 0  # finished: nothing to do
+    assert generate_shards(PyTorchEngine(model, codec), text, work, config) == 0  # finished: nothing to do
 
 
 def test_mix_upsamples_real_pairs(tmp_path):
@@ -265,9 +268,9 @@ def test_dtype_casts_the_reverse_model_and_enters_the_fingerprint(tmp_path, line
     seen = []
     real = sharded.generate_shards
 
-    def spy(model, *args, **kwargs):
-        seen.append(next(model.parameters()).dtype)
-        return real(model, *args, **kwargs)
+    def spy(engine, *args, **kwargs):
+        seen.append(next(engine.model.parameters()).dtype)
+        return real(engine, *args, **kwargs)
 
     monkeypatch.setattr(sharded, "generate_shards", spy)
     inp = tmp_path / "mono.en"
@@ -284,7 +287,9 @@ def test_dtype_casts_the_reverse_model_and_enters_the_fingerprint(tmp_path, line
     path = tmp_path / "f" / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
     assert manifest["fingerprint"]["model"]["dtype"] == "float32"  # every precision is recorded
+    assert manifest["fingerprint"]["model"]["engine"] == "pytorch"  # and the engine
     del manifest["fingerprint"]["model"]["dtype"]  # a folder from before precisions were recorded ran in float32:
+    del manifest["fingerprint"]["model"]["engine"]  # (and from before engines, on PyTorch)
     path.write_text(json.dumps(manifest), encoding="utf-8")
     bt.backtranslate_file(inp, tmp_path / "bt.tsv", None, config, model=model, work_dir=tmp_path / "f", dtype="float32")
     with pytest.raises(ValueError, match="differs in: model"):  # ... and is not taken for a bfloat16 one

@@ -257,3 +257,21 @@ def test_a_cell_that_raises_a_bug_or_dies_is_a_failed_row(tmp_path, monkeypatch,
     assert row["status"] == "failed" and row["internal"] is False
     assert row["reason"].startswith("the cell process was killed by SIGKILL (out of memory?) without a result")
     assert runner.failed_cells([row, {"status": "done"}]) == [row]
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("ctranslate2") is None, reason="ctranslate2 not installed")
+def test_ctranslate2_test_decoding_gives_pytorchs_float32_output(killed_and_resumed, tmp_path):
+    """`engine: ctranslate2` in the recipe: the cell's test set is decoded by CTranslate2
+    (float32 here), whose greedy output is PyTorch float32's; its row says which engine."""
+    out, *_ = killed_and_resumed
+    recipe = _recipe(tmp_path, [{"name": "baseline", "method": "none"}], engine="ctranslate2", compute_type="float32")
+    done = _compare(recipe, env={**os.environ, "MTADAPT_CACHE": str(tmp_path / "cache")})
+    log, _ = done.communicate(timeout=300)
+    assert done.returncode == 0, log
+    pytorch = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    row = json.loads((tmp_path / "out" / "results.jsonl").read_text().splitlines()[0])
+    assert (pytorch.get("engine", "pytorch"), pytorch["precision"]) == ("pytorch", "float32")
+    assert (row["engine"], row["precision"]) == ("ctranslate2", "float32")
+    ours = (tmp_path / "out" / "cells" / "baseline" / "test.hyp").read_text(encoding="utf-8")
+    assert ours == (out / "cells" / "baseline" / "test.hyp").read_text(encoding="utf-8") and len(ours.splitlines()) == 30
+    assert row["fingerprint"] != pytorch["fingerprint"]  # another engine: another result

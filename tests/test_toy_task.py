@@ -9,6 +9,7 @@ steps, too close to the threshold, and ~100 at 500 steps in twice the time).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -91,3 +92,30 @@ def test_translate_keeps_input_order(toy_run, toy_dir, tmp_path):
     shuffled_refs = [references[i] for i in order]
     assert BLEU().corpus_score(outputs, [shuffled_refs]).score > 50
     assert sum(o == r for o, r in zip(outputs, shuffled_refs)) > len(outputs) // 4  # shifted order: ~0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ctranslate2") is None, reason="ctranslate2 not installed")
+def test_ctranslate2_int8_scores_within_1_bleu_of_float32(toy_run, toy_dir, tmp_path, capsys, monkeypatch):
+    """`evaluate --engine ctranslate2`: the run merged and converted into the cache per compute
+    type; int8 within 1 BLEU of float32. The folder `export` writes gives float32's score, and is
+    refused for a run of another base."""
+    monkeypatch.setenv("MTADAPT_CACHE", str(tmp_path / "cache"))
+    engine = ["--run", str(toy_run), "--engine", "ctranslate2"]
+    float32 = evaluate_json(capsys, *engine, "--compute-type", "float32", toy_dir=toy_dir)["BLEU"]["score"]
+    int8 = evaluate_json(capsys, *engine, "--compute-type", "int8", toy_dir=toy_dir)["BLEU"]["score"]
+    print(f"toy run test BLEU: ctranslate2 float32 {float32:.2f}, int8 {int8:.2f}")
+    assert float32 > 50 and abs(int8 - float32) <= 1.0, (float32, int8)
+    assert sorted(p.name.rsplit("-", 1)[1] for p in (tmp_path / "cache" / "ctranslate2").iterdir()) == ["float32", "int8"]
+
+    exported = tmp_path / "exported"
+    assert main(["export", "--format", "ctranslate2", "--run", str(toy_run), "--out", str(exported)]) == 0
+    folder = evaluate_json(capsys, *engine, "--model", str(exported), "--compute-type", "float32", toy_dir=toy_dir)
+    assert folder["BLEU"]["score"] == float32
+    other = tmp_path / "other"  # converted from another base
+    assert main(["export", "--format", "ctranslate2", "--model", "tiny:nllb", "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", *engine, "--model", str(other), "--src", str(toy_dir / "test.de"),
+                 "--ref", str(toy_dir / "test.en"), "--no-progress"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and f"CTranslate2 folder {other} was converted from base" in errors[0], errors
+    assert "but the run's base has" in errors[0] and "export the run again" in errors[0]

@@ -37,7 +37,15 @@ from mtadapt.config import parse_override
 from mtadapt.errors import CheckpointError, ConfigError, DataError, MtadaptError, MtadaptWarning
 from mtadapt.io import atomic_write_lines, check_input_file, check_output_file, check_outputs_apart, join_lines, lines_of_bytes, read_lines, split_lines
 from mtadapt.progress import cli_progress, is_terminal
-from mtadapt.settings import DEFAULT_WINDOW_LINES, INFERENCE_DTYPES, BacktranslationConfig, GenerationConfig, NoiseConfig
+from mtadapt.settings import (
+    COMPUTE_TYPES,
+    DEFAULT_WINDOW_LINES,
+    ENGINES,
+    INFERENCE_DTYPES,
+    BacktranslationConfig,
+    GenerationConfig,
+    NoiseConfig,
+)
 
 
 def _read_lines(path: str | None, what: str, allow_empty: bool = False) -> list[str]:
@@ -138,6 +146,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length-factor", type=MAX_LENGTH_FACTOR, default=GENERATION_DEFAULTS["max_length_factor"],
                    help="max output length / input length")
     _add_dtype_arg(p)
+    _add_engine_args(p)
 
 
 def _add_dtype_arg(p: argparse.ArgumentParser) -> None:
@@ -145,6 +154,25 @@ def _add_dtype_arg(p: argparse.ArgumentParser) -> None:
                    help="precision while generating (default: bfloat16 where the device has it natively, else "
                         "float32; a precision the device would emulate draws a warning). int8: Marian-native "
                         "models with their shipped int8 weights, on the CPU")
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=ENGINES, default="pytorch",
+                   help="pytorch: mtadapt's model, every family and method (default); ctranslate2: the model with its "
+                        "adapter merged, converted once into $MTADAPT_CACHE/ctranslate2 (or --model an exported "
+                        "CTranslate2 folder), run by CTranslate2 (HF families; LoRA, full, BitFit)")
+    p.add_argument("--compute-type", choices=COMPUTE_TYPES,
+                   help="--engine ctranslate2: what it computes in (default int8 on CPU, int8_float16 on CUDA; "
+                        "CPUs run int8, int8_float32, int16, float32)")
+
+
+def _open_engine(args: argparse.Namespace, device: Any = None, ranks: Any = None) -> Any:
+    """The engine the model flags name (`runs.open_engine`)."""
+    from mtadapt.runs import open_engine
+
+    return open_engine(engine=args.engine, run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang,
+                       tgt_lang=args.tgt_lang, shortlist=False if args.no_shortlist else None, dtype=args.dtype,
+                       compute_type=args.compute_type, device=device, ranks=ranks)
 
 
 def _add_stream_args(p: argparse.ArgumentParser, work_dir_note: str) -> None:
@@ -183,7 +211,7 @@ def _check_resumable(run_dir: Path) -> None:
 def cmd_translate(args: argparse.Namespace) -> int:
     """File to file: streamed, resumable shards, split over torchrun ranks; stdin/stdout: streamed."""
     from mtadapt.inference import sharded
-    from mtadapt.runs import open_for_inference, place_for_inference
+    from mtadapt.inference.engine import engine_id
 
     ranks = sharded.current_ranks()
     if args.format == "po":
@@ -200,14 +228,12 @@ def cmd_translate(args: argparse.Namespace) -> int:
         sharded.check_work_folder(Path(args.work_dir or f"{args.output}.shards"))  # before the model loads
     if args.input not in (None, "-") and check_input_file(args.input, "input").stat().st_size == 0:
         raise DataError(f"input {args.input} is empty: no lines to read")
-    loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
-                                        shortlist=False if args.no_shortlist else None)
-    precision = place_for_inference(loaded.model, args.dtype, ranks.device)
+    engine = _open_engine(args, ranks.device, ranks)
     if piped:
         from mtadapt.io import iter_lines, iter_stream_lines
 
         lines = iter_lines(args.input) if args.input not in (None, "-") else iter_stream_lines(sys.stdin)
-        out = sharded.translate_stream(loaded.model, codec, lines, _generation(args), args.window_lines, progress=cli_progress(args.no_progress))
+        out = sharded.translate_stream(engine, lines, _generation(args), args.window_lines, progress=cli_progress(args.no_progress))
         if args.output in (None, "-"):
             for text in out:
                 sys.stdout.write(text + "\n")
@@ -215,8 +241,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
         else:
             _write_lines(args.output, list(out))
         return 0
-    model_id = {"model": loaded.name_or_path, "run": args.run, "adapters": sorted(args.adapter), "dtype": precision}
-    sharded.translate_file(loaded.model, codec, args.input, args.output, _generation(args), work_dir=args.work_dir,
+    model_id = {"model": engine.model_name, "run": args.run, "adapters": sorted(args.adapter), **engine_id(engine)}
+    sharded.translate_file(engine, args.input, args.output, _generation(args), work_dir=args.work_dir,
                            model_id=model_id, window_lines=args.window_lines, shard_size=args.shard_size, ranks=ranks,
                            progress=cli_progress(args.no_progress))
     return 0
@@ -227,9 +253,8 @@ def _translate_catalog(args: argparse.Namespace, world: int) -> int:
     one `warning:` line per placeholder problem, naming the entry's line."""
     from mtadapt.data.placeholders import usable_styles
     from mtadapt.data.po_catalog import read_catalog, translate_catalog
-    from mtadapt.inference.generation import translate
+    from mtadapt.inference.engine import translate_texts
     from mtadapt.io import atomic_write_text
-    from mtadapt.runs import open_for_inference, place_for_inference
 
     if args.input in (None, "-") or args.output in (None, "-"):
         raise ConfigError("--format po needs -i FILE.po and -o FILE.po (a catalog is read and written whole)")
@@ -239,12 +264,11 @@ def _translate_catalog(args: argparse.Namespace, world: int) -> int:
     check_outputs_apart({"--output": args.output}, {"--input": args.input})
     check_input_file(args.input, "input")
     catalog = read_catalog(args.input)  # before the model loads: a broken catalog fails fast
-    loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
-                                        shortlist=False if args.no_shortlist else None)
-    place_for_inference(loaded.model, args.dtype)
+    engine = _open_engine(args)
+    codec = engine.codec
     styles = usable_styles(lambda text: codec.decode(codec.encode_targets([text]))[0])
     config, progress = _generation(args), cli_progress(args.no_progress)
-    count, problems = translate_catalog(catalog, lambda texts: translate(loaded.model, codec, texts, config, progress=progress),
+    count, problems = translate_catalog(catalog, lambda texts: translate_texts(engine, texts, config, progress=progress),
                                         protect=not args.no_placeholder_protection, styles=styles)
     for p in problems:
         print(f"warning: {args.input}:{p.line}: {p.describe()}", file=sys.stderr)
@@ -270,17 +294,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         if not args.src:
             raise ConfigError("give --hyp FILE, or --src FILE with --run/--model to translate it first")
-        from mtadapt.inference.generation import translate
         from mtadapt.evaluate.metrics import check_lengths
-        from mtadapt.runs import open_for_inference, place_for_inference
+        from mtadapt.inference.engine import translate_texts
 
         _check_output(args.save_hyp, "--save-hyp")
         sources = _read_lines(args.src, "source")
         check_lengths(sources, refs, "sources")  # before translating, not after
-        loaded, codec = open_for_inference(run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
-                                        shortlist=False if args.no_shortlist else None)
-        place_for_inference(loaded.model, args.dtype)
-        hyps = translate(loaded.model, codec, sources, _generation(args), progress=cli_progress(args.no_progress))
+        engine = _open_engine(args)
+        hyps = translate_texts(engine, sources, _generation(args), progress=cli_progress(args.no_progress))
         if args.save_hyp:
             _write_lines(args.save_hyp, hyps)
     scores = corpus_scores(hyps, refs, n_bootstrap=args.n_bootstrap)
@@ -308,7 +329,8 @@ def _refuse_translation_flags(args: argparse.Namespace) -> None:
     given = [flag for flag, value in (
         ("--src", args.src), ("--run", args.run), ("--model", args.model), ("--adapter", args.adapter),
         ("--save-hyp", args.save_hyp), ("--src-lang", args.src_lang), ("--tgt-lang", args.tgt_lang),
-        ("--dtype", args.dtype), ("--no-shortlist", args.no_shortlist),
+        ("--dtype", args.dtype), ("--no-shortlist", args.no_shortlist), ("--compute-type", args.compute_type),
+        ("--engine", args.engine != "pytorch"),
     ) if value]
     given += [f"--{dest.replace('_', '-')}" for dest, default in GENERATION_DEFAULTS.items() if getattr(args, dest) != default]
     if given:
@@ -509,6 +531,7 @@ def cmd_augment_backtranslate(args: argparse.Namespace) -> int:
         args.input, args.output or args.output_src, args.output_tgt, config, run=args.run, model=args.model,
         adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang, work_dir=args.work_dir,
         progress=cli_progress(args.no_progress), shortlist=False if args.no_shortlist else None, dtype=args.dtype,
+        engine=args.engine, compute_type=args.compute_type,
     )
     if report is not None:  # None on ranks other than 0 (torchrun): rank 0 merged and reports
         print(json.dumps(asdict(report)) if args.json else report.summary())
@@ -666,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_options(a, BacktranslationConfig, flags=BACKTRANSLATION_FLAGS, ranges=BACKTRANSLATION_RANGES,
                           helps=BACKTRANSLATION_HELPS)
     _add_dtype_arg(a)
+    _add_engine_args(a)
     a.add_argument("--json", action="store_true", help="print the counts as JSON")
     a.set_defaults(func=cmd_augment_backtranslate)
     a = aug.add_parser("mix", parents=[common], help="mix real (upsampled) and synthetic pairs into one corpus")

@@ -15,7 +15,10 @@ language's in the decoder (`activate_language_adapters`), plus the shared adapte
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -259,3 +262,176 @@ def _warn_unused_languages(loaded: LoadedModel, name: str, asked: dict[str, str 
         warnings.warn(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used: {name} "
                       f"({family.name}) marks {what}; it translates the direction it was trained for", MtadaptWarning,
                       stacklevel=3)
+
+
+# ---------------------------------------------------------------------------------------
+# Engines: the model opened for inference behind `inference.engine.Engine`.
+
+DEFAULT_COMPUTE_TYPES = {"cpu": "int8", "cuda": "int8_float16"}
+"""CTranslate2's default compute type per device: int8 weights are what make it worth running
+(on CPU 3.2x HF float32 in issue 24's measurement, where its float32 is no faster than HF's),
+and the toy run's int8 output scores within 1 BLEU of float32 (tests/test_engines.py)."""
+
+
+def ctranslate2_cache_root() -> Path:
+    """Where converted runs are kept: $MTADAPT_CACHE/ctranslate2 (default ~/.cache/mtadapt)."""
+    return Path(os.environ.get("MTADAPT_CACHE", Path.home() / ".cache" / "mtadapt")) / "ctranslate2"
+
+
+def ctranslate2_cache_key(family: str, base_fingerprint: dict[str, str], adapter_folders: list[Path],
+                          compute_type: str, direction: tuple[str | None, str | None] | None = None) -> str:
+    """The cache folder's name: the family, a sha256 of the base's fingerprint, every adapter
+    file (its config and weights: the adapter's fingerprint) and, for per-language adapters,
+    the direction (which of them are merged); and the compute type."""
+    import hashlib
+
+    digest = hashlib.sha256(repr(sorted(base_fingerprint.items())).encode())
+    for folder in adapter_folders:
+        for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    if direction is not None:
+        digest.update(repr(direction).encode())
+    return f"{family}-{digest.hexdigest()[:16]}-{compute_type}"
+
+
+def is_ctranslate2_folder(path: str | Path | None) -> bool:
+    """Whether `path` is (or means to be) a CTranslate2 folder: model.bin or mtadapt.json in it."""
+    from mtadapt.inference.ctranslate2 import META_FILE
+
+    return path is not None and Path(path).is_dir() and any((Path(path) / n).is_file() for n in ("model.bin", META_FILE))
+
+
+def open_engine(
+    *,
+    engine: str = "pytorch",
+    run: str | Path | None = None,
+    model: str | None = None,
+    adapters: list[str] | None = None,
+    src_lang: str | None = None,
+    tgt_lang: str | None = None,
+    which: str = "best",
+    shortlist: bool | None = None,
+    dtype: str | None = None,
+    compute_type: str | None = None,
+    device: torch.device | None = None,
+    ranks: Any = None,
+) -> Any:
+    """Open a run (or a base plus adapters, or an exported CTranslate2 folder) as an Engine.
+
+        pytorch:      open_for_inference + place_for_inference (dtype) -> PyTorchEngine
+        ctranslate2:  --model DIR an exported folder: used as it is (checked against --run's
+                      base when a run is given too);
+                      else open_for_inference, merge, convert into
+                      ctranslate2_cache_root()/ctranslate2_cache_key(...) once (built beside,
+                      renamed into place), reused after -> CTranslate2Engine(compute_type)
+
+    Args:
+        device: Where to run (a rank's GPU); None = the GPU when there is one, else the CPU.
+        ranks: This process among a run's (`inference.sharded.Ranks`): rank 0 converts while
+            the others wait at a barrier, so a run is converted once.
+
+    Raises:
+        ConfigError: an unknown engine; --dtype with ctranslate2 or --compute-type with pytorch;
+            a CTranslate2 folder given to the pytorch engine.
+        NotACTranslate2FolderError, ComputeTypeError, NotConvertibleError,
+        FolderFingerprintError: see `inference.ctranslate2`.
+    """
+    from mtadapt.inference.engine import ENGINES, PyTorchEngine
+
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r}; valid: {', '.join(ENGINES)}")
+    if engine == "pytorch":
+        if compute_type is not None:
+            raise ConfigError("--compute-type is CTranslate2's: add --engine ctranslate2, or give --dtype for the "
+                              "PyTorch engine")
+        if is_ctranslate2_folder(model):
+            raise ConfigError(f"--model {model} is a CTranslate2 folder: run it with --engine ctranslate2")
+        loaded, codec = open_for_inference(run=run, model=model, adapters=adapters, src_lang=src_lang, tgt_lang=tgt_lang,
+                                           which=which, shortlist=shortlist)
+        precision = place_for_inference(loaded.model, dtype, device)
+        return PyTorchEngine(loaded.model, codec, precision, model_name=loaded.name_or_path)
+    from mtadapt.inference.ctranslate2 import CTranslate2Engine, check_compute_type, require_ctranslate2
+
+    require_ctranslate2()
+    if dtype is not None:
+        raise ConfigError(f"--dtype {dtype} is the PyTorch engine's; with --engine ctranslate2 give --compute-type "
+                          "(int8, int8_float32, int16, float32 on CPU)")
+    kind = "cuda" if (device is not None and device.type == "cuda") or (device is None and torch.cuda.is_available()) else "cpu"
+    compute_type = compute_type or DEFAULT_COMPUTE_TYPES[kind]
+    check_compute_type(compute_type, kind)  # before anything loads or converts
+    if is_ctranslate2_folder(model):
+        folder, codec = _exported_folder(model, run, src_lang, tgt_lang, which)
+        name = str(model)
+    else:
+        folder, codec, name = _converted_run(run, model, adapters, src_lang, tgt_lang, which, compute_type, ranks)
+    # as many threads as PyTorch would use (OMP_NUM_THREADS, torch.set_num_threads)
+    return CTranslate2Engine(folder, codec, compute_type, device=kind, intra_threads=torch.get_num_threads(),
+                             model_name=name)
+
+
+def _exported_folder(folder: str | Path, run: str | Path | None, src_lang: str | None, tgt_lang: str | None,
+                     which: str) -> tuple[Path, PairCodec]:
+    """An exported CTranslate2 folder and its codec (the tokenizer saved in it; the direction
+    given, else the run's, else the folder's only one), checked against the run's base."""
+    from transformers import AutoTokenizer
+
+    from mtadapt.inference.ctranslate2 import META_FILE, NotACTranslate2FolderError, check_folder_fingerprint, read_folder_meta
+    from mtadapt.models.families import get_family
+
+    folder = Path(folder)
+    meta = read_folder_meta(folder)
+    if not meta.get("family"):
+        raise NotACTranslate2FolderError(f"{folder} has no {META_FILE} (or one without its family): mtadapt runs the "
+                                         "folders `mtadapt export --format ctranslate2` writes; export the model with it")
+    if run is not None:
+        cfg = read_run_config(run)
+        _, recorded = adapter_folders(run_adapter(run, which))[0]
+        saved = json.loads((recorded / storage.CONFIG_FILE).read_text(encoding="utf-8"))["fingerprint"]
+        check_folder_fingerprint(folder, meta, saved)
+        if cfg.data.pairs:
+            src_lang, tgt_lang = _run_direction(cfg, run, src_lang, tgt_lang)
+        src_lang, tgt_lang = src_lang or cfg.data.src_lang, tgt_lang or cfg.data.tgt_lang
+    languages = meta.get("languages") or []
+    if src_lang is None and tgt_lang is None and len(languages) == 1:
+        src_lang, tgt_lang = languages[0]["src_lang"], languages[0]["tgt_lang"]
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    codec = PairCodec(get_family(meta["family"]), tokenizer, src_lang, tgt_lang, meta.get("decoder_start_token_id"))
+    return folder, codec
+
+
+def _converted_run(run: str | Path | None, model: str | None, adapters: list[str] | None, src_lang: str | None,
+                   tgt_lang: str | None, which: str, compute_type: str, ranks: Any) -> tuple[Path, PairCodec, str]:
+    """The run (or base + adapters) merged and converted for `compute_type`, from the cache
+    when it is there; its codec; the base's name."""
+    from dataclasses import asdict
+
+    from mtadapt.inference.ctranslate2 import META_FILE, check_convertible, convert_folder
+    from mtadapt.io import replace_folder
+    from mtadapt.methods.merge import merged_model
+
+    loaded, codec = open_for_inference(run=run, model=model, adapters=adapters, src_lang=src_lang, tgt_lang=tgt_lang,
+                                       which=which)
+    check_convertible(loaded)
+    whole = getattr(loaded.model, "mtadapt_whole_model_method", None)
+    base = asdict(storage.fingerprint(loaded.model, whole))
+    folders = [f for _, f in adapter_folders(run_adapter(run, which))] if run is not None and not adapters \
+        else [Path(a) for a in _run_adapters(list(adapters or []), which)[0]]
+    direction = (codec.src_lang, codec.tgt_lang) if len(folders) > 1 else None
+    folder = ctranslate2_cache_root() / ctranslate2_cache_key(loaded.family.name, base, folders, compute_type, direction)
+
+    def build(tmp: Path) -> None:
+        names = adapter_names(loaded.model)
+        merged = merged_model(loaded.model, copy_model=False) if names else loaded.model
+        meta = {"format": "ctranslate2", "base": loaded.name_or_path, "base_fingerprint": base,
+                "run": None if run is None else str(run), "adapters": [str(f) for f in folders],
+                "languages": [{"src_lang": codec.src_lang, "tgt_lang": codec.tgt_lang}]}
+        convert_folder(tmp, merged, loaded.tokenizer, loaded.family.name, compute_type, meta)
+
+    waits = ranks is not None and ranks.world > 1
+    if waits and not ranks.main:
+        ranks.barrier()  # rank 0 converts; the others find its folder
+    if not (folder / META_FILE).is_file():
+        replace_folder(folder, build)
+    if waits and ranks.main:
+        ranks.barrier()
+    return folder, codec, loaded.name_or_path

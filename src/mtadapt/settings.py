@@ -111,6 +111,11 @@ DEFAULT_WINDOW_LINES = 100_000
 # int8: Marian-native models only, with their shipped int8 weights (models.marian_native.int8)
 INFERENCE_DTYPES = ("float32", "bfloat16", "float16", "int8")
 
+# engines that translate (inference.engine; the CLI's --engine), and CTranslate2's compute types
+# (the CLI's --compute-type; which of them a device runs: ctranslate2.get_supported_compute_types)
+ENGINES = ("pytorch", "ctranslate2")
+COMPUTE_TYPES = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float32", "float16", "bfloat16")
+
 Direction = Literal["back", "forward"]
 Mode = Literal["greedy", "beam", "sample", "noised_beam"]
 

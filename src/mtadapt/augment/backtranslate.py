@@ -4,12 +4,13 @@
     forward: source-side text --forward model--> synthetic targets; pairs (original, synthetic)
 
 Generation goes through `inference.sharded` (streamed windows, resumable shards, one process
-or many under torchrun) and `inference.generation.translate_ids` (batched, length-sorted):
+or many under torchrun) and an engine's `translate_ids` (`inference.engine`: PyTorch or
+CTranslate2; batched, length-sorted):
 
     for window in windows(input, window_lines):                # one window in memory
         ids = encode(window); order = argsort(len(ids), descending)
         for k, shard in chunks(order, shard_size):             # skipped when already done;
-            outs = translate_ids(model, ids[shard])            # under torchrun: rank k's share
+            outs = engine.translate_ids(ids[shard])            # under torchrun: rank k's share
             write work_dir/shard-k.jsonl atomically; update work_dir/manifest.json
     rows = each window's shards sorted by (line, output)       # input order, streamed
     rows -> filters (empty, length ratio, copy, duplicate; each counted) -> noise -> tag -> file
@@ -52,11 +53,11 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
-from torch import nn
 
 from mtadapt.augment.noise import NoiseConfig, Noiser, WordVocabulary
 from mtadapt.errors import DataError
 from mtadapt.inference import sharded
+from mtadapt.inference.engine import Engine, engine_id
 from mtadapt.inference.generation import GenerationConfig
 from mtadapt.inference.sharded import Ranks
 from mtadapt.io import atomic_write_json, atomic_writer
@@ -106,8 +107,7 @@ def _settings(config: BacktranslationConfig, model_id: dict[str, Any]) -> dict[s
 
 
 def generate_shards(
-    model: nn.Module,
-    codec: PairCodec,
+    engine: Engine,
     lines: Sequence[str] | str | Path,
     work_dir: str | Path,
     config: BacktranslationConfig,
@@ -121,7 +121,9 @@ def generate_shards(
     Empty lines are not translated (they get no rows).
 
     Args:
-        model_id: What identifies the model in the manifest (name, adapters).
+        engine: What translates (`inference.engine.PyTorchEngine(model, codec)`, or CTranslate2).
+        model_id: What identifies the model in the manifest (name, adapters); the engine's
+            name and precision are added.
         ranks: This process among the run's processes (default: the only one).
 
     Returns:
@@ -131,7 +133,8 @@ def generate_shards(
         ValueError: `work_dir` holds a run of another input, model or settings.
     """
     made, _ = sharded.generate_shards(
-        model, codec, sharded.line_source(lines), work_dir, _settings(config, model_id or {}), config.generation_config(),
+        engine, sharded.line_source(lines), work_dir, _settings(config, {**(model_id or {}), **engine_id(engine)}),
+        config.generation_config(),
         window_lines=config.window_lines, shard_size=config.shard_size, seed=config.seed, skip_empty=True, ranks=ranks,
         progress=progress, desc="back-translate" if config.direction == "back" else "forward-translate",
     )
@@ -332,8 +335,7 @@ def _pairs_of_run(work_dir: Path, lines: Sequence[str] | str | Path, config: Bac
 
 
 def backtranslate(
-    model: nn.Module,
-    codec: PairCodec,
+    engine: Engine,
     lines: Sequence[str],
     work_dir: str | Path,
     config: BacktranslationConfig,
@@ -343,9 +345,9 @@ def backtranslate(
     """Generate (resuming in `work_dir`), filter, noise and tag: the synthetic pairs.
 
     Args:
-        model: The reverse model for back-translation (target -> source), the forward model
-            for forward translation; any model `open_for_inference` gives.
-        codec: Its codec (its source language is the input's language).
+        engine: The reverse model for back-translation (target -> source), the forward model
+            for forward translation, as an engine (`runs.open_engine`); its codec's source
+            language is the input's language.
         lines: Monolingual text, one sentence per line (in memory; `backtranslate_file`
             streams a file of any size).
         work_dir: Shards and the manifest; reuse it to resume.
@@ -353,7 +355,7 @@ def backtranslate(
     Returns:
         (source, target) pairs in input order, and the counts.
     """
-    generate_shards(model, codec, lines, work_dir, config, model_id, progress)
+    generate_shards(engine, lines, work_dir, config, model_id, progress)
     report = FilterReport(input_lines=len(lines), empty_inputs=sum(1 for line in lines if not line.strip()))
     return list(_pairs_of_run(Path(work_dir), lines, config, report)), report
 
@@ -445,6 +447,8 @@ def backtranslate_file(
     progress: bool | ProgressMode = False,
     shortlist: bool | None = None,
     dtype: str | None = None,
+    engine: str = "pytorch",
+    compute_type: str | None = None,
 ) -> FilterReport | None:
     """`backtranslate` a text file, streamed, with a model opened by `open_for_inference`;
     writes the pairs and `report.json` in the work folder (default: `<output_src>.shards`).
@@ -454,26 +458,27 @@ def backtranslate_file(
 
     `src_lang`/`tgt_lang` are the model's direction: for back-translation into a pt->en
     training set, a en->pt model with src_lang en, tgt_lang pt. `shortlist`: see
-    `open_for_inference`. `dtype`: see `place_for_inference`; the precision is part of the
-    resume fingerprint, so a run never mixes precisions.
+    `open_for_inference`. `engine`, `compute_type`, `dtype`: see `runs.open_engine`; the
+    engine and its precision are part of the resume fingerprint, so a run never mixes them.
     """
-    from mtadapt.runs import open_for_inference, place_for_inference
+    from mtadapt.runs import open_engine
 
     source = sharded.line_source(input_path)
     ranks = sharded.current_ranks()
-    loaded, codec = open_for_inference(run=run, model=model, adapters=adapters, src_lang=src_lang, tgt_lang=tgt_lang,
-                                       shortlist=shortlist)
-    precision = place_for_inference(loaded.model, dtype, ranks.device)  # generation only: nothing is trained or saved
+    # generation only: nothing is trained or saved
+    translator = open_engine(engine=engine, run=run, model=model, adapters=adapters, src_lang=src_lang, tgt_lang=tgt_lang,
+                             shortlist=shortlist, dtype=dtype, compute_type=compute_type, device=ranks.device, ranks=ranks)
+    codec = translator.codec
     if config.tag is not None and ranks.main:
         try:
             check_tag(codec, config.tag)
         except ValueError as err:  # a warning: the model to be trained may have another vocabulary
-            warnings.warn(f"{err} (checked with the tokenizer of {loaded.name_or_path})", stacklevel=2)
+            warnings.warn(f"{err} (checked with the tokenizer of {translator.model_name})", stacklevel=2)
     work_dir = Path(work_dir) if work_dir else Path(f"{output_src}.shards")
-    model_id = {"model": loaded.name_or_path, "run": run, "adapters": sorted(adapters or []), "dtype": precision}
+    model_id = {"model": translator.model_name, "run": run, "adapters": sorted(adapters or []), **engine_id(translator)}
     with sharded.hold_work_folder(work_dir, ranks):  # from the first shard to the merge
         made, layout = sharded.generate_shards(
-            loaded.model, codec, source, work_dir, _settings(config, model_id), config.generation_config(),
+            translator, source, work_dir, _settings(config, model_id), config.generation_config(),
             window_lines=config.window_lines, shard_size=config.shard_size, seed=config.seed, skip_empty=True, ranks=ranks,
             progress=progress, desc="back-translate" if config.direction == "back" else "forward-translate",
         )

@@ -68,6 +68,10 @@ class CompareConfig:
         cells: The grid, run in this order.
         n_bootstrap: Resamples for the 95% confidence intervals and the paired tests (0: no
             intervals, allowed only without `none` and `full` cells, which the paired tests need).
+        engine: What decodes the test set (`inference.engine`): pytorch, or ctranslate2 (each
+            cell's model merged and converted; cells whose adapters do not merge, and
+            Marian-native models, decode with pytorch, and their rows say so).
+        compute_type: ctranslate2's compute type (default: int8 on CPU, int8_float16 on CUDA).
     """
 
     output_dir: str = "runs/compare"
@@ -75,6 +79,9 @@ class CompareConfig:
     base: dict[str, Any] = field(default_factory=dict)
     cells: list[CellSpec] = field(default_factory=list)
     n_bootstrap: int = 1000
+    engine: Literal["pytorch", "ctranslate2"] = "pytorch"
+    compute_type: Literal["int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float32", "float16",
+                          "bfloat16"] | None = None
 
 
 @dataclass
@@ -192,6 +199,8 @@ def resolve_cells(config: CompareConfig, source: str = "<compare>", lines: dict[
             continue
         canonical = config_to_dict(run)
         canonical["method"]["name"] = spec.method
+        if config.engine != "pytorch":  # another engine's test scores are other results (pytorch: as before engines)
+            canonical["test_engine"] = {"engine": config.engine, "compute_type": config.compute_type}
         digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()[:16]
         cells.append(Cell(spec, run, digest))
     for problem, names in cell_problems.items():

@@ -78,7 +78,6 @@ def run_cell(spec: dict[str, Any], progress: bool | ProgressMode = True) -> dict
     `spec` is what the runner wrote to the cell's `cell.json`: name, method, settings,
     fingerprint, n_bootstrap and the cell's RunConfig as a dict.
     """
-    from mtadapt.inference.generation import translate_ids
     from mtadapt.inference.precision import describe_machine
     from mtadapt.evaluate.metrics import corpus_scores
     from mtadapt.methods.params import param_report
@@ -118,17 +117,35 @@ def run_cell(spec: dict[str, Any], progress: bool | ProgressMode = True) -> dict
             dev_history=result.dev_history, evaluated_adapter=adapter.name,
         )
     test = load_corpus(config, "test", codec, None)
-    outputs = translate_ids(model, codec, test.src_ids, config.generation, progress=progress, desc="test set")
+    engine = _test_engine(spec, config, model, codec, run_dir)
+    outputs = engine.translate_ids(test.src_ids, config.generation, progress=progress, desc="test set")
     hyps = codec.decode([o[0] for o in outputs])
     atomic_write_lines(run_dir / "test.hyp", hyps)
     atomic_write_lines(run_dir / "test.ref", test.tgt)
     scores = corpus_scores(hyps, test.tgt, n_bootstrap=spec["n_bootstrap"])
     row.update(
         status="done", test_sentences=len(hyps), scores={k: v.to_dict() for k, v in scores.items()},
-        precision=str(next(model.parameters()).dtype).removeprefix("torch."), machine=describe_machine(),
+        engine=engine.name, precision=engine.precision, machine=describe_machine(),
         cell_seconds=time.perf_counter() - start, **_peak_memory(),
     )
     return row
+
+
+def _test_engine(spec: dict[str, Any], config: Any, model: Any, codec: Any, run_dir: Path) -> Any:
+    """What decodes the cell's test set: `spec["engine"]`; a cell CTranslate2 cannot take (an
+    adapter that does not merge, a Marian-native model) decodes with PyTorch, as its row says."""
+    from mtadapt.inference.ctranslate2 import NotConvertibleError
+    from mtadapt.inference.engine import PyTorchEngine
+    from mtadapt.runs import open_engine
+
+    if spec.get("engine", "pytorch") == "ctranslate2":
+        where = {"model": config.model.name_or_path} if spec["method"] == "none" else {"run": run_dir}
+        try:
+            return open_engine(engine="ctranslate2", src_lang=codec.src_lang, tgt_lang=codec.tgt_lang,
+                               compute_type=spec.get("compute_type"), **where)
+        except NotConvertibleError:
+            pass
+    return PyTorchEngine(model, codec, str(next(model.parameters()).dtype).removeprefix("torch."))
 
 
 def failed_row(spec: dict[str, Any], reason: str, internal: bool) -> dict[str, Any]:
@@ -179,12 +196,13 @@ def started_with_other_config(run_dir: Path, fingerprint: str) -> bool:
         return True
 
 
-def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool | ProgressMode, debug: bool = False) -> dict[str, Any]:
+def _run_cell_process(cell: Cell, n_bootstrap: int, progress: bool | ProgressMode, debug: bool = False,
+                      engine: str = "pytorch", compute_type: str | None = None) -> dict[str, Any]:
     run_dir = Path(cell.config.train.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = {
         "name": cell.name, "method": cell.spec.method, "settings": cell.spec.settings, "fingerprint": cell.fingerprint,
-        "n_bootstrap": n_bootstrap, "config": config_to_dict(cell.config),
+        "n_bootstrap": n_bootstrap, "config": config_to_dict(cell.config), "engine": engine, "compute_type": compute_type,
     }
     atomic_write_json(run_dir / CELL_FILE, spec, default=str)
     result_file = run_dir / CELL_RESULT_FILE
@@ -294,7 +312,7 @@ def _run_compare(config: CompareConfig, cells: list[Cell], progress: bool | Prog
               f"{cell.config.train.max_steps if cell.trains else 0} steps; elapsed {_format_seconds(time.perf_counter() - grid_start)}{eta}",
               flush=True)
         cell_start = time.perf_counter()
-        row = _run_cell_process(cell, config.n_bootstrap, progress, debug)
+        row = _run_cell_process(cell, config.n_bootstrap, progress, debug, config.engine, config.compute_type)
         if cell.trains and row.get("status") == "done":  # a failed cell's seconds say nothing of the rest
             durations.append(time.perf_counter() - cell_start)
         rows_by_name[cell.name] = row

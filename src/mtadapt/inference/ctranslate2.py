@@ -311,6 +311,7 @@ class CTranslate2Engine:
         intra_threads: Threads per translation (0: CTranslate2's default, 4 or the cores).
         max_batch_tokens: Chunks of at most this many padded source tokens (batch_type
             "tokens") instead of `config.batch_size` sentences.
+        model_name: What it was opened as (default: the base named in mtadapt.json, else the folder).
 
     Raises:
         NotACTranslate2FolderError, ComputeTypeError: see the module docstring.
@@ -319,19 +320,21 @@ class CTranslate2Engine:
     name = "ctranslate2"
 
     def __init__(self, folder: str | Path, codec: PairCodec, compute_type: str = "int8", *, device: str = "cpu",
-                 intra_threads: int = 0, max_batch_tokens: int | None = None):
+                 intra_threads: int = 0, max_batch_tokens: int | None = None, model_name: str | None = None):
         ctranslate2 = require_ctranslate2()
         self.folder = Path(folder)
         self.meta = read_folder_meta(self.folder)
         check_compute_type(compute_type, device)
         self.codec = codec
         self.precision = compute_type
+        self.model_name = model_name or str(self.meta.get("base") or self.folder)
         self.max_batch_tokens = max_batch_tokens
         source, target = _folder_vocabulary(self.folder)
         self._source_tokens = source
         self._target_ids = {token: i for i, token in enumerate(target)}
-        self._translator = ctranslate2.Translator(str(self.folder), device=device, compute_type=compute_type,
-                                                  intra_threads=intra_threads)
+        self._options = dict(device=device, compute_type=compute_type, intra_threads=intra_threads)
+        self._translator = ctranslate2.Translator(str(self.folder), **self._options)
+        self._seed: int | None = None  # to apply before the next sampling chunk
 
     @property
     def fingerprint(self) -> dict[str, str]:
@@ -343,9 +346,26 @@ class CTranslate2Engine:
 
     @contextmanager
     def seeded(self, seed: int) -> Iterator[None]:
-        """CTranslate2's sampling generator seeded with `seed` (it has no state to restore)."""
-        require_ctranslate2().set_random_seed(seed)
-        yield
+        """Sampling inside draws from a generator seeded with `seed`.
+
+        CTranslate2 seeds each worker thread's generator once, at its first draw
+        (`static thread_local std::mt19937 generator(get_random_seed())` in its random.cc), so
+        `set_random_seed` alone reaches only threads that have not sampled yet. The first
+        sampling call inside therefore reopens the translator (new threads) after setting the
+        seed; greedy and beam search, which draw nothing, keep it.
+        """
+        self._seed = seed
+        try:
+            yield
+        finally:
+            self._seed = None
+
+    def _reseed(self) -> None:
+        ctranslate2 = require_ctranslate2()
+        ctranslate2.set_random_seed(self._seed)
+        self._translator = None  # its threads end before the new ones start (one model in memory)
+        self._translator = ctranslate2.Translator(str(self.folder), **self._options)
+        self._seed = None
 
     def _prefix(self, prompt: list[int]) -> list[str]:
         """The target prefix of a decoder prompt: CTranslate2 starts the decoder itself."""
@@ -386,6 +406,8 @@ class CTranslate2Engine:
                                        max_input_length=0, batch_type="tokens",
                                        max_batch_size=self.max_batch_tokens or 0)
         if config.do_sample:  # n draws per source: the source repeated n times, one hypothesis each
+            if self._seed is not None:
+                self._reseed()
             tokens = [t for t in tokens for _ in range(n)]
             prefixes = [p for p in prefixes for _ in range(n)]
             options.update(beam_size=1, num_hypotheses=1, sampling_topk=config.top_k or 0,

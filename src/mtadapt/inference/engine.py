@@ -13,6 +13,7 @@ What a caller may rely on, as pseudo-code:
     engine.name            # "pytorch" | "ctranslate2"
     engine.codec           # PairCodec: encode_sources(texts) -> ids; decode(ids) -> texts
     engine.precision       # what it computes in: "float32", "bfloat16", "int8", "int8_float32" ...
+    engine.model_name      # what it was opened as (a base's name or path), for manifests and messages
     engine.fingerprint     # {"architecture": ..., "weights": ...}: the base model's, as
                            # methods.storage records it (never the precision or the device)
     engine.position_limit  # most tokens a source may hold, or None
@@ -42,10 +43,9 @@ from torch import nn
 from mtadapt.inference.generation import position_limit, translate_ids
 from mtadapt.models.languages import PairCodec
 from mtadapt.progress import ProgressMode
-from mtadapt.settings import GenerationConfig
+from mtadapt.settings import ENGINES, GenerationConfig  # noqa: F401  (ENGINES re-exported)
 
 EngineName = Literal["pytorch", "ctranslate2"]
-ENGINES = ("pytorch", "ctranslate2")
 
 
 @runtime_checkable
@@ -55,6 +55,7 @@ class Engine(Protocol):
     name: str
     codec: PairCodec
     precision: str
+    model_name: str
 
     @property
     def fingerprint(self) -> dict[str, str]: ...
@@ -97,6 +98,7 @@ class PyTorchEngine:
         model: The model as placed for inference (`runs.place_for_inference`), adapters and all.
         codec: Its direction.
         precision: What it runs in (`place_for_inference`'s answer; default: its parameters' dtype).
+        model_name: What it was opened as (default: the model's `name_or_path`).
         batch_context: `batch_context(chunk)` wraps the generation of the sources at indices
             `chunk` of each `translate_ids` call (per-row adapter routing, as serve does).
     """
@@ -104,8 +106,10 @@ class PyTorchEngine:
     name = "pytorch"
 
     def __init__(self, model: nn.Module, codec: PairCodec, precision: str | None = None,
-                 batch_context: Callable[[list[int]], AbstractContextManager] | None = None):
+                 batch_context: Callable[[list[int]], AbstractContextManager] | None = None,
+                 model_name: str | None = None):
         self.model = model
+        self.model_name = model_name or str(getattr(model, "name_or_path", "") or type(model).__name__)
         self.codec = codec
         self.precision = precision or str(next(model.parameters()).dtype).removeprefix("torch.")
         self.batch_context = batch_context

@@ -8,7 +8,7 @@ never the whole corpus. For input lines x[0..n), `window_lines` W and `shard_siz
     window w: kept  = its non-empty lines (all lines when skip_empty is off)
               ids   = encode(kept); order = stable argsort(len(ids), descending)
               shards of S over order, numbered k = 0, 1, ... on from the previous window
-    shard k: outputs = translate_ids(ids[shard])  under torch.manual_seed(seed * 1_000_003 + k)
+    shard k: outputs = engine.translate_ids(ids[shard])  under engine.seeded(seed * 1_000_003 + k)
              (sources over the position table cut first; one warning names their input lines)
              -> work_dir/shard-0000k.jsonl   {"index": line, "output": r, "text": ...} rows
     merge:   window by window, its shards' rows sorted by (index, output)   # input order
@@ -49,10 +49,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from mtadapt.progress import Progress, ProgressMode
-from mtadapt.inference.generation import GenerationConfig, position_limit, translate_ids, truncate_sources, warn_truncated
+from mtadapt.inference.engine import Engine
+from mtadapt.inference.generation import GenerationConfig, truncate_sources, warn_truncated
 from mtadapt.io import LOCK_FILES, atomic_writer, folder_lock, iter_lines
 from mtadapt.models.languages import PairCodec
 
@@ -231,7 +231,8 @@ def open_layout(
     The fingerprint is `settings["model"]`, the input's line count and sha1, the rest of
     `settings` and `window_lines`. A manifest without "window_lines" (written before
     windows existed) matches when all else does, and keeps its one-window layout; one whose
-    model has no "dtype" (written before precisions were recorded) ran in float32.
+    model has no "dtype" (written before precisions were recorded) ran in float32, and one
+    with no "engine" (written before engines) ran on PyTorch.
 
     Raises:
         ValueError: the folder holds a run of another input, model or settings.
@@ -244,6 +245,8 @@ def open_layout(
         stored = json.loads(path.read_text(encoding="utf-8"))["fingerprint"]
         if "dtype" in fingerprint["model"] and isinstance(stored.get("model"), dict) and "dtype" not in stored["model"]:
             stored["model"] = {**stored["model"], "dtype": "float32"}  # from before precisions were recorded: float32
+        if "engine" in fingerprint["model"] and isinstance(stored.get("model"), dict) and "engine" not in stored["model"]:
+            stored["model"] = {**stored["model"], "engine": "pytorch"}  # from before engines: PyTorch
         if "window_lines" not in stored:  # a folder from before windows: one window
             fingerprint.pop("window_lines")
             layout.window_lines, layout.kept_per_window = None, [sum(layout.kept_per_window)]
@@ -269,8 +272,7 @@ def _encode(codec: PairCodec, texts: list[str], chunk: int = 2048) -> list[array
 
 
 def generate_shards(
-    model: nn.Module,
-    codec: PairCodec,
+    engine: Engine,
     source: LineSource,
     work_dir: str | Path,
     settings: dict[str, Any],
@@ -287,8 +289,9 @@ def generate_shards(
     """Generate this rank's missing shards under `work_dir` (see the module docstring).
 
     Args:
+        engine: What translates (`inference.engine`): its codec encodes and decodes.
         settings: What the fingerprint records besides the input: "model" (what identifies
-            the model) and the generation settings.
+            the model, its engine and precision) and the generation settings.
         skip_empty: Empty lines get no rows (back-translation) instead of a translation.
 
     Returns:
@@ -303,12 +306,12 @@ def generate_shards(
     ranks = ranks or Ranks()
     work_dir = Path(work_dir)
     with hold_work_folder(work_dir, ranks):
-        return _generate_shards(model, codec, source, work_dir, settings, generation, window_lines=window_lines,
+        return _generate_shards(engine, source, work_dir, settings, generation, window_lines=window_lines,
                                 shard_size=shard_size, seed=seed, skip_empty=skip_empty, ranks=ranks, progress=progress,
                                 desc=desc)
 
 
-def _generate_shards(model: nn.Module, codec: PairCodec, source: LineSource, work_dir: Path, settings: dict[str, Any],
+def _generate_shards(engine: Engine, source: LineSource, work_dir: Path, settings: dict[str, Any],
                      generation: GenerationConfig, *, window_lines: int, shard_size: int, seed: int, skip_empty: bool,
                      ranks: Ranks, progress: bool | ProgressMode, desc: str) -> tuple[int, Layout]:
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -324,8 +327,8 @@ def _generate_shards(model: nn.Module, codec: PairCodec, source: LineSource, wor
     made_here: list[int] = list(done)
     sizes = layout.shard_lines()
     n = generation.num_return_sequences
-    device = next(model.parameters()).device
-    limit = position_limit(model)
+    codec = engine.codec
+    limit = engine.position_limit
     truncated: list[int] = []  # 1-based input lines cut to `limit` tokens: one warning at the end
     bar = Progress(sum(sizes[k] for k in mine), desc, unit="sent", mode=progress if ranks.main else "off")
     first = 0  # number of the window's first shard
@@ -340,11 +343,10 @@ def _generate_shards(model: nn.Module, codec: PairCodec, source: LineSource, wor
             order = sorted(range(len(kept)), key=lambda j: len(ids[j]), reverse=True)  # stable: ties keep input order
             for k in todo:
                 shard = order[(k - first) * shard_size : (k - first + 1) * shard_size]
-                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    torch.manual_seed(seed * 1_000_003 + k)  # sampling: the same draws on any rank, after any resume
-                    shard_ids, cut = truncate_sources([ids[j].tolist() for j in shard], limit)
-                    truncated += [start + kept[shard[c]] + 1 for c in cut]
-                    outputs = translate_ids(model, codec, shard_ids, generation)
+                shard_ids, cut = truncate_sources([ids[j].tolist() for j in shard], limit)
+                truncated += [start + kept[shard[c]] + 1 for c in cut]
+                with engine.seeded(seed * 1_000_003 + k):  # sampling: the same draws on any rank, after any resume
+                    outputs = engine.translate_ids(shard_ids, generation)
                 texts = codec.decode([o for per_line in outputs for o in per_line])
                 with atomic_writer(work_dir / shard_name(k)) as f:
                     for position, j in enumerate(shard):
@@ -419,8 +421,7 @@ def translation_settings(model_id: dict[str, Any], generation: GenerationConfig,
 
 
 def translate_file(
-    model: nn.Module,
-    codec: PairCodec,
+    engine: Engine,
     input_path: str | Path,
     output_path: str | Path,
     generation: GenerationConfig,
@@ -445,7 +446,7 @@ def translate_file(
     source = line_source(input_path)
     settings = translation_settings(model_id or {}, generation, shard_size)
     with hold_work_folder(work_dir, ranks):  # from the first shard to the merge
-        made, _ = generate_shards(model, codec, source, work_dir, settings, generation, window_lines=window_lines,
+        made, _ = generate_shards(engine, source, work_dir, settings, generation, window_lines=window_lines,
                                   shard_size=shard_size, skip_empty=False, ranks=ranks, progress=progress)
         if ranks.main:
             with atomic_writer(output_path) as f:
@@ -461,8 +462,7 @@ most of the padding saved by sorting the whole window, and the first lines come 
 
 
 def translate_stream(
-    model: nn.Module,
-    codec: PairCodec,
+    engine: Engine,
     lines: Iterable[str],
     generation: GenerationConfig,
     window_lines: int = DEFAULT_WINDOW_LINES,
@@ -473,12 +473,12 @@ def translate_stream(
 
         for each window of `window_lines` lines (one progress count, one truncation warning):
             for each group of batch_size * STREAM_GROUP_BATCHES consecutive lines:
-                yield translate_ids(ids[group])   # sorted by length within the group, yielded in input order
+                yield engine.translate_ids(ids[group])   # sorted by length within the group, yielded in input order
 
     A reader gets its first lines after one group, not after the window; a reader that goes
     away (`| head -n 1`) stops the work at the next write.
     """
-    limit = position_limit(model)
+    limit, codec = engine.position_limit, engine.codec
     group = generation.batch_size * STREAM_GROUP_BATCHES
     for start, window in windows(lines, window_lines):
         if not window:
@@ -488,6 +488,6 @@ def translate_stream(
             warn_truncated([start + i + 1 for i in cut], len(window), limit)
         with Progress(len(window), "translate", unit="sent", mode=progress) as bar:
             for first in range(0, len(window), group):
-                outputs = translate_ids(model, codec, ids[first : first + group], generation)
+                outputs = engine.translate_ids(ids[first : first + group], generation)
                 bar.update(len(outputs))
                 yield from codec.decode([o[0] for o in outputs])
