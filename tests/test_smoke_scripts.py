@@ -77,6 +77,15 @@ TINY_RUNS = {
         [r"^corpus: 2,000 pairs", r"^ratio bucketed/random: tokens/s x\d+\.\d\d, padding x\d+\.\d\d, batches x\d+\.\d\d",
          r"^machine: "],
         needs(), False),
+    "benchmarks/engines.py": (  # ten processes: each engine row, the CLI's conversion and its runs
+        ["--smoke", "--work", "work"],
+        [r"^\| greedy \| 1 \| mtadapt ctranslate2 int8 \| \d+\.\d \| \d+\.\d\dx \| \d+ \| \d+\.\d\dx \| \d+ \|",
+         r"^\| greedy \| 1 \| direct Translator int8 \| \d+\.\d \| \d+\.\d\dx \| \d+ \| \d+\.\d\dx \| \d+ \|",
+         r"^opus-mt: same work in every row: yes \(\d+ output tokens\)", r"^mbart50: same work in every row: yes",
+         r"^target greedy: ct2 int8 / pytorch default speed \d+\.\d\dx \(>= \d\.\dx\) (PASS|MISS)",
+         r"^target greedy: ct2 int8 / pytorch default peak RSS \d+\.\d\dx \(<= 0\.5x\) (PASS|MISS)",
+         r"^target greedy: ct2 int8: mtadapt overhead over the direct Translator [+-]\d+\.\d% \(<= 10%\) (PASS|MISS)", r"^machine: "],
+        needs("ctranslate2", "sentencepiece"), True),
     "benchmarks/int8_speed.py": (
         ["--sentences", "4", "--threads", "1", "--beams", "1", "--repeats", "1", "--kernels"],
         [r"^\| 32x256x1536 \| \d+ \| \d+ \(\d+\.\d\dx\) \| \d+ \(\d+\.\d\dx\) \| \d+ \(\d+\.\d\dx\) \|",
