@@ -190,8 +190,6 @@ def test_word_diff_in_the_browser(page):
 
 def test_html_mode_shows_markup_as_text(page, server):
     probe = _translate(server["url"], KEY_ALL, "lora1", ["<p>ein <b>kleiner</b> Hund</p>"], format="html")
-    if probe.status_code == 400 and probe.json().get("field") == "format":
-        pytest.skip("format 'html' is not in /v1/translate yet (issue #25 item 2)")
     assert probe.status_code == 200, probe.text
     _use_key(page, KEY_ALL)
     expect(page.locator("#adapters tbody tr")).to_have_count(3)
@@ -209,8 +207,6 @@ def test_html_mode_shows_markup_as_text(page, server):
 def test_placeholder_warnings_are_shown_under_their_column(page, server):
     text = "Hallo %s, du hast {count} neue Nachrichten"
     probe = _translate(server["url"], KEY_ALL, "lora1", [text]).json()
-    if "warnings" not in probe:
-        pytest.skip("/v1/translate has no `warnings` yet (issue #25 item 3)")
     expected = [w["message"] for w in probe["warnings"]]
     assert expected  # a random adapter loses or repeats a placeholder: something to show
     _use_key(page, KEY_ALL)
@@ -230,11 +226,6 @@ def test_upload_a_po_file_and_download_the_translation(page, server, tmp_path):
         catalog.append(polib.POEntry(msgid=sentence, msgstr=""))
     po = tmp_path / "app.po"
     catalog.save(str(po))
-    probe = httpx.post(server["url"] + "/translate_file", data={"source": "de", "target": "en", "api_key": KEY_ALL},
-                       files={"file": ("probe.po", po.read_bytes())}, timeout=60)
-    if probe.status_code in (404, 405):
-        pytest.skip("/translate_file is not in this server yet (issue #25 item 5)")
-    assert probe.status_code == 200, probe.text
     _use_key(page, KEY_ALL)
     expect(page.locator("#adapters tbody tr")).to_have_count(3)
     expect(page.locator("#file-formats")).to_contain_text(".po")  # from /frontend/settings
