@@ -90,7 +90,7 @@ def test_languages_and_frontend_settings(served):
     settings = httpx.get(url + "/frontend/settings").json()
     files = {k: settings.pop(k) for k in ("filesTranslation", "supportedFilesFormat")}
     assert settings == {  # LibreTranslate's field names; the limits are the config's
-        "charLimit": 60, "frontendTimeout": 60000, "apiKeys": False, "keyRequired": False, "suggestions": False,
+        "charLimit": 60, "frontendTimeout": 500, "apiKeys": False, "keyRequired": False, "suggestions": False,
         "language": {"source": {"code": "auto", "name": "Auto Detect"}, "target": {"code": "en", "name": "English"}}}
     assert files["filesTranslation"] == bool(files["supportedFilesFormat"])
 

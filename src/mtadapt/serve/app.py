@@ -71,6 +71,10 @@ from mtadapt.serve.worker import BatchWorker, DeadlineExceeded, Job, QueueFull, 
 log = logging.getLogger("mtadapt.serve")
 
 
+FRONTEND_DEBOUNCE_MS = 500
+"""`/frontend/settings`' frontendTimeout: how long a page waits after the last keystroke before it
+translates (LibreTranslate's default)."""
+
 STATIC = Path(__file__).parent / "static"  # the page at `/`: index.html, page.js, diff.js, page.css
 
 
@@ -370,7 +374,7 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
         source = "auto" if len(sources) > 1 and server.detector.available else sources[0]
         targets = sorted({t for ts in server.targets.values() for t in ts}) if source == "auto" else server.targets[source]
         target = "en" if "en" in targets and source != "en" else targets[0]
-        return {"charLimit": lim.max_chars, "frontendTimeout": int(1000 * lim.request_timeout_s),
+        return {"charLimit": lim.max_chars, "frontendTimeout": FRONTEND_DEBOUNCE_MS,
                 "apiKeys": bool(config.api_keys), "keyRequired": bool(config.api_keys), "suggestions": False,
                 "filesTranslation": bool(server.file_formats), "supportedFilesFormat": server.file_formats,
                 "language": {"source": {"code": source, "name": "Auto Detect" if source == "auto" else language_name(source)},

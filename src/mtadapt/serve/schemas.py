@@ -172,7 +172,7 @@ class FrontendSettings(BaseModel):
     """`GET /frontend/settings`: LibreTranslate's field names, what its page and tools read."""
 
     charLimit: int = Field(description="characters per text")
-    frontendTimeout: int = Field(description="milliseconds a page should wait for a translation")
+    frontendTimeout: int = Field(description="milliseconds a page waits after the last keystroke before it translates")
     apiKeys: bool = Field(description="the server has API keys")
     keyRequired: bool = Field(description="a request without a key is refused")
     suggestions: bool = Field(description="POST /suggest is offered (never, here)")
