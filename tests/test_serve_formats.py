@@ -146,6 +146,14 @@ def test_translate_file_po_round_trip_rereads_and_passes_msgfmt(server, tmp_path
     assert check.returncode == 0, check.stderr
 
 
+def test_openapi_describes_the_upload_with_the_served_directions(server):
+    upload = httpx.get(server["url"] + "/openapi.json").json()["paths"]["/translate_file"]["post"]["requestBody"]
+    schema = upload["content"]["multipart/form-data"]["schema"]
+    assert schema["required"] == ["file", "source", "target"] and schema["properties"]["file"]["format"] == "binary"
+    assert schema["properties"]["source"]["enum"] == ["de"] and schema["properties"]["target"]["enum"] == ["en"]
+    assert schema["properties"]["adapter"]["enum"] == ["__base__"]
+
+
 @pytest.mark.parametrize("name, content, status, words", [
     ("app.docx", b"PK\x03\x04", 400, ["'.docx'", ".txt", ".po"]),
     ("big.txt", b"a" * 5001, 413, ["5001 bytes", "5000", "files.max_file_bytes"]),

@@ -93,6 +93,18 @@ def _patch_native(schema: dict[str, Any], server: Any) -> None:
     props["adapter"] = {**props["adapter"], "anyOf": [{"type": "string", "enum": _adapters(server)}, {"type": "null"}]}
 
 
+def _patch_file(schema: dict[str, Any], server: Any) -> None:
+    """`/translate_file`'s fields: the served directions and adapters (whether the file itself can be
+    translated, its extension, encoding and syntax, is beyond a schema: the route says with a 400)."""
+    props = schema["properties"]
+    directions, per_source = _directions(server, "source", "target", None)
+    for key, value in directions.items():
+        props[key] = {**props[key], **value}
+    if per_source is not None:
+        schema["anyOf"] = per_source
+    props["adapter"] = {**props["adapter"], "enum": _adapters(server)}
+
+
 def _without_null(schema: dict[str, Any]) -> None:
     """A form or query string has no null (an absent field is the default): drop the option."""
     for name, prop in schema.get("properties", {}).items():
@@ -103,7 +115,7 @@ def _without_null(schema: dict[str, Any]) -> None:
 
 
 _PATCHES = {("/translate", "post"): _patch_libretranslate, ("/detect", "post"): _patch_detect,
-            ("/v1/translate", "post"): _patch_native}
+            ("/v1/translate", "post"): _patch_native, ("/translate_file", "post"): _patch_file}
 
 
 def served_openapi(base: dict[str, Any], server: Any) -> dict[str, Any]:
