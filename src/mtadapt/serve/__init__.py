@@ -11,6 +11,7 @@
     languages.py the served directions by default (every one the model knows), names, detection
     openapi.py   /openapi.json with this server's languages, adapters and limits
     app.py       the ASGI app (FastAPI): LibreTranslate-compatible and native routes; `serve()`
+    static/      the page at `/` comparing adapters side by side (HTML, CSS, JS; no build step)
 
 Threads: the event loop tokenizes, validates, queues and answers; the worker thread owns the
 model (generation, adapter loads and unloads), so loading an adapter never races a forward.
