@@ -1,5 +1,6 @@
 """`format: "html"`, protected placeholders and `/translate_file` (.txt, .html, .po) with its
-download, over HTTP (httpx) against a real `mtadapt serve` (tiny:m2m100, de->en).
+download, over HTTP (httpx) against a real server on a free port (tiny:m2m100, de->en; uvicorn
+in a thread of the test process).
 
 The tiny model is random: it keeps no mask token, so every placeholder goes missing and every
 HTML segment loses its markup. That is the case to test: the server must say so (warnings and
@@ -17,7 +18,7 @@ import polib
 import pytest
 import yaml
 
-from serve_support import ServerProcess
+from serve_support import ThreadServer
 from test_html_markup import MASTODON, elements
 from test_translate_po import CATALOG
 
@@ -35,11 +36,8 @@ def server(tmp_path_factory):
         "files": {"max_file_bytes": 5000, "expiry_s": EXPIRY_S, "folder": "files"},
     }
     (root / "serve.yaml").write_text(yaml.safe_dump(config))
-    process = ServerProcess(root / "serve.yaml").start()
-    try:
-        yield {"url": process.url, "root": root}
-    finally:
-        process.stop()
+    with ThreadServer(root / "serve.yaml") as server:  # the app on uvicorn in a thread: no second interpreter
+        yield {"url": server.url, "root": root}
 
 
 def problems_counted(url: str) -> dict[str, float]:
