@@ -17,6 +17,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from mtadapt import runs
 from mtadapt.cli import main
 from mtadapt.export_ctranslate2 import export_ctranslate2_folder
 from mtadapt.inference.ctranslate2 import CTranslate2Engine
@@ -82,8 +83,11 @@ def served(tmp_path_factory):
     base.set_active_adapters(loaded.model, ["pt_c"])
     loaded.model.eval()
     references["pt_c"] = [translate(loaded.model, codec, [t], generation)[0] for t in TEXTS]  # each alone
-    with ThreadServer(root / "serve.yaml") as server:  # in this process: no second interpreter importing torch
-        yield {"url": server.url, "references": references, "folders": folders}
+    with pytest.MonkeyPatch.context() as patch:  # the server converts into a cache of its own, not the user's
+        patch.setattr(runs, "ctranslate2_cache_root", lambda: root / "cache")
+        with ThreadServer(root / "serve.yaml") as server:  # in this process: no second interpreter importing torch
+            assert len(list((root / "cache").iterdir())) == 3  # base, ct_a, ct_b converted at start
+            yield {"url": server.url, "references": references, "folders": folders}
 
 
 async def _post_all(url: str, bodies: list[dict]) -> list[httpx.Response]:

@@ -16,8 +16,6 @@ PyTorch adapters keep their records' engine "pytorch" and precision the base's d
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -130,21 +128,21 @@ class Translators:
 
 
 def ctranslate2_folder_of(loaded: LoadedModel, load_base: Callable[[], LoadedModel] | None = None) -> FolderOf:
-    """Converted folders of `loaded` plus an adapter, in $MTADAPT_CACHE/ctranslate2 keyed by the
-    base's fingerprint, the adapter folder's files and the compute type: converted once (the
-    base as stored, the adapter merged in), reused after. `load_base()` gives the base as
-    stored (float32, no adapters; default `load_model(loaded.name_or_path)`): the served model
-    may run in bfloat16 and hold other adapters, one of them merged in place for a batch."""
+    """Converted folders of `loaded` plus an adapter, in the run-level cache
+    (`runs.ctranslate2_cache_root() / runs.ctranslate2_cache_key(...)`: the base's fingerprint,
+    the adapter folder's files, the compute type), the folders `mtadapt translate --engine
+    ctranslate2 --model M --adapter A` uses too: converted once (the base as stored, the
+    adapter merged in), reused after. `load_base()` gives the base as stored (float32, no
+    adapters; default `load_model(loaded.name_or_path)`): the served model may run in bfloat16
+    and hold other adapters, one of them merged in place for a batch."""
+    from mtadapt.runs import ctranslate2_cache_key, ctranslate2_cache_root
+
     base = asdict(storage.fingerprint(loaded.model))  # of the weights as stored, whatever the precision
     fresh = load_base or (lambda: load_model(loaded.name_or_path))
 
     def folder_of(adapter: str | None, compute_type: str) -> Path:
         adapters = [Path(adapter)] if adapter is not None else []
-        digest = hashlib.sha256(repr(sorted(base.items())).encode())
-        for path in sorted(p for a in adapters for p in a.iterdir() if p.is_file()):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())  # mtadapt's or PEFT's files
-        root = Path(os.environ.get("MTADAPT_CACHE", Path.home() / ".cache" / "mtadapt")) / "ctranslate2"
-        folder = root / f"{loaded.family.name}-{digest.hexdigest()[:16]}-{compute_type}"
+        folder = ctranslate2_cache_root() / ctranslate2_cache_key(loaded.family.name, base, adapters, compute_type)
         if not (folder / META_FILE).is_file():
             replace_folder(folder, lambda tmp: _convert(tmp, fresh(), adapter, compute_type, base))
         return folder
