@@ -73,6 +73,19 @@ def test_unknown_section_and_cross_field_checks(tmp_path):
     assert "data.max_sentences must be >= 1 or null, got 0" in message
 
 
+def test_batching_and_loss_choices_name_the_valid_values(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("data:\n  sort_window: 0\n  batch_order: random\ntrain:\n  loss_normalization: batch\n"
+                      "  lr_scaling: tokens\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_recipe(recipe)
+    message = str(info.value)
+    assert "data.sort_window must be >= 1 (batches per sorted window), got 0" in message
+    assert f"{recipe}:3: data.batch_order: 'random' is not one of 'shuffled', 'ascending', 'descending'" in message
+    assert f"{recipe}:5: train.loss_normalization: 'batch' is not one of 'tokens', 'sentences', 'fixed'" in message
+    assert f"{recipe}:6: train.lr_scaling: 'tokens' is not one of 'none', 'batch_tokens'" in message
+
+
 def test_overrides_parse_as_typed_values():
     assert parse_override("train.learning_rate=3e-4") == ("train.learning_rate", 3e-4)
     assert isinstance(parse_override("train.learning_rate=3e-4")[1], float)

@@ -165,3 +165,65 @@ def test_collate_matches_plain_padding() -> None:
         assert out["input_ids"][row].tolist() == s + [0] * (width - len(s))
         assert out["labels"][row].tolist() == t + [-100] * (tgt_width - len(t))
         assert out["attention_mask"][row].sum().item() == len(s)
+
+
+def within_batch_length_share(batches: list[list[int]], widths: list[int]) -> float:
+    """The share of the variance of example widths that lies between batches (ANOVA R²):
+    1 when every batch holds one length, ~0 for random batches."""
+    w = np.asarray(widths, dtype=np.float64)
+    total = ((w - w.mean()) ** 2).sum()
+    between = sum(len(b) * (w[b].mean() - w.mean()) ** 2 for b in batches)
+    return float(between / total)
+
+
+def reference_windowed(src: list[int], tgt: list[int], max_tokens: int, window: int, seed: int, epoch: int) -> list[list[int]]:
+    """The plain megabatch definition, loop by loop: a permutation, windows of `window` typical
+    batches each sorted by (width, source length), cut by the budget, the batches shuffled."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(src)).tolist()
+    widths = [max(s, t) for s, t in zip(src, tgt)]
+    per_batch = max(1, max_tokens // max(1, int(round(sum(widths) / len(widths)))))
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window * per_batch):
+        chunk = sorted(order[start : start + window * per_batch], key=lambda i: (widths[i], src[i]))
+        batches += reference_cut(chunk, src, tgt, max_tokens)
+    return [batches[i] for i in rng.permutation(len(batches)).tolist()]
+
+
+def test_default_sort_window_statistics_between_random_and_fully_sorted() -> None:
+    """The default window (DataConfig.sort_window) against plain references: every example
+    exactly once per epoch, the same batches as the loop-by-loop definition, and padding and
+    within-batch length correlation between random batches and whole-corpus sorting."""
+    from mtadapt.config import DataConfig
+
+    src, tgt = spread_lengths(4000, seed=3)
+    widths = [max(s, t) for s, t in zip(src, tgt)]
+    window = DataConfig.sort_window
+    for epoch in (0, 1):
+        got = bucketed_batches(src, tgt, 1024, seed=5, epoch=epoch, bucket_size_multiplier=window)
+        assert sorted(i for b in got for i in b) == list(range(4000))
+        assert got == reference_windowed(src, tgt, 1024, window, seed=5, epoch=epoch)
+    default = bucketed_batches(src, tgt, 1024, seed=5, epoch=0, bucket_size_multiplier=window)
+    sorted_all = bucketed_batches(src, tgt, 1024, seed=5, epoch=0, bucket_size_multiplier=10_000)
+    random = random_batches(src, tgt, 1024, seed=5, epoch=0)
+    pads = [padding_fraction(b, src, tgt) for b in (sorted_all, default, random)]
+    shares = [within_batch_length_share(b, widths) for b in (sorted_all, default, random)]
+    assert pads[0] < pads[1] < pads[2]
+    assert shares[2] < shares[1] < shares[0]
+    assert shares[0] > 0.99 and shares[2] < 0.2  # the references: sorted, and about random
+    # the default keeps most of sorting's padding saving while batches mix lengths more
+    assert pads[1] < 0.5 * pads[2]
+    assert shares[1] < 0.99
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending"])
+def test_batch_order_sorts_batches_by_their_widest_example(order: str) -> None:
+    src, tgt = spread_lengths(1500)
+    widths = [max(s, t) for s, t in zip(src, tgt)]
+    shuffled = bucketed_batches(src, tgt, 512, seed=2, epoch=0, bucket_size_multiplier=8)
+    got = bucketed_batches(src, tgt, 512, seed=2, epoch=0, bucket_size_multiplier=8, batch_order=order)
+    assert sorted(map(sorted, got)) == sorted(map(sorted, shuffled))  # the same batches, reordered
+    widest = [max(widths[i] for i in b) for b in got]
+    assert widest == sorted(widest, reverse=order == "descending")
+    with pytest.raises(DataError, match="batch_order.*'shuffled', 'ascending' or 'descending', got 'random'"):
+        bucketed_batches(src, tgt, 512, seed=2, epoch=0, batch_order="random")  # type: ignore[arg-type]

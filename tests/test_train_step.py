@@ -64,3 +64,24 @@ def test_fused_adamw_follows_the_single_tensor_update() -> None:
     for a, b in zip(fused_params, plain_params):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         assert not torch.equal(a, torch.zeros_like(a))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_loss_normalizations_match_plain_loops(smoothing: float) -> None:
+    """train.loss_normalization against its definition, token by token."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 11)
+    labels = torch.randint(0, 11, (3, 5))
+    labels[0, 2:] = -100  # sentences of 2, 5 and 4 target tokens
+    labels[2, 4:] = -100
+    token_loss = [[torch.nn.functional.cross_entropy(logits[b, t][None], labels[b, t][None], label_smoothing=smoothing).item()
+                   for t in range(5) if labels[b, t] != -100] for b in range(3)]
+    every = [x for sentence in token_loss for x in sentence]
+    expected = {"tokens": sum(every) / len(every), "sentences": sum(sum(s) / len(s) for s in token_loss) / 3,
+                "fixed": sum(every) / 4.0}
+    for normalization, value in expected.items():
+        got = label_smoothed_loss(logits, labels, smoothing, normalization, fixed_tokens=4.0).item()
+        assert got == pytest.approx(value, rel=1e-5), normalization
+    assert expected["tokens"] != pytest.approx(expected["sentences"], rel=1e-3)  # the cases differ here
+    with pytest.raises(ValueError, match="'tokens', 'sentences', 'fixed'"):
+        label_smoothed_loss(logits, labels, smoothing, "batch")

@@ -122,6 +122,13 @@ class DataConfig:
             A batch closes at whichever limit it reaches first. With a large `max_tokens`,
             batches of exactly N length-sorted examples, as a `batch_size` run would draw them
             (short sentences' tokens then weigh more; see `mtadapt.data.batching`).
+        sort_window: Examples are sorted by length within windows of this many typical
+            batches, the batches cut and then shuffled (fairseq's and `group_by_length`'s
+            megabatches). 1: about random batches; a window as large as the epoch: fully
+            sorted, least padding, but batches least alike the corpus, which learned less
+            per epoch (docs/time-to-quality.md).
+        batch_order: The order of an epoch's batches: 'shuffled', or by their longest
+            example, 'ascending' (short first) or 'descending'.
         max_source_tokens: Drop pairs with a longer side (counted).
         max_length_ratio: Drop pairs whose long/short token ratio exceeds this (counted).
         empty: Empty side: drop (counted) or error.
@@ -150,6 +157,8 @@ class DataConfig:
     test: CorpusConfig | None = field(default_factory=lambda: CorpusConfig(paths=["toy:test"]))
     max_tokens: int = 1024
     max_sentences: int | None = None
+    sort_window: int = 16
+    batch_order: Literal["shuffled", "ascending", "descending"] = "shuffled"
     max_source_tokens: int = 256
     max_length_ratio: float = 3.0
     empty: Literal["drop", "error"] = "drop"
@@ -200,6 +209,14 @@ class TrainConfig:
         schedule: Decay after warm-up.
         grad_accumulation: Micro-batches per optimizer step.
         max_grad_norm: Clip the gradient norm (0 = off).
+        loss_normalization: How a batch's token losses become its loss: 'tokens' (their
+            mean: every batch counts the same, whatever its size), 'sentences' (the mean of
+            each sentence's mean: every sentence weighs the same), 'fixed' (their sum over
+            the mean target tokens of the epoch's batches: every token weighs the same,
+            larger batches take larger steps).
+        lr_scaling: 'batch_tokens' multiplies each step's learning rate by the step's
+            target tokens over the mean target tokens of the epoch's batches; 'none' keeps
+            the schedule's.
         label_smoothing: Label smoothing of the cross-entropy. Off by default: the models
             mtadapt adapts are trained already, and a distilled student (the Bergamot
             models) is so peaked that smoothing 0.1 adds about 2.4 nats to its loss; the
@@ -228,6 +245,8 @@ class TrainConfig:
     grad_accumulation: int = 1
     max_grad_norm: float = 1.0
     label_smoothing: float = 0.0
+    loss_normalization: Literal["tokens", "sentences", "fixed"] = "tokens"
+    lr_scaling: Literal["none", "batch_tokens"] = "none"
     mixed_precision: Literal["no", "bf16"] = "no"
     seed: int = 0
     log_every: int = 10
@@ -315,6 +334,7 @@ def validate_run(config: RunConfig, source: str, builder: Builder | None = None,
         ("data.max_tokens", lambda: d.max_tokens >= 8, f"must be >= 8, got {d.max_tokens!r}"),
         ("data.max_sentences", lambda: d.max_sentences is None or d.max_sentences >= 1,
          f"must be >= 1 or null, got {d.max_sentences!r}"),
+        ("data.sort_window", lambda: d.sort_window >= 1, f"must be >= 1 (batches per sorted window), got {d.sort_window!r}"),
         ("data.train.paths", lambda: bool(d.pairs) or bool(d.train.paths), "is empty; give the training corpus"),
         ("generation.num_beams", lambda: g.num_beams >= 1 and g.batch_size >= 1, "and generation.batch_size must be >= 1"),
         ("generation.max_length_factor", lambda: g.max_length_factor > 0, f"must be > 0, got {g.max_length_factor!r}"),

@@ -19,6 +19,7 @@ Determinism: the order depends only on (seed, epoch), so a resumed run sees the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,6 +27,8 @@ import torch
 from mtadapt.data.validation import DataError
 from mtadapt.models import LABEL_PAD_ID  # re-exported: mtadapt.data.LABEL_PAD_ID
 
+BatchOrder = Literal["shuffled", "ascending", "descending"]
+"""The order of an epoch's batches: shuffled, or by their longest side, short or long first."""
 
 
 def _as_lengths(
@@ -92,6 +95,7 @@ def bucketed_batches(
     bucket_size_multiplier: int = 100,
     shuffle: bool = True,
     max_sentences: int | None = None,
+    batch_order: BatchOrder = "shuffled",
 ) -> list[list[int]]:
     """Token-budget batches of similar-length examples, in a (seed, epoch)-determined order.
 
@@ -102,10 +106,16 @@ def bucketed_batches(
         for bucket in chunks(order, bucket_size):            # ~multiplier batches per bucket
             bucket = sorted(bucket, key=(max(src, tgt), src))  # similar lengths side by side
             batches += cut_by_token_budget(bucket, max_tokens, max_sentences)
-        return rng.permutation(batches) if shuffle else batches
+        batches = rng.permutation(batches) if shuffle else batches
+        if batch_order != "shuffled":                          # stable: ties keep that order
+            batches = sorted(batches, key=widest side, reverse=batch_order == "descending")
 
     Buckets keep randomness across epochs (a batch is never the same fixed set of the
-    globally sorted order) while sorting within a bucket removes most padding.
+    globally sorted order) while sorting within a bucket removes most padding. The
+    multiplier is the window of fairseq's and Hugging Face's `group_by_length` megabatches:
+    1 sorts only within about one batch (random batches, ~random padding), a multiplier of
+    the epoch's batch count sorts the whole corpus (least padding, batches least alike
+    the corpus: see docs/time-to-quality.md).
 
     Args:
         src_lengths: token count of each source sequence.
@@ -116,17 +126,21 @@ def bucketed_batches(
         bucket_size_multiplier: bucket size in units of a typical batch's example count.
         shuffle: False keeps corpus order in buckets and batch order (still sorted per bucket).
         max_sentences: at most this many examples per batch (None: the token budget only).
+        batch_order: the epoch's batches shuffled, or by their widest example ascending
+            (short batches first) or descending.
 
     Returns:
         Batches of example indices; every index appears exactly once.
 
     Raises:
         DataError: mismatched or negative lengths, max_tokens < 1, max_sentences < 1,
-            negative seed/epoch.
+            negative seed/epoch, an unknown batch_order.
     """
     src, tgt = _as_lengths(src_lengths, tgt_lengths, max_tokens, max_sentences)
     if bucket_size_multiplier < 1:
         raise DataError(f"`bucket_size_multiplier` must be >= 1, got {bucket_size_multiplier}")
+    if batch_order not in ("shuffled", "ascending", "descending"):
+        raise DataError(f"`batch_order` must be 'shuffled', 'ascending' or 'descending', got {batch_order!r}")
     rng = _rng(seed, epoch)
     n = src.size
     if n == 0:
@@ -146,6 +160,8 @@ def bucketed_batches(
         batches.extend(_cut_by_token_budget(bucket.tolist(), src_list, tgt_list, max_tokens, max_sentences))
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches)).tolist()]
+    if batch_order != "shuffled":
+        batches.sort(key=lambda b: int(widths[b].max()), reverse=batch_order == "descending")
     return batches
 
 

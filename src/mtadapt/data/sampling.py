@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from mtadapt.data.batching import bucketed_batches
+from mtadapt.data.batching import BatchOrder, bucketed_batches
 from mtadapt.data.validation import DataError
 
 SamplingStrategy = Literal["temperature", "proportional", "uniform", "weights"]
@@ -108,6 +108,8 @@ def sampled_batches(
     seed: int,
     epoch: int,
     max_sentences: int | None = None,
+    sort_window: int = 100,
+    batch_order: BatchOrder = "shuffled",
 ) -> list[list[int]]:
     """Token-budget batches of one epoch over several pairs, as global example indices.
 
@@ -121,6 +123,8 @@ def sampled_batches(
         epoch_size: examples per epoch (ignored with one pair).
         max_tokens: batch budget, as in `bucketed_batches`.
         max_sentences: examples per batch at most, as in `bucketed_batches`.
+        sort_window: `bucketed_batches`' bucket_size_multiplier (batches per sorted window).
+        batch_order: as in `bucketed_batches`.
     """
     sizes = [len(s) for s in src_lengths]
     offsets = np.cumsum([0, *sizes[:-1]])
@@ -128,5 +132,6 @@ def sampled_batches(
     glob = np.concatenate([o + p for o, p in zip(offsets, picks)])  # (epoch_size,) global ids
     flat_src = np.concatenate([np.asarray(s, dtype=np.int64) for s in src_lengths])
     flat_tgt = np.concatenate([np.asarray(t, dtype=np.int64) for t in tgt_lengths])
-    batches = bucketed_batches(flat_src[glob], flat_tgt[glob], max_tokens, seed=seed, epoch=epoch, max_sentences=max_sentences)
+    batches = bucketed_batches(flat_src[glob], flat_tgt[glob], max_tokens, seed=seed, epoch=epoch, max_sentences=max_sentences,
+                               bucket_size_multiplier=sort_window, batch_order=batch_order)
     return [glob[b].tolist() for b in batches]

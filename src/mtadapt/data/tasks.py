@@ -120,7 +120,8 @@ class TaskData:
         batches = sampled_batches(
             [[len(s) for s in p.train.src_ids] for p in trained], [[len(t) for t in p.train.tgt_ids] for p in trained],
             self.probabilities, self.epoch_size, config.data.max_tokens, seed=config.train.seed, epoch=epoch,
-            max_sentences=config.data.max_sentences,
+            max_sentences=config.data.max_sentences, sort_window=config.data.sort_window,
+            batch_order=config.data.batch_order,
         )
         return rank_share(batches, rank, world)
 

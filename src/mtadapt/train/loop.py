@@ -133,14 +133,35 @@ def apply_run_method(loaded: LoadedModel, config: RunConfig, task: TaskData) -> 
     return names
 
 
-def label_smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Mean cross-entropy over target tokens (labels != LABEL_PAD_ID), with label smoothing.
+def label_smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float, normalization: str = "tokens",
+                        fixed_tokens: float = 1.0) -> torch.Tensor:
+    """Cross-entropy over target tokens (labels != LABEL_PAD_ID), with label smoothing.
 
-    logits: (batch, tgt_len, vocab); labels: (batch, tgt_len).
+    logits: (batch, tgt_len, vocab); labels: (batch, tgt_len). With l[b, t] each real
+    token's loss and m[b, t] = labels != pad:
+        tokens:     sum(l) / sum(m)                          (mean over the batch's tokens)
+        sentences:  mean_b(sum_t(l[b]) / sum_t(m[b]))          (every sentence weighs the same)
+        fixed:      sum(l) / fixed_tokens                      (every token the same, across batches)
     """
-    return F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=LABEL_PAD_ID, label_smoothing=smoothing
-    )
+    flat = logits.float().reshape(-1, logits.shape[-1])
+    if normalization == "tokens":
+        return F.cross_entropy(flat, labels.reshape(-1), ignore_index=LABEL_PAD_ID, label_smoothing=smoothing)
+    per_token = F.cross_entropy(flat, labels.reshape(-1), ignore_index=LABEL_PAD_ID, label_smoothing=smoothing,
+                                reduction="none").reshape(labels.shape)  # (batch, tgt_len), 0 at padding
+    if normalization == "fixed":
+        return per_token.sum() / fixed_tokens
+    if normalization == "sentences":
+        counts = (labels != LABEL_PAD_ID).sum(dim=1).clamp(min=1)  # (batch,)
+        return (per_token.sum(dim=1) / counts).mean()
+    raise ValueError(f"unknown loss normalization {normalization!r}; valid: 'tokens', 'sentences', 'fixed'")
+
+
+def mean_target_tokens(task: TaskData, config: RunConfig, rank: int, world: int) -> float:
+    """Target tokens of an average batch of epoch 0: the constant of 'fixed' loss
+    normalization and of 'batch_tokens' learning-rate scaling."""
+    batches = task.epoch_batches(config, 0, rank, world)
+    tgt = task.train.tgt_ids
+    return sum(len(tgt[i]) for b in batches for i in b) / max(1, len(batches))
 
 
 def forward_inputs(family: Family, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -432,6 +453,9 @@ def _train(config: RunConfig, resume: bool, progress: bool | ProgressMode) -> Tr
 
     noiser = training_noiser(config.data, train_pairs)  # data.noise; None when unset
     stream = _batch_stream(task, config, state["epoch"], state["batch_in_epoch"], accelerator.process_index, accelerator.num_processes)
+    # 'fixed' loss normalization and 'batch_tokens' lr scaling: relative to an average batch
+    mean_tokens = (mean_target_tokens(task, config, accelerator.process_index, accelerator.num_processes)
+                   if t.loss_normalization == "fixed" or t.lr_scaling == "batch_tokens" else 1.0)
     model.train()
     bar = Progress(t.max_steps, "train", unit="step", mode="bar" if mode == "bar" else "off", initial=step)
     # window_steps: steps since the last log row; after a resume off a log boundary it is not
@@ -441,6 +465,7 @@ def _train(config: RunConfig, resume: bool, progress: bool | ProgressMode) -> Tr
     session_start, session_first_step = time.perf_counter(), step  # ETA: this process's wall clock per step
     stopped_early = False
     while step < t.max_steps and not stopped_early:
+        step_tokens = 0  # target tokens of this optimizer step (train.lr_scaling)
         for _ in range(t.grad_accumulation):
             epoch, position, indices = next(stream)
             examples = [(train_pairs.src_ids[i], train_pairs.tgt_ids[i]) for i in indices]
@@ -451,10 +476,15 @@ def _train(config: RunConfig, resume: bool, progress: bool | ProgressMode) -> Tr
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model), accelerator.autocast(), task.routing(unwrapped, indices):
                 out = model(**forward_inputs(loaded.family, unwrapped, batch))
-                loss = label_smoothed_loss(out.logits, batch["labels"], t.label_smoothing)
+                loss = label_smoothed_loss(out.logits, batch["labels"], t.label_smoothing, t.loss_normalization, mean_tokens)
                 accelerator.backward(loss)
+                step_tokens += int((batch["labels"] != LABEL_PAD_ID).sum())
                 if accelerator.sync_gradients and t.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(params, t.max_grad_norm)
+                if accelerator.sync_gradients and t.lr_scaling == "batch_tokens":  # the schedule's lr x tokens / mean
+                    scale = step_tokens / (mean_tokens * t.grad_accumulation)
+                    for group in optimizer.param_groups:
+                        group["lr"] *= scale
                 optimizer.step()
                 if accelerator.sync_gradients:  # the scheduler counts optimizer steps, not micro-batches
                     scheduler.step()
