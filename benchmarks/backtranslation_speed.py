@@ -39,6 +39,7 @@ import torch
 
 from mtadapt.inference.precision import describe_machine
 from mtadapt.augment.backtranslate import BacktranslationConfig, backtranslate
+from mtadapt.inference.engine import PyTorchEngine
 from mtadapt.inference.generation import translate
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import load_model
@@ -105,7 +106,7 @@ def main() -> None:
     def batched() -> tuple[float, list[str]]:
         with tempfile.TemporaryDirectory() as work:
             start = time.perf_counter()
-            pairs, _ = backtranslate(model, codec, verses, work, config)
+            pairs, _ = backtranslate(PyTorchEngine(model, codec), verses, work, config)
             return time.perf_counter() - start, [s for s, _ in pairs]
 
     t_batched_1, out_batched = batched()

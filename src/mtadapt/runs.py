@@ -365,8 +365,9 @@ def open_engine(
     else:
         folder, codec, name = _converted_run(run, model, adapters, src_lang, tgt_lang, which, compute_type, ranks)
     # as many threads as PyTorch would use (OMP_NUM_THREADS, torch.set_num_threads)
-    return CTranslate2Engine(folder, codec, compute_type, device=kind, intra_threads=torch.get_num_threads(),
-                             model_name=name)
+    index = device.index if device is not None and device.type == "cuda" and device.index is not None else 0
+    return CTranslate2Engine(folder, codec, compute_type, device=kind, device_index=index,
+                             intra_threads=torch.get_num_threads(), model_name=name)
 
 
 def _exported_folder(folder: str | Path, run: str | Path | None, src_lang: str | None, tgt_lang: str | None,

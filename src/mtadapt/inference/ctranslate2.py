@@ -308,6 +308,7 @@ class CTranslate2Engine:
         codec: The direction, tokenized as the PyTorch path tokenizes it.
         compute_type: int8, int8_float32, int16, float32 (CPU); float16, bfloat16 (CUDA).
         device: "cpu" or "cuda".
+        device_index: Which GPU (a rank's own under torchrun).
         intra_threads: Threads per translation (0: CTranslate2's default, 4 or the cores).
         max_batch_tokens: Chunks of at most this many padded source tokens (batch_type
             "tokens") instead of `config.batch_size` sentences.
@@ -320,7 +321,7 @@ class CTranslate2Engine:
     name = "ctranslate2"
 
     def __init__(self, folder: str | Path, codec: PairCodec, compute_type: str = "int8", *, device: str = "cpu",
-                 intra_threads: int = 0, max_batch_tokens: int | None = None, model_name: str | None = None):
+                 device_index: int = 0, intra_threads: int = 0, max_batch_tokens: int | None = None, model_name: str | None = None):
         ctranslate2 = require_ctranslate2()
         self.folder = Path(folder)
         self.meta = read_folder_meta(self.folder)
@@ -332,7 +333,8 @@ class CTranslate2Engine:
         source, target = _folder_vocabulary(self.folder)
         self._source_tokens = source
         self._target_ids = {token: i for i, token in enumerate(target)}
-        self._options = dict(device=device, compute_type=compute_type, intra_threads=intra_threads)
+        self._options = dict(device=device, device_index=device_index, compute_type=compute_type,
+                             intra_threads=intra_threads)
         self._translator = ctranslate2.Translator(str(self.folder), **self._options)
         self._seed: int | None = None  # to apply before the next sampling chunk
 
