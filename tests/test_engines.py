@@ -252,3 +252,13 @@ def test_cli_refuses_a_bergamot_model(tmp_path, capsys):
     line = _error(capsys, ["translate", "--model", "bergamot:pt-en", "-i", str(tmp_path / "in.txt"), "-o",
                            str(tmp_path / "out.txt"), "--engine", "ctranslate2", "--no-progress"])
     assert "--format bergamot" in line and "SSRU" in line and "--engine pytorch" in line
+
+
+def test_length_sorted_chunks_by_sentences_or_padded_tokens():
+    from mtadapt.inference.ctranslate2 import length_sorted_chunks
+
+    lengths = [3, 9, 5, 9, 1]  # longest first, ties in input order: 1, 3, 2, 0, 4
+    assert length_sorted_chunks(lengths, 2) == [[1, 3], [2, 0], [4]]
+    # at most 18 padded tokens a chunk: 2 x 9, then 3 x 5 (a fourth source would make 4 x 5)
+    assert length_sorted_chunks(lengths, 2, max_batch_tokens=18) == [[1, 3], [2, 0, 4]]
+    assert length_sorted_chunks(lengths, 2, max_batch_tokens=8) == [[1], [3], [2], [0, 4]]  # one over the budget alone
