@@ -200,3 +200,16 @@ def test_tiny_cache_is_rebuilt_when_its_builder_changes(tmp_path, monkeypatch):
     assert loading.tiny_model_path("m2m100") == first and len(builds) == 1  # built once
     monkeypatch.setattr(loading, "_tiny_build_stamp", lambda: "changed")
     assert loading.tiny_model_path("m2m100") == tmp_path / "tiny" / "m2m100-changed" and len(builds) == 2
+
+
+def test_one_language_table_and_one_code_normaliser():
+    """models.codes: the names T5's prefixes and the server use, and the short codes people type."""
+    from mtadapt.models.codes import LANGUAGE_NAMES, corpus_suffix, language_name, public_code, public_codes
+    from mtadapt.models.families import T5_LANGUAGE_NAMES
+
+    assert [public_code(c) for c in ("de_DE", "en_XX", "__de__", "deu_Latn", "pt", None)] == ["de", "en", "de", "deu", "pt", ""]
+    assert public_codes(["zho_Hans", "zho_Hant", "deu_Latn"]) == {"zho_Hans": "zho_Hans", "zho_Hant": "zho_Hant", "deu_Latn": "deu"}
+    assert [language_name(c) for c in ("pt_XX", "__fr__", "deu_Latn", "xx")] == ["Portuguese", "French", "German", "xx"]
+    assert [corpus_suffix(c) for c in ("de_DE", "deu_Latn", "de", None)] == ["de", "deu_Latn", "de", "src"]
+    assert all(T5_LANGUAGE_NAMES[c] == LANGUAGE_NAMES[c] for c in T5_LANGUAGE_NAMES)
+    assert list(T5_LANGUAGE_NAMES)[:3] == ["en", "de", "fr"]  # tiny T5's tokenizer text is built in this order

@@ -578,7 +578,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.src_lang or args.tgt_lang:
         if not (args.src_lang and args.tgt_lang):
             raise ConfigError("give both --src-lang and --tgt-lang")
-        flags["pairs"] = [{"source": args.src_lang.split("_")[0], "target": args.tgt_lang.split("_")[0],
+        from mtadapt.models.codes import public_code  # torch-free
+
+        flags["pairs"] = [{"source": public_code(args.src_lang), "target": public_code(args.tgt_lang),
                            "src_lang": args.src_lang, "tgt_lang": args.tgt_lang, "adapter": args.default_adapter}]
     config = load_serve_config(args.config, flags)
     from mtadapt.serve.app import serve

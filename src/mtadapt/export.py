@@ -25,7 +25,8 @@ import random
 from pathlib import Path
 from typing import Literal
 
-from mtadapt.data.prepare import corpus_spec, file_language, read_texts
+from mtadapt.models.codes import corpus_suffix
+from mtadapt.data.prepare import corpus_spec, read_texts
 from mtadapt.methods.base import adapter_names
 from mtadapt.methods.merge import merge_refusal, merged_model
 from mtadapt.models.loading import load_model
@@ -43,8 +44,8 @@ def run_training_sources(run: str | Path) -> list[str]:
         if pair.train is None:
             continue
         spec = corpus_spec(
-            pair.train.paths, pair.corpus_src_lang or file_language(pair.src_lang),
-            pair.corpus_tgt_lang or file_language(pair.tgt_lang), pair.train.format, pair.train.src_key,
+            pair.train.paths, pair.corpus_src_lang or corpus_suffix(pair.src_lang),
+            pair.corpus_tgt_lang or corpus_suffix(pair.tgt_lang), pair.train.format, pair.train.src_key,
             pair.train.tgt_key, cfg.data.empty,
         )
         sources += read_texts(spec, pair.train.limit).src

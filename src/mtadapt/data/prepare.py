@@ -18,7 +18,6 @@ from mtadapt.toy import toy_corpus_dir
 from mtadapt.data.validation import DataReport
 from mtadapt.models.languages import PairCodec
 
-_MBART_CODE = re.compile(r"^([a-z]{2,3})_[A-Z]{2}$")
 TOY_PREFIX = "toy:"
 
 
@@ -45,14 +44,6 @@ class TokenizedPairs:
 
     def __len__(self) -> int:
         return len(self.src_ids)
-
-
-def file_language(code: str | None) -> str:
-    """Suffix of a Moses file for a model language code: `de_DE` -> `de`; others unchanged."""
-    if code is None:
-        return "src"
-    match = _MBART_CODE.match(code)
-    return match.group(1) if match else code
 
 
 def corpus_spec(

@@ -26,7 +26,8 @@ from torch import nn
 
 from mtadapt.config import CorpusConfig, PairCorpus, RunConfig
 from mtadapt.data.filters import LengthFilterConfig
-from mtadapt.data.prepare import TokenizedPairs, corpus_spec, file_language, read_texts, tokenize_pairs
+from mtadapt.models.codes import corpus_suffix
+from mtadapt.data.prepare import TokenizedPairs, corpus_spec, read_texts, tokenize_pairs
 from mtadapt.data.sampling import pair_probabilities, sampled_batches
 from mtadapt.data.validation import DataError, DataReport
 from mtadapt.errors import MtadaptWarning
@@ -162,7 +163,7 @@ def read_pair_corpus(corpus: CorpusConfig, pair: PairCorpus, empty: str, codec: 
                      filters: LengthFilterConfig | None) -> TokenizedPairs:
     """Read, validate and tokenize one corpus of direction `pair` (drops counted in its report)."""
     spec = corpus_spec(
-        corpus.paths, pair.corpus_src_lang or file_language(pair.src_lang), pair.corpus_tgt_lang or file_language(pair.tgt_lang),
+        corpus.paths, pair.corpus_src_lang or corpus_suffix(pair.src_lang), pair.corpus_tgt_lang or corpus_suffix(pair.tgt_lang),
         corpus.format, corpus.src_key, corpus.tgt_key, empty,
     )
     return tokenize_pairs(read_texts(spec, corpus.limit), codec, filters)

@@ -23,17 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mtadapt.models.codes import LANGUAGE_NAMES
 from mtadapt.models.targets import BART_LIKE, MARIAN_NATIVE, T5, ModelTargets
 
 FamilyName = Literal["mbart50", "m2m100", "nllb", "marian", "t5", "marian_native"]
 LanguageStyle = Literal["codes", "marian_tags", "t5_prefix", "none"]
 
-# T5 was pre-trained with English task prefixes naming languages in full.
-T5_LANGUAGE_NAMES = {
-    "en": "English", "de": "German", "fr": "French", "ro": "Romanian", "es": "Spanish",
-    "pt": "Portuguese", "it": "Italian", "nl": "Dutch", "ru": "Russian", "zh": "Chinese",
-    "ja": "Japanese", "pl": "Polish", "cs": "Czech", "fi": "Finnish", "tr": "Turkish",
-}
+# T5 was pre-trained with English task prefixes naming languages in full (names: models.codes).
+T5_LANGUAGE_NAMES = {code: LANGUAGE_NAMES[code] for code in
+                     ("en", "de", "fr", "ro", "es", "pt", "it", "nl", "ru", "zh", "ja", "pl", "cs", "fi", "tr")}
 _NLLB_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from mtadapt.inference.generation import GenerationConfig, translate_ids
 from mtadapt.methods import base
 from mtadapt.methods.merge import MergedAdapter, merge_in_place
+from mtadapt.models.codes import public_code
 from mtadapt.models.languages import PairCodec
 from mtadapt.models.loading import LoadedModel, load_model
 from mtadapt.serve.config import BASE_ADAPTER, AdapterEntry, PairEntry, ServeConfig
@@ -45,11 +46,6 @@ from mtadapt.serve.languages import every_direction
 from mtadapt.serve.registry import AdapterRecord, AdapterRegistry
 from mtadapt.serve.translators import ComputeTypeError, FolderOf, NotConvertibleError, Translators, ctranslate2_folder_of
 from mtadapt.serve.worker import Job
-
-
-def public_code(model_code: str | None) -> str:
-    """`de_DE` -> `de`, `pt` -> `pt` (what LibreTranslate clients send)."""
-    return (model_code or "").split("_")[0]
 
 
 def default_pairs(config: ServeConfig, model_name: str, run_langs: list[tuple[str | None, str | None]],

@@ -7,8 +7,8 @@ ordered pair of the languages the model family marks, in LibreTranslate's codes:
     marian (bilingual)      the tokenizer's `source_lang -> target_lang`
     tiny:<family>           both directions of the family's toy languages (TOY_LANGUAGES)
 
-A model code becomes a public code by its part before `_` (`de_DE` -> `de`, `pt_XX` -> `pt`),
-unless two model codes share that part (NLLB's `zho_Hans`/`zho_Hant`): those keep the full code.
+A model code becomes a public code by `models.codes.public_codes` (`de_DE` -> `de`; NLLB's
+`zho_Hans`/`zho_Hant` keep their full codes); names come from `models.codes.LANGUAGE_NAMES`.
 
 Identification (`source: "auto"`, `/detect`) uses lingua-language-detector, whose models ship
 in its wheel (nothing is downloaded at run time), restricted to the served source languages
@@ -22,16 +22,8 @@ import threading
 from typing import Any
 
 from mtadapt.errors import ConfigError
+from mtadapt.models.codes import language_name, public_codes  # noqa: F401  (the server's names and codes)
 from mtadapt.serve.config import PairEntry
-
-
-def public_codes(model_codes: list[str]) -> dict[str, str]:
-    """Model code -> public (LibreTranslate) code: `de_DE` -> `de`; ambiguous prefixes stay whole."""
-    prefix = {c: c.split("_")[0] for c in model_codes}
-    counts: dict[str, int] = {}
-    for p in prefix.values():
-        counts[p] = counts.get(p, 0) + 1
-    return {c: p if counts[p] == 1 else c for c, p in prefix.items()}
 
 
 def every_direction(model_name: str, loaded: Any) -> list[PairEntry]:
@@ -58,12 +50,6 @@ def every_direction(model_name: str, loaded: Any) -> list[PairEntry]:
                           "served direction(s): `pairs` in the config, or --src-lang and --tgt-lang")
     public = public_codes(codes)
     return [PairEntry(public[s], public[t], s, t) for s in codes for t in codes if s != t]
-
-
-def language_name(code: str) -> str:
-    """English name of a public code (lingua's names; the code itself when unknown or lingua is absent)."""
-    language = _lingua_language(code)
-    return language.name.replace("_", " ").title() if language is not None else code
 
 
 def _lingua_language(code: str) -> Any:
