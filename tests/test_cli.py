@@ -80,6 +80,53 @@ def test_translate_stdin_to_stdout(monkeypatch, capsys):
     assert capsys.readouterr().out == "ein vogel\njeder katze hoert dieser stille frau\n"
 
 
+def test_translate_stdin_to_file_streams_atomically(tmp_path, monkeypatch):
+    """stdin to -o FILE writes each window's lines as they are translated (memory holds one
+    window, not the corpus), into a temporary file renamed onto FILE at the end: a failure
+    midway leaves no FILE."""
+    import contextlib
+    import io
+
+    import mtadapt.cli as cli
+    from mtadapt.inference import generation
+
+    written: list[str] = []
+    seen_before_batch: list[int] = []
+
+    @contextlib.contextmanager
+    def recording_writer(path):
+        with cli_atomic_writer(path) as handle:
+            class Recorder:
+                def write(self, text):
+                    written.append(text)
+                    return handle.write(text)
+            yield Recorder()
+
+    def echo(model, codec, ids, mask, config, decoder_prompts=None):
+        seen_before_batch.append(len(written))
+        if fail_at is not None and len(seen_before_batch) == fail_at:
+            raise RuntimeError("stop here")
+        return [r[m.bool()].tolist() for r, m in zip(ids, mask)]
+
+    cli_atomic_writer = cli.atomic_writer
+    monkeypatch.setattr(cli, "atomic_writer", recording_writer)
+    monkeypatch.setattr(generation, "generate_batch", echo)
+    lines = ["ein vogel", "jeder katze", "hoert dieser stille frau", "mag ein gruene auto", "folgt"]
+    out = tmp_path / "out.txt"
+    argv = ["translate", "--model", "tiny:mbart50", "--src-lang", "de_DE", "--tgt-lang", "en_XX", "-o", str(out),
+            "--window-lines", "2", "--batch-size", "2", "--no-progress"]
+    fail_at = 3
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(line + "\n" for line in lines)))
+    assert main(argv) == 1  # the bug-shaped RuntimeError: an internal error
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing half-written is left
+    written.clear(), seen_before_batch.clear()
+    fail_at = None
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(line + "\n" for line in lines)))
+    assert main(argv) == 0
+    assert out.read_text(encoding="utf-8").splitlines() == lines
+    assert seen_before_batch == [0, 2, 4]  # windows of 2 lines: each written before the next is translated
+
+
 def test_translate_dtype_reaches_the_model(monkeypatch, capsys):
     import io
 

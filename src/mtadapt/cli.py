@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 from mtadapt.cli_options import Number, add_dataclass_options, dataclass_from_args
 from mtadapt.config import parse_override
 from mtadapt.errors import CheckpointError, ConfigError, DataError, MtadaptError, MtadaptWarning
-from mtadapt.io import atomic_write_lines, check_input_file, check_output_file, check_outputs_apart, join_lines, lines_of_bytes, read_lines, split_lines
+from mtadapt.io import atomic_write_lines, atomic_writer, check_input_file, check_output_file, check_outputs_apart, join_lines, lines_of_bytes, read_lines, split_lines
 from mtadapt.progress import cli_progress, is_terminal
 from mtadapt.settings import (
     COMPUTE_TYPES,
@@ -238,8 +238,10 @@ def cmd_translate(args: argparse.Namespace) -> int:
             for text in out:
                 sys.stdout.write(text + "\n")
                 sys.stdout.flush()  # a reader gets each line now; one that went away stops us here (main)
-        else:
-            _write_lines(args.output, list(out))
+        else:  # streamed into a temporary file beside it, renamed onto it when every line is in
+            with atomic_writer(args.output) as handle:
+                for text in out:
+                    handle.write(text + "\n")
         return 0
     model_id = {"model": engine.model_name, "run": args.run, "adapters": sorted(args.adapter), **engine_id(engine)}
     sharded.translate_file(engine, args.input, args.output, _generation(args), work_dir=args.work_dir,
