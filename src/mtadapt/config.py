@@ -24,6 +24,9 @@ from mtadapt.methods.registry import METHOD_NAMES
 from mtadapt.models.families import FamilyName
 from mtadapt.settings import GenerationConfig, NoiseConfig
 
+# the trackers Accelerate knows (train.report_to); mtadapt.train.tracking wires them
+Tracker = Literal["tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"]
+
 MethodName = Literal[METHOD_NAMES]  # type: ignore[valid-type]  # the registry's names
 
 
@@ -234,6 +237,9 @@ class TrainConfig:
         early_stopping_patience: Stop after this many evaluations without improvement (0 = off).
         metric: Dev metric for early stopping and the best checkpoint.
         keep_checkpoints: How many step checkpoints to keep (the best is kept apart).
+        report_to: Experiment trackers that get metrics.jsonl's scalars and the resolved
+            config, through Accelerate (`tensorboard`, `wandb`, `mlflow`, ...; each needs its
+            package). Offline by default: files in the run folder (`<run>/tracking`).
     """
 
     output_dir: str = "runs/toy"
@@ -256,6 +262,7 @@ class TrainConfig:
     early_stopping_patience: int = 0
     metric: Literal["bleu", "chrf", "loss"] = "bleu"
     keep_checkpoints: int = 2
+    report_to: list[Tracker] = field(default_factory=list)
 
 
 @dataclass

@@ -61,6 +61,7 @@ from mtadapt.models.families import Family
 from mtadapt.models.loading import LoadedModel
 from mtadapt.progress import Progress, ProgressMode, eta_seconds, format_duration, progress_mode
 from mtadapt.runs import load_base
+from mtadapt.train import tracking
 from mtadapt.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from mtadapt.train.schedule import build_scheduler
 
@@ -245,12 +246,13 @@ def _batch_stream(task: TaskData, config: RunConfig, start_epoch: int, start_bat
 
 
 class MetricsLog:
-    """metrics.jsonl (+ TensorBoard when installed); main process only."""
+    """metrics.jsonl, and the same scalars to the trackers of `train.report_to` (Accelerate's
+    `log`, see `train.tracking`); main process only."""
 
-    def __init__(self, run_dir: Path, enabled: bool, resume_step: int):
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int, accelerator: Any = None):
         self.path = run_dir / "metrics.jsonl"
         self.enabled = enabled
-        self.tensorboard = None
+        self.accelerator = accelerator  # None: no trackers
         if not enabled:
             return
         if resume_step and self.path.exists():  # drop rows logged after the checkpoint
@@ -258,21 +260,13 @@ class MetricsLog:
             atomic_write_lines(self.path, (json.dumps(r) for r in rows))
         elif not resume_step:
             atomic_write_text(self.path, "")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
-        except ImportError:
-            pass
 
     def write(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
         append_line(self.path, json.dumps(row))
-        if self.tensorboard is not None:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.tensorboard.add_scalar(key, value, row["step"])
+        if self.accelerator is not None:
+            self.accelerator.log(tracking.scalars(row), step=row["step"])
 
 
 RUN_MARKER = "run.yaml"
@@ -404,7 +398,9 @@ def _train(config: RunConfig, resume: bool, progress: bool | ProgressMode) -> Tr
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if not resume and (run_dir / "checkpoints").exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another train.output_dir")
-    accelerator = Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.grad_accumulation, cpu=not torch.cuda.is_available())
+    tracking.offline_defaults(run_dir, list(t.report_to))
+    accelerator = Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.grad_accumulation, cpu=not torch.cuda.is_available(),
+                              log_with=list(t.report_to) or None, project_dir=str(run_dir))
     set_seed(t.seed)
     main = accelerator.is_main_process
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -437,7 +433,9 @@ def _train(config: RunConfig, resume: bool, progress: bool | ProgressMode) -> Tr
         _write_run_files(run_dir, config, task)
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
-    log = MetricsLog(run_dir, main, step)
+    if t.report_to:  # the resolved config as hyperparameters; files under <run>/tracking
+        accelerator.init_trackers(tracking.TRACKING_DIR, config=tracking.hyperparameters(config_to_dict(config)))
+    log = MetricsLog(run_dir, main, step, accelerator if t.report_to else None)
     if task.multi_pair and step == 0:
         summary = task.summary()
         log.write({"step": 0, **{f"sampling_p/{k}": v for k, v in summary["sampling_p"].items()},
@@ -562,4 +560,6 @@ def _train(config: RunConfig, resume: bool, progress: bool | ProgressMode) -> Tr
         # dev scores depend on it: float32 weights, with bf16 autocast when mixed_precision asks
         summary["precision"] = "bfloat16 autocast" if accelerator.mixed_precision == "bf16" else "float32"
         atomic_write_json(run_dir / "result.json", summary)
+    if t.report_to:
+        accelerator.end_training()
     return result
