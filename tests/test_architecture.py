@@ -19,7 +19,8 @@ lazy imports inside functions count):
    10  compare, serve, export,            grids and reports; the HTTP server; models back to their engines
        export_ctranslate2                 (Bergamot, CTranslate2)
    11  cli_options                        command-line options built from settings dataclasses
-   12  cli, api                           the user's entry points: the shell and Python
+   12  cli_verbs                          each verb's options dataclass (its flags)
+   13  cli, api                           the user's entry points: the shell and Python
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ LAYERS: dict[str, int] = {
     "errors": -1, "io": 0, "settings": 0, "toy": 0, "progress": 0, "config_io": 0,
     "models": 1, "methods": 2, "config": 3, "data": 4, "inference": 5, "evaluate": 6, "runs": 7, "augment": 8,
     "train": 9, "compare": 10, "serve": 10, "export": 10, "export_ctranslate2": 10,
-    "cli_options": 11, "cli": 12, "api": 12,
+    "cli_options": 11, "cli_verbs": 12, "cli": 13, "api": 13,
 }
 
 

@@ -77,6 +77,84 @@ def test_bool_fields_switch_away_from_their_default():
     assert attribute_docs(Settings) == {"fast": "Go fast, over two lines.", "safe": "Stay safe."}
 
 
+def test_positionals_lists_required_flags_groups_and_inherited_docs():
+    """What `option(...)` declares: flags, positionals, repeated and nargs lists, required
+    fields, a nested settings group, a range; the help of a base class's field comes from its
+    own `Attributes:`, `%` shown as written."""
+    from mtadapt.cli_options import option
+
+    @dataclasses.dataclass(kw_only=True)
+    class Base:
+        """Base.
+
+        Attributes:
+            adapter: An adapter; repeatable (100% optional).
+        """
+
+        adapter: list[str] = option(default_factory=list)
+
+    @dataclasses.dataclass(kw_only=True)
+    class Verb(Base):
+        """Verb.
+
+        Attributes:
+            recipe: The recipe.
+            overrides: key=value overrides.
+            real: SRC TGT.
+            out: Where to write.
+            source: Input file.
+            noise: Noise.
+            beam: Beam size.
+        """
+
+        recipe: str | None = option(None, positional=True)
+        overrides: list[str] = option(default_factory=list, positional=True)
+        real: list[str] = option(nargs="+")
+        out: str
+        source: str | None = option(None, flags=("-i", "--source"))
+        noise: NoiseConfig = option(default_factory=NoiseConfig, group=True, flags={"word_shuffle_distance": "--shuffle"},
+                                    ranges={"word_dropout": Number(float, 0, 1, high_open=True)})
+        beam: int = option(1, range=Number(int, 1, 64))
+
+    class Raising(argparse.ArgumentParser):
+        def error(self, message):
+            raise ValueError(message)
+
+    parser = Raising()
+    add_dataclass_options(parser, Verb)
+    by_dest = {a.dest: a for a in parser._actions}
+    assert by_dest["adapter"].help == "An adapter; repeatable (100%% optional)."  # argparse shows %% as %
+    assert "100% optional" in parser.format_help()
+    assert by_dest["source"].option_strings == ["-i", "--source"] and by_dest["out"].required
+    args = parser.parse_args(["r.yaml", "a=1", "b=2", "--real", "s.txt", "t.txt", "--out", "o", "-i", "in.txt",
+                              "--adapter", "x", "--adapter", "y", "--shuffle", "2", "--word-dropout", "0.5", "--beam", "4"])
+    verb = dataclass_from_args(Verb, args)
+    assert verb == Verb(recipe="r.yaml", overrides=["a=1", "b=2"], real=["s.txt", "t.txt"], out="o", source="in.txt",
+                        adapter=["x", "y"], noise=NoiseConfig(word_shuffle_distance=2.0, word_dropout=0.5), beam=4)
+    bare = dataclass_from_args(Verb, parser.parse_args(["--real", "a.tsv", "--out", "o"]))
+    assert (bare.recipe, bare.overrides, bare.adapter, bare.noise, bare.beam) == (None, [], [], NoiseConfig(), 1)
+    for argv, message in ((["--real", "a.tsv"], "--out"), (["--out", "o"], "--real"),
+                          (["--real", "a", "--out", "o", "--word-dropout", "1"], "must be in [0, 1), got 1"),
+                          (["--real", "a", "--out", "o", "--beam", "65"], "must be in [1, 64], got 65")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parser.parse_args(argv)
+
+
+def test_typed_verbs_check_their_options_before_any_work(tmp_path, capsys):
+    """A verb's `__post_init__` checks run when its options are built: one `error:` line naming
+    the flag, exit 2, and nothing written."""
+    from mtadapt.cli import main
+
+    assert main(["params"]) == 2
+    assert re.match(r"error: give --arch NAME \(.*\) or --model M\n$", capsys.readouterr().err)
+    out = tmp_path / "mixed.tsv"
+    assert main(["augment", "mix", "--real", "a.txt", "--synthetic", "s.tsv", "--output-src", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("error: --real a.txt: one path must be a .tsv file")
+    assert main(["augment", "mix", "--real", "a", "b", "c", "--synthetic", "s.tsv", "--output-src", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("error: --real a b c: 3 paths; give SRC TGT")
+    assert not out.exists()
+
+
 # ----------------------------------------------------------------- numeric flags: one check
 
 

@@ -51,10 +51,10 @@ def test_broken_pipe_elsewhere_is_still_a_bug(monkeypatch, capsys):
     """A BrokenPipeError that is not stdout's (a worker's pipe, a socket) stays an internal error."""
     import mtadapt.cli as cli
 
-    def broken(args):
+    def broken(options):
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(cli, "cmd_params", broken)
+    monkeypatch.setitem(cli.VERBS, ("params",), (cli.ParamsOptions, broken))
     monkeypatch.delenv("MTADAPT_DEBUG", raising=False)
     assert main(["params", "--arch", "t5-small"]) == 1
     assert capsys.readouterr().err.startswith("internal error: BrokenPipeError: [Errno 32] Broken pipe\n")

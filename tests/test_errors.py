@@ -57,10 +57,10 @@ TRANSLATE = ["translate", "--model", "tiny:mbart50", "--src-lang", "de_DE", "--t
 def test_internal_error_is_one_line_and_traceback_needs_debug(monkeypatch, capsys):
     import mtadapt.cli as cli
 
-    def broken(args):
+    def broken(options):
         return [][1]  # a bug: IndexError
 
-    monkeypatch.setattr(cli, "cmd_params", broken)
+    monkeypatch.setitem(cli.VERBS, ("params",), (cli.ParamsOptions, broken))
     monkeypatch.delenv("MTADAPT_DEBUG", raising=False)
     assert main(["params", "--arch", "t5-small"]) == 1
     err = capsys.readouterr().err

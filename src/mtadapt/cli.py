@@ -30,9 +30,23 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 from mtadapt.cli_options import Number, add_dataclass_options, dataclass_from_args
+from mtadapt.cli_verbs import (
+    BACKTRANSLATION_RANGES,
+    BATCH_SIZE,
+    BEAMS,
+    LINES,
+    MAX_LENGTH_FACTOR,
+    N_BOOTSTRAP,
+    NOISE_FLAGS,  # noqa: F401 (re-exported: the flags users know, shown in tests)
+    ExportOptions,
+    MergeOptions,
+    MixOptions,
+    NoiseOptions,
+    ParamsOptions,
+)
 from mtadapt.config import parse_override
 from mtadapt.errors import CheckpointError, ConfigError, DataError, MtadaptError, MtadaptWarning
 from mtadapt.io import atomic_write_lines, atomic_writer, check_input_file, check_output_file, check_outputs_apart, join_lines, lines_of_bytes, read_lines, split_lines
@@ -44,7 +58,6 @@ from mtadapt.settings import (
     INFERENCE_DTYPES,
     BacktranslationConfig,
     GenerationConfig,
-    NoiseConfig,
 )
 
 
@@ -99,28 +112,6 @@ def _write_lines(path: str | None, lines: list[str]) -> None:
         sys.stdout.write(join_lines(lines))
         return
     atomic_write_lines(Path(path), lines)
-
-
-# The valid values of every numeric flag, in one place (`Number`: finite, in range). An upper
-# bound is given where the value is held in memory at once (beams, resamples, copies).
-BEAMS = Number(int, 1, 64)  # beam search holds batch x beams hypotheses and their logits
-BATCH_SIZE = Number(int, 1, 4096)
-MAX_LENGTH_FACTOR = Number(float, 0, 10, low_open=True)  # as the server's limit
-LINES = Number(int, 1)  # window and shard sizes: bounded by the input itself
-SEED = Number(int, 0)
-N_BOOTSTRAP = Number(int, 0, 10_000)  # sacreBLEU holds resamples x lines x statistics floats
-REAL_UPSAMPLE = Number(float, 1, 1000)  # the mixed corpus holds real pairs x this in memory
-PROBABILITY = Number(float, 0, 1)
-NOISE_RANGES = {
-    "word_dropout": Number(float, 0, 1, high_open=True), "word_shuffle_distance": Number(float, 0),
-    "insertion_prob": PROBABILITY, "blank_prob": PROBABILITY, "fraction": PROBABILITY, "seed": SEED,
-}
-BACKTRANSLATION_RANGES = {
-    "num_beams": BEAMS, "outputs_per_sentence": BEAMS, "sampling_temperature": Number(float, 0, low_open=True),
-    "top_k": Number(int, 0), "top_p": Number(float, 0, 1, low_open=True), "batch_size": BATCH_SIZE,
-    "max_length_factor": MAX_LENGTH_FACTOR, "max_length_ratio": Number(float, 1, off=0), "shard_size": LINES,
-    "window_lines": LINES, "seed": SEED,
-}
 
 
 def _generation(args: argparse.Namespace) -> GenerationConfig:
@@ -348,18 +339,17 @@ def _settings(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def cmd_params(args: argparse.Namespace) -> int:
-    from mtadapt.methods.params import architecture_names, format_table, param_report
+def params(options: ParamsOptions) -> int:
+    """`mtadapt params`: the parameter table, one row per method."""
+    from mtadapt.methods.params import format_table, param_report
 
-    if not args.arch and not args.model:
-        raise ConfigError(f"give --arch NAME ({', '.join(architecture_names())}) or --model M")
-    methods = args.method or ["lora"]
-    settings = _settings_for_each(methods, args.set)  # before loading a model: a typo fails at once
-    target: Any = args.arch
-    if args.model:
+    methods = options.method or ["lora"]
+    settings = _settings_for_each(methods, options.settings)  # before loading a model: a typo fails at once
+    target: Any = options.arch
+    if options.model:
         from mtadapt.models.loading import load_model
 
-        target = load_model(args.model).model
+        target = load_model(options.model).model
     rows = [param_report(target, method, settings) for method in methods]
     print(format_table(rows))
     return 0
@@ -390,56 +380,58 @@ def _settings_for_each(methods: list[str], pairs: list[str]) -> dict[str, Any]:
     return settings
 
 
-def cmd_merge(args: argparse.Namespace) -> int:
+def merge(options: MergeOptions) -> int:
+    """`mtadapt merge`: the adapters merged into a standalone model folder."""
     from mtadapt.methods.merge import save_merged
     from mtadapt.runs import open_for_inference
 
-    check_outputs_apart({"--out": args.out}, {"--model": args.model, "--adapter": args.adapter, "--run": args.run})
-    _check_output_folder(args.out, "--out", "a folder for the merged model")
-    loaded, _ = open_for_inference(model=args.model, adapters=args.adapter, run=args.run, src_lang=args.src_lang,
-                                   tgt_lang=args.tgt_lang, with_codec=False)
-    save_merged(loaded.model, args.out, tokenizer=loaded.tokenizer, copy_model=False)
-    print(f"merged model written to {args.out}")
+    check_outputs_apart({"--out": options.out}, {"--model": options.model, "--adapter": options.adapter, "--run": options.run})
+    _check_output_folder(options.out, "--out", "a folder for the merged model")
+    loaded, _ = open_for_inference(model=options.model, adapters=options.adapter, run=options.run,
+                                   src_lang=options.src_lang, tgt_lang=options.tgt_lang, with_codec=False)
+    save_merged(loaded.model, options.out, tokenizer=loaded.tokenizer, copy_model=False)
+    print(f"merged model written to {options.out}")
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def export(options: ExportOptions) -> int:
+    """`mtadapt export`: the model (and adapters) in another engine's format."""
     from mtadapt.runs import open_for_inference
 
-    check_outputs_apart({"--out": args.out}, {"--model": args.model, "--adapter": args.adapter, "--run": args.run,
-                                              "--calibration-text": args.calibration_text})
-    if args.format == "npz":  # one file
-        if Path(args.out).is_dir():
-            raise DataError(f"--out {args.out} is a folder; --format npz writes one file, e.g. {Path(args.out) / 'model.npz'}")
-        _check_parent_folders(args.out, "--out")
-        if Path(args.out).exists():
-            raise DataError(f"--out {args.out} exists; export never overwrites: give a new file name, or remove it first")
+    check_outputs_apart({"--out": options.out}, {"--model": options.model, "--adapter": options.adapter, "--run": options.run,
+                                              "--calibration-text": options.calibration_text})
+    if options.format == "npz":  # one file
+        if Path(options.out).is_dir():
+            raise DataError(f"--out {options.out} is a folder; --format npz writes one file, e.g. {Path(options.out) / 'model.npz'}")
+        _check_parent_folders(options.out, "--out")
+        if Path(options.out).exists():
+            raise DataError(f"--out {options.out} exists; export never overwrites: give a new file name, or remove it first")
     else:
-        _check_output_folder(args.out, "--out", f"a folder for the {args.format} export")
-        if Path(args.out).is_dir() and any(Path(args.out).iterdir()):
-            raise DataError(f"--out {args.out} is not empty; export never overwrites: give a new or empty folder, "
+        _check_output_folder(options.out, "--out", f"a folder for the {options.format} export")
+        if Path(options.out).is_dir() and any(Path(options.out).iterdir()):
+            raise DataError(f"--out {options.out} is not empty; export never overwrites: give a new or empty folder, "
                             "or remove it first")
-    if args.format == "ctranslate2":
+    if options.format == "ctranslate2":
         from mtadapt.export_ctranslate2 import export_ctranslate2_folder
 
-        export_ctranslate2_folder(args.out, run=args.run, model=args.model, adapters=args.adapter,
-                                  src_lang=args.src_lang, tgt_lang=args.tgt_lang, quantization=args.quantization)
-        print(f"exported to {args.out}")
+        export_ctranslate2_folder(options.out, run=options.run, model=options.model, adapters=options.adapter,
+                                  src_lang=options.src_lang, tgt_lang=options.tgt_lang, quantization=options.quantization)
+        print(f"exported to {options.out}")
         return 0
-    if args.format == "bergamot":
+    if options.format == "bergamot":
         from mtadapt.export import export_bergamot_folder
 
-        path = export_bergamot_folder(args.out, run=args.run, model=args.model, adapters=args.adapter,
-                                      calibration_file=args.calibration_text, calibration_lines=args.calibration_lines,
-                                      calibration=args.calibration)
+        path = export_bergamot_folder(options.out, run=options.run, model=options.model, adapters=options.adapter,
+                                      calibration_file=options.calibration_text, calibration_lines=options.calibration_lines,
+                                      calibration=options.calibration)
         print(f"exported to {path.parent} ({path.name})")
         return 0
-    loaded, _ = open_for_inference(model=args.model, adapters=args.adapter, run=args.run, src_lang=args.src_lang,
-                                   tgt_lang=args.tgt_lang, with_codec=False)
-    if args.format == "peft":
+    loaded, _ = open_for_inference(model=options.model, adapters=options.adapter, run=options.run, src_lang=options.src_lang,
+                                   tgt_lang=options.tgt_lang, with_codec=False)
+    if options.format == "peft":
         from mtadapt.methods.peft_interop import export_to_peft  # LoRA or prompt tuning, by the adapter's method
 
-        export_to_peft(loaded.model, args.out, base_model_name_or_path=loaded.name_or_path)
+        export_to_peft(loaded.model, options.out, base_model_name_or_path=loaded.name_or_path)
     else:
         if not loaded.family.native:
             raise ConfigError(f"--format npz exports Marian-native models; {loaded.name_or_path} is {loaded.family.name}")
@@ -449,14 +441,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         from mtadapt.models.marian_native.convert import save_marian_npz
 
         model = merged_model(loaded.model, copy_model=False) if adapter_names(loaded.model) else loaded.model
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # as the folder formats make theirs
-        save_marian_npz(model, args.out)
-    print(f"exported to {args.out}")
+        Path(options.out).parent.mkdir(parents=True, exist_ok=True)  # as the folder formats make theirs
+        save_marian_npz(model, options.out)
+    print(f"exported to {options.out}")
     return 0
 
 
 # Flags that predate the options being built from the dataclasses keep their names.
-NOISE_FLAGS = {"word_shuffle_distance": "--shuffle-distance"}
 BACKTRANSLATION_FLAGS = {
     "num_beams": "--beam", "sampling_temperature": "--temperature", "drop_empty": "--keep-empty",
     "drop_copies": "--keep-copies", "drop_duplicates": "--keep-duplicates",
@@ -468,47 +459,34 @@ BACKTRANSLATION_HELPS = {  # these switches turn the drops off
 }
 
 
-def cmd_augment_noise(args: argparse.Namespace) -> int:
+def augment_noise(options: NoiseOptions) -> int:
     """`augment noise`: noise a text (or source<TAB>target) file."""
     from mtadapt.augment.noise import noise_lines, noise_tsv_lines
 
-    config = dataclass_from_args(NoiseConfig, args)
-    _check_output(args.output, "--output")
-    check_outputs_apart({"--output": args.output}, {"--input": args.input})
-    lines = _read_lines(args.input, "input")
-    tsv = args.tsv or str(args.input).endswith(".tsv")
-    source = "<stdin>" if args.input == "-" else args.input
-    _write_lines(args.output, noise_tsv_lines(lines, config, args.epoch, source) if tsv else noise_lines(lines, config, args.epoch))
+    config, epoch = options.noise, options.epoch
+    _check_output(options.output, "--output")
+    check_outputs_apart({"--output": options.output}, {"--input": options.input})
+    lines = _read_lines(options.input, "input")
+    tsv = options.tsv or str(options.input).endswith(".tsv")
+    source = "<stdin>" if options.input == "-" else options.input
+    _write_lines(options.output, noise_tsv_lines(lines, config, epoch, source) if tsv else noise_lines(lines, config, epoch))
     return 0
 
 
-def cmd_augment_mix(args: argparse.Namespace) -> int:
+def augment_mix(options: MixOptions) -> int:
     """`augment mix`: real pairs (upsampled) and synthetic pairs into one corpus."""
     from mtadapt.augment.backtranslate import write_mixed_corpus
 
-    for flag, paths in (("--real", args.real), ("--synthetic", args.synthetic)):
-        _check_corpus_paths(flag, paths)
-    _check_output(args.output_src, "--output-src")
-    _check_output(args.output_tgt, "--output-tgt")
-    check_outputs_apart({"--output-src": args.output_src, "--output-tgt": args.output_tgt},
-                        {"--real": args.real, "--synthetic": args.synthetic})
-    counts = write_mixed_corpus(args.real, args.synthetic, args.output_src, args.output_tgt, args.real_upsample, args.seed)
-    print(f"mixed {counts['real']} real pairs x {args.real_upsample} + {counts['synthetic']} synthetic = {counts['mixed']} pairs")
-    for side in ("real", "synthetic"):  # every pair a reader dropped, with its reason
-        print(f"{side} ({' '.join(getattr(args, side))}): {counts[side + '_report']}")
+    _check_output(options.output_src, "--output-src")
+    _check_output(options.output_tgt, "--output-tgt")
+    check_outputs_apart({"--output-src": options.output_src, "--output-tgt": options.output_tgt},
+                        {"--real": options.real, "--synthetic": options.synthetic})
+    counts = write_mixed_corpus(options.real, options.synthetic, options.output_src, options.output_tgt,
+                                options.real_upsample, options.seed)
+    print(f"mixed {counts['real']} real pairs x {options.real_upsample} + {counts['synthetic']} synthetic = {counts['mixed']} pairs")
+    for side, paths in (("real", options.real), ("synthetic", options.synthetic)):  # every pair a reader dropped, with its reason
+        print(f"{side} ({' '.join(paths)}): {counts[side + '_report']}")
     return 0
-
-
-def _check_corpus_paths(flag: str, paths: list[str]) -> None:
-    """`augment mix --real/--synthetic`: SRC TGT (a Moses pair) or one .tsv file."""
-    from mtadapt.data.readers import CorpusSpec
-
-    shown = " ".join(paths)
-    if len(paths) > 2:
-        raise ConfigError(f"{flag} {shown}: {len(paths)} paths; give SRC TGT (a Moses pair) or one .tsv file")
-    if len(paths) == 1 and CorpusSpec(paths=(Path(paths[0]),), src_lang="src", tgt_lang="tgt").resolved_format() == "moses":
-        raise ConfigError(f"{flag} {shown}: one path must be a .tsv file (source<TAB>target; .jsonl and .tmx work too); "
-                          f"give a Moses pair as two files: {flag} SRC TGT")
 
 
 def cmd_augment_backtranslate(args: argparse.Namespace) -> int:
@@ -599,6 +577,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see {self.prog} --help\n")
 
 
+# Each typed verb: its path -> (its options dataclass, the function taking them). Its flags are
+# built from the dataclass (`cli_options`); its one-line help is the class docstring's first
+# sentence after "`mtadapt VERB`: ".
+VERBS: dict[tuple[str, ...], tuple[type, Callable[[Any], int]]] = {
+    ("params",): (ParamsOptions, params),
+    ("merge",): (MergeOptions, merge),
+    ("export",): (ExportOptions, export),
+    ("augment", "noise"): (NoiseOptions, augment_noise),
+    ("augment", "mix"): (MixOptions, augment_mix),
+}
+
+
+def _add_typed_verb(sub: Any, verb: tuple[str, ...], common: argparse.ArgumentParser) -> None:
+    """The subcommand `verb`, its flags built from its options dataclass (`VERBS`)."""
+    options_class, _ = VERBS[verb]
+    summary = " ".join((options_class.__doc__ or "").split("\n\n")[0].split()).split(": ", 1)[-1].rstrip(".")
+    p = sub.add_parser(verb[-1], parents=[common], help=summary)
+    add_dataclass_options(p, options_class)
+    p.set_defaults(func=lambda args: _run_typed_verb(verb, args))
+
+
+def _run_typed_verb(verb: tuple[str, ...], args: argparse.Namespace) -> int:
+    """Build the verb's options (their `__post_init__` checks run here) and call its function."""
+    options_class, function = VERBS[verb]
+    return function(dataclass_from_args(options_class, args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mtadapt", description="Adapt pretrained MT models cheaply and measurably.")
     debug_help = "show the traceback of an internal error (also MTADAPT_DEBUG=1)"
@@ -642,46 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("params", parents=[common], help="trainable / total parameters and adapter size per method")
-    p.add_argument("--arch", help="named architecture on the meta device (no weights), e.g. facebook/mbart-large-50, t5-base")
-    p.add_argument("--model", help="a model to load instead")
-    p.add_argument("--method", action="append", help="method (repeatable; default lora)")
-    p.add_argument("--set", action="append", default=[], help="method setting key=value, e.g. rank=8")
-    p.set_defaults(func=cmd_params)
-
-    p = sub.add_parser("merge", parents=[common], help="merge LoRA into a standalone model folder")
-    _add_model_args(p)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_merge)
-
-    p = sub.add_parser("export", parents=[common],
-                       help="export an adapter to HF PEFT, a merged HF model to a CTranslate2 folder, "
-                            "or a Marian-native model to .npz or a Bergamot int8 folder")
-    _add_model_args(p)
-    p.add_argument("--format", choices=["peft", "npz", "bergamot", "ctranslate2"], required=True)
-    p.add_argument("--out", required=True, help="a new folder (peft, bergamot, ctranslate2) or a new .npz file (npz); export never "
-                                                "overwrites: an existing file or a non-empty folder is refused. Missing "
-                                                "parent folders are created")
-    p.add_argument("--calibration-text", help="bergamot: source sentences to calibrate the int8 activation "
-                                              "multipliers on (default: the run's training sources)")
-    p.add_argument("--calibration-lines", type=LINES, default=200, help="bergamot: sentences sampled for calibration")
-    p.add_argument("--calibration", choices=["auto", "relative", "absolute"], default="auto",
-                   help="bergamot: relative = the base's shipped multipliers corrected by the adaptation's change "
-                        "(auto when the base ships them); absolute = measured afresh, as Marian's calibration")
-    p.add_argument("--quantization", choices=["int8", "int8_float32", "int16", "float32", "float16", "bfloat16"],
-                   default="float32", help="ctranslate2: the weights' type in the folder (CPU runs int8, int8_float32, "
-                                           "float32; CUDA also float16, bfloat16)")
-    p.set_defaults(func=cmd_export)
+    for verb in (("params",), ("merge",), ("export",)):
+        _add_typed_verb(sub, verb, common)
 
     p = sub.add_parser("augment", parents=[common], help="data augmentation: noise, back-translation, mixing")
     aug = p.add_subparsers(dest="augment_verb", required=True)
-    a = aug.add_parser("noise", parents=[common], help="noise a text (or source<TAB>target) file: dropout, shuffle, insertion, blanking")
-    a.add_argument("--input", required=True, help="one sentence a line, or a .tsv file (see --tsv)")
-    a.add_argument("--output", required=True, help="noised file ('-' = stdout)")
-    a.add_argument("--tsv", action="store_true", help="input is source<TAB>target: noise the --side column(s)")
-    add_dataclass_options(a, NoiseConfig, flags=NOISE_FLAGS, ranges=NOISE_RANGES)
-    a.add_argument("--epoch", type=Number(int, 0), default=0, help="another epoch gives other noise")
-    a.set_defaults(func=cmd_augment_noise)
+    _add_typed_verb(aug, ("augment", "noise"), common)
     a = aug.add_parser("backtranslate", parents=[common],
                        help="synthetic pairs from monolingual text (back- or forward translation), resumable")
     _add_model_args(a)
@@ -696,14 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_args(a)
     a.add_argument("--json", action="store_true", help="print the counts as JSON")
     a.set_defaults(func=cmd_augment_backtranslate)
-    a = aug.add_parser("mix", parents=[common], help="mix real (upsampled) and synthetic pairs into one corpus")
-    a.add_argument("--real", nargs="+", required=True, help="real corpus: SRC TGT (Moses) or one .tsv")
-    a.add_argument("--synthetic", nargs="+", required=True, help="synthetic corpus: SRC TGT (Moses) or one .tsv")
-    a.add_argument("--output-src", required=True, help="output source file (or the TSV without --output-tgt)")
-    a.add_argument("--output-tgt", help="output target file")
-    a.add_argument("--real-upsample", type=REAL_UPSAMPLE, default=1.0, help="times each real pair is used (e.g. 2, 2.5)")
-    a.add_argument("--seed", type=SEED, default=0)
-    a.set_defaults(func=cmd_augment_mix)
+    _add_typed_verb(aug, ("augment", "mix"), common)
     p = sub.add_parser("compare", parents=[common], help="run a grid of methods on one budget; results.jsonl, report.md/html")
     p.add_argument("recipe", help="compare recipe (base run + cells), e.g. recipes/quickstart.yaml")
     p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. output_dir=/tmp/q base.train.max_steps=10")

@@ -1,0 +1,187 @@
+"""The options of each `mtadapt` verb, one dataclass per verb: its fields are the verb's flags.
+
+`mtadapt.cli_options` builds each verb's flags from its class (name, type, default, range, the
+help from `Attributes:`), and `mtadapt.cli` maps each verb to (its options class, a function
+taking an instance). A check that needs no file or model is in the class's `__post_init__`,
+raising `ConfigError` naming the flag, so it fails before any work starts.
+
+Torch-free: `mtadapt --help` and argument errors load no model library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from mtadapt.cli_options import Number, option
+from mtadapt.errors import ConfigError
+from mtadapt.settings import NoiseConfig
+
+# The valid values of every numeric flag, in one place (`Number`: finite, in range). An upper
+# bound is given where the value is held in memory at once (beams, resamples, copies).
+BEAMS = Number(int, 1, 64)  # beam search holds batch x beams hypotheses and their logits
+BATCH_SIZE = Number(int, 1, 4096)
+MAX_LENGTH_FACTOR = Number(float, 0, 10, low_open=True)  # as the server's limit
+LINES = Number(int, 1)  # window and shard sizes: bounded by the input itself
+SEED = Number(int, 0)
+N_BOOTSTRAP = Number(int, 0, 10_000)  # sacreBLEU holds resamples x lines x statistics floats
+REAL_UPSAMPLE = Number(float, 1, 1000)  # the mixed corpus holds real pairs x this in memory
+PROBABILITY = Number(float, 0, 1)
+NOISE_RANGES = {
+    "word_dropout": Number(float, 0, 1, high_open=True), "word_shuffle_distance": Number(float, 0),
+    "insertion_prob": PROBABILITY, "blank_prob": PROBABILITY, "fraction": PROBABILITY, "seed": SEED,
+}
+BACKTRANSLATION_RANGES = {
+    "num_beams": BEAMS, "outputs_per_sentence": BEAMS, "sampling_temperature": Number(float, 0, low_open=True),
+    "top_k": Number(int, 0), "top_p": Number(float, 0, 1, low_open=True), "batch_size": BATCH_SIZE,
+    "max_length_factor": MAX_LENGTH_FACTOR, "max_length_ratio": Number(float, 1, off=0), "shard_size": LINES,
+    "window_lines": LINES, "seed": SEED,
+}
+
+# Flags that predate the options being built from the dataclasses keep their names.
+NOISE_FLAGS = {"word_shuffle_distance": "--shuffle-distance"}
+
+
+@dataclass(kw_only=True)
+class ModelOptions:
+    """The model a verb loads: a run folder, or a base model with adapters.
+
+    Attributes:
+        run: Run folder written by `mtadapt train` (model, languages, best adapter).
+        model: Base model: HF name or folder, bergamot:pt-en, tiny:<family>.
+        adapter: Adapter folder, or a run folder (its best adapter); repeatable.
+        src_lang: Source language code (de_DE, de, deu_Latn...).
+        tgt_lang: Target language code.
+        no_shortlist: Bergamot models: decode without the lexical shortlist (sources not in the
+            model's source language).
+    """
+
+    run: str | None = None
+    model: str | None = None
+    adapter: list[str] = option(default_factory=list)
+    src_lang: str | None = None
+    tgt_lang: str | None = None
+    no_shortlist: bool = False
+
+
+@dataclass(kw_only=True)
+class ParamsOptions:
+    """`mtadapt params`: trainable / total parameters and adapter size per method.
+
+    Attributes:
+        arch: Named architecture on the meta device (no weights), e.g. facebook/mbart-large-50, t5-base.
+        model: A model to load instead.
+        method: Method (repeatable; default lora).
+        settings: Method setting key=value, e.g. rank=8 (repeatable; applies to every --method).
+    """
+
+    arch: str | None = None
+    model: str | None = None
+    method: list[str] = option(default_factory=list)
+    settings: list[str] = option(default_factory=list, flags=("--set",))
+
+    def __post_init__(self) -> None:
+        if not self.arch and not self.model:
+            from mtadapt.methods.params import architecture_names
+
+            raise ConfigError(f"give --arch NAME ({', '.join(architecture_names())}) or --model M")
+
+
+@dataclass(kw_only=True)
+class MergeOptions(ModelOptions):
+    """`mtadapt merge`: LoRA merged into a standalone model folder.
+
+    Attributes:
+        out: Folder for the merged model (created if missing).
+    """
+
+    out: str
+
+
+EXPORT_FORMATS = Literal["peft", "npz", "bergamot", "ctranslate2"]
+CT2_QUANTIZATIONS = Literal["int8", "int8_float32", "int16", "float32", "float16", "bfloat16"]
+
+
+@dataclass(kw_only=True)
+class ExportOptions(ModelOptions):
+    """`mtadapt export`: an adapter to HF PEFT, a merged HF model to a CTranslate2 folder, or a
+    Marian-native model to .npz or a Bergamot int8 folder.
+
+    Attributes:
+        format: What to write.
+        out: A new folder (peft, bergamot, ctranslate2) or a new .npz file (npz); export never
+            overwrites: an existing file or a non-empty folder is refused. Missing parent folders
+            are created.
+        calibration_text: bergamot: source sentences to calibrate the int8 activation
+            multipliers on (default: the run's training sources).
+        calibration_lines: bergamot: sentences sampled for calibration.
+        calibration: bergamot: relative = the base's shipped multipliers corrected by the
+            adaptation's change (auto when the base ships them); absolute = measured afresh, as
+            Marian's calibration.
+        quantization: ctranslate2: the weights' type in the folder (CPU runs int8, int8_float32,
+            float32; CUDA also float16, bfloat16).
+    """
+
+    format: EXPORT_FORMATS
+    out: str
+    calibration_text: str | None = None
+    calibration_lines: int = option(200, range=LINES)
+    calibration: Literal["auto", "relative", "absolute"] = "auto"
+    quantization: CT2_QUANTIZATIONS = "float32"
+
+
+@dataclass(kw_only=True)
+class NoiseOptions:
+    """`mtadapt augment noise`: noise a text (or source<TAB>target) file.
+
+    Attributes:
+        input: One sentence a line, or a .tsv file (see --tsv).
+        output: Noised file ('-' = stdout).
+        tsv: Input is source<TAB>target: noise the --side column(s).
+        noise: What noise to add (its fields are flags).
+        epoch: Another epoch gives other noise.
+    """
+
+    input: str
+    output: str
+    tsv: bool = False
+    noise: NoiseConfig = option(default_factory=NoiseConfig, group=True, flags=NOISE_FLAGS, ranges=NOISE_RANGES)
+    epoch: int = option(0, range=Number(int, 0))
+
+
+@dataclass(kw_only=True)
+class MixOptions:
+    """`mtadapt augment mix`: real pairs (upsampled) and synthetic pairs into one corpus.
+
+    Attributes:
+        real: Real corpus: SRC TGT (Moses) or one .tsv.
+        synthetic: Synthetic corpus: SRC TGT (Moses) or one .tsv.
+        output_src: Output source file (or the TSV without --output-tgt).
+        output_tgt: Output target file.
+        real_upsample: Times each real pair is used (e.g. 2, 2.5).
+        seed: Seed of the shuffle.
+    """
+
+    real: list[str] = option(nargs="+")
+    synthetic: list[str] = option(nargs="+")
+    output_src: str
+    output_tgt: str | None = None
+    real_upsample: float = option(1.0, range=REAL_UPSAMPLE)
+    seed: int = option(0, range=SEED)
+
+    def __post_init__(self) -> None:
+        for flag, paths in (("--real", self.real), ("--synthetic", self.synthetic)):
+            _check_corpus_paths(flag, paths)
+
+
+def _check_corpus_paths(flag: str, paths: list[str]) -> None:
+    """`augment mix --real/--synthetic`: SRC TGT (a Moses pair) or one .tsv file."""
+    from mtadapt.data.readers import CorpusSpec
+
+    shown = " ".join(paths)
+    if len(paths) > 2:
+        raise ConfigError(f"{flag} {shown}: {len(paths)} paths; give SRC TGT (a Moses pair) or one .tsv file")
+    if len(paths) == 1 and CorpusSpec(paths=(Path(paths[0]),), src_lang="src", tgt_lang="tgt").resolved_format() == "moses":
+        raise ConfigError(f"{flag} {shown}: one path must be a .tsv file (source<TAB>target; .jsonl and .tmx work too); "
+                          f"give a Moses pair as two files: {flag} SRC TGT")
