@@ -41,11 +41,14 @@ from mtadapt.cli_verbs import (
     MAX_LENGTH_FACTOR,
     N_BOOTSTRAP,
     NOISE_FLAGS,  # noqa: F401 (re-exported: the flags users know, shown in tests)
+    CompareOptions,
     ExportOptions,
     MergeOptions,
     MixOptions,
     NoiseOptions,
     ParamsOptions,
+    ServeOptions,
+    TrainOptions,
 )
 from mtadapt.config import parse_override
 from mtadapt.errors import CheckpointError, ConfigError, DataError, MtadaptError, MtadaptWarning
@@ -173,15 +176,16 @@ def _add_stream_args(p: argparse.ArgumentParser, work_dir_note: str) -> None:
     p.add_argument("--shard-size", type=LINES, default=500, help="lines per shard (the unit of resumption and of work per process)")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def train(options: TrainOptions) -> int:
+    """`mtadapt train`: a run from a recipe and its overrides; its summary on stdout."""
     from mtadapt.config import load_recipe
-    from mtadapt.train.loop import train
+    from mtadapt.train.loop import train as run_training
     from mtadapt.train.summary import summary_lines
 
-    config = load_recipe(args.recipe, args.overrides)
-    if args.resume:
+    config = load_recipe(options.recipe, options.overrides)
+    if options.resume:
         _check_resumable(Path(config.train.output_dir))
-    result = train(config, resume=args.resume, progress=cli_progress(args.no_progress))
+    result = run_training(config, resume=options.resume, progress=cli_progress(options.no_progress))
     print("\n".join(summary_lines(result, config)))
     return 0
 
@@ -518,14 +522,15 @@ def cmd_augment_backtranslate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def compare(options: CompareOptions) -> int:
+    """`mtadapt compare`: every cell of the grid; the table, and one line per failed cell."""
     from mtadapt.compare.grid import load_compare_recipe
     from mtadapt.compare.report import markdown_table
     from mtadapt.compare.runner import failed_cells, run_compare
 
-    config, cells = load_compare_recipe(args.recipe, args.overrides)
-    rows = run_compare(config, cells, progress=cli_progress(args.no_progress), source=args.recipe,
-                       debug=getattr(args, "debug", False) or os.environ.get("MTADAPT_DEBUG", "").strip() not in ("", "0"))
+    config, cells = load_compare_recipe(options.recipe, options.overrides)
+    rows = run_compare(config, cells, progress=cli_progress(options.no_progress), source=options.recipe,
+                       debug=options.debug or os.environ.get("MTADAPT_DEBUG", "").strip() not in ("", "0"))
     print(markdown_table(rows))
     print(f"report: {Path(config.output_dir) / 'report.md'} and report.html")
     failed = failed_cells(rows)
@@ -536,36 +541,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return (1 if any(r.get("internal") for r in failed) else 2) if failed else 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def serve(options: ServeOptions) -> int:
     """`mtadapt serve`: flags become top-level settings on top of the YAML config."""
     from mtadapt.serve.config import load_serve_config
 
     flags: dict[str, Any] = {k: v for k, v in {
-        "model": args.model, "run": args.run, "host": args.host, "port": args.port, "max_loaded": args.max_loaded,
-        "admin_key": args.admin_key, "dtype": args.dtype, "shortlist": False if args.no_shortlist else None,
-        "engine": args.engine, "compute_type": args.compute_type,
+        "model": options.model, "run": options.run, "host": options.host, "port": options.port,
+        "max_loaded": options.max_loaded, "admin_key": options.admin_key, "dtype": options.dtype,
+        "shortlist": False if options.no_shortlist else None, "engine": options.engine, "compute_type": options.compute_type,
     }.items() if v is not None}
-    adapters = []
-    for item in args.adapter:
-        name, sep, path = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--adapter {item!r}: expected NAME=DIR, e.g. --adapter bible=runs/bible-lora")
-        adapters.append({"name": name, "path": path})
+    adapters = [dict(zip(("name", "path"), item.split("=", 1))) for item in options.adapter]  # NAME=DIR: checked
     if adapters:
         flags["adapters"] = adapters
-    if args.adapter_root:
-        flags["adapter_roots"] = args.adapter_root
-    if args.src_lang or args.tgt_lang:
-        if not (args.src_lang and args.tgt_lang):
-            raise ConfigError("give both --src-lang and --tgt-lang")
+    if options.adapter_root:
+        flags["adapter_roots"] = options.adapter_root
+    if options.src_lang:  # with --tgt-lang (checked)
         from mtadapt.models.codes import public_code  # torch-free
 
-        flags["pairs"] = [{"source": public_code(args.src_lang), "target": public_code(args.tgt_lang),
-                           "src_lang": args.src_lang, "tgt_lang": args.tgt_lang, "adapter": args.default_adapter}]
-    config = load_serve_config(args.config, flags)
-    from mtadapt.serve.app import serve
+        flags["pairs"] = [{"source": public_code(options.src_lang), "target": public_code(options.tgt_lang),
+                           "src_lang": options.src_lang, "tgt_lang": options.tgt_lang, "adapter": options.default_adapter}]
+    config = load_serve_config(options.config, flags)
+    from mtadapt.serve.app import serve as start_server
 
-    serve(config)
+    start_server(config)
     return 0
 
 
@@ -581,12 +579,17 @@ class _Parser(argparse.ArgumentParser):
 # built from the dataclass (`cli_options`); its one-line help is the class docstring's first
 # sentence after "`mtadapt VERB`: ".
 VERBS: dict[tuple[str, ...], tuple[type, Callable[[Any], int]]] = {
+    ("train",): (TrainOptions, train),
     ("params",): (ParamsOptions, params),
     ("merge",): (MergeOptions, merge),
     ("export",): (ExportOptions, export),
     ("augment", "noise"): (NoiseOptions, augment_noise),
     ("augment", "mix"): (MixOptions, augment_mix),
+    ("compare",): (CompareOptions, compare),
+    ("serve",): (ServeOptions, serve),
 }
+# Fields a verb's options may have that the flags every verb shares fill (`common` in build_parser).
+COMMON_FIELDS = frozenset({"no_progress", "debug"})
 
 
 def _add_typed_verb(sub: Any, verb: tuple[str, ...], common: argparse.ArgumentParser) -> None:
@@ -594,7 +597,7 @@ def _add_typed_verb(sub: Any, verb: tuple[str, ...], common: argparse.ArgumentPa
     options_class, _ = VERBS[verb]
     summary = " ".join((options_class.__doc__ or "").split("\n\n")[0].split()).split(": ", 1)[-1].rstrip(".")
     p = sub.add_parser(verb[-1], parents=[common], help=summary)
-    add_dataclass_options(p, options_class)
+    add_dataclass_options(p, options_class, skip=COMMON_FIELDS)
     p.set_defaults(func=lambda args: _run_typed_verb(verb, args))
 
 
@@ -615,12 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="verb", required=True)
 
-    p = sub.add_parser("train", parents=[common], help="fine-tune with a YAML recipe")
-    p.add_argument("recipe", nargs="?", help="YAML recipe (defaults: the toy task on tiny:mbart50)")
-    p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. train.max_steps=100")
-    p.add_argument("--resume", action="store_true", help="continue the run in train.output_dir from its last checkpoint")
-    p.set_defaults(func=cmd_train)
-
+    _add_typed_verb(sub, ("train",), common)
     p = sub.add_parser("translate", parents=[common], help="translate a file or stdin (batched, length-sorted)")
     _add_model_args(p)
     _add_generation_args(p)
@@ -668,29 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="print the counts as JSON")
     a.set_defaults(func=cmd_augment_backtranslate)
     _add_typed_verb(aug, ("augment", "mix"), common)
-    p = sub.add_parser("compare", parents=[common], help="run a grid of methods on one budget; results.jsonl, report.md/html")
-    p.add_argument("recipe", help="compare recipe (base run + cells), e.g. recipes/quickstart.yaml")
-    p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. output_dir=/tmp/q base.train.max_steps=10")
-    p.set_defaults(func=cmd_compare)
-    p = sub.add_parser("serve", parents=[common], help="HTTP server: one base model, many adapters, LibreTranslate-compatible")
-    p.add_argument("config", nargs="?", help="serve YAML (model, adapters, pairs, keys, limits); flags override it")
-    p.add_argument("--model", help="base model: HF name or folder, bergamot:pt-en, tiny:<family>")
-    p.add_argument("--run", help="run folder: its model, languages and best adapter")
-    p.add_argument("--adapter", action="append", default=[], help="NAME=DIR: an adapter, run or PEFT LoRA folder (repeatable)")
-    p.add_argument("--adapter-root", action="append", default=[], help="folder POST /v1/adapters may load from (repeatable)")
-    p.add_argument("--src-lang", help="served source language (model spelling, e.g. de_DE)")
-    p.add_argument("--tgt-lang", help="served target language")
-    p.add_argument("--default-adapter", help="adapter used when a request names none (with --src-lang/--tgt-lang)")
-    p.add_argument("--host", help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=Number(int, 0, 65535), help="port (default 8080; 0 = any free port, printed)")
-    p.add_argument("--max-loaded", type=Number(int, 0), help="most adapters in memory; least recently used evicted (0 = no cap)")
-    p.add_argument("--admin-key", help="key of POST/DELETE /v1/adapters (default: admin endpoints disabled)")
-    p.add_argument("--no-shortlist", action="store_true", help="Bergamot models: decode without the lexical shortlist")
-    p.add_argument("--engine", help="pytorch (default) or ctranslate2: the base and every adapter whose entry names "
-                   "none, merged and converted (cached), run by CTranslate2")
-    p.add_argument("--compute-type", help="CTranslate2's compute type (default int8; int8_float32, int16, float32 on CPU)")
-    _add_dtype_arg(p)
-    p.set_defaults(func=cmd_serve)
+    for verb in (("compare",), ("serve",)):
+        _add_typed_verb(sub, verb, common)
     return parser
 
 

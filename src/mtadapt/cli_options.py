@@ -140,6 +140,7 @@ _META = "cli_option"  # the key of `option`'s declaration in a field's metadata
 def option(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
            flags: tuple[str, ...] | dict[str, str] = (), positional: bool = False, nargs: str | None = None,
            range: Number | None = None, help: str | None = None, group: bool = False,  # noqa: A002 (argparse's names)
+           choices: tuple[str, ...] | None = None,
            ranges: dict[str, Number] | None = None, helps: dict[str, str] | None = None) -> Any:
     """A dataclass field with what its command-line option needs beyond its type and docstring.
 
@@ -150,11 +151,13 @@ def option(default: Any = dataclasses.MISSING, *, default_factory: Any = datacla
         positional: A positional argument instead of a flag.
         nargs: argparse's nargs for a list field (default: a flag repeats, a positional takes any number).
         range: A numeric field's valid values.
+        choices: A str field's valid values, where they are a tuple elsewhere (else use a Literal).
         help: The help text instead of the docstring entry (a switch that clears a field).
         group: The field is a settings dataclass whose own fields become options.
         ranges, helps: A group's fields' ranges and help texts (field name -> value).
     """
     meta = {"flags": flags, "positional": positional, "nargs": nargs, "range": range, "help": help, "group": group,
+            "choices": choices,
             "ranges": ranges or {}, "helps": helps or {}}
     return dataclasses.field(default=default, default_factory=default_factory, metadata={_META: meta})
 
@@ -225,8 +228,8 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, flags: 
         item = _list_item(tp)
         kind = item if item is not None else tp
         kwargs: dict[str, Any] = {"default": default}
-        if typing.get_origin(kind) is Literal:
-            kwargs["choices"] = list(typing.get_args(kind))
+        if typing.get_origin(kind) is Literal or meta.get("choices"):
+            kwargs["choices"] = list(meta.get("choices") or typing.get_args(kind))
         elif kind in (int, float):
             number = ranges.get(f.name, Number(kind))
             if number.kind is not kind:

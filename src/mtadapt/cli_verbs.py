@@ -16,7 +16,7 @@ from typing import Literal
 
 from mtadapt.cli_options import Number, option
 from mtadapt.errors import ConfigError
-from mtadapt.settings import NoiseConfig
+from mtadapt.settings import INFERENCE_DTYPES, NoiseConfig
 
 # The valid values of every numeric flag, in one place (`Number`: finite, in range). An upper
 # bound is given where the value is held in memory at once (beams, resamples, copies).
@@ -63,6 +63,93 @@ class ModelOptions:
     src_lang: str | None = None
     tgt_lang: str | None = None
     no_shortlist: bool = False
+
+
+@dataclass(kw_only=True)
+class TrainOptions:
+    """`mtadapt train`: fine-tune with a YAML recipe.
+
+    Attributes:
+        recipe: YAML recipe (defaults: the toy task on tiny:mbart50).
+        overrides: key.path=value overrides, e.g. train.max_steps=100.
+        resume: Continue the run in train.output_dir from its last checkpoint.
+        no_progress: Plain log lines instead of progress bars (the common --no-progress).
+    """
+
+    recipe: str | None = option(None, positional=True)
+    overrides: list[str] = option(default_factory=list, positional=True)
+    resume: bool = False
+    no_progress: bool = False
+
+
+@dataclass(kw_only=True)
+class CompareOptions:
+    """`mtadapt compare`: run a grid of methods on one budget; results.jsonl, report.md/html.
+
+    Attributes:
+        recipe: Compare recipe (base run + cells), e.g. recipes/quickstart.yaml.
+        overrides: key.path=value overrides, e.g. output_dir=/tmp/q base.train.max_steps=10.
+        no_progress: Plain log lines instead of progress bars (the common --no-progress).
+        debug: A failed cell's traceback (the common --debug).
+    """
+
+    recipe: str = option(positional=True)
+    overrides: list[str] = option(default_factory=list, positional=True)
+    no_progress: bool = False
+    debug: bool = False
+
+
+@dataclass(kw_only=True)
+class ServeOptions:
+    """`mtadapt serve`: HTTP server: one base model, many adapters, LibreTranslate-compatible.
+
+    Flags become top-level settings on top of the YAML config (`mtadapt.serve.config`).
+
+    Attributes:
+        config: Serve YAML (model, adapters, pairs, keys, limits); flags override it.
+        model: Base model: HF name or folder, bergamot:pt-en, tiny:<family>.
+        run: Run folder: its model, languages and best adapter.
+        adapter: NAME=DIR: an adapter, run or PEFT LoRA folder (repeatable).
+        adapter_root: Folder POST /v1/adapters may load from (repeatable).
+        src_lang: Served source language (model spelling, e.g. de_DE).
+        tgt_lang: Served target language.
+        default_adapter: Adapter used when a request names none (with --src-lang/--tgt-lang).
+        host: Bind address (default 127.0.0.1).
+        port: Port (default 8080; 0 = any free port, printed).
+        max_loaded: Most adapters in memory; least recently used evicted (0 = no cap).
+        admin_key: Key of POST/DELETE /v1/adapters (default: admin endpoints disabled).
+        no_shortlist: Bergamot models: decode without the lexical shortlist.
+        engine: pytorch (default) or ctranslate2: the base and every adapter whose entry names
+            none, merged and converted (cached), run by CTranslate2.
+        compute_type: CTranslate2's compute type (default int8; int8_float32, int16, float32 on CPU).
+        dtype: Precision while generating (default: bfloat16 where the device has it natively,
+            else float32; a precision the device would emulate draws a warning). int8:
+            Marian-native models with their shipped int8 weights, on the CPU.
+    """
+
+    config: str | None = option(None, positional=True)
+    model: str | None = None
+    run: str | None = None
+    adapter: list[str] = option(default_factory=list)
+    adapter_root: list[str] = option(default_factory=list)
+    src_lang: str | None = None
+    tgt_lang: str | None = None
+    default_adapter: str | None = None
+    host: str | None = None
+    port: int | None = option(None, range=Number(int, 0, 65535))
+    max_loaded: int | None = option(None, range=Number(int, 0))
+    admin_key: str | None = None
+    no_shortlist: bool = False
+    engine: str | None = None
+    compute_type: str | None = None
+    dtype: str | None = option(None, choices=INFERENCE_DTYPES)
+
+    def __post_init__(self) -> None:
+        for item in self.adapter:
+            if "=" not in item:
+                raise ConfigError(f"--adapter {item!r}: expected NAME=DIR, e.g. --adapter bible=runs/bible-lora")
+        if bool(self.src_lang) != bool(self.tgt_lang):
+            raise ConfigError("give both --src-lang and --tgt-lang")
 
 
 @dataclass(kw_only=True)
