@@ -32,16 +32,15 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from mtadapt.cli_options import Number, add_dataclass_options, dataclass_from_args
-from mtadapt.cli_verbs import (
-    BACKTRANSLATION_RANGES,
-    BATCH_SIZE,
-    BEAMS,
-    LINES,
-    MAX_LENGTH_FACTOR,
-    N_BOOTSTRAP,
-    NOISE_FLAGS,  # noqa: F401 (re-exported: the flags users know, shown in tests)
+from mtadapt.cli_options import add_dataclass_options, dataclass_from_args
+from mtadapt.cli_verbs import (  # noqa: F401 (the *_FLAGS and *_HELPS re-exported: the flags users know)
+    BACKTRANSLATION_FLAGS,
+    BACKTRANSLATION_HELPS,
+    NOISE_FLAGS,
+    BacktranslateOptions,
     CompareOptions,
+    EngineOptions,
+    EvaluateOptions,
     ExportOptions,
     MergeOptions,
     MixOptions,
@@ -49,19 +48,12 @@ from mtadapt.cli_verbs import (
     ParamsOptions,
     ServeOptions,
     TrainOptions,
+    TranslateOptions,
 )
 from mtadapt.config import parse_override
 from mtadapt.errors import CheckpointError, ConfigError, DataError, MtadaptError, MtadaptWarning
 from mtadapt.io import atomic_write_lines, atomic_writer, check_input_file, check_output_file, check_outputs_apart, join_lines, lines_of_bytes, read_lines, split_lines
 from mtadapt.progress import cli_progress, is_terminal
-from mtadapt.settings import (
-    COMPUTE_TYPES,
-    DEFAULT_WINDOW_LINES,
-    ENGINES,
-    INFERENCE_DTYPES,
-    BacktranslationConfig,
-    GenerationConfig,
-)
 
 
 def _read_lines(path: str | None, what: str, allow_empty: bool = False) -> list[str]:
@@ -117,63 +109,14 @@ def _write_lines(path: str | None, lines: list[str]) -> None:
     atomic_write_lines(Path(path), lines)
 
 
-def _generation(args: argparse.Namespace) -> GenerationConfig:
-    return GenerationConfig(num_beams=args.beam, batch_size=args.batch_size, max_length_factor=args.max_length_factor)
-
-
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", help="run folder written by `mtadapt train` (model, languages, best adapter)")
-    p.add_argument("--model", help="base model: HF name or folder, bergamot:pt-en, tiny:<family>")
-    p.add_argument("--adapter", action="append", default=[], help="adapter folder, or a run folder (its best adapter); repeatable")
-    p.add_argument("--src-lang", help="source language code (de_DE, de, deu_Latn...)")
-    p.add_argument("--tgt-lang", help="target language code")
-    p.add_argument("--no-shortlist", action="store_true",
-                   help="Bergamot models: decode without the lexical shortlist (sources not in the model's source language)")
-
-
-GENERATION_DEFAULTS = {"beam": 1, "batch_size": 32, "max_length_factor": 2.0}
-
-
-def _add_generation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--beam", type=BEAMS, default=GENERATION_DEFAULTS["beam"], help="beam size (1 = greedy)")
-    p.add_argument("--batch-size", type=BATCH_SIZE, default=GENERATION_DEFAULTS["batch_size"], help="sentences per generation batch")
-    p.add_argument("--max-length-factor", type=MAX_LENGTH_FACTOR, default=GENERATION_DEFAULTS["max_length_factor"],
-                   help="max output length / input length")
-    _add_dtype_arg(p)
-    _add_engine_args(p)
-
-
-def _add_dtype_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dtype", choices=INFERENCE_DTYPES,
-                   help="precision while generating (default: bfloat16 where the device has it natively, else "
-                        "float32; a precision the device would emulate draws a warning). int8: Marian-native "
-                        "models with their shipped int8 weights, on the CPU")
-
-
-def _add_engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", choices=ENGINES, default="pytorch",
-                   help="pytorch: mtadapt's model, every family and method (default); ctranslate2: the model with its "
-                        "adapter merged, converted once into $MTADAPT_CACHE/ctranslate2 (or --model an exported "
-                        "CTranslate2 folder), run by CTranslate2 (HF families; LoRA, full, BitFit)")
-    p.add_argument("--compute-type", choices=COMPUTE_TYPES,
-                   help="--engine ctranslate2: what it computes in (default int8 on CPU, int8_float16 on CUDA; "
-                        "CPUs run int8, int8_float32, int16, float32)")
-
-
-def _open_engine(args: argparse.Namespace, device: Any = None, ranks: Any = None) -> Any:
+def _open_engine(options: EngineOptions, device: Any = None, ranks: Any = None) -> Any:
     """The engine the model flags name (`runs.open_engine`)."""
     from mtadapt.runs import open_engine
 
-    return open_engine(engine=args.engine, run=args.run, model=args.model, adapters=args.adapter, src_lang=args.src_lang,
-                       tgt_lang=args.tgt_lang, shortlist=False if args.no_shortlist else None, dtype=args.dtype,
-                       compute_type=args.compute_type, device=device, ranks=ranks)
-
-
-def _add_stream_args(p: argparse.ArgumentParser, work_dir_note: str) -> None:
-    p.add_argument("--work-dir", help=f"shards and progress manifest; rerun to resume{' ' + work_dir_note if work_dir_note else ''} (default OUTPUT.shards)")
-    p.add_argument("--window-lines", type=LINES, default=DEFAULT_WINDOW_LINES,
-                   help="input lines read and length-sorted at a time (memory holds one window)")
-    p.add_argument("--shard-size", type=LINES, default=500, help="lines per shard (the unit of resumption and of work per process)")
+    return open_engine(engine=options.engine, run=options.run, model=options.model, adapters=options.adapter,
+                       src_lang=options.src_lang, tgt_lang=options.tgt_lang,
+                       shortlist=False if options.no_shortlist else None, dtype=options.dtype,
+                       compute_type=options.compute_type, device=device, ranks=ranks)
 
 
 def train(options: TrainOptions) -> int:
@@ -203,49 +146,47 @@ def _check_resumable(run_dir: Path) -> None:
         print(f"--resume: {run_dir} has no checkpoint yet (no checkpoints/{LATEST}): starting from step 0", file=sys.stderr)
 
 
-def cmd_translate(args: argparse.Namespace) -> int:
+def translate(options: TranslateOptions) -> int:
     """File to file: streamed, resumable shards, split over torchrun ranks; stdin/stdout: streamed."""
     from mtadapt.inference import sharded
     from mtadapt.inference.engine import engine_id
 
     ranks = sharded.current_ranks()
-    if args.format == "po":
-        return _translate_catalog(args, ranks.world)
-    if args.no_placeholder_protection:
-        raise ConfigError("--no-placeholder-protection goes with --format po (plain lines are translated as they are)")
-    piped = args.input in (None, "-") or args.output in (None, "-")
+    if options.format == "po":
+        return _translate_catalog(options, ranks.world)
+    piped = options.input in (None, "-") or options.output in (None, "-")
     if piped and ranks.world > 1:
         raise ConfigError(f"translate over {ranks.world} processes needs -i FILE and -o FILE (on storage every rank sees)")
-    _check_output(args.output, "--output")  # before the work, not after it
-    _check_output_folder(args.work_dir, "--work-dir")
-    check_outputs_apart({"--output": args.output, "--work-dir": args.work_dir}, {"--input": args.input})
+    _check_output(options.output, "--output")  # before the work, not after it
+    _check_output_folder(options.work_dir, "--work-dir")
+    check_outputs_apart({"--output": options.output, "--work-dir": options.work_dir}, {"--input": options.input})
     if not piped:
-        sharded.check_work_folder(Path(args.work_dir or f"{args.output}.shards"))  # before the model loads
-    if args.input not in (None, "-") and check_input_file(args.input, "input").stat().st_size == 0:
-        raise DataError(f"input {args.input} is empty: no lines to read")
-    engine = _open_engine(args, ranks.device, ranks)
+        sharded.check_work_folder(Path(options.work_dir or f"{options.output}.shards"))  # before the model loads
+    if options.input not in (None, "-") and check_input_file(options.input, "input").stat().st_size == 0:
+        raise DataError(f"input {options.input} is empty: no lines to read")
+    engine = _open_engine(options, ranks.device, ranks)
     if piped:
         from mtadapt.io import iter_lines, iter_stream_lines
 
-        lines = iter_lines(args.input) if args.input not in (None, "-") else iter_stream_lines(sys.stdin)
-        out = sharded.translate_stream(engine, lines, _generation(args), args.window_lines, progress=cli_progress(args.no_progress))
-        if args.output in (None, "-"):
+        lines = iter_lines(options.input) if options.input not in (None, "-") else iter_stream_lines(sys.stdin)
+        out = sharded.translate_stream(engine, lines, options.generation(), options.window_lines, progress=cli_progress(options.no_progress))
+        if options.output in (None, "-"):
             for text in out:
                 sys.stdout.write(text + "\n")
                 sys.stdout.flush()  # a reader gets each line now; one that went away stops us here (main)
         else:  # streamed into a temporary file beside it, renamed onto it when every line is in
-            with atomic_writer(args.output) as handle:
+            with atomic_writer(options.output) as handle:
                 for text in out:
                     handle.write(text + "\n")
         return 0
-    model_id = {"model": engine.model_name, "run": args.run, "adapters": sorted(args.adapter), **engine_id(engine)}
-    sharded.translate_file(engine, args.input, args.output, _generation(args), work_dir=args.work_dir,
-                           model_id=model_id, window_lines=args.window_lines, shard_size=args.shard_size, ranks=ranks,
-                           progress=cli_progress(args.no_progress))
+    model_id = {"model": engine.model_name, "run": options.run, "adapters": sorted(options.adapter), **engine_id(engine)}
+    sharded.translate_file(engine, options.input, options.output, options.generation(), work_dir=options.work_dir,
+                           model_id=model_id, window_lines=options.window_lines, shard_size=options.shard_size, ranks=ranks,
+                           progress=cli_progress(options.no_progress))
     return 0
 
 
-def _translate_catalog(args: argparse.Namespace, world: int) -> int:
+def _translate_catalog(options: TranslateOptions, world: int) -> int:
     """`--format po`: fill a gettext catalog's untranslated entries (`mtadapt.data.po_catalog`);
     one `warning:` line per placeholder problem, naming the entry's line."""
     from mtadapt.data.placeholders import usable_styles
@@ -253,86 +194,66 @@ def _translate_catalog(args: argparse.Namespace, world: int) -> int:
     from mtadapt.inference.engine import translate_texts
     from mtadapt.io import atomic_write_text
 
-    if args.input in (None, "-") or args.output in (None, "-"):
+    if options.input in (None, "-") or options.output in (None, "-"):
         raise ConfigError("--format po needs -i FILE.po and -o FILE.po (a catalog is read and written whole)")
     if world > 1:
         raise ConfigError(f"--format po runs in one process, not {world}: start it without torchrun")
-    _check_output(args.output, "--output")
-    check_outputs_apart({"--output": args.output}, {"--input": args.input})
-    check_input_file(args.input, "input")
-    catalog = read_catalog(args.input)  # before the model loads: a broken catalog fails fast
-    engine = _open_engine(args)
+    _check_output(options.output, "--output")
+    check_outputs_apart({"--output": options.output}, {"--input": options.input})
+    check_input_file(options.input, "input")
+    catalog = read_catalog(options.input)  # before the model loads: a broken catalog fails fast
+    engine = _open_engine(options)
     codec = engine.codec
     styles = usable_styles(lambda text: codec.decode(codec.encode_targets([text]))[0])
-    config, progress = _generation(args), cli_progress(args.no_progress)
+    config, progress = options.generation(), cli_progress(options.no_progress)
     count, problems = translate_catalog(catalog, lambda texts: translate_texts(engine, texts, config, progress=progress),
-                                        protect=not args.no_placeholder_protection, styles=styles)
+                                        protect=not options.no_placeholder_protection, styles=styles)
     for p in problems:
-        print(f"warning: {args.input}:{p.line}: {p.describe()}", file=sys.stderr)
-    atomic_write_text(args.output, str(catalog))
-    print(f"translated {count} entries (marked fuzzy for review) into {args.output}; "
+        print(f"warning: {options.input}:{p.line}: {p.describe()}", file=sys.stderr)
+    atomic_write_text(options.output, str(catalog))
+    print(f"translated {count} entries (marked fuzzy for review) into {options.output}; "
           f"{len(problems)} placeholder warning{'s' if len(problems) != 1 else ''}", file=sys.stderr)
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mtadapt.evaluate.metrics import MIN_SIGNIFICANT_RESAMPLES, corpus_scores, paired_bootstrap, significance_report
+def evaluate(options: EvaluateOptions) -> int:
+    """`mtadapt evaluate`: the scores of --hyp, or of --src translated, against --ref."""
+    from mtadapt.evaluate.metrics import corpus_scores, paired_bootstrap, significance_report
 
-    if args.baseline and args.n_bootstrap == 0:
-        raise ConfigError("--baseline runs a paired bootstrap, which needs resamples: --n-bootstrap 0 turns them off; "
-                          f"give --n-bootstrap N (from N = {MIN_SIGNIFICANT_RESAMPLES} a difference can reach p < 0.05; default 1000)")
-    check_outputs_apart({"--save-hyp": args.save_hyp},
-                        {"--ref": args.ref, "--hyp": args.hyp, "--src": args.src, "--baseline": args.baseline})
-    refs = _read_lines(args.ref, "reference")
-    baseline = _read_lines(args.baseline, "baseline") if args.baseline else None
-    if args.hyp:
-        _refuse_translation_flags(args)
-        hyps = _read_lines(args.hyp, "hypothesis")
+    check_outputs_apart({"--save-hyp": options.save_hyp},
+                        {"--ref": options.ref, "--hyp": options.hyp, "--src": options.src, "--baseline": options.baseline})
+    refs = _read_lines(options.ref, "reference")
+    baseline = _read_lines(options.baseline, "baseline") if options.baseline else None
+    if options.hyp:
+        hyps = _read_lines(options.hyp, "hypothesis")
     else:
-        if not args.src:
-            raise ConfigError("give --hyp FILE, or --src FILE with --run/--model to translate it first")
         from mtadapt.evaluate.metrics import check_lengths
         from mtadapt.inference.engine import translate_texts
 
-        _check_output(args.save_hyp, "--save-hyp")
-        sources = _read_lines(args.src, "source")
+        _check_output(options.save_hyp, "--save-hyp")
+        sources = _read_lines(options.src, "source")
         check_lengths(sources, refs, "sources")  # before translating, not after
-        engine = _open_engine(args)
-        hyps = translate_texts(engine, sources, _generation(args), progress=cli_progress(args.no_progress))
-        if args.save_hyp:
-            _write_lines(args.save_hyp, hyps)
-    scores = corpus_scores(hyps, refs, n_bootstrap=args.n_bootstrap)
+        engine = _open_engine(options)
+        hyps = translate_texts(engine, sources, options.generation(), progress=cli_progress(options.no_progress))
+        if options.save_hyp:
+            _write_lines(options.save_hyp, hyps)
+    scores = corpus_scores(hyps, refs, n_bootstrap=options.n_bootstrap)
     result: dict[str, Any] = {"scores": {k: v.to_dict() for k, v in scores.items()}}
     if baseline is not None:
-        result["paired_bootstrap"] = paired_bootstrap(baseline, {"system": hyps}, refs, n_samples=args.n_bootstrap)
-        result["significance"] = significance_report(result["paired_bootstrap"], args.n_bootstrap)
-    if args.json:
+        result["paired_bootstrap"] = paired_bootstrap(baseline, {"system": hyps}, refs, n_samples=options.n_bootstrap)
+        result["significance"] = significance_report(result["paired_bootstrap"], options.n_bootstrap)
+    if options.json:
         print(json.dumps(result, indent=1))
         return 0
     for s in scores.values():
         ci = f" (95% CI {s.ci_low:.2f}-{s.ci_high:.2f})" if s.ci_low is not None else ""
         print(f"{s.name:7s} {s.score:6.2f}{ci}  {s.signature}")
-    if args.baseline:
+    if options.baseline:
         significance = result["significance"]
         print(significance["header"])
         for metric in significance["metrics"].values():
             print(f"  {metric['summary']}")
     return 0
-
-
-def _refuse_translation_flags(args: argparse.Namespace) -> None:
-    """`evaluate --hyp` scores translations already made: flags that would translate first
-    are refused rather than ignored."""
-    given = [flag for flag, value in (
-        ("--src", args.src), ("--run", args.run), ("--model", args.model), ("--adapter", args.adapter),
-        ("--save-hyp", args.save_hyp), ("--src-lang", args.src_lang), ("--tgt-lang", args.tgt_lang),
-        ("--dtype", args.dtype), ("--no-shortlist", args.no_shortlist), ("--compute-type", args.compute_type),
-        ("--engine", args.engine != "pytorch"),
-    ) if value]
-    given += [f"--{dest.replace('_', '-')}" for dest, default in GENERATION_DEFAULTS.items() if getattr(args, dest) != default]
-    if given:
-        raise ConfigError(f"--hyp scores translations already made, so {', '.join(given)} would be ignored: drop "
-                          f"{'it' if len(given) == 1 else 'them'}, or drop --hyp to translate --src with --run/--model first")
 
 
 def _settings(pairs: list[str]) -> dict[str, Any]:
@@ -451,18 +372,6 @@ def export(options: ExportOptions) -> int:
     return 0
 
 
-# Flags that predate the options being built from the dataclasses keep their names.
-BACKTRANSLATION_FLAGS = {
-    "num_beams": "--beam", "sampling_temperature": "--temperature", "drop_empty": "--keep-empty",
-    "drop_copies": "--keep-copies", "drop_duplicates": "--keep-duplicates",
-}
-BACKTRANSLATION_HELPS = {  # these switches turn the drops off
-    "drop_empty": "keep empty outputs (dropped by default)",
-    "drop_copies": "keep outputs equal to their input, case and spacing ignored (dropped by default)",
-    "drop_duplicates": "keep repeated (source, target) pairs (dropped by default)",
-}
-
-
 def augment_noise(options: NoiseOptions) -> int:
     """`augment noise`: noise a text (or source<TAB>target) file."""
     from mtadapt.augment.noise import noise_lines, noise_tsv_lines
@@ -493,32 +402,28 @@ def augment_mix(options: MixOptions) -> int:
     return 0
 
 
-def cmd_augment_backtranslate(args: argparse.Namespace) -> int:
+def augment_backtranslate(options: BacktranslateOptions) -> int:
     """`augment backtranslate`: synthetic pairs from monolingual text, resumable."""
     from dataclasses import asdict
 
     from mtadapt.augment.backtranslate import backtranslate_file
     from mtadapt.inference.sharded import check_work_folder
 
-    if bool(args.output) == bool(args.output_src):
-        raise ConfigError("give --output FILE.tsv, or --output-src FILE --output-tgt FILE (a Moses pair)")
-    if args.output_src and not args.output_tgt:
-        raise ConfigError("--output-src needs --output-tgt")
-    for flag, path in (("--output", args.output), ("--output-src", args.output_src), ("--output-tgt", args.output_tgt)):
+    for flag, path in (("--output", options.output), ("--output-src", options.output_src), ("--output-tgt", options.output_tgt)):
         _check_output(path, flag)
-    _check_output_folder(args.work_dir, "--work-dir")
-    check_outputs_apart({"--output": args.output, "--output-src": args.output_src, "--output-tgt": args.output_tgt,
-                         "--work-dir": args.work_dir}, {"--input": args.input})
-    check_work_folder(Path(args.work_dir or f"{args.output or args.output_src}.shards"))  # before the model loads
-    config = dataclass_from_args(BacktranslationConfig, args)
+    _check_output_folder(options.work_dir, "--work-dir")
+    check_outputs_apart({"--output": options.output, "--output-src": options.output_src, "--output-tgt": options.output_tgt,
+                         "--work-dir": options.work_dir}, {"--input": options.input})
+    check_work_folder(Path(options.work_dir or f"{options.output or options.output_src}.shards"))  # before the model loads
+    config = options.backtranslation
     report = backtranslate_file(
-        args.input, args.output or args.output_src, args.output_tgt, config, run=args.run, model=args.model,
-        adapters=args.adapter, src_lang=args.src_lang, tgt_lang=args.tgt_lang, work_dir=args.work_dir,
-        progress=cli_progress(args.no_progress), shortlist=False if args.no_shortlist else None, dtype=args.dtype,
-        engine=args.engine, compute_type=args.compute_type,
+        options.input, options.output or options.output_src, options.output_tgt, config, run=options.run, model=options.model,
+        adapters=options.adapter, src_lang=options.src_lang, tgt_lang=options.tgt_lang, work_dir=options.work_dir,
+        progress=cli_progress(options.no_progress), shortlist=False if options.no_shortlist else None, dtype=options.dtype,
+        engine=options.engine, compute_type=options.compute_type,
     )
     if report is not None:  # None on ranks other than 0 (torchrun): rank 0 merged and reports
-        print(json.dumps(asdict(report)) if args.json else report.summary())
+        print(json.dumps(asdict(report)) if options.json else report.summary())
     return 0
 
 
@@ -580,10 +485,13 @@ class _Parser(argparse.ArgumentParser):
 # sentence after "`mtadapt VERB`: ".
 VERBS: dict[tuple[str, ...], tuple[type, Callable[[Any], int]]] = {
     ("train",): (TrainOptions, train),
+    ("translate",): (TranslateOptions, translate),
+    ("evaluate",): (EvaluateOptions, evaluate),
     ("params",): (ParamsOptions, params),
     ("merge",): (MergeOptions, merge),
     ("export",): (ExportOptions, export),
     ("augment", "noise"): (NoiseOptions, augment_noise),
+    ("augment", "backtranslate"): (BacktranslateOptions, augment_backtranslate),
     ("augment", "mix"): (MixOptions, augment_mix),
     ("compare",): (CompareOptions, compare),
     ("serve",): (ServeOptions, serve),
@@ -619,31 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True)
 
     _add_typed_verb(sub, ("train",), common)
-    p = sub.add_parser("translate", parents=[common], help="translate a file or stdin (batched, length-sorted)")
-    _add_model_args(p)
-    _add_generation_args(p)
-    p.add_argument("-i", "--input", help="input file (default: stdin)")
-    p.add_argument("-o", "--output", help="output file (default: stdout)")
-    p.add_argument("--format", choices=["lines", "po"], default="lines",
-                   help="lines: one sentence a line (default); po: a gettext catalog, its untranslated entries "
-                        "filled and marked fuzzy, placeholders protected")
-    p.add_argument("--no-placeholder-protection", action="store_true",
-                   help="--format po: translate placeholders (%%s, {name}, <b>, &amp;) like any text instead of masking them")
-    _add_stream_args(p, "(file to file; removed when done)")
-    p.set_defaults(func=cmd_translate)
-
-    p = sub.add_parser("evaluate", parents=[common], help="sacreBLEU BLEU/chrF/chrF++ against local references, paired bootstrap")
-    _add_model_args(p)
-    _add_generation_args(p)
-    p.add_argument("--ref", required=True, help="reference file, one sentence a line")
-    p.add_argument("--hyp", help="hypothesis file (else translate --src)")
-    p.add_argument("--src", help="source file to translate first")
-    p.add_argument("--save-hyp", help="write the translations here")
-    p.add_argument("--baseline", help="baseline hypotheses: paired bootstrap significance")
-    p.add_argument("--n-bootstrap", type=N_BOOTSTRAP, default=1000,
-                   help="bootstrap resamples, for the 95%% intervals and the --baseline test (0 = no intervals)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_evaluate)
+    for verb in (("translate",), ("evaluate",)):
+        _add_typed_verb(sub, verb, common)
 
     for verb in (("params",), ("merge",), ("export",)):
         _add_typed_verb(sub, verb, common)
@@ -651,20 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("augment", parents=[common], help="data augmentation: noise, back-translation, mixing")
     aug = p.add_subparsers(dest="augment_verb", required=True)
     _add_typed_verb(aug, ("augment", "noise"), common)
-    a = aug.add_parser("backtranslate", parents=[common],
-                       help="synthetic pairs from monolingual text (back- or forward translation), resumable")
-    _add_model_args(a)
-    a.add_argument("--input", required=True, help="monolingual text, one sentence a line (target side for --direction back)")
-    a.add_argument("--output", help="output TSV (source<TAB>target)")
-    a.add_argument("--output-src", help="output Moses source file (with --output-tgt)")
-    a.add_argument("--output-tgt", help="output Moses target file")
-    a.add_argument("--work-dir", help="shards and progress manifest; rerun to resume (default OUTPUT.shards)")
-    add_dataclass_options(a, BacktranslationConfig, flags=BACKTRANSLATION_FLAGS, ranges=BACKTRANSLATION_RANGES,
-                          helps=BACKTRANSLATION_HELPS)
-    _add_dtype_arg(a)
-    _add_engine_args(a)
-    a.add_argument("--json", action="store_true", help="print the counts as JSON")
-    a.set_defaults(func=cmd_augment_backtranslate)
+    _add_typed_verb(aug, ("augment", "backtranslate"), common)
     _add_typed_verb(aug, ("augment", "mix"), common)
     for verb in (("compare",), ("serve",)):
         _add_typed_verb(sub, verb, common)

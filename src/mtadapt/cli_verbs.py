@@ -10,13 +10,21 @@ Torch-free: `mtadapt --help` and argument errors load no model library.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
 from mtadapt.cli_options import Number, option
 from mtadapt.errors import ConfigError
-from mtadapt.settings import INFERENCE_DTYPES, NoiseConfig
+from mtadapt.settings import (
+    COMPUTE_TYPES,
+    DEFAULT_WINDOW_LINES,
+    ENGINES,
+    INFERENCE_DTYPES,
+    BacktranslationConfig,
+    GenerationConfig,
+    NoiseConfig,
+)
 
 # The valid values of every numeric flag, in one place (`Number`: finite, in range). An upper
 # bound is given where the value is held in memory at once (beams, resamples, copies).
@@ -41,6 +49,15 @@ BACKTRANSLATION_RANGES = {
 
 # Flags that predate the options being built from the dataclasses keep their names.
 NOISE_FLAGS = {"word_shuffle_distance": "--shuffle-distance"}
+BACKTRANSLATION_FLAGS = {
+    "num_beams": "--beam", "sampling_temperature": "--temperature", "drop_empty": "--keep-empty",
+    "drop_copies": "--keep-copies", "drop_duplicates": "--keep-duplicates",
+}
+BACKTRANSLATION_HELPS = {  # these switches turn the drops off
+    "drop_empty": "keep empty outputs (dropped by default)",
+    "drop_copies": "keep outputs equal to their input, case and spacing ignored (dropped by default)",
+    "drop_duplicates": "keep repeated (source, target) pairs (dropped by default)",
+}
 
 
 @dataclass(kw_only=True)
@@ -63,6 +80,159 @@ class ModelOptions:
     src_lang: str | None = None
     tgt_lang: str | None = None
     no_shortlist: bool = False
+
+
+@dataclass(kw_only=True)
+class EngineOptions(ModelOptions):
+    """The model, and what runs it.
+
+    Attributes:
+        dtype: Precision while generating (default: bfloat16 where the device has it natively,
+            else float32; a precision the device would emulate draws a warning). int8:
+            Marian-native models with their shipped int8 weights, on the CPU.
+        engine: pytorch: mtadapt's model, every family and method (default); ctranslate2: the
+            model with its adapter merged, converted once into $MTADAPT_CACHE/ctranslate2 (or
+            --model an exported CTranslate2 folder), run by CTranslate2 (HF families; LoRA, full, BitFit).
+        compute_type: --engine ctranslate2: what it computes in (default int8 on CPU,
+            int8_float16 on CUDA; CPUs run int8, int8_float32, int16, float32).
+    """
+
+    dtype: str | None = option(None, choices=INFERENCE_DTYPES)
+    engine: str = option("pytorch", choices=ENGINES)
+    compute_type: str | None = option(None, choices=COMPUTE_TYPES)
+
+
+@dataclass(kw_only=True)
+class GenerationOptions(EngineOptions):
+    """The model, what runs it, and how it generates.
+
+    Attributes:
+        beam: Beam size (1 = greedy).
+        batch_size: Sentences per generation batch.
+        max_length_factor: Max output length / input length.
+        no_progress: Plain log lines instead of progress bars (the common --no-progress).
+    """
+
+    beam: int = option(1, range=BEAMS)
+    batch_size: int = option(32, range=BATCH_SIZE)
+    max_length_factor: float = option(2.0, range=MAX_LENGTH_FACTOR)
+    no_progress: bool = False
+
+    def generation(self) -> GenerationConfig:
+        return GenerationConfig(num_beams=self.beam, batch_size=self.batch_size, max_length_factor=self.max_length_factor)
+
+
+@dataclass(kw_only=True)
+class TranslateOptions(GenerationOptions):
+    """`mtadapt translate`: translate a file or stdin (batched, length-sorted).
+
+    Attributes:
+        input: Input file (default: stdin).
+        output: Output file (default: stdout).
+        format: lines: one sentence a line (default); po: a gettext catalog, its untranslated
+            entries filled and marked fuzzy, placeholders protected.
+        no_placeholder_protection: --format po: translate placeholders (%s, {name}, <b>, &amp;)
+            like any text instead of masking them.
+        work_dir: Shards and progress manifest; rerun to resume (file to file; removed when done)
+            (default OUTPUT.shards).
+        window_lines: Input lines read and length-sorted at a time (memory holds one window).
+        shard_size: Lines per shard (the unit of resumption and of work per process).
+    """
+
+    input: str | None = option(None, flags=("-i", "--input"))
+    output: str | None = option(None, flags=("-o", "--output"))
+    format: Literal["lines", "po"] = "lines"
+    no_placeholder_protection: bool = False
+    work_dir: str | None = None
+    window_lines: int = option(DEFAULT_WINDOW_LINES, range=LINES)
+    shard_size: int = option(500, range=LINES)
+
+    def __post_init__(self) -> None:
+        if self.no_placeholder_protection and self.format != "po":
+            raise ConfigError("--no-placeholder-protection goes with --format po (plain lines are translated as they are)")
+
+
+@dataclass(kw_only=True)
+class EvaluateOptions(GenerationOptions):
+    """`mtadapt evaluate`: sacreBLEU BLEU/chrF/chrF++ against local references, paired bootstrap.
+
+    Attributes:
+        ref: Reference file, one sentence a line.
+        hyp: Hypothesis file (else translate --src).
+        src: Source file to translate first.
+        save_hyp: Write the translations here.
+        baseline: Baseline hypotheses: paired bootstrap significance.
+        n_bootstrap: Bootstrap resamples, for the 95% intervals and the --baseline test (0 = no intervals).
+        json: Print JSON.
+    """
+
+    ref: str
+    hyp: str | None = None
+    src: str | None = None
+    save_hyp: str | None = None
+    baseline: str | None = None
+    n_bootstrap: int = option(1000, range=N_BOOTSTRAP)
+    json: bool = False
+
+    def __post_init__(self) -> None:
+        if self.baseline and self.n_bootstrap == 0:
+            from mtadapt.evaluate.metrics import MIN_SIGNIFICANT_RESAMPLES
+
+            raise ConfigError("--baseline runs a paired bootstrap, which needs resamples: --n-bootstrap 0 turns them off; "
+                              f"give --n-bootstrap N (from N = {MIN_SIGNIFICANT_RESAMPLES} a difference can reach p < 0.05; default 1000)")
+        if self.hyp:
+            self._refuse_translation_flags()
+        elif not self.src:
+            raise ConfigError("give --hyp FILE, or --src FILE with --run/--model to translate it first")
+
+    def _refuse_translation_flags(self) -> None:
+        """`--hyp` scores translations already made: flags that would translate first are
+        refused rather than ignored."""
+        given = [flag for flag, value in (
+            ("--src", self.src), ("--run", self.run), ("--model", self.model), ("--adapter", self.adapter),
+            ("--save-hyp", self.save_hyp), ("--src-lang", self.src_lang), ("--tgt-lang", self.tgt_lang),
+            ("--dtype", self.dtype), ("--no-shortlist", self.no_shortlist), ("--compute-type", self.compute_type),
+            ("--engine", self.engine != "pytorch"),
+        ) if value]
+        defaults = {f.name: f.default for f in fields(GenerationOptions)}
+        given += [f"--{name.replace('_', '-')}" for name in ("beam", "batch_size", "max_length_factor")
+                  if getattr(self, name) != defaults[name]]
+        if given:
+            raise ConfigError(f"--hyp scores translations already made, so {', '.join(given)} would be ignored: drop "
+                              f"{'it' if len(given) == 1 else 'them'}, or drop --hyp to translate --src with --run/--model first")
+
+
+@dataclass(kw_only=True)
+class BacktranslateOptions(EngineOptions):
+    """`mtadapt augment backtranslate`: synthetic pairs from monolingual text (back- or forward translation), resumable.
+
+    Attributes:
+        input: Monolingual text, one sentence a line (target side for --direction back).
+        output: Output TSV (source<TAB>target).
+        output_src: Output Moses source file (with --output-tgt).
+        output_tgt: Output Moses target file.
+        work_dir: Shards and progress manifest; rerun to resume (default OUTPUT.shards).
+        backtranslation: How to generate and filter (its fields are flags).
+        json: Print the counts as JSON.
+        no_progress: Plain log lines instead of progress bars (the common --no-progress).
+    """
+
+    input: str
+    output: str | None = None
+    output_src: str | None = None
+    output_tgt: str | None = None
+    work_dir: str | None = None
+    backtranslation: BacktranslationConfig = option(
+        default_factory=BacktranslationConfig, group=True, flags=BACKTRANSLATION_FLAGS, ranges=BACKTRANSLATION_RANGES,
+        helps=BACKTRANSLATION_HELPS)
+    json: bool = False
+    no_progress: bool = False
+
+    def __post_init__(self) -> None:
+        if bool(self.output) == bool(self.output_src):
+            raise ConfigError("give --output FILE.tsv, or --output-src FILE --output-tgt FILE (a Moses pair)")
+        if self.output_src and not self.output_tgt:
+            raise ConfigError("--output-src needs --output-tgt")
 
 
 @dataclass(kw_only=True)
