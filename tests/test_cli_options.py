@@ -155,6 +155,32 @@ def test_typed_verbs_check_their_options_before_any_work(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_every_verb_is_a_typed_function_of_its_documented_options():
+    """Each leaf verb of the parser is in `cli.VERBS`: a function of one options dataclass that
+    documents every field, and each of its flags has help."""
+    import inspect
+    import typing
+
+    from mtadapt.cli import VERBS
+
+    def leaves(parser, path=()):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return {path: parser}
+        return {leaf: p for name, sub in subs[0].choices.items() for leaf, p in leaves(sub, path + (name,)).items()}
+
+    parsers = leaves(build_parser())
+    assert set(parsers) == set(VERBS)
+    for verb, (cls, function) in VERBS.items():
+        hints = typing.get_type_hints(function)
+        assert list(inspect.signature(function).parameters) == ["options"], verb
+        assert (hints["options"], hints["return"]) == (cls, int), verb
+        undocumented = [f.name for f in dataclasses.fields(cls) if f.name not in attribute_docs(cls)]
+        assert not undocumented, f"{cls.__name__}: {undocumented}"
+        bare = [a.dest for a in parsers[verb]._actions if a.dest not in ("help", "debug") and not (a.help or "").strip()]
+        assert not bare, f"{' '.join(verb)}: no help for {bare}"
+
+
 # ----------------------------------------------------------------- numeric flags: one check
 
 

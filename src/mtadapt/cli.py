@@ -1,4 +1,8 @@
-"""The `mtadapt` command line: each verb maps to one plain function.
+"""The `mtadapt` command line: each verb maps to one plain function taking its options.
+
+`VERBS` maps each verb to (its options dataclass in `mtadapt.cli_verbs`, its function); the
+flags are built from the dataclass by `mtadapt.cli_options`, and `main` is the one place where
+errors become messages and exit statuses.
 
     mtadapt train RECIPE.yaml [key.path=value ...] [--resume]
     mtadapt compare RECIPE.yaml [key.path=value ...]
@@ -496,6 +500,8 @@ VERBS: dict[tuple[str, ...], tuple[type, Callable[[Any], int]]] = {
     ("compare",): (CompareOptions, compare),
     ("serve",): (ServeOptions, serve),
 }
+# Verbs with subverbs (`mtadapt augment noise`): their one-line help.
+VERB_GROUPS = {"augment": "data augmentation: noise, back-translation, mixing"}
 # Fields a verb's options may have that the flags every verb shares fill (`common` in build_parser).
 COMMON_FIELDS = frozenset({"no_progress", "debug"})
 
@@ -526,20 +532,15 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="verb", required=True)
 
-    _add_typed_verb(sub, ("train",), common)
-    for verb in (("translate",), ("evaluate",)):
-        _add_typed_verb(sub, verb, common)
-
-    for verb in (("params",), ("merge",), ("export",)):
-        _add_typed_verb(sub, verb, common)
-
-    p = sub.add_parser("augment", parents=[common], help="data augmentation: noise, back-translation, mixing")
-    aug = p.add_subparsers(dest="augment_verb", required=True)
-    _add_typed_verb(aug, ("augment", "noise"), common)
-    _add_typed_verb(aug, ("augment", "backtranslate"), common)
-    _add_typed_verb(aug, ("augment", "mix"), common)
-    for verb in (("compare",), ("serve",)):
-        _add_typed_verb(sub, verb, common)
+    groups: dict[str, Any] = {}
+    for verb in VERBS:  # in the table's order, as --help lists them
+        if len(verb) == 1:
+            _add_typed_verb(sub, verb, common)
+            continue
+        if verb[0] not in groups:
+            group = sub.add_parser(verb[0], parents=[common], help=VERB_GROUPS[verb[0]])
+            groups[verb[0]] = group.add_subparsers(dest=f"{verb[0]}_verb", required=True)
+        _add_typed_verb(groups[verb[0]], verb, common)
     return parser
 
 
