@@ -251,7 +251,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, flags: 
                 kwargs["nargs"] = meta["nargs"]
             else:
                 kwargs["action"] = "append"
-        shown = "" if default in (None, []) or item is not None or required else f" (default {default})"
+        shown = "" if default in (None, []) or item is not None or required or "default" in help_text else f" (default {default})"
         parser.add_argument(*names, help=help_text + shown, **kwargs)
 
 
