@@ -6,7 +6,7 @@
 #   scripts/ui_bt_experiment.sh data                          # wheels -> catalogs -> data/ui-pt-en,
 #                                                             # beam back-translation (int8), mixture
 #   scripts/ui_bt_experiment.sh train bt-base bt-real bt-beam # score the untuned student, train + score
-#   SEED=1 scripts/ui_bt_experiment.sh train bt-real bt-beam  # another seed: runs/ui/<system>-s1
+#   SEED=1 scripts/ui_bt_experiment.sh train bt-real bt-beam  # another seed: runs/bt-ui/<system>-s1
 #
 # Systems: bt-base (untuned bergamot:pt-en), bt-real (the 1,000 real strings alone), bt-beam
 # (3 x real + 11,705 beam-4 back-translations). Training and scoring are those of
@@ -20,7 +20,7 @@ WHEELS=${WHEELS:-data/ui-wheels}
 REAL=${REAL:-1000}
 UPSAMPLE=${UPSAMPLE:-3}   # 3 x 1,000 real of 14,705: at least a fifth
 BT_DTYPE=${BT_DTYPE:-int8}
-export D=${D:-data/ui-pt-en} RUNS=${RUNS:-runs/ui} RECIPE=${RECIPE:-recipes/augment-ui-bt.yaml} MT
+export D=${D:-data/ui-pt-en} RUNS=${RUNS:-runs/bt-ui} RECIPE=${RECIPE:-recipes/augment-ui-bt.yaml} MT
 
 data() {
   if ! ls $WHEELS/*.whl >/dev/null 2>&1; then
