@@ -123,6 +123,7 @@ OTHER_RUNS = {
     "benchmarks/placeholders.py": "test_placeholders_benchmark_tiny_run",
     "scripts/prepare_ui_strings.py": "test_prepare_ui_strings_holds_out_whole_packages",
     "scripts/ui_bt_experiment.sh": "test_ui_bt_experiment_dry_run",
+    "scripts/plot_bt_gains.py": "test_plot_bt_gains_on_fake_runs",
 }
 # scripts whose tiny run is a test module of its own
 OWN_TESTS = {
@@ -521,3 +522,22 @@ def test_ui_bt_experiment_dry_run(tmp_path, monkeypatch):
     assert [check_mtadapt_call(argv) for _, argv in calls] == ["evaluate", "train", "evaluate", "train", "evaluate"]
     train_args = [argv for _, argv in calls if argv[0] == "train"]
     assert "recipes/augment-ui-bt.yaml" in train_args[0] and "data.train.paths=[data/ui-pt-en/mix-beam.pt, data/ui-pt-en/mix-beam.en]" in train_args[1]
+
+
+def test_plot_bt_gains_on_fake_runs(tmp_path):
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    data.mkdir()
+    (data / "test.en").write_text("the old dog sees a cat\na child likes this tree\n", encoding="utf-8")
+    (data / "bt-beam.pt").write_text("x\ny\nz\n", encoding="utf-8")
+    hyps = {"bt-real": "the old dog sees a dog\na child likes this tree\n",
+            "bt-beam": "the old dog sees a cat\na child likes this tree\n",
+            "bt-real-s1": "a dog\na tree\n", "bt-base": "x\ny\n", "bt-tagged": "x\ny\n"}
+    for name, text in hyps.items():
+        (runs / name).mkdir(parents=True)
+        (runs / name / "test.hyp").write_text(text, encoding="utf-8")
+    out = run_script("scripts/plot_bt_gains.py", ["--out", str(tmp_path / "plot.png"), "--domain", "toy", str(runs), str(data)],
+                     cwd=tmp_path)
+    rows = [line.split("\t") for line in out.splitlines() if line.startswith("toy\t")]
+    assert [(seed, int(x)) for _, seed, x, _ in rows] == [("seed 0", 0), ("seed 0", 3), ("seed 1", 0)]
+    assert float(rows[1][3]) == 100.0 and float(rows[0][3]) < 100.0
+    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
