@@ -326,3 +326,15 @@ def test_taken_port_or_unknown_host_fails_before_the_model_loads(monkeypatch, ca
     assert main(["serve", "--model", "tiny:m2m100", "--host", "no-such-host.invalid"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --host 'no-such-host.invalid': cannot be resolved (") and err.count("\n") == 1
+
+
+def test_blank_texts_are_the_same_for_the_schema_and_the_server():
+    """The schema's `pattern` (ECMA-262 regex, as schemathesis and clients read it) and the
+    server's blank test agree on the characters the two regex engines class differently."""
+    from mtadapt.serve.schemas import NOT_BLANK, is_blank
+
+    ecma_space = set("\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff") | {chr(c) for c in range(0x2000, 0x200B)}
+    python_space = {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    for c in sorted(ecma_space | python_space | {"\u200b", "a", "\x00"}):
+        assert is_blank(c) == (c in ecma_space | python_space), repr(c)
+    assert NOT_BLANK.startswith("[^\\s") and not is_blank(" x ")

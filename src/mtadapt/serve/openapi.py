@@ -21,9 +21,8 @@ import copy
 from typing import Any
 
 from mtadapt.serve.config import BASE_ADAPTER
+from mtadapt.serve.schemas import NOT_BLANK  # the server's own blank test
 
-NOT_BLANK = r"\S"
-"""A text with a character other than whitespace (a blank text is refused: nothing to translate)."""
 
 
 def _text(max_chars: int) -> dict[str, Any]:

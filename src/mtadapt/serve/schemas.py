@@ -38,6 +38,18 @@ WholeNumber = Annotated[StrictInt, BeforeValidator(_integral)]
 """An integer; "3" (a string) and 2.5 are refused, 4.0 is 4."""
 
 
+NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
+"""A text needs one character that is not whitespace. Written out so that the schema's
+regular expression (ECMA-262's `\s`) and Python's (`str.isspace`) draw the same line: each
+engine's `\s` plus the characters only the other counts as space (U+001C-U+001F and U+0085
+for Python, U+FEFF for ECMA-262)."""
+
+
+def is_blank(text: str) -> bool:
+    """No character outside `NOT_BLANK`'s whitespace: nothing to translate."""
+    return re.search(NOT_BLANK, text) is None
+
+
 class ApiError(Exception):
     """An answer other than 200: status, the field at fault, a message saying what is valid."""
 
@@ -344,7 +356,7 @@ def check_texts(texts: list[str], field: str, max_texts: int, max_chars: int) ->
     if len(texts) > max_texts:
         raise ApiError(400, field, f"{field}: {len(texts)} texts exceed the limit of {max_texts} per request")
     for i, text in enumerate(texts):
-        if not text.strip():
+        if is_blank(text):
             raise ApiError(400, field, f"{field}: empty text at {field}[{i}]; give non-empty texts")
         if len(text) > max_chars:
             raise ApiError(400, field, f"{field}: text {field}[{i}] has {len(text)} characters, over the limit of {max_chars}")
