@@ -14,12 +14,24 @@
 #   mt-single-{pt,es,fr,it}    one pair trained, the three others held out (dev only)
 #   mt-multi-T1, mt-multi-T5   all four pairs, temperature sampling T=1 / T=5
 #   mt-bidir                   pt->en and en->pt, uniform sampling, target tags
+#
+# Issue 27 (multi-task without forgetting): the same data, every run trained until its dev BLEU
+# stops rising (dev every 100 steps, patience 3, at most $MAX_STEPS steps; label smoothing off):
+#   mt27-single-{pt,es,fr,it}  one pair trained, as above
+#   mt27-{shared,lang,both}-T{1,2,5}
+#                              all four pairs at temperature T with one shared LoRA (shared),
+#                              per-language LoRA adapters routed by language (lang:
+#                              method.adapters=per_language) or both (shared+per_language)
+#   scripts/multitask_bible_experiment.sh issue27     # all of them, the order of the table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 MT=${MT:-.venv/bin/mtadapt}
 PY=${PY:-.venv/bin/python}
 RECIPE=recipes/multitask-bible-pten.yaml
+MAX_STEPS=${MAX_STEPS:-800}
+UNTIL_PLATEAU=(train.max_steps=$MAX_STEPS train.early_stopping_patience=3 train.label_smoothing=0)
+declare -A ADAPTERS=([shared]=shared [lang]=per_language [both]=shared+per_language)
 
 declare -A CODE=([pt]=a [es]=v [fr]=l [it]=d)
 declare -A LIMIT=([pt]=10000 [es]=10000 [fr]=10000 [it]=1000)
@@ -68,6 +80,15 @@ run_one() {
     mt-multi-T1) train $run $RECIPE data.sampling_temperature=1 ;;
     mt-multi-T5) train $run $RECIPE data.sampling_temperature=5 ;;
     mt-bidir) train $run recipes/multitask-bible-pten-bidir.yaml ;;
+    mt27-single-*)
+      local l=${name#mt27-single-} pairs=()
+      for x in pt es fr it; do pairs+=("$(pair $x $([ $x = $l ] && echo 1 || echo 0))"); done
+      train $run $RECIPE "${UNTIL_PLATEAU[@]}" "data.pairs=[$(IFS=,; echo "${pairs[*]}")]" ;;
+    mt27-*-T*)
+      local arrangement=${name#mt27-}; arrangement=${arrangement%-T*}
+      [ -n "${ADAPTERS[$arrangement]:-}" ] || { echo "unknown system $name" >&2; exit 2; }
+      train $run $RECIPE "${UNTIL_PLATEAU[@]}" data.sampling_temperature=${name##*-T} \
+        "method.adapters=${ADAPTERS[$arrangement]}" ;;
     *) echo "unknown system $name" >&2; exit 2 ;;
   esac
   local what=$run
@@ -83,7 +104,9 @@ run_one() {
 
 case ${1:-all} in
   run) shift; for s in "$@"; do run_one "$s"; done ;;
+  issue27) for s in mt-base mt27-single-it mt27-shared-T5 mt27-lang-T5 mt27-both-T5 mt27-single-pt mt27-single-es \
+      mt27-single-fr mt27-shared-T1 mt27-lang-T1 mt27-both-T1 mt27-shared-T2 mt27-lang-T2 mt27-both-T2; do run_one $s; done ;;
   all) for s in mt-base mt-single-pt mt-single-es mt-single-fr mt-single-it mt-multi-T1 mt-multi-T5 mt-bidir; do run_one $s; done ;;
-  -h|--help) echo "usage: $0 run SYSTEM... | all" ;;
-  *) echo "usage: $0 run SYSTEM... | all" >&2; exit 2 ;;
+  -h|--help) echo "usage: $0 run SYSTEM... | all | issue27" ;;
+  *) echo "usage: $0 run SYSTEM... | all | issue27" >&2; exit 2 ;;
 esac
