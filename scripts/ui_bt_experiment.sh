@@ -8,6 +8,16 @@
 #   scripts/ui_bt_experiment.sh train bt-base bt-real bt-beam # score the untuned student, train + score
 #   SEED=1 scripts/ui_bt_experiment.sh train bt-real bt-beam  # another seed: runs/bt-ui/<system>-s1
 #
+# What noise is good for (issue 27, item 4):
+#   scripts/ui_bt_experiment.sh noise-data                    # noisy copies and their mixtures
+#   scripts/ui_bt_experiment.sh train bt-noised20 bt-weak bt-typo
+#   scripts/ui_bt_experiment.sh typo-test bt-base bt-real bt-beam bt-noised20 bt-weak bt-typo
+#     test-typo.pt: every test source with typos and casing noise (scripts/typo_noise.py), the
+#     robustness test of mozilla/translations; each system scored there too (test-typo.json).
+#     bt-noised20: the beam BT sources, a fifth of them noised (deletion 0.1, shuffle k=3);
+#     bt-weak: all of them, weaker (deletion 0.05, shuffle k=2); bt-typo: a fifth of them with
+#     typos and casing noise (robustness training). Mixed with 3 x the real pairs, as bt-beam.
+#
 # Systems: bt-base (untuned bergamot:pt-en), bt-real (the 1,000 real strings alone), bt-beam
 # (3 x real + 11,705 beam-4 back-translations). Training and scoring are those of
 # scripts/bible_bt_experiment.sh (its `train` step, pointed at this data).
@@ -36,9 +46,39 @@ data() {
     --real-upsample $UPSAMPLE --seed 0
 }
 
+noise_data() {
+  [ -f $D/test-typo.pt ] || $PY scripts/typo_noise.py --input $D/test.pt --output $D/test-typo.pt --seed 0
+  [ -f $D/bt-noised20.pt ] || $MT augment noise --no-progress --input $D/bt-beam.pt --output $D/bt-noised20.pt \
+    --word-dropout 0.1 --shuffle-distance 3 --fraction 0.2 --seed 0
+  [ -f $D/bt-weak.pt ] || $MT augment noise --no-progress --input $D/bt-beam.pt --output $D/bt-weak.pt \
+    --word-dropout 0.05 --shuffle-distance 2 --seed 0
+  [ -f $D/bt-typo.pt ] || $PY scripts/typo_noise.py --input $D/bt-beam.pt --output $D/bt-typo.pt --fraction 0.2 --seed 1
+  for kind in noised20 weak typo; do
+    [ -f $D/mix-$kind.pt ] || $MT augment mix --no-progress --real $D/real.pt $D/real.en \
+      --synthetic $D/bt-$kind.pt $D/bt-beam.en --output-src $D/mix-$kind.pt --output-tgt $D/mix-$kind.en \
+      --real-upsample $UPSAMPLE --seed 0
+  done
+}
+
+typo_test() {  # typo_test SYSTEM...: each trained (or untuned) system on the typo-noised test sources
+  local suffix=$([ "${SEED:-0}" = 0 ] || echo "-s$SEED")
+  for name in "$@"; do
+    local run=$RUNS/$name$suffix model=(--run $RUNS/$name$suffix) baseline=()
+    [ $name = bt-base ] && model=(--model bergamot:pt-en)
+    [ $name != bt-real ] && [ -f $RUNS/bt-real$suffix/test-typo.hyp ] && baseline=(--baseline $RUNS/bt-real$suffix/test-typo.hyp)
+    [ -f $run/test-typo.json ] && continue
+    $MT evaluate --no-progress "${model[@]}" --src $D/test-typo.pt --ref $D/test.en --save-hyp $run/test-typo.hyp \
+      "${baseline[@]}" --json > $run/test-typo.json.tmp
+    mv $run/test-typo.json.tmp $run/test-typo.json
+    echo "$name (typo test): $(cat $run/test-typo.json)"
+  done
+}
+
 case ${1:-} in
   data) data ;;
+  noise-data) noise_data ;;
+  typo-test) shift; typo_test "$@" ;;
   train) shift; bash scripts/bible_bt_experiment.sh train "$@" ;;
-  -h|--help) echo "usage: $0 data | train SYSTEM..." ;;
-  *) echo "usage: $0 data | train SYSTEM..." >&2; exit 2 ;;
+  -h|--help) echo "usage: $0 data | noise-data | train SYSTEM... | typo-test SYSTEM..." ;;
+  *) echo "usage: $0 data | noise-data | train SYSTEM... | typo-test SYSTEM..." >&2; exit 2 ;;
 esac
