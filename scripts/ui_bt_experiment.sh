@@ -64,7 +64,8 @@ typo_test() {  # typo_test SYSTEM...: each trained (or untuned) system on the ty
   local suffix=$([ "${SEED:-0}" = 0 ] || echo "-s$SEED")
   for name in "$@"; do
     local run=$RUNS/$name$suffix model=(--run $RUNS/$name$suffix) baseline=()
-    [ $name = bt-base ] && model=(--model bergamot:pt-en)
+    [ $name = bt-base ] && model=(--model bergamot:pt-en) && mkdir -p $run
+    [ -d $run ] || { echo "typo-test: $run: no such run; train it first ($0 train $name)" >&2; exit 2; }
     [ $name != bt-real ] && [ -f $RUNS/bt-real$suffix/test-typo.hyp ] && baseline=(--baseline $RUNS/bt-real$suffix/test-typo.hyp)
     [ -f $run/test-typo.json ] && continue
     $MT evaluate --no-progress "${model[@]}" --src $D/test-typo.pt --ref $D/test.en --save-hyp $run/test-typo.hyp \

@@ -124,6 +124,7 @@ OTHER_RUNS = {
     "scripts/prepare_ui_strings.py": "test_prepare_ui_strings_holds_out_whole_packages",
     "scripts/ui_bt_experiment.sh": "test_ui_bt_experiment_dry_run",
     "scripts/plot_bt_gains.py": "test_plot_bt_gains_on_fake_runs",
+    "scripts/typo_noise.py": "test_typo_noise_keeps_lines_and_placeholders",
 }
 # scripts whose tiny run is a test module of its own
 OWN_TESTS = {
@@ -434,6 +435,24 @@ def test_multitask_bible_experiment_dry_run(multitask_tree, monkeypatch):
 
 @needs_bibles
 @pytest.mark.xdist_group("smoke-multitask")
+def test_multitask_bible_experiment_issue27_dry_run(multitask_tree, monkeypatch):
+    root, _ = multitask_tree
+    calls = [argv for tool, argv in dry_run(root, "scripts/multitask_bible_experiment.sh", ["issue27"]) if tool == "mtadapt"]
+    monkeypatch.chdir(root)
+    trains = [argv for argv in calls if check_mtadapt_call(argv) == "train"]
+    assert len(trains) == 13 and len(calls) == 5 * 13  # mt-base was scored by `all`; train + 4 directions each
+    runs = [next(a.split("=", 1)[1] for a in argv if a.startswith("train.output_dir=")) for argv in trains]
+    assert runs[:5] == ["runs/mt27-single-it", "runs/mt27-shared-T5", "runs/mt27-lang-T5", "runs/mt27-both-T5", "runs/mt27-single-pt"]
+    for argv in trains:
+        assert {"train.max_steps=800", "train.early_stopping_patience=3"} <= set(argv)
+    assert "method.adapters=per_language" in trains[2] and "data.sampling_temperature=5" in trains[2]
+    assert "method.adapters=shared+per_language" in trains[-1] and "data.sampling_temperature=2" in trains[-1]
+    single_it = next(a for a in trains[0] if a.startswith("data.pairs="))
+    assert single_it.count("train:") == 1 and "bible:d-4:train" in single_it
+
+
+@needs_bibles
+@pytest.mark.xdist_group("smoke-multitask")
 def test_experiment_tables_read_what_the_multitask_dry_run_laid_out(multitask_tree, tmp_path):
     from mtadapt.data.bible import parse_corpus_path, write_splits
 
@@ -522,6 +541,58 @@ def test_ui_bt_experiment_dry_run(tmp_path, monkeypatch):
     assert [check_mtadapt_call(argv) for _, argv in calls] == ["evaluate", "train", "evaluate", "train", "evaluate"]
     train_args = [argv for _, argv in calls if argv[0] == "train"]
     assert "recipes/augment-ui-bt.yaml" in train_args[0] and "data.train.paths=[data/ui-pt-en/mix-beam.pt, data/ui-pt-en/mix-beam.en]" in train_args[1]
+
+
+def test_ui_bt_experiment_noise_dry_run(tmp_path, monkeypatch):
+    dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["data"])  # lays out the files noise-data reads
+    calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["noise-data"])
+    monkeypatch.chdir(tmp_path)
+    assert [tool for tool, _ in calls] == ["python", "mtadapt", "mtadapt", "python"] + ["mtadapt"] * 3
+    assert [argv[argv.index("--output") + 1] for _, argv in calls[:4]] == [
+        f"data/ui-pt-en/{name}.pt" for name in ("test-typo", "bt-noised20", "bt-weak", "bt-typo")]
+    assert calls[0][1][0].endswith("scripts/typo_noise.py") and "--fraction" not in calls[0][1]  # every test source
+    assert calls[3][1][calls[3][1].index("--fraction") + 1] == "0.2"
+    assert [check_mtadapt_call(argv) for tool, argv in calls if tool == "mtadapt"] == ["augment"] * 5
+    calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["train", "bt-real", "bt-noised20", "bt-weak", "bt-typo"])
+    train_args = [argv for _, argv in calls if argv[0] == "train"]
+    assert [check_mtadapt_call(argv) for argv in train_args] == ["train"] * 4
+    for kind, argv in zip(["noised20", "weak", "typo"], train_args[1:]):
+        assert f"data.train.paths=[data/ui-pt-en/mix-{kind}.pt, data/ui-pt-en/mix-{kind}.en]" in argv
+    calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["typo-test", "bt-base", "bt-real", "bt-typo"])
+    assert [check_mtadapt_call(argv) for _, argv in calls] == ["evaluate"] * 3
+    assert all(argv[argv.index("--src") + 1] == "data/ui-pt-en/test-typo.pt" for _, argv in calls)
+    assert calls[0][1][calls[0][1].index("--model") + 1] == "bergamot:pt-en"
+    assert calls[2][1][calls[2][1].index("--baseline") + 1] == "runs/bt-ui/bt-real/test-typo.hyp"
+    assert json.loads((tmp_path / "runs" / "bt-ui" / "bt-typo" / "test-typo.json").read_text()) == {}
+    again = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["typo-test", "bt-base", "bt-real", "bt-typo"])
+    assert again == []  # scored systems are skipped
+
+
+def test_typo_noise_keeps_lines_and_placeholders(tmp_path):
+    lines = ["Salvar alterações", "Excluir %(count)s itens selecionados", "{name} foi adicionado ao carrinho",
+             "", "OK", "Abrir <b>arquivo</b> agora mesmo"] * 20
+    src = tmp_path / "test.pt"
+    src.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    args = ["--input", str(src), "--output", str(tmp_path / "typo.pt"), "--seed", "3"]
+    run_script("scripts/typo_noise.py", args, cwd=tmp_path)
+    out = (tmp_path / "typo.pt").read_text(encoding="utf-8").split("\n")
+    assert out[-1] == "" and len(out[:-1]) == len(lines)
+    changed = sum(a != b for a, b in zip(out, lines))
+    assert changed >= 60  # every line with a word of 3+ letters gets a typo (4 of 6 kinds of line)
+    for old, new in zip(lines, out):
+        for token in ("%(count)s", "{name}", "<b>arquivo</b>"):
+            if token in old:
+                assert token in new or token.upper() in new, (old, new)
+        if len(old.split()) <= 1 and len(old) < 3:
+            assert new.lower() == old.lower()  # nothing a typo may touch: casing at most
+    assert sum(line.isupper() for line in out if any(c.isalpha() for c in line)) > 0
+    run_script("scripts/typo_noise.py", args[:3] + ["again.pt", "--seed", "3"], cwd=tmp_path)
+    assert (tmp_path / "again.pt").read_text(encoding="utf-8") == "\n".join(out)  # seeded: the same file
+    run_script("scripts/typo_noise.py", args[:3] + ["none.pt", "--fraction", "0"], cwd=tmp_path)
+    assert (tmp_path / "none.pt").read_text(encoding="utf-8") == src.read_text(encoding="utf-8")
+    bad = subprocess.run([sys.executable, str(REPO / "scripts/typo_noise.py"), *args[:4], "--upper", "1.5"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--upper 1.5: must be in [0, 1]" in bad.stderr
 
 
 def test_plot_bt_gains_on_fake_runs(tmp_path):
