@@ -4,6 +4,8 @@ resamples, sacreBLEU's implementation) and the runs' own result.json / metrics.j
 
     python scripts/experiment_tables.py bt [--root .]      # runs/bt-*, data/bible-bt
     python scripts/experiment_tables.py multitask [--root .]  # runs/mt-*
+    python scripts/experiment_tables.py multitask27 [--root .]  # runs/mt27-* (issue 27, item 3)
+    python scripts/experiment_tables.py noise --root . --runs runs/ui --data data/ui-pt-en  # item 4
 """
 
 from __future__ import annotations
@@ -139,12 +141,124 @@ def multitask_tables(root: Path) -> str:
     return "\n".join(out)
 
 
+MT27_ARRANGEMENTS = {"shared": "one shared LoRA", "lang": "per-language LoRA", "both": "shared + per-language LoRA"}
+
+
+def _steps(run: Path) -> str:
+    """'steps (best step)' of a run: its result.json and the dev BLEU history in metrics.jsonl."""
+    result, metrics = run / "result.json", run / "metrics.jsonl"
+    if not result.exists() or not metrics.exists():
+        return "-"
+    dev = [(r["step"], r["dev_bleu"]) for r in map(json.loads, _lines(metrics)) if r.get("dev_bleu") is not None]
+    best = max(dev, key=lambda x: x[1])[0] if dev else "-"
+    return f"{json.loads(result.read_text())['steps']} ({best})"
+
+
+def multitask27_tables(root: Path) -> str:
+    """Issue 27, item 3: single-pair runs and shared / per-language / both at each temperature,
+    every run trained until dev BLEU stopped rising; the goal per multi-task system: the
+    low-resource pair (it) at least +1 BLEU over its single-pair run with p < 0.05, and no
+    other direction more than 0.5 below its single-pair run."""
+    runs = root / "runs"
+    refs = {lang: _test_refs(CODE[lang], "4") for lang in LANGS}
+
+    def hyp(system: str, lang: str) -> list[str] | None:
+        path = runs / system / f"test-{lang}-en.hyp"
+        return _lines(path) if path.exists() else None
+
+    multi = [f"mt27-{a}-T{t}" for t in (1, 2, 5) for a in MT27_ARRANGEMENTS]
+    systems = ["mt-base"] + [f"mt27-single-{lang}" for lang in LANGS] + multi
+    out = ["Test BLEU / chrF per direction (501 verses each; greedy, no shortlist):", "",
+           "| system | " + " | ".join(f"{lang}->en" for lang in LANGS) + " | steps (best) | examples drawn pt / es / fr / it |",
+           "|---|" + "---|" * (len(LANGS) + 2)]
+    for system in systems:
+        if system != "mt-base" and not (runs / system / "result.json").exists():
+            out.append(f"| `{system}` | " + " | ".join("not run" for _ in LANGS) + " | - | - |")
+            continue
+        cells = []
+        for lang in LANGS:
+            h = hyp(system, lang)
+            if h is None:
+                cells.append("-")
+                continue
+            scores = corpus_scores(h, refs[lang])
+            cells.append(f"{scores['BLEU'].score:.2f} / {scores['chrF'].score:.2f}")
+        seen = "-"
+        if (runs / system / "result.json").exists():
+            drawn = json.loads((runs / system / "result.json").read_text()).get("pairs_seen") or {}
+            seen = " / ".join(f"{drawn.get(f'{lang}-en', 0):,}" for lang in LANGS)
+        out.append(f"| `{system}` | " + " | ".join(cells) + f" | {_steps(runs / system)} | {seen} |")
+    out += ["", "ΔBLEU against each direction's single-pair run (paired bootstrap p), and the goal "
+            "(it +1 with p < 0.05, no other direction below -0.5):", "",
+            "| system | " + " | ".join(f"{lang}->en" for lang in LANGS) + " | goal |", "|---|" + "---|" * (len(LANGS) + 1)]
+    for system in multi:
+        cells, goal = [], []
+        for lang in LANGS:
+            s, b = hyp(system, lang), hyp(f"mt27-single-{lang}", lang)
+            if s is None or b is None:
+                cells.append("-")
+                goal.append(None)
+                continue
+            result = paired_bootstrap(b, {"s": s}, refs[lang])["s"]["BLEU"]
+            delta = result["score"] - corpus_scores(b, refs[lang])["BLEU"].score
+            cells.append(f"{delta:+.2f} (p={_p(result['p_value'])})")
+            goal.append(delta >= 1.0 and (result["p_value"] or 1.0) < 0.05 if lang == "it" else delta >= -0.5)
+        verdict = "-" if None in goal else ("met" if all(goal) else "missed")
+        if cells != ["-"] * len(LANGS):
+            out.append(f"| `{system}` | " + " | ".join(cells) + f" | {verdict} |")
+    return "\n".join(out)
+
+
+NOISE_SYSTEMS = [
+    ("bt-base", "untuned student"),
+    ("bt-real", "real strings only"),
+    ("bt-beam", "+ beam BT"),
+    ("bt-noised20", "+ beam BT, a fifth noised (deletion 0.1, shuffle 3)"),
+    ("bt-weak", "+ beam BT, all weakly noised (deletion 0.05, shuffle 2)"),
+    ("bt-typo", "+ beam BT, a fifth with typos and casing"),
+]
+
+
+def noise_table(runs: Path, data: Path, suffix: str = "") -> str:
+    """Each system on the clean test sources and on their typo/casing-noised copy
+    (test-typo.pt): BLEU, chrF, and ΔBLEU against plain beam BT on each."""
+    refs = _lines(data / "test.en")
+    rows = ["| system | clean BLEU / chrF | ΔBLEU vs beam BT (p) | typo test BLEU / chrF | ΔBLEU vs beam BT (p) | clean -> typo |",
+            "|---|---|---|---|---|---|"]
+    for name, label in NOISE_SYSTEMS:
+        run = runs / (name if name == "bt-base" else name + suffix)
+        cells, scores = [], []
+        for test in ("test", "test-typo"):
+            path, beam = run / f"{test}.hyp", runs / f"bt-beam{suffix}" / f"{test}.hyp"
+            if not path.exists():
+                cells += ["not run", ""]
+                scores.append(None)
+                continue
+            h = _lines(path)
+            s = corpus_scores(h, refs)
+            scores.append(s["BLEU"].score)
+            cells.append(f"{s['BLEU'].score:.2f} / {s['chrF'].score:.2f}")
+            cells.append("-" if name == "bt-beam" or not beam.exists() else _delta(h, _lines(beam), refs))
+        drop = "-" if None in scores else f"{scores[1] - scores[0]:+.2f}"
+        rows.append(f"| {label} (`{run.name}`) | " + " | ".join(cells) + f" | {drop} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["bt", "multitask"])
+    parser.add_argument("which", choices=["bt", "multitask", "multitask27", "noise"])
     parser.add_argument("--root", default=".", help="folder holding runs/ (and data/bible-bt for bt)")
+    parser.add_argument("--runs", default="runs/bt-ui", help="noise: the UI runs, relative to --root")
+    parser.add_argument("--data", default="data/ui-pt-en", help="noise: the UI data, relative to --root")
+    parser.add_argument("--seed-suffix", default="", help="noise: '-s1' for the SEED=1 runs")
     args = parser.parse_args()
     root = Path(args.root)
+    if args.which == "multitask27":
+        print(multitask27_tables(root))
+        return
+    if args.which == "noise":
+        print(noise_table(root / args.runs, root / args.data, args.seed_suffix))
+        return
     if args.which == "multitask":
         print(multitask_tables(root))
         return

@@ -468,6 +468,50 @@ def test_experiment_tables_read_what_the_multitask_dry_run_laid_out(multitask_tr
     assert "| `mt-multi-T5` | - | - | - | - | - | - |" in out, out
 
 
+@needs_bibles
+@pytest.mark.xdist_group("smoke-multitask")
+def test_experiment_tables_multitask27_goal(tmp_path):
+    from mtadapt.data.bible import parse_corpus_path, write_splits
+
+    runs = tmp_path / "runs"
+    refs = {lang: write_splits(parse_corpus_path(f"bible:{code}-4:test")[0])["test"][1]
+            for lang, code in (("pt", "a"), ("es", "v"), ("fr", "l"), ("it", "d"))}
+    for system in ("mt27-single-pt", "mt27-single-es", "mt27-single-fr", "mt27-single-it", "mt27-lang-T5", "mt27-shared-T5"):
+        (runs / system).mkdir(parents=True)
+        (runs / system / "result.json").write_text(json.dumps({"steps": 400, "pairs_seen": {"pt-en": 10, "it-en": 2500}}))
+        (runs / system / "metrics.jsonl").write_text('{"step": 100, "dev_bleu": 5.0}\n{"step": 200, "dev_bleu": 7.5}\n{"step": 300, "dev_bleu": 6.0}\n')
+        for lang, ref in refs.items():
+            lines = ref.read_text(encoding="utf-8").splitlines()
+            if system == "mt27-single-it" and lang == "it" or system == "mt27-shared-T5" and lang == "pt":
+                lines = [" ".join(line.split()[:3]) for line in lines]  # a much worse system
+            (runs / system / f"test-{lang}-en.hyp").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = run_script("scripts/experiment_tables.py", ["multitask27", "--root", str(tmp_path)], cwd=tmp_path)
+    assert "| `mt27-lang-T5` | 100.00 / 100.00 | 100.00 / 100.00 | 100.00 / 100.00 | 100.00 / 100.00 | 400 (200) | 10 / 0 / 0 / 2,500 |" in out, out
+    assert "| `mt27-both-T1` | not run | not run | not run | not run | - | - |" in out, out
+    # per-language: it far above its single-pair run, the others equal: the goal is met
+    assert re.search(r"^\| `mt27-lang-T5` \| \+0\.00 \(p=1\.000\) \| \+0\.00 \(p=1\.000\) \| \+0\.00 \(p=1\.000\) \| "
+                     r"\+\d+\.\d\d \(p=0\.001\) \| met \|$", out, re.M), out
+    assert re.search(r"^\| `mt27-shared-T5` \| -\d+\.\d\d \(p=0\.001\) .* \| missed \|$", out, re.M), out  # pt fell
+
+
+def test_experiment_tables_noise_on_fake_runs(tmp_path):
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    data.mkdir()
+    (data / "test.en").write_text("save the changes now\ndelete the selected items\n", encoding="utf-8")
+    hyps = {"bt-base": ("save now\ndelete\n", "save\ndelete\n"),
+            "bt-beam": ("save the changes now\ndelete the selected items\n", "save the now\ndelete items\n"),
+            "bt-typo": ("save the changes now\ndelete the selected items\n", "save the changes now\ndelete the selected items\n")}
+    for name, (clean, typo) in hyps.items():
+        (runs / name).mkdir(parents=True)
+        (runs / name / "test.hyp").write_text(clean, encoding="utf-8")
+        (runs / name / "test-typo.hyp").write_text(typo, encoding="utf-8")
+    out = run_script("scripts/experiment_tables.py", ["noise", "--root", str(tmp_path), "--runs", "runs", "--data", "data"], cwd=tmp_path)
+    rows = {line.split("`")[1]: line for line in out.splitlines() if "`" in line}
+    assert rows["bt-typo"].startswith("| + beam BT, a fifth with typos and casing (`bt-typo`) | 100.00 / 100.00 | +0.00 (p=1.000) | 100.00 / 100.00 | +")
+    assert rows["bt-typo"].endswith("| +0.00 |") and re.search(r"\| -\d+\.\d\d \|$", rows["bt-beam"]), out
+    assert "| + beam BT, all weakly noised (deletion 0.05, shuffle 2) (`bt-weak`) | not run |  | not run |  | - |" in out, out
+
+
 def _run_exercises_example() -> list[str]:
     """The arguments of the reduced-budget example in the script's header comment."""
     text = (REPO / "scripts" / "run_exercises.sh").read_text(encoding="utf-8")
