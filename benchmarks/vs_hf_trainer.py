@@ -123,12 +123,12 @@ def tokenized(codec, data: Path, split: str) -> tuple[list[list[int]], list[list
             codec.encode_targets(list(iter_lines(data / f"{split}.en"))))
 
 
-def steps_per_epoch_of_budget(codec, data: Path, max_tokens: int, sort_window: int) -> int:
+def steps_per_epoch_of_budget(codec, data: Path, max_tokens: int, sort_window: int, max_sentences: int | None = None) -> int:
     from mtadapt.data.batching import bucketed_batches
 
     src, tgt = tokenized(codec, data, "train")
     return len(bucketed_batches([len(s) for s in src], [len(t) for t in tgt], max_tokens, seed=0, epoch=0,
-                                bucket_size_multiplier=sort_window))
+                                bucket_size_multiplier=sort_window, max_sentences=max_sentences))
 
 
 def mtadapt_budget(codec, data: Path, steps_per_epoch: int, sort_window: int) -> int:
@@ -218,7 +218,9 @@ def run_mtadapt(args: argparse.Namespace, data: Path, overrides: dict) -> dict:
     hf_steps = -(-args.train_pairs // args.batch_size)  # HF: ceil(N / batch) steps an epoch
     sort_window = overrides.get("data.sort_window", DataConfig.sort_window)
     budget = overrides.get("data.max_tokens") or mtadapt_budget(codec, data, hf_steps, sort_window)
-    per_epoch = steps_per_epoch_of_budget(codec, data, budget, sort_window)
+    # a variant with `data.max_sentences` (and a large `data.max_tokens`) cuts batches of that
+    # many sentences: its epoch is counted with the same cap
+    per_epoch = steps_per_epoch_of_budget(codec, data, budget, sort_window, overrides.get("data.max_sentences"))
     tree = {
         "model": {"name_or_path": base_model(data)},
         "data": {"src_lang": SRC_LANG, "tgt_lang": TGT_LANG, "max_tokens": budget, "max_dev_sentences": 100,

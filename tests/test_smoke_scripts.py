@@ -106,8 +106,9 @@ TINY_RUNS = {
     "benchmarks/vs_hf_trainer.py": (
         # --base-steps 30: the toy recipe's 30 warm-up steps must fit in the base's run
         ["--train-pairs", "32", "--epochs", "1", "--hf-epochs", "1", "--row-epochs", "", "--seeds", "0", "--base-steps", "30",
-         "--batch-size", "16", "--variants", "k2=data.sort_window:2"],
-        [r"^\| mtadapt \| 1 \| 0 \| 2 \|", r"^\| k2 \| 1 \| 0 \| 2 \|", r"^Time to HF default's 1-epoch dev BLEU",
+         "--batch-size", "16", "--variants", "k2=data.sort_window:2;ms16=data.sort_window:1,data.max_sentences:16,data.max_tokens:100000"],
+        [r"^\| mtadapt \| 1 \| 0 \| 2 \|", r"^\| k2 \| 1 \| 0 \| 2 \|",
+         r"^\| ms16 \| 1 \| 0 \| 2 \|",  # batches of 16 sentences: an epoch of 32 pairs is 2 steps, not 1 r"^Time to HF default's 1-epoch dev BLEU",
          r"^\| hf_default \| 1 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| 1\.00x \|", r"^\| mtadapt_old \| ", r"^machine: "],
         needs("peft"), True),
 }
