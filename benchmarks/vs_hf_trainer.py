@@ -65,8 +65,8 @@ from mtadapt.inference.precision import describe_machine
 REPO = Path(__file__).resolve().parents[1]
 SRC_LANG, TGT_LANG = "de_DE", "en_XX"
 HF_ROWS = ("hf_default", "hf_group_by_length")
-OLD_DEFAULT = {"data.sort_window": 100, "data.batch_order": "shuffled", "train.loss_normalization": "tokens",
-               "train.lr_scaling": "none"}
+OLD_DEFAULT = {"data.sort_window": 100, "data.sort_window_share": 1.0, "data.batch_order": "shuffled",
+               "train.loss_normalization": "tokens", "train.lr_scaling": "none"}
 """mtadapt's batching and loss before issue #28: whole-corpus sorted buckets, mean over tokens."""
 MTADAPT_ROWS = {"mtadapt_old": OLD_DEFAULT, "mtadapt": {}}
 """mtadapt rows: config overrides of the defaults ({}: the defaults as they are now)."""
@@ -123,20 +123,21 @@ def tokenized(codec, data: Path, split: str) -> tuple[list[list[int]], list[list
             codec.encode_targets(list(iter_lines(data / f"{split}.en"))))
 
 
-def steps_per_epoch_of_budget(codec, data: Path, max_tokens: int, sort_window: int, max_sentences: int | None = None) -> int:
+def steps_per_epoch_of_budget(codec, data: Path, max_tokens: int, sort_window: int, max_sentences: int | None = None,
+                              share: float = 1.0) -> int:
     from mtadapt.data.batching import bucketed_batches
 
     src, tgt = tokenized(codec, data, "train")
     return len(bucketed_batches([len(s) for s in src], [len(t) for t in tgt], max_tokens, seed=0, epoch=0,
-                                bucket_size_multiplier=sort_window, max_sentences=max_sentences))
+                                bucket_size_multiplier=sort_window, max_sentences=max_sentences, max_window_share=share))
 
 
-def mtadapt_budget(codec, data: Path, steps_per_epoch: int, sort_window: int) -> int:
+def mtadapt_budget(codec, data: Path, steps_per_epoch: int, sort_window: int, share: float = 1.0) -> int:
     """The smallest token budget whose bucketed epoch has at most `steps_per_epoch` batches."""
     lo, hi = 16, 1 << 16
     while lo < hi:
         mid = (lo + hi) // 2
-        if steps_per_epoch_of_budget(codec, data, mid, sort_window) <= steps_per_epoch:
+        if steps_per_epoch_of_budget(codec, data, mid, sort_window, share=share) <= steps_per_epoch:
             hi = mid
         else:
             lo = mid + 1
@@ -217,10 +218,11 @@ def run_mtadapt(args: argparse.Namespace, data: Path, overrides: dict) -> dict:
     codec = load_model(base_model(data)).codec(SRC_LANG, TGT_LANG)
     hf_steps = -(-args.train_pairs // args.batch_size)  # HF: ceil(N / batch) steps an epoch
     sort_window = overrides.get("data.sort_window", DataConfig.sort_window)
-    budget = overrides.get("data.max_tokens") or mtadapt_budget(codec, data, hf_steps, sort_window)
+    share = overrides.get("data.sort_window_share", DataConfig.sort_window_share)
+    budget = overrides.get("data.max_tokens") or mtadapt_budget(codec, data, hf_steps, sort_window, share)
     # a variant with `data.max_sentences` (and a large `data.max_tokens`) cuts batches of that
     # many sentences: its epoch is counted with the same cap
-    per_epoch = steps_per_epoch_of_budget(codec, data, budget, sort_window, overrides.get("data.max_sentences"))
+    per_epoch = steps_per_epoch_of_budget(codec, data, budget, sort_window, overrides.get("data.max_sentences"), share)
     tree = {
         "model": {"name_or_path": base_model(data)},
         "data": {"src_lang": SRC_LANG, "tgt_lang": TGT_LANG, "max_tokens": budget, "max_dev_sentences": 100,

@@ -30,7 +30,8 @@ MT=${MT:-.venv/bin/mtadapt}
 PY=${PY:-.venv/bin/python}
 RECIPE=recipes/multitask-bible-pten.yaml
 MAX_STEPS=${MAX_STEPS:-800}
-UNTIL_PLATEAU=(train.max_steps=$MAX_STEPS train.early_stopping_patience=3 train.label_smoothing=0)
+# data.sort_window=16: the windows these runs were trained with (the default before data.sort_window_share)
+UNTIL_PLATEAU=(train.max_steps=$MAX_STEPS train.early_stopping_patience=3 train.label_smoothing=0 data.sort_window=16)
 declare -A ADAPTERS=([shared]=shared [lang]=per_language [both]=shared+per_language)
 
 declare -A CODE=([pt]=a [es]=v [fr]=l [it]=d)

@@ -75,15 +75,16 @@ def test_unknown_section_and_cross_field_checks(tmp_path):
 
 def test_batching_and_loss_choices_name_the_valid_values(tmp_path):
     recipe = tmp_path / "bad.yaml"
-    recipe.write_text("data:\n  sort_window: 0\n  batch_order: random\ntrain:\n  loss_normalization: batch\n"
+    recipe.write_text("data:\n  sort_window: 0\n  batch_order: random\n  sort_window_share: 0\ntrain:\n  loss_normalization: batch\n"
                       "  lr_scaling: tokens\n", encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_recipe(recipe)
     message = str(info.value)
     assert "data.sort_window must be >= 1 (batches per sorted window), got 0" in message
     assert f"{recipe}:3: data.batch_order: 'random' is not one of 'shuffled', 'ascending', 'descending'" in message
-    assert f"{recipe}:5: train.loss_normalization: 'batch' is not one of 'tokens', 'sentences', 'fixed'" in message
-    assert f"{recipe}:6: train.lr_scaling: 'tokens' is not one of 'none', 'batch_tokens'" in message
+    assert "data.sort_window_share must be in (0, 1] (the largest share of an epoch's batches in one window), got 0" in message
+    assert f"{recipe}:6: train.loss_normalization: 'batch' is not one of 'tokens', 'sentences', 'fixed'" in message
+    assert f"{recipe}:7: train.lr_scaling: 'tokens' is not one of 'none', 'batch_tokens'" in message
 
 
 def test_overrides_parse_as_typed_values():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import random
 
 import numpy as np
@@ -190,20 +192,52 @@ def reference_windowed(src: list[int], tgt: list[int], max_tokens: int, window: 
     return [batches[i] for i in rng.permutation(len(batches)).tolist()]
 
 
+def reference_window(n: int, src: list[int], tgt: list[int], max_tokens: int, sort_window: int, share: float) -> int:
+    """The window the defaults give, counted plainly: sort_window batches, but at most `share`
+    of the epoch's batches at the typical size (at least one)."""
+    widths = [max(s, t) for s, t in zip(src, tgt)]
+    per_batch = max(1, max_tokens // max(1, int(round(sum(widths) / len(widths)))))
+    typical_batches = math.ceil(n / per_batch)
+    return min(sort_window, max(1, round(share * typical_batches)))
+
+
+def test_window_share_caps_the_window_on_small_corpora_only() -> None:
+    from mtadapt.config import DataConfig
+
+    assert (DataConfig.sort_window, DataConfig.sort_window_share) == (100, 0.125)
+    small, big = spread_lengths(2000, seed=4), spread_lengths(40_000, seed=4)
+    for (src, tgt), capped in ((small, True), (big, False)):
+        window = reference_window(len(src), src, tgt, 360, 100, 0.125)
+        assert (window < 100) == capped  # 2,000 pairs: ~144 batches -> windows of 18; 40,000: ~2,900 -> 100
+        for epoch in (0, 2):
+            got = bucketed_batches(src, tgt, 360, seed=1, epoch=epoch, bucket_size_multiplier=100, max_window_share=0.125)
+            assert got == reference_windowed(src, tgt, 360, window, seed=1, epoch=epoch)
+            assert sorted(i for b in got for i in b) == list(range(len(src)))
+    uncapped = bucketed_batches(*small, 360, seed=1, epoch=0, bucket_size_multiplier=100)
+    assert uncapped == reference_windowed(*small, 360, 100, seed=1, epoch=0)  # 1.0: the whole corpus sorted
+    tiny = bucketed_batches(*small, 360, seed=1, epoch=0, bucket_size_multiplier=100, max_window_share=1e-6)
+    assert tiny == reference_windowed(*small, 360, 1, seed=1, epoch=0)  # never below one batch
+    for share in (0.0, 1.5):
+        with pytest.raises(DataError, match=r"max_window_share` must be in \(0, 1\]"):
+            bucketed_batches(*small, 360, seed=1, epoch=0, max_window_share=share)
+
+
 def test_default_sort_window_statistics_between_random_and_fully_sorted() -> None:
-    """The default window (DataConfig.sort_window) against plain references: every example
-    exactly once per epoch, the same batches as the loop-by-loop definition, and padding and
-    within-batch length correlation between random batches and whole-corpus sorting."""
+    """The default window (DataConfig.sort_window, capped by sort_window_share) against plain
+    references: every example exactly once per epoch, the same batches as the loop-by-loop
+    definition, and padding and within-batch length correlation between random batches and
+    whole-corpus sorting."""
     from mtadapt.config import DataConfig
 
     src, tgt = spread_lengths(4000, seed=3)
     widths = [max(s, t) for s, t in zip(src, tgt)]
-    window = DataConfig.sort_window
+    window = reference_window(4000, src, tgt, 1024, DataConfig.sort_window, DataConfig.sort_window_share)
+    defaults = {"bucket_size_multiplier": DataConfig.sort_window, "max_window_share": DataConfig.sort_window_share}
     for epoch in (0, 1):
-        got = bucketed_batches(src, tgt, 1024, seed=5, epoch=epoch, bucket_size_multiplier=window)
+        got = bucketed_batches(src, tgt, 1024, seed=5, epoch=epoch, **defaults)
         assert sorted(i for b in got for i in b) == list(range(4000))
         assert got == reference_windowed(src, tgt, 1024, window, seed=5, epoch=epoch)
-    default = bucketed_batches(src, tgt, 1024, seed=5, epoch=0, bucket_size_multiplier=window)
+    default = bucketed_batches(src, tgt, 1024, seed=5, epoch=0, **defaults)
     sorted_all = bucketed_batches(src, tgt, 1024, seed=5, epoch=0, bucket_size_multiplier=10_000)
     random = random_batches(src, tgt, 1024, seed=5, epoch=0)
     pads = [padding_fraction(b, src, tgt) for b in (sorted_all, default, random)]

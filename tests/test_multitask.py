@@ -107,7 +107,8 @@ def test_single_pair_recipe_is_one_entry_with_unchanged_batches(toy_dir):
     lengths = [len(s) for s in single.src_ids], [len(t) for t in single.tgt_ids]
     for epoch in (0, 3):
         expected = bucketed_batches(*lengths, config.data.max_tokens, seed=config.train.seed, epoch=epoch,
-                                    bucket_size_multiplier=config.data.sort_window, batch_order=config.data.batch_order)
+                                    bucket_size_multiplier=config.data.sort_window, batch_order=config.data.batch_order,
+                                    max_window_share=config.data.sort_window_share)
         assert task.epoch_batches(config, epoch, 0, 1) == expected
 
 

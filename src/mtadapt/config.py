@@ -128,8 +128,11 @@ class DataConfig:
         sort_window: Examples are sorted by length within windows of this many typical
             batches, the batches cut and then shuffled (fairseq's and `group_by_length`'s
             megabatches). 1: about random batches; a window as large as the epoch: fully
-            sorted, least padding, but batches least alike the corpus, which learned less
+            sorted, least padding, but the same batch-mates every epoch, which learned less
             per epoch (docs/time-to-quality.md).
+        sort_window_share: A window holds at most this share of an epoch's typical batches
+            (at least one), so a small corpus is not sorted whole: 2,000 pairs in 125 batches
+            get windows of 16, a corpus of 2,500 batches windows of `sort_window`. 1.0: no cap.
         batch_order: The order of an epoch's batches: 'shuffled', or by their longest
             example, 'ascending' (short first) or 'descending'.
         max_source_tokens: Drop pairs with a longer side (counted).
@@ -160,7 +163,8 @@ class DataConfig:
     test: CorpusConfig | None = field(default_factory=lambda: CorpusConfig(paths=["toy:test"]))
     max_tokens: int = 1024
     max_sentences: int | None = None
-    sort_window: int = 16
+    sort_window: int = 100
+    sort_window_share: float = 0.125
     batch_order: Literal["shuffled", "ascending", "descending"] = "shuffled"
     max_source_tokens: int = 256
     max_length_ratio: float = 3.0
@@ -342,6 +346,8 @@ def validate_run(config: RunConfig, source: str, builder: Builder | None = None,
         ("data.max_sentences", lambda: d.max_sentences is None or d.max_sentences >= 1,
          f"must be >= 1 or null, got {d.max_sentences!r}"),
         ("data.sort_window", lambda: d.sort_window >= 1, f"must be >= 1 (batches per sorted window), got {d.sort_window!r}"),
+        ("data.sort_window_share", lambda: 0.0 < d.sort_window_share <= 1.0,
+         f"must be in (0, 1] (the largest share of an epoch's batches in one window), got {d.sort_window_share!r}"),
         ("data.train.paths", lambda: bool(d.pairs) or bool(d.train.paths), "is empty; give the training corpus"),
         ("generation.num_beams", lambda: g.num_beams >= 1 and g.batch_size >= 1, "and generation.batch_size must be >= 1"),
         ("generation.max_length_factor", lambda: g.max_length_factor > 0, f"must be > 0, got {g.max_length_factor!r}"),

@@ -96,13 +96,15 @@ def bucketed_batches(
     shuffle: bool = True,
     max_sentences: int | None = None,
     batch_order: BatchOrder = "shuffled",
+    max_window_share: float = 1.0,
 ) -> list[list[int]]:
     """Token-budget batches of similar-length examples, in a (seed, epoch)-determined order.
 
         rng = Generator(seed, epoch)
         order = rng.permutation(n) if shuffle else range(n)
         per_batch = min(max(1, max_tokens // mean(max(src, tgt))), max_sentences or inf)
-        bucket_size = bucket_size_multiplier * per_batch
+        window = min(bucket_size_multiplier, max(1, round(max_window_share * ceil(n / per_batch))))
+        bucket_size = window * per_batch
         for bucket in chunks(order, bucket_size):            # ~multiplier batches per bucket
             bucket = sorted(bucket, key=(max(src, tgt), src))  # similar lengths side by side
             batches += cut_by_token_budget(bucket, max_tokens, max_sentences)
@@ -124,6 +126,11 @@ def bucketed_batches(
         seed: run seed.
         epoch: epoch number; a different epoch gives a different order.
         bucket_size_multiplier: bucket size in units of a typical batch's example count.
+        max_window_share: a bucket holds at most this share of the epoch's typical batches
+            (at least one batch). On a small corpus a window of `bucket_size_multiplier`
+            batches can be the whole epoch; then the cut points fall at the same lengths every
+            epoch and batches are nearly the same sets of examples each time, which learned
+            less per epoch (docs/time-to-quality.md). 1.0: no cap.
         shuffle: False keeps corpus order in buckets and batch order (still sorted per bucket).
         max_sentences: at most this many examples per batch (None: the token budget only).
         batch_order: the epoch's batches shuffled, or by their widest example ascending
@@ -139,6 +146,8 @@ def bucketed_batches(
     src, tgt = _as_lengths(src_lengths, tgt_lengths, max_tokens, max_sentences)
     if bucket_size_multiplier < 1:
         raise DataError(f"`bucket_size_multiplier` must be >= 1, got {bucket_size_multiplier}")
+    if not 0.0 < max_window_share <= 1.0:
+        raise DataError(f"`max_window_share` must be in (0, 1], got {max_window_share}")
     if batch_order not in ("shuffled", "ascending", "descending"):
         raise DataError(f"`batch_order` must be 'shuffled', 'ascending' or 'descending', got {batch_order!r}")
     rng = _rng(seed, epoch)
@@ -150,7 +159,9 @@ def bucketed_batches(
     examples_per_batch = max(1, max_tokens // max(1, int(round(widths.mean()))))
     if max_sentences is not None:
         examples_per_batch = min(examples_per_batch, max_sentences)
-    bucket_size = bucket_size_multiplier * examples_per_batch
+    typical_batches = -(-n // examples_per_batch)  # ceil: the epoch's batches at the typical size
+    window = min(bucket_size_multiplier, max(1, round(max_window_share * typical_batches)))
+    bucket_size = window * examples_per_batch
     src_list, tgt_list = src.tolist(), tgt.tolist()
     batches: list[list[int]] = []
     for start in range(0, n, bucket_size):

@@ -110,6 +110,7 @@ def sampled_batches(
     max_sentences: int | None = None,
     sort_window: int = 100,
     batch_order: BatchOrder = "shuffled",
+    sort_window_share: float = 1.0,
 ) -> list[list[int]]:
     """Token-budget batches of one epoch over several pairs, as global example indices.
 
@@ -125,6 +126,7 @@ def sampled_batches(
         max_sentences: examples per batch at most, as in `bucketed_batches`.
         sort_window: `bucketed_batches`' bucket_size_multiplier (batches per sorted window).
         batch_order: as in `bucketed_batches`.
+        sort_window_share: `bucketed_batches`' max_window_share (share of the epoch's batches).
     """
     sizes = [len(s) for s in src_lengths]
     offsets = np.cumsum([0, *sizes[:-1]])
@@ -133,5 +135,6 @@ def sampled_batches(
     flat_src = np.concatenate([np.asarray(s, dtype=np.int64) for s in src_lengths])
     flat_tgt = np.concatenate([np.asarray(t, dtype=np.int64) for t in tgt_lengths])
     batches = bucketed_batches(flat_src[glob], flat_tgt[glob], max_tokens, seed=seed, epoch=epoch, max_sentences=max_sentences,
-                               bucket_size_multiplier=sort_window, batch_order=batch_order)
+                               bucket_size_multiplier=sort_window, batch_order=batch_order,
+                               max_window_share=sort_window_share)
     return [glob[b].tolist() for b in batches]

@@ -122,7 +122,7 @@ class TaskData:
             [[len(s) for s in p.train.src_ids] for p in trained], [[len(t) for t in p.train.tgt_ids] for p in trained],
             self.probabilities, self.epoch_size, config.data.max_tokens, seed=config.train.seed, epoch=epoch,
             max_sentences=config.data.max_sentences, sort_window=config.data.sort_window,
-            batch_order=config.data.batch_order,
+            batch_order=config.data.batch_order, sort_window_share=config.data.sort_window_share,
         )
         return rank_share(batches, rank, world)
 
