@@ -91,6 +91,19 @@ def _test_refs(src: str, tgt: str) -> list[str]:
 CODE = {"pt": "a", "es": "v", "fr": "l", "it": "d"}
 
 
+def _direction_cells(hyp, system: str, refs: dict[str, list[str]]) -> list[str]:
+    """'BLEU / chrF' of `system` on each direction's test set ('-' where it has no output)."""
+    cells = []
+    for lang in LANGS:
+        h = hyp(system, lang)
+        if h is None:
+            cells.append("-")
+            continue
+        scores = corpus_scores(h, refs[lang])
+        cells.append(f"{scores['BLEU'].score:.2f} / {scores['chrF'].score:.2f}")
+    return cells
+
+
 def multitask_tables(root: Path) -> str:
     runs = root / "runs"
     refs = {lang: _test_refs(CODE[lang], "4") for lang in LANGS}
@@ -103,14 +116,7 @@ def multitask_tables(root: Path) -> str:
            "| system | " + " | ".join(f"{lang}->en" for lang in LANGS) + " | it verses seen | best macro dev BLEU |",
            "|---|" + "---|" * (len(LANGS) + 2)]
     for system in MT_SYSTEMS:
-        cells = []
-        for lang in LANGS:
-            h = hyp(system, lang)
-            if h is None:
-                cells.append("-")
-                continue
-            s = corpus_scores(h, refs[lang])
-            cells.append(f"{s['BLEU'].score:.2f} / {s['chrF'].score:.2f}")
+        cells = _direction_cells(hyp, system, refs)
         result = runs / system / "result.json"
         seen = json.loads(result.read_text()).get("pairs_seen", {}).get("it-en", 0) if result.exists() else "-"
         out.append(f"| `{system}` | " + " | ".join(cells) + f" | {seen} | {_best_dev(runs / system)} |")
@@ -175,14 +181,7 @@ def multitask27_tables(root: Path) -> str:
         if system != "mt-base" and not (runs / system / "result.json").exists():
             out.append(f"| `{system}` | " + " | ".join("not run" for _ in LANGS) + " | - | - |")
             continue
-        cells = []
-        for lang in LANGS:
-            h = hyp(system, lang)
-            if h is None:
-                cells.append("-")
-                continue
-            scores = corpus_scores(h, refs[lang])
-            cells.append(f"{scores['BLEU'].score:.2f} / {scores['chrF'].score:.2f}")
+        cells = _direction_cells(hyp, system, refs)
         seen = "-"
         if (runs / system / "result.json").exists():
             drawn = json.loads((runs / system / "result.json").read_text()).get("pairs_seen") or {}
