@@ -241,6 +241,42 @@ def test_language_routing_under_beam_search_equals_each_example_alone(num_beams,
     assert [translate(model, c, [t], gen)[0] for t, c in zip(texts, codecs)] != alone
 
 
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_marian_native_one_direction_route_survives_rows_finishing(num_beams):
+    """Dev scoring routes a direction with a one-row route for a whole batch; Marian-native
+    search drops finished rows from its batch and must keep that route for every remaining
+    row (it indexed the one-row route with the rows' positions: IndexError, found by the
+    per-language runs of issue 27)."""
+    from test_prefix import tiny_native
+
+    from mtadapt.models.marian_native.generate import generate
+    from mtadapt.models.targets import MARIAN_NATIVE
+
+    model = tiny_native("ssru")
+    add_language_adapters(model, LoraConfig(rank=4, targets="all-linear"), MARIAN_NATIVE, ["pt", "it", "en"])
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for _, layer in adapter_layers(model):
+            for p in layer.lora_B.values():
+                p.normal_(0, 0.3)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 50, (4, 9), generator=g)
+    mask = torch.ones_like(ids)
+    for row, n in enumerate((2, 9, 4, 6)):  # length caps end the rows at different steps
+        mask[row, n:] = 0
+        ids[row, n:] = 0
+
+    def run(src_langs, tgt_langs):
+        with language_routing(model, src_langs, tgt_langs):
+            return generate(model, ids, mask, num_beams=num_beams, max_length_factor=1.0, use_shortlist=False)
+
+    one = run(["it"], ["en"])  # one row: every row's route
+    per_row = run(["it"] * 4, ["en"] * 4)
+    assert torch.equal(one, per_row)
+    assert len({int((row != 0).sum()) for row in one}) > 1  # rows did finish at different steps
+    assert not torch.equal(one, run(["pt"], ["en"]))  # the route matters
+
+
 def test_language_routing_training_forward_equals_plain_loop():
     loaded, model = _language_lora_model("mbart50", ["de_DE", "en_XX"])
     tok = loaded.tokenizer

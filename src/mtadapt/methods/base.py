@@ -166,8 +166,10 @@ class AdapterSelection:
 
     def keep_route_rows(self, rows: torch.Tensor) -> None:
         """A generator dropped finished sources from its batch (Marian-native greedy and beam
-        search do): keep the routes of the remaining sources, ``route = route[rows]``."""
-        if self._route is not None:
+        search do): keep the routes of the remaining sources, ``route = route[rows]``. A route
+        of one row is every row's (`expand_routing` repeats it: one direction for the whole
+        batch, as dev scoring routes a direction) and stays as it is."""
+        if self._route is not None and self._route.shape[0] != 1:
             self._route = self._route.index_select(0, rows.to(self._route.device))
 
 
