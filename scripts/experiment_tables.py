@@ -249,14 +249,14 @@ def main() -> None:
     parser.add_argument("--root", default=".", help="folder holding runs/ (and data/bible-bt for bt)")
     parser.add_argument("--runs", default="runs/bt-ui", help="noise: the UI runs, relative to --root")
     parser.add_argument("--data", default="data/ui-pt-en", help="noise: the UI data, relative to --root")
-    parser.add_argument("--seed-suffix", default="", help="noise: '-s1' for the SEED=1 runs")
+    parser.add_argument("--seed", type=int, default=0, help="noise: the SEED=N runs (<system>-sN; 0: the plain names)")
     args = parser.parse_args()
     root = Path(args.root)
     if args.which == "multitask27":
         print(multitask27_tables(root))
         return
     if args.which == "noise":
-        print(noise_table(root / args.runs, root / args.data, args.seed_suffix))
+        print(noise_table(root / args.runs, root / args.data, f"-s{args.seed}" if args.seed else ""))
         return
     if args.which == "multitask":
         print(multitask_tables(root))

@@ -511,6 +511,11 @@ def test_experiment_tables_noise_on_fake_runs(tmp_path):
     assert rows["bt-typo"].startswith("| + beam BT, a fifth with typos and casing (`bt-typo`) | 100.00 / 100.00 | +0.00 (p=1.000) | 100.00 / 100.00 | +")
     assert rows["bt-typo"].endswith("| +0.00 |") and re.search(r"\| -\d+\.\d\d \|$", rows["bt-beam"]), out
     assert "| + beam BT, all weakly noised (deletion 0.05, shuffle 2) (`bt-weak`) | not run |  | not run |  | - |" in out, out
+    (runs / "bt-beam-s1").mkdir()  # --seed 1 reads the SEED=1 runs: <system>-s1
+    shutil.copy(runs / "bt-base" / "test.hyp", runs / "bt-beam-s1" / "test.hyp")
+    out = run_script("scripts/experiment_tables.py", ["noise", "--root", str(tmp_path), "--runs", "runs", "--data", "data", "--seed", "1"],
+                     cwd=tmp_path)
+    assert "| + beam BT (`bt-beam-s1`) | " in out and "(`bt-typo-s1`) | not run |" in out, out
 
 
 def _run_exercises_example() -> list[str]:
