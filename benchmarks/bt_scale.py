@@ -36,8 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Each timed process runs this: Python and the libraries are imported, the model loaded once
 # (and, under torchrun, the ranks have joined) before the clock starts, so the time is
-# loading the model (again, from the file cache), generating, merging and writing; rank 0
-# prints it after every rank is done.
+# loading the model (again, from the file cache), generating, merging and writing. Each rank
+# writes its report to its own file: ranks printing to the shared stdout pipe can interleave
+# their lines (seen once in CI: two reports on one line).
 TIMED_RUN = """
 import json, os, resource, sys, time
 from mtadapt.inference.precision import describe_machine
@@ -55,7 +56,9 @@ start = time.perf_counter()
 assert main(sys.argv[1:]) == 0
 ranks.barrier()
 seconds = time.perf_counter() - start
-print(json.dumps({"rank": ranks.rank, "seconds": seconds, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+report = json.dumps({"rank": ranks.rank, "seconds": seconds, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+with open(os.path.join(os.environ["BT_SCALE_REPORTS"], f"rank-{ranks.rank}.json"), "w", encoding="utf-8") as f:
+    f.write(report)
 """
 
 
@@ -86,13 +89,15 @@ def run(script: Path, cli_args: list[str], processes: int = 1, echo: bool = Fals
     in fresh processes (one thread each): plain Python, or torchrun with `processes` ranks."""
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", **({"BT_SCALE_ECHO": "1"} if echo else {}))
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    reports_dir = Path(tempfile.mkdtemp(prefix="reports-", dir=script.parent))
+    env["BT_SCALE_REPORTS"] = str(reports_dir)
     launcher = [sys.executable] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
     done = subprocess.run([*launcher, str(script), *cli_args], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"failed ({done.returncode}): {' '.join(cli_args)}\n{done.stderr[-3000:]}")
-    reports = [json.loads(line) for line in done.stdout.split("\n") if line.startswith('{"rank"')]
-    assert len(reports) == processes, done.stdout[-2000:]
+    reports = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(reports_dir.glob("rank-*.json"))]
+    assert sorted(r["rank"] for r in reports) == list(range(processes)), (reports, done.stdout[-2000:])
     return next(r["seconds"] for r in reports if r["rank"] == 0), max(r["rss_mib"] for r in reports)
 
 
