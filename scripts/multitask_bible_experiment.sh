@@ -23,6 +23,9 @@
 #                              per-language LoRA adapters routed by language (lang:
 #                              method.adapters=per_language) or both (shared+per_language)
 #   scripts/multitask_bible_experiment.sh issue27     # all of them, the order of the table
+#   SEED=1 scripts/multitask_bible_experiment.sh run mt27-single-it mt27-both-T5
+#                              another seed (LoRA initialisation, batch order, dropout):
+#                              runs/<system>-s1; the table: experiment_tables.py multitask27 --seed 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -32,6 +35,8 @@ RECIPE=recipes/multitask-bible-pten.yaml
 MAX_STEPS=${MAX_STEPS:-800}
 # data.sort_window=16: the windows these runs were trained with (the default before data.sort_window_share)
 UNTIL_PLATEAU=(train.max_steps=$MAX_STEPS train.early_stopping_patience=3 train.label_smoothing=0 data.sort_window=16)
+SEED=${SEED:-0}
+SUFFIX=$([ "$SEED" = 0 ] || echo "-s$SEED")
 declare -A ADAPTERS=([shared]=shared [lang]=per_language [both]=shared+per_language)
 
 declare -A CODE=([pt]=a [es]=v [fr]=l [it]=d)
@@ -72,6 +77,7 @@ train() {  # train RUN RECIPE OVERRIDES...
 
 run_one() {
   local name=$1 run=runs/$1
+  case $name in mt27-*) run=runs/$1$SUFFIX ;; esac  # issue 27's systems come in seeds; seed 0 keeps the plain name
   case $name in
     mt-base) mkdir -p $run ;;
     mt-single-*)
@@ -84,11 +90,11 @@ run_one() {
     mt27-single-*)
       local l=${name#mt27-single-} pairs=()
       for x in pt es fr it; do pairs+=("$(pair $x $([ $x = $l ] && echo 1 || echo 0))"); done
-      train $run $RECIPE "${UNTIL_PLATEAU[@]}" "data.pairs=[$(IFS=,; echo "${pairs[*]}")]" ;;
+      train $run $RECIPE "${UNTIL_PLATEAU[@]}" train.seed=$SEED "data.pairs=[$(IFS=,; echo "${pairs[*]}")]" ;;
     mt27-*-T*)
       local arrangement=${name#mt27-}; arrangement=${arrangement%-T*}
       [ -n "${ADAPTERS[$arrangement]:-}" ] || { echo "unknown system $name" >&2; exit 2; }
-      train $run $RECIPE "${UNTIL_PLATEAU[@]}" data.sampling_temperature=${name##*-T} \
+      train $run $RECIPE "${UNTIL_PLATEAU[@]}" train.seed=$SEED data.sampling_temperature=${name##*-T} \
         "method.adapters=${ADAPTERS[$arrangement]}" ;;
     *) echo "unknown system $name" >&2; exit 2 ;;
   esac
