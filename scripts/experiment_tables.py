@@ -4,7 +4,7 @@ resamples, sacreBLEU's implementation) and the runs' own result.json / metrics.j
 
     python scripts/experiment_tables.py bt [--root .]      # runs/bt-*, data/bible-bt
     python scripts/experiment_tables.py multitask [--root .]  # runs/mt-*
-    python scripts/experiment_tables.py multitask27 [--root .]  # runs/mt27-* (issue 27, item 3)
+    python scripts/experiment_tables.py multitask27 [--root .] [--seed N | --over-seeds 0,1]  # runs/mt27-* (issue 27, item 3)
     python scripts/experiment_tables.py noise --root . --runs runs/ui --data data/ui-pt-en  # item 4
 """
 
@@ -160,11 +160,32 @@ def _steps(run: Path) -> str:
     return f"{json.loads(result.read_text())['steps']} ({best})"
 
 
-def multitask27_tables(root: Path) -> str:
+def _mt27_deltas(runs: Path, system: str, suffix: str, refs: dict[str, list[str]]) -> dict[str, tuple[float, float | None]] | None:
+    """{lang: (ΔBLEU of `system+suffix` against mt27-single-<lang>+suffix, paired bootstrap p)},
+    or None when either side lacks a direction's hypotheses."""
+    out = {}
+    for lang in LANGS:
+        s, b = runs / f"{system}{suffix}" / f"test-{lang}-en.hyp", runs / f"mt27-single-{lang}{suffix}" / f"test-{lang}-en.hyp"
+        if not s.exists() or not b.exists():
+            return None
+        ref, base = refs[lang], _lines(b)
+        result = paired_bootstrap(base, {"s": _lines(s)}, ref)["s"]["BLEU"]
+        out[lang] = (result["score"] - corpus_scores(base, ref)["BLEU"].score, result["p_value"])
+    return out
+
+
+def _mt27_goal(deltas: dict[str, tuple[float, float | None]]) -> bool:
+    """Issue 27's goal: it at least +1 BLEU with p < 0.05, no other direction below -0.5."""
+    return all(d >= 1.0 and (p or 1.0) < 0.05 if lang == "it" else d >= -0.5 for lang, (d, p) in deltas.items())
+
+
+def multitask27_tables(root: Path, suffix: str = "") -> str:
     """Issue 27, item 3: single-pair runs and shared / per-language / both at each temperature,
     every run trained until dev BLEU stopped rising; the goal per multi-task system: the
     low-resource pair (it) at least +1 BLEU over its single-pair run with p < 0.05, and no
-    other direction more than 0.5 below its single-pair run."""
+    other direction more than 0.5 below its single-pair run. `suffix` "-s1" reads the seed-1
+    runs (`SEED=1`), each compared with the single-pair runs of its own seed; the untuned row
+    is the same model at every seed (`mt-base`)."""
     runs = root / "runs"
     refs = {lang: _test_refs(CODE[lang], "4") for lang in LANGS}
 
@@ -173,7 +194,7 @@ def multitask27_tables(root: Path) -> str:
         return _lines(path) if path.exists() else None
 
     multi = [f"mt27-{a}-T{t}" for t in (1, 2, 5) for a in MT27_ARRANGEMENTS]
-    systems = ["mt-base"] + [f"mt27-single-{lang}" for lang in LANGS] + multi
+    systems = ["mt-base"] + [f"mt27-single-{lang}{suffix}" for lang in LANGS] + [m + suffix for m in multi]
     out = ["Test BLEU / chrF per direction (501 verses each; greedy, no shortlist):", "",
            "| system | " + " | ".join(f"{lang}->en" for lang in LANGS) + " | steps (best) | examples drawn pt / es / fr / it |",
            "|---|" + "---|" * (len(LANGS) + 2)]
@@ -191,20 +212,37 @@ def multitask27_tables(root: Path) -> str:
             "(it +1 with p < 0.05, no other direction below -0.5):", "",
             "| system | " + " | ".join(f"{lang}->en" for lang in LANGS) + " | goal |", "|---|" + "---|" * (len(LANGS) + 1)]
     for system in multi:
-        cells, goal = [], []
+        deltas = _mt27_deltas(runs, system, suffix, refs)
+        if deltas is not None:
+            cells = [f"{d:+.2f} (p={_p(p)})" for d, p in deltas.values()]
+            out.append(f"| `{system}{suffix}` | " + " | ".join(cells) + f" | {'met' if _mt27_goal(deltas) else 'missed'} |")
+    return "\n".join(out)
+
+
+def multitask27_over_seeds(root: Path, seeds: list[int]) -> str:
+    """The verdict over seeds: for each multi-task system run at every seed in `seeds`, each
+    direction's ΔBLEU against the single-pair run of the same seed, per seed and their mean,
+    and the goal per seed; a system meets the goal only if it meets it in every seed."""
+    runs = root / "runs"
+    refs = {lang: _test_refs(CODE[lang], "4") for lang in LANGS}
+    suffixes = ["" if seed == 0 else f"-s{seed}" for seed in seeds]
+    out = [f"ΔBLEU against the single-pair run of the same seed, seeds {', '.join(map(str, seeds))} "
+           "(per seed, * p < 0.05; mean), and the goal per seed:", "",
+           "| system | " + " | ".join(f"{lang}->en" for lang in LANGS) + " | goal per seed | verdict |",
+           "|---|" + "---|" * (len(LANGS) + 2)]
+    for system in (f"mt27-{a}-T{t}" for t in (1, 2, 5) for a in MT27_ARRANGEMENTS):
+        per_seed = [_mt27_deltas(runs, system, suffix, refs) for suffix in suffixes]
+        if any(d is None for d in per_seed):
+            continue
+        cells = []
         for lang in LANGS:
-            s, b = hyp(system, lang), hyp(f"mt27-single-{lang}", lang)
-            if s is None or b is None:
-                cells.append("-")
-                goal.append(None)
-                continue
-            result = paired_bootstrap(b, {"s": s}, refs[lang])["s"]["BLEU"]
-            delta = result["score"] - corpus_scores(b, refs[lang])["BLEU"].score
-            cells.append(f"{delta:+.2f} (p={_p(result['p_value'])})")
-            goal.append(delta >= 1.0 and (result["p_value"] or 1.0) < 0.05 if lang == "it" else delta >= -0.5)
-        verdict = "-" if None in goal else ("met" if all(goal) else "missed")
-        if cells != ["-"] * len(LANGS):
-            out.append(f"| `{system}` | " + " | ".join(cells) + f" | {verdict} |")
+            values = [d[lang] for d in per_seed]
+            shown = " / ".join(f"{v:+.2f}{'*' if (p or 1.0) < 0.05 else ''}" for v, p in values)
+            cells.append(f"{shown} (mean {sum(v for v, _ in values) / len(values):+.2f})")
+        goals = [_mt27_goal(d) for d in per_seed]
+        verdict = "met in every seed" if all(goals) else f"missed ({goals.count(True)} of {len(goals)} seeds met)"
+        out.append(f"| `{system}` | " + " | ".join(cells) + " | " + " / ".join("met" if g else "missed" for g in goals)
+                   + f" | {verdict} |")
     return "\n".join(out)
 
 
@@ -249,11 +287,21 @@ def main() -> None:
     parser.add_argument("--root", default=".", help="folder holding runs/ (and data/bible-bt for bt)")
     parser.add_argument("--runs", default="runs/bt-ui", help="noise: the UI runs, relative to --root")
     parser.add_argument("--data", default="data/ui-pt-en", help="noise: the UI data, relative to --root")
-    parser.add_argument("--seed", type=int, default=0, help="noise: the SEED=N runs (<system>-sN; 0: the plain names)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="noise, multitask27: the SEED=N runs (<system>-sN; 0: the plain names)")
+    parser.add_argument("--over-seeds", default=None, metavar="0,1",
+                        help="multitask27: the verdict over these seeds instead of one seed's tables")
     args = parser.parse_args()
     root = Path(args.root)
     if args.which == "multitask27":
-        print(multitask27_tables(root))
+        if args.over_seeds:
+            try:
+                seeds = [int(x) for x in args.over_seeds.split(",")]
+            except ValueError:
+                parser.error(f"--over-seeds {args.over_seeds!r}: expected seeds separated by commas, e.g. 0,1")
+            print(multitask27_over_seeds(root, seeds))
+        else:
+            print(multitask27_tables(root, f"-s{args.seed}" if args.seed else ""))
         return
     if args.which == "noise":
         print(noise_table(root / args.runs, root / args.data, f"-s{args.seed}" if args.seed else ""))

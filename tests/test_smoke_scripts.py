@@ -493,6 +493,19 @@ def test_experiment_tables_multitask27_goal(tmp_path):
     assert re.search(r"^\| `mt27-lang-T5` \| \+0\.00 \(p=1\.000\) \| \+0\.00 \(p=1\.000\) \| \+0\.00 \(p=1\.000\) \| "
                      r"\+\d+\.\d\d \(p=0\.001\) \| met \|$", out, re.M), out
     assert re.search(r"^\| `mt27-shared-T5` \| -\d+\.\d\d \(p=0\.001\) .* \| missed \|$", out, re.M), out  # pt fell
+    # seed 1 (SEED=1: <system>-s1), compared with the single-pair runs of its own seed: here the
+    # per-language run is no better than the single-pair Italian run, so the goal is missed there
+    for system in ("mt27-single-pt", "mt27-single-es", "mt27-single-fr", "mt27-single-it", "mt27-lang-T5"):
+        shutil.copytree(runs / system, runs / f"{system}-s1")
+    shutil.copy(runs / "mt27-single-it" / "test-it-en.hyp", runs / "mt27-lang-T5-s1" / "test-it-en.hyp")
+    out = run_script("scripts/experiment_tables.py", ["multitask27", "--root", str(tmp_path), "--seed", "1"], cwd=tmp_path)
+    assert re.search(r"^\| `mt27-lang-T5-s1` \| (\+0\.00 \(p=1\.000\) \| ){4}missed \|$", out, re.M), out
+    assert "| `mt27-shared-T5-s1` | not run |" in out, out
+    out = run_script("scripts/experiment_tables.py", ["multitask27", "--root", str(tmp_path), "--over-seeds", "0,1"], cwd=tmp_path)
+    row = next(line for line in out.splitlines() if line.startswith("| `mt27-lang-T5`"))
+    assert row.startswith("| `mt27-lang-T5` | +0.00 / +0.00 (mean +0.00) |"), out
+    assert re.search(r"\| \+\d+\.\d\d\* / \+0\.00 \(mean \+\d+\.\d\d\) \| met / missed \| missed \(1 of 2 seeds met\) \|$", row), row
+    assert "mt27-shared-T5" not in out, out  # not run at seed 1: no verdict over seeds
 
 
 def test_experiment_tables_noise_on_fake_runs(tmp_path):
