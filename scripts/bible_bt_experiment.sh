@@ -67,7 +67,7 @@ train_one() {
     bt-base) mkdir -p $run ;;
     bt-real) ;;
     bt-real-noise) args+=("data.noise={word_dropout: 0.1, word_shuffle_distance: 3}") ;;
-    bt-beam|bt-tagged|bt-sample|bt-noised|bt-noised20|bt-weak|bt-typo)  # the last three: scripts/ui_bt_experiment.sh noise-data
+    bt-beam|bt-tagged|bt-sample|bt-noised|bt-noised20|bt-weak|bt-typo|bt-typo10|bt-typo30)  # from bt-noised20 on: ui_bt_experiment.sh noise-data
       args+=("data.train.paths=[$D/mix-${name#bt-}.pt, $D/mix-${name#bt-}.en]") ;;  # overrides: relative to the working folder
     *) echo "unknown system $name" >&2; exit 2 ;;
   esac

@@ -252,7 +252,9 @@ NOISE_SYSTEMS = [
     ("bt-beam", "+ beam BT"),
     ("bt-noised20", "+ beam BT, a fifth noised (deletion 0.1, shuffle 3)"),
     ("bt-weak", "+ beam BT, all weakly noised (deletion 0.05, shuffle 2)"),
+    ("bt-typo10", "+ beam BT, a tenth with typos and casing"),
     ("bt-typo", "+ beam BT, a fifth with typos and casing"),
+    ("bt-typo30", "+ beam BT, three tenths with typos and casing"),
 ]
 
 

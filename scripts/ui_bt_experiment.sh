@@ -10,13 +10,14 @@
 #
 # What noise is good for (issue 27, item 4):
 #   scripts/ui_bt_experiment.sh noise-data                    # noisy copies and their mixtures
-#   scripts/ui_bt_experiment.sh train bt-noised20 bt-weak bt-typo
-#   scripts/ui_bt_experiment.sh typo-test bt-base bt-real bt-beam bt-noised20 bt-weak bt-typo
+#   scripts/ui_bt_experiment.sh train bt-noised20 bt-weak bt-typo bt-typo10 bt-typo30
+#   scripts/ui_bt_experiment.sh typo-test bt-base bt-real bt-beam bt-noised20 bt-weak bt-typo bt-typo10 bt-typo30
 #     test-typo.pt: every test source with typos and casing noise (scripts/typo_noise.py), the
 #     robustness test of mozilla/translations; each system scored there too (test-typo.json).
 #     bt-noised20: the beam BT sources, a fifth of them noised (deletion 0.1, shuffle k=3);
 #     bt-weak: all of them, weaker (deletion 0.05, shuffle k=2); bt-typo: a fifth of them with
-#     typos and casing noise (robustness training). Mixed with 3 x the real pairs, as bt-beam.
+#     typos and casing noise (robustness training), bt-typo10 / bt-typo30 a tenth / three
+#     tenths. Mixed with 3 x the real pairs, as bt-beam.
 #
 # Systems: bt-base (untuned bergamot:pt-en), bt-real (the 1,000 real strings alone), bt-beam
 # (3 x real + 11,705 beam-4 back-translations). Training and scoring are those of
@@ -53,7 +54,12 @@ noise_data() {
   [ -f $D/bt-weak.pt ] || $MT augment noise --no-progress --input $D/bt-beam.pt --output $D/bt-weak.pt \
     --word-dropout 0.05 --shuffle-distance 2 --seed 0
   [ -f $D/bt-typo.pt ] || $PY scripts/typo_noise.py --input $D/bt-beam.pt --output $D/bt-typo.pt --fraction 0.2 --seed 1
-  for kind in noised20 weak typo; do
+  # a tenth and three tenths: the same seed draws each line's chance first, so the lines noised
+  # at 0.1 are among those noised at 0.2, and those among 0.3's
+  for f in 10 30; do
+    [ -f $D/bt-typo$f.pt ] || $PY scripts/typo_noise.py --input $D/bt-beam.pt --output $D/bt-typo$f.pt --fraction 0.$((f / 10)) --seed 1
+  done
+  for kind in noised20 weak typo typo10 typo30; do
     [ -f $D/mix-$kind.pt ] || $MT augment mix --no-progress --real $D/real.pt $D/real.en \
       --synthetic $D/bt-$kind.pt $D/bt-beam.en --output-src $D/mix-$kind.pt --output-tgt $D/mix-$kind.en \
       --real-upsample $UPSAMPLE --seed 0

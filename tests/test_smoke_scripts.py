@@ -125,6 +125,7 @@ OTHER_RUNS = {
     "scripts/prepare_ui_strings.py": "test_prepare_ui_strings_holds_out_whole_packages",
     "scripts/ui_bt_experiment.sh": "test_ui_bt_experiment_dry_run",
     "scripts/plot_bt_gains.py": "test_plot_bt_gains_on_fake_runs",
+    "scripts/plot_typo_fraction.py": "test_plot_typo_fraction_on_fake_runs",
     "scripts/typo_noise.py": "test_typo_noise_keeps_lines_and_placeholders",
 }
 # scripts whose tiny run is a test module of its own
@@ -610,16 +611,17 @@ def test_ui_bt_experiment_noise_dry_run(tmp_path, monkeypatch):
     dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["data"])  # lays out the files noise-data reads
     calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["noise-data"])
     monkeypatch.chdir(tmp_path)
-    assert [tool for tool, _ in calls] == ["python", "mtadapt", "mtadapt", "python"] + ["mtadapt"] * 3
-    assert [argv[argv.index("--output") + 1] for _, argv in calls[:4]] == [
-        f"data/ui-pt-en/{name}.pt" for name in ("test-typo", "bt-noised20", "bt-weak", "bt-typo")]
+    assert [tool for tool, _ in calls] == ["python", "mtadapt", "mtadapt"] + ["python"] * 3 + ["mtadapt"] * 5
+    assert [argv[argv.index("--output") + 1] for _, argv in calls[:6]] == [
+        f"data/ui-pt-en/{name}.pt" for name in ("test-typo", "bt-noised20", "bt-weak", "bt-typo", "bt-typo10", "bt-typo30")]
     assert calls[0][1][0].endswith("scripts/typo_noise.py") and "--fraction" not in calls[0][1]  # every test source
-    assert calls[3][1][calls[3][1].index("--fraction") + 1] == "0.2"
-    assert [check_mtadapt_call(argv) for tool, argv in calls if tool == "mtadapt"] == ["augment"] * 5
-    calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["train", "bt-real", "bt-noised20", "bt-weak", "bt-typo"])
+    assert [argv[argv.index("--fraction") + 1] for _, argv in calls[3:6]] == ["0.2", "0.1", "0.3"]
+    assert [argv[argv.index("--seed") + 1] for _, argv in calls[3:6]] == ["1"] * 3  # one seed: the typo lines nest
+    assert [check_mtadapt_call(argv) for tool, argv in calls if tool == "mtadapt"] == ["augment"] * 7
+    calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["train", "bt-real", "bt-noised20", "bt-weak", "bt-typo", "bt-typo10", "bt-typo30"])
     train_args = [argv for _, argv in calls if argv[0] == "train"]
-    assert [check_mtadapt_call(argv) for argv in train_args] == ["train"] * 4
-    for kind, argv in zip(["noised20", "weak", "typo"], train_args[1:]):
+    assert [check_mtadapt_call(argv) for argv in train_args] == ["train"] * 6
+    for kind, argv in zip(["noised20", "weak", "typo", "typo10", "typo30"], train_args[1:]):
         assert f"data.train.paths=[data/ui-pt-en/mix-{kind}.pt, data/ui-pt-en/mix-{kind}.en]" in argv
     calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["typo-test", "bt-base", "bt-real", "bt-typo"])
     assert [check_mtadapt_call(argv) for _, argv in calls] == ["evaluate"] * 3
@@ -674,6 +676,31 @@ def test_typo_noise_keeps_lines_and_placeholders(tmp_path):
     bad = subprocess.run([sys.executable, str(REPO / "scripts/typo_noise.py"), *args[:4], "--upper", "1.5"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--upper 1.5: must be in [0, 1]" in bad.stderr
+
+
+def test_plot_typo_fraction_on_fake_runs(tmp_path):
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    data.mkdir()
+    (data / "test.en").write_text("the old dog sees a cat\na child likes this tree\n", encoding="utf-8")
+    good, bad = "the old dog sees a cat\na child likes this tree\n", "the dog\na tree\n"
+    hyps = {"bt-beam": (good, bad), "bt-typo10": (good, None), "bt-typo": (bad, good), "bt-typo30-s1": (good, good),
+            "bt-real": (bad, bad), "bt-noised20": (bad, bad)}  # the last two are not typo-share points
+    for name, (clean, typo) in hyps.items():
+        (runs / name).mkdir(parents=True)
+        (runs / name / "test.hyp").write_text(clean, encoding="utf-8")
+        if typo is not None:
+            (runs / name / "test-typo.hyp").write_text(typo, encoding="utf-8")
+    out = run_script("scripts/plot_typo_fraction.py", ["--runs", str(runs), "--data", str(data), "--out", str(tmp_path / "p.png")],
+                     cwd=tmp_path)
+    rows = [tuple(line.split("\t")) for line in out.splitlines() if "\t" in line]
+    assert [r[:3] for r in rows] == [("clean test", "seed 0", "0.0"), ("clean test", "seed 0", "0.1"), ("clean test", "seed 0", "0.2"),
+                                     ("clean test", "seed 1", "0.3"), ("typo test", "seed 0", "0.0"), ("typo test", "seed 0", "0.2"),
+                                     ("typo test", "seed 1", "0.3")], out
+    assert [r[3] for r in rows if r[2] in ("0.0", "0.1")][:2] == ["100.00", "100.00"] and float(rows[2][3]) < 100.0
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    bad_run = subprocess.run([sys.executable, str(REPO / "scripts/plot_typo_fraction.py"), "--runs", str(tmp_path / "nowhere"),
+                              "--data", str(data), "--out", str(tmp_path / "q.png")], capture_output=True, text=True)
+    assert bad_run.returncode == 2 and "--runs: " in bad_run.stderr and "no such file or folder" in bad_run.stderr
 
 
 def test_plot_bt_gains_on_fake_runs(tmp_path):
