@@ -4,13 +4,14 @@ resamples, sacreBLEU's implementation) and the runs' own result.json / metrics.j
 
     python scripts/experiment_tables.py bt [--root .]      # runs/bt-*, data/bible-bt
     python scripts/experiment_tables.py multitask [--root .]  # runs/mt-*
-    python scripts/experiment_tables.py multitask27 [--root .] [--seed N | --over-seeds 0,1]  # runs/mt27-* (issue 27, item 3)
+    python scripts/experiment_tables.py multitask27 [--root .] [--seed N | --over-seeds 0,1] [--plot PNG]  # runs/mt27-* (issue 27, item 3)
     python scripts/experiment_tables.py noise --root . --runs runs/ui --data data/ui-pt-en  # item 4
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -82,6 +83,7 @@ def bt_table(root: Path, suffix: str = "") -> str:
     return "\n".join(rows)
 
 
+@functools.lru_cache(maxsize=None)
 def _test_refs(src: str, tgt: str) -> list[str]:
     from mtadapt.data.bible import parse_corpus_path, write_splits
 
@@ -160,9 +162,12 @@ def _steps(run: Path) -> str:
     return f"{json.loads(result.read_text())['steps']} ({best})"
 
 
-def _mt27_deltas(runs: Path, system: str, suffix: str, refs: dict[str, list[str]]) -> dict[str, tuple[float, float | None]] | None:
+@functools.lru_cache(maxsize=None)
+def _mt27_deltas(runs: Path, system: str, suffix: str) -> dict[str, tuple[float, float | None]] | None:
     """{lang: (ΔBLEU of `system+suffix` against mt27-single-<lang>+suffix, paired bootstrap p)},
-    or None when either side lacks a direction's hypotheses."""
+    or None when either side lacks a direction's hypotheses. Cached: the tables and the plot
+    ask for the same bootstraps."""
+    refs = {lang: _test_refs(CODE[lang], "4") for lang in LANGS}
     out = {}
     for lang in LANGS:
         s, b = runs / f"{system}{suffix}" / f"test-{lang}-en.hyp", runs / f"mt27-single-{lang}{suffix}" / f"test-{lang}-en.hyp"
@@ -212,7 +217,7 @@ def multitask27_tables(root: Path, suffix: str = "") -> str:
             "(it +1 with p < 0.05, no other direction below -0.5):", "",
             "| system | " + " | ".join(f"{lang}->en" for lang in LANGS) + " | goal |", "|---|" + "---|" * (len(LANGS) + 1)]
     for system in multi:
-        deltas = _mt27_deltas(runs, system, suffix, refs)
+        deltas = _mt27_deltas(runs, system, suffix)
         if deltas is not None:
             cells = [f"{d:+.2f} (p={_p(p)})" for d, p in deltas.values()]
             out.append(f"| `{system}{suffix}` | " + " | ".join(cells) + f" | {'met' if _mt27_goal(deltas) else 'missed'} |")
@@ -224,14 +229,13 @@ def multitask27_over_seeds(root: Path, seeds: list[int]) -> str:
     direction's ΔBLEU against the single-pair run of the same seed, per seed and their mean,
     and the goal per seed; a system meets the goal only if it meets it in every seed."""
     runs = root / "runs"
-    refs = {lang: _test_refs(CODE[lang], "4") for lang in LANGS}
     suffixes = ["" if seed == 0 else f"-s{seed}" for seed in seeds]
     out = [f"ΔBLEU against the single-pair run of the same seed, seeds {', '.join(map(str, seeds))} "
            "(per seed, * p < 0.05; mean), and the goal per seed:", "",
            "| system | " + " | ".join(f"{lang}->en" for lang in LANGS) + " | goal per seed | verdict |",
            "|---|" + "---|" * (len(LANGS) + 2)]
     for system in (f"mt27-{a}-T{t}" for t in (1, 2, 5) for a in MT27_ARRANGEMENTS):
-        per_seed = [_mt27_deltas(runs, system, suffix, refs) for suffix in suffixes]
+        per_seed = [_mt27_deltas(runs, system, suffix) for suffix in suffixes]
         if any(d is None for d in per_seed):
             continue
         cells = []
@@ -244,6 +248,47 @@ def multitask27_over_seeds(root: Path, seeds: list[int]) -> str:
         out.append(f"| `{system}` | " + " | ".join(cells) + " | " + " / ".join("met" if g else "missed" for g in goals)
                    + f" | {verdict} |")
     return "\n".join(out)
+
+
+def plot_multitask27(root: Path, seeds: list[int], out: Path) -> str:
+    """A PNG of each multi-task arrangement's ΔBLEU against the single-pair runs, per direction,
+    against the sampling temperature (mean over the seeds where every seed has the run; the
+    seeds as dots), with the goal's lines (it +1, the others -0.5); the points as text."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = root / "runs"
+    suffixes = ["" if seed == 0 else f"-s{seed}" for seed in seeds]
+    fig, axes = plt.subplots(1, len(MT27_ARRANGEMENTS), figsize=(4.2 * len(MT27_ARRANGEMENTS), 3.6), sharey=True)
+    text = []
+    for ax, (arrangement, label) in zip(axes, MT27_ARRANGEMENTS.items()):
+        for lang in LANGS:
+            xs, means = [], []
+            for t in (1, 2, 5):
+                per_seed = [_mt27_deltas(runs, f"mt27-{arrangement}-T{t}", suffix) for suffix in suffixes]
+                values = [d[lang][0] for d in per_seed if d is not None]
+                if len(values) < len(suffixes):
+                    continue
+                xs.append(t)
+                means.append(sum(values) / len(values))
+                ax.scatter([t] * len(values), values, s=10, alpha=0.5, color=f"C{LANGS.index(lang)}")
+                text.append(f"{arrangement}\tT={t}\t{lang}->en\t" + " ".join(f"{v:+.2f}" for v in values))
+            if xs:
+                ax.plot(xs, means, marker="o", color=f"C{LANGS.index(lang)}", label=f"{lang}->en")
+        ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+        ax.axhline(-0.5, color="grey", linestyle="--", linewidth=1)
+        ax.axhline(0.0, color="black", linewidth=0.5)
+        ax.set_title(label)
+        ax.set_xlabel("sampling temperature T")
+        ax.set_xticks([1, 2, 5])
+    axes[0].set_ylabel("ΔBLEU vs the single-pair run")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return "\n".join(text + [f"wrote {out}"])
 
 
 NOISE_SYSTEMS = [
@@ -293,9 +338,13 @@ def main() -> None:
                         help="noise, multitask27: the SEED=N runs (<system>-sN; 0: the plain names)")
     parser.add_argument("--over-seeds", default=None, metavar="0,1",
                         help="multitask27: the verdict over these seeds instead of one seed's tables")
+    parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                        help="multitask27: also draw ΔBLEU per direction against the temperature (the --over-seeds seeds, "
+                             "else --seed) into this PNG")
     args = parser.parse_args()
     root = Path(args.root)
     if args.which == "multitask27":
+        seeds = [args.seed]
         if args.over_seeds:
             try:
                 seeds = [int(x) for x in args.over_seeds.split(",")]
@@ -304,6 +353,8 @@ def main() -> None:
             print(multitask27_over_seeds(root, seeds))
         else:
             print(multitask27_tables(root, f"-s{args.seed}" if args.seed else ""))
+        if args.plot is not None:
+            print(plot_multitask27(root, seeds, args.plot))
         return
     if args.which == "noise":
         print(noise_table(root / args.runs, root / args.data, f"-s{args.seed}" if args.seed else ""))

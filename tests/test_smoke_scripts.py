@@ -502,11 +502,16 @@ def test_experiment_tables_multitask27_goal(tmp_path):
     out = run_script("scripts/experiment_tables.py", ["multitask27", "--root", str(tmp_path), "--seed", "1"], cwd=tmp_path)
     assert re.search(r"^\| `mt27-lang-T5-s1` \| (\+0\.00 \(p=1\.000\) \| ){4}missed \|$", out, re.M), out
     assert "| `mt27-shared-T5-s1` | not run |" in out, out
-    out = run_script("scripts/experiment_tables.py", ["multitask27", "--root", str(tmp_path), "--over-seeds", "0,1"], cwd=tmp_path)
+    out = run_script("scripts/experiment_tables.py", ["multitask27", "--root", str(tmp_path), "--over-seeds", "0,1",
+                                                      "--plot", str(tmp_path / "mt27.png")], cwd=tmp_path)
     row = next(line for line in out.splitlines() if line.startswith("| `mt27-lang-T5`"))
     assert row.startswith("| `mt27-lang-T5` | +0.00 / +0.00 (mean +0.00) |"), out
     assert re.search(r"\| \+\d+\.\d\d\* / \+0\.00 \(mean \+\d+\.\d\d\) \| met / missed \| missed \(1 of 2 seeds met\) \|$", row), row
     assert "mt27-shared-T5" not in out, out  # not run at seed 1: no verdict over seeds
+    points = [line.split("\t") for line in out.splitlines() if line.count("\t") == 3]
+    assert [p[:3] for p in points] == [["lang", "T=5", f"{lang}->en"] for lang in ("pt", "es", "fr", "it")], out  # both seeds
+    assert points[0][3] == "+0.00 +0.00" and re.fullmatch(r"\+\d+\.\d\d \+0\.00", points[3][3]), points
+    assert (tmp_path / "mt27.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_experiment_tables_noise_on_fake_runs(tmp_path):
