@@ -233,3 +233,23 @@ def test_a_config_is_a_method_config_or_a_method_name(adapted):
     assert adapted.adapters.names == ["a"]
     adapted.add_adapter("b", "lora", rank=2)  # a name and keywords, as get_peft_model takes them
     assert adapted.model.mtadapt_adapter_configs["b"] == mtadapt.LoraConfig(rank=2)
+
+
+def test_a_deleted_bottleneck_adapter_does_not_block_merging_the_lora_one(adapted):
+    """Deleting the last bottleneck adapter leaves its wrappers (plain `base_layer(x)`): the
+    LoRA adapter still merges, the merged model is plain, and its logits are the LoRA model's."""
+    from mtadapt.methods.base import adapter_layers
+    from mtadapt.methods.merge import merge_refusal
+
+    with torch.no_grad():
+        expected = adapted(**batch()).logits
+    adapted.add_adapter("h", mtadapt.HoulsbyConfig(bottleneck_dim=8))
+    refusal = merge_refusal(adapted.model)
+    assert refusal is not None and "bottleneck adapters" in refusal  # a held houlsby adapter is refused
+    adapted.delete_adapter("h")
+    assert merge_refusal(adapted.model) is None
+    plain = adapted.merge_and_unload(["a"])
+    assert not list(adapter_layers(plain))
+    assert set(plain.state_dict()) == set(mtadapt.load_model("tiny:mbart50").model.state_dict())  # no wrapper's names
+    with torch.no_grad():
+        assert (plain(**batch()).logits - expected).abs().max() < 1e-3

@@ -26,7 +26,7 @@ from torch import nn
 from mtadapt.errors import AdapterError
 from mtadapt.io import fill_folder
 from mtadapt.methods import lora, storage
-from mtadapt.methods.base import adapter_layers
+from mtadapt.methods.base import adapter_layers, replace_module
 
 _MTADAPT_ATTRS = ("mtadapt_adapter_configs", "mtadapt_whole_model_method")
 
@@ -43,11 +43,17 @@ _UNMERGEABLE = {
 }
 
 
+def _empty_wrapper(layer: nn.Module) -> bool:
+    """A layer around a plain `base_layer` that holds no adapter now: what deleting the last
+    bottleneck adapter leaves; it computes `base_layer(x)` and `merged_model` unwraps it."""
+    return isinstance(getattr(layer, "base_layer", None), nn.Module) and not layer.adapter_names()
+
+
 def merge_refusal(model: nn.Module) -> str | None:
     """Why `model`'s adapters cannot be merged into its weights (one line), or None if they can."""
     reasons: dict[str, list[str]] = {}
     for name, layer in adapter_layers(model):
-        if not isinstance(layer, lora.LoraLinear):
+        if not isinstance(layer, lora.LoraLinear) and not _empty_wrapper(layer):
             kind = type(layer).__name__
             reasons.setdefault(kind, []).append(name)
     if not reasons:
@@ -72,6 +78,10 @@ def merged_model(model: nn.Module, adapter_names: Sequence[str] | None = None, c
         raise AdapterError(refusal)
     target = copy.deepcopy(model) if copy_model else model
     lora.merge_and_unload(target, adapter_names)
+    # what is left are empty wrappers (merge_refusal let nothing else through); outermost first,
+    # one at a time: a wrapper's base may be another wrapper
+    while (left := next(adapter_layers(target), None)) is not None:
+        replace_module(target, left[0], left[1].base_layer)
     storage.forget_stored_weights(target)  # its weights are no longer the stored base's
     for attr in _MTADAPT_ATTRS:
         if attr in target.__dict__:
