@@ -269,6 +269,18 @@ def test_every_500_is_counted_in_metrics(app_client, monkeypatch):
     assert _requests_counted(client)[("/translate", "500")] == before + 2
 
 
+def test_static_files_are_counted_under_their_mount(app_client):
+    """The comparison page's files came through a Mount, which sets no route: they were
+    counted as "unmatched" with every 404 for an unknown path."""
+    client, _ = app_client
+    before = _requests_counted(client)
+    assert client.get("/static/page.js").status_code == 200 and client.get("/static/nope.js").status_code == 404
+    assert client.get("/no/such/path").status_code == 404
+    after = _requests_counted(client)
+    for key in (("/static", "200"), ("/static", "404"), ("unmatched", "404")):
+        assert after.get(key, 0) == before.get(key, 0) + 1, (key, after)
+
+
 def test_head_options_cors_and_compressed_bodies(app_client):
     client, _ = app_client
     for path in ("/health", "/ready"):

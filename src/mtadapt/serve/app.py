@@ -51,6 +51,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount
 
 from mtadapt.data.placeholders import MASK_STYLES
 from mtadapt.errors import ConfigError
@@ -221,6 +222,20 @@ class Server:
             raise ApiError(400, field, f"{field}: {err}; or give the source language") from err
 
 
+
+def _route_label(app: FastAPI, request: Request) -> str:
+    """The `route` label of a request in /metrics: its route's path template, the mount a
+    static file came through (`/static`: a Mount sets no route), else "unmatched" (a 404
+    for any other path: the raw path is never a label, so label values stay bounded)."""
+    route = request.scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return route.path
+    path = request.url.path
+    for mount in app.routes:
+        if isinstance(mount, Mount) and path.startswith(mount.path + "/"):
+            return mount.path
+    return "unmatched"
+
 def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     """The ASGI app over a loaded engine; the worker starts with the app's lifespan."""
     server = Server(config, engine)
@@ -271,8 +286,7 @@ def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
         except Exception as err:  # noqa: BLE001 (a bug: answered here, so that /metrics counts the 500)
             log.error("internal error answering %s %s", request.method, request.url.path, exc_info=err)
             response = internal_error(err)
-        route = request.scope.get("route")
-        server.metrics.request(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - start)
+        server.metrics.request(_route_label(app, request), response.status_code, time.perf_counter() - start)
         return response
 
     @app.exception_handler(ApiError)
