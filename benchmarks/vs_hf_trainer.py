@@ -163,8 +163,10 @@ def build_base(args: argparse.Namespace, data: Path) -> dict:
         f"train.output_dir={run}", f"train.max_steps={args.base_steps}", f"train.eval_every={args.base_steps}",
         f"train.save_every={args.base_steps}", "train.eval_at_start=false", "data.max_dev_sentences=100",
         f"train.seed={args.seed}",
-        # pinned: the base every row starts from must not change with mtadapt's defaults
-        "data.sort_window=16", "train.loss_normalization=tokens", "train.lr_scaling=none",
+        # pinned: the base every row starts from must not change with mtadapt's defaults. The
+        # share is the default since issue 28 (the headline's bases); before it, windows of 16
+        # were uncapped (share 1.0): seed 0's base dev BLEU 3.20 then, 2.77 now (both deterministic)
+        "data.sort_window=16", "data.sort_window_share=0.125", "train.loss_normalization=tokens", "train.lr_scaling=none",
     ])
     result = train(config, progress=False)
     loaded, codec = open_for_inference(run=run, which="final")
