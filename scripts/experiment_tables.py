@@ -5,7 +5,7 @@ resamples, sacreBLEU's implementation) and the runs' own result.json / metrics.j
     python scripts/experiment_tables.py bt [--root .]      # runs/bt-*, data/bible-bt
     python scripts/experiment_tables.py multitask [--root .]  # runs/mt-*
     python scripts/experiment_tables.py multitask27 [--root .] [--seed N | --over-seeds 0,1] [--plot PNG]  # runs/mt27-* (issue 27, item 3)
-    python scripts/experiment_tables.py noise --root . --runs runs/ui --data data/ui-pt-en  # item 4
+    python scripts/experiment_tables.py noise --root . --runs runs/ui --data data/ui-pt-en [--seed N | --over-seeds 0,1]  # item 4
 """
 
 from __future__ import annotations
@@ -328,6 +328,44 @@ def noise_table(runs: Path, data: Path, suffix: str = "") -> str:
     return "\n".join(rows)
 
 
+def noise_over_seeds(runs: Path, data: Path, seeds: list[int]) -> str:
+    """The verdict over seeds: for each noised system run at every seed in `seeds`, its ΔBLEU
+    against plain beam BT of the same seed on the clean and on the typo test, per seed (* p <
+    0.05) and the mean; "better" / "worse" only where every seed is significant that way."""
+    refs = _lines(data / "test.en")
+    suffixes = ["" if seed == 0 else f"-s{seed}" for seed in seeds]
+    rows = [f"ΔBLEU against beam BT of the same seed, seeds {', '.join(map(str, seeds))} (per seed, * p < 0.05; mean):", "",
+            "| system | clean test | verdict | typo test | verdict |", "|---|---|---|---|---|"]
+    for name, label in NOISE_SYSTEMS:
+        if name in ("bt-base", "bt-beam"):
+            continue
+        cells = []
+        for test in ("test", "test-typo"):
+            pairs = [(runs / f"{name}{x}" / f"{test}.hyp", runs / f"bt-beam{x}" / f"{test}.hyp") for x in suffixes]
+            if not all(h.exists() and b.exists() for h, b in pairs):
+                cells = []
+                break
+            values = []
+            for h, b in pairs:
+                base = _lines(b)
+                result = paired_bootstrap(base, {"s": _lines(h)}, refs)["s"]["BLEU"]
+                values.append((result["score"] - corpus_scores(base, refs)["BLEU"].score, result["p_value"] or 1.0))
+            shown = " / ".join(f"{d:+.2f}{'*' if p < 0.05 else ''}" for d, p in values)
+            cells.append(f"{shown} (mean {sum(d for d, _ in values) / len(values):+.2f})")
+            significant = [p < 0.05 for _, p in values]
+            cells.append("better in every seed" if all(significant) and all(d > 0 for d, _ in values) else
+                         "worse in every seed" if all(significant) and all(d < 0 for d, _ in values) else "no verdict")
+        if cells:
+            rows.append(f"| {label} (`{name}`) | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _seeds(parser: argparse.ArgumentParser, text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        parser.error(f"--over-seeds {text!r}: expected seeds separated by commas, e.g. 0,1")
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", choices=["bt", "multitask", "multitask27", "noise"])
@@ -337,7 +375,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="noise, multitask27: the SEED=N runs (<system>-sN; 0: the plain names)")
     parser.add_argument("--over-seeds", default=None, metavar="0,1",
-                        help="multitask27: the verdict over these seeds instead of one seed's tables")
+                        help="multitask27, noise: the verdict over these seeds instead of one seed's tables")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
                         help="multitask27: also draw ΔBLEU per direction against the temperature (the --over-seeds seeds, "
                              "else --seed) into this PNG")
@@ -346,10 +384,7 @@ def main() -> None:
     if args.which == "multitask27":
         seeds = [args.seed]
         if args.over_seeds:
-            try:
-                seeds = [int(x) for x in args.over_seeds.split(",")]
-            except ValueError:
-                parser.error(f"--over-seeds {args.over_seeds!r}: expected seeds separated by commas, e.g. 0,1")
+            seeds = _seeds(parser, args.over_seeds)
             print(multitask27_over_seeds(root, seeds))
         else:
             print(multitask27_tables(root, f"-s{args.seed}" if args.seed else ""))
@@ -357,7 +392,10 @@ def main() -> None:
             print(plot_multitask27(root, seeds, args.plot))
         return
     if args.which == "noise":
-        print(noise_table(root / args.runs, root / args.data, f"-s{args.seed}" if args.seed else ""))
+        if args.over_seeds:
+            print(noise_over_seeds(root / args.runs, root / args.data, _seeds(parser, args.over_seeds)))
+        else:
+            print(noise_table(root / args.runs, root / args.data, f"-s{args.seed}" if args.seed else ""))
         return
     if args.which == "multitask":
         print(multitask_tables(root))

@@ -535,6 +535,14 @@ def test_experiment_tables_noise_on_fake_runs(tmp_path):
     out = run_script("scripts/experiment_tables.py", ["noise", "--root", str(tmp_path), "--runs", "runs", "--data", "data", "--seed", "1"],
                      cwd=tmp_path)
     assert "| + beam BT (`bt-beam-s1`) | " in out and "(`bt-typo-s1`) | not run |" in out, out
+    shutil.copytree(runs / "bt-typo", runs / "bt-typo-s1")  # the verdict over seeds: every seed against its own beam run
+    shutil.copy(runs / "bt-beam" / "test-typo.hyp", runs / "bt-beam-s1" / "test-typo.hyp")
+    out = run_script("scripts/experiment_tables.py", ["noise", "--root", str(tmp_path), "--runs", "runs", "--data", "data",
+                                                      "--over-seeds", "0,1"], cwd=tmp_path)
+    rows = {line.split("`")[1]: line for line in out.splitlines() if "`" in line}
+    assert sorted(rows) == ["bt-typo"], out  # bt-base is no noised system; the others lack a seed
+    assert re.fullmatch(r"\| .*\(`bt-typo`\) \| \+0\.00 / \+\d+\.\d\d\*? \(mean \+\d+\.\d\d\) \| \w[\w ]+ \| "
+                        r"\+\d+\.\d\d\*? / \+\d+\.\d\d\*? \(mean \+\d+\.\d\d\) \| \w[\w ]+ \|", rows["bt-typo"]), out
 
 
 def _run_exercises_example() -> list[str]:
