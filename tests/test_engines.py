@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
 
 import pytest
 
@@ -203,6 +205,50 @@ def test_cli_translates_with_a_cached_conversion_or_an_exported_folder(tmp_path,
     assert len(cached.splitlines()) == len(SOURCES) and len(set(cached.splitlines())) > 1
     assert (tmp_path / "again.txt").read_text(encoding="utf-8") == cached
     assert (tmp_path / "exported.txt").read_text(encoding="utf-8") == cached
+
+
+@needs_ctranslate2
+def test_a_cached_conversion_opens_without_loading_the_pytorch_model(tmp_path, nllb_lora, monkeypatch):
+    """The second `--engine ctranslate2` call finds the adapter's conversion from the adapter's
+    recorded base fingerprint: the PyTorch model is not loaded, and the outputs are the first
+    call's. Another compute type, or a changed adapter, is another folder: that loads again."""
+    from mtadapt import runs
+    from mtadapt.cli import main
+
+    monkeypatch.setenv("MTADAPT_CACHE", str(tmp_path / "cache"))
+    src, tgt = TOY_LANGUAGES["nllb"]
+    adapter = tmp_path / "adapter"
+    shutil.copytree(nllb_lora, adapter)
+    (tmp_path / "in.txt").write_text("".join(s + "\n" for s in SOURCES), encoding="utf-8")
+    io = ["-i", str(tmp_path / "in.txt"), "--no-progress", "--engine", "ctranslate2"]
+    model = ["--model", "tiny:nllb", "--adapter", str(adapter), "--src-lang", src, "--tgt-lang", tgt]
+    assert main(["translate", *model, *io, "--compute-type", "float32", "-o", str(tmp_path / "built.txt")]) == 0
+    loads = []
+    real_open = runs.open_for_inference
+    monkeypatch.setattr(runs, "open_for_inference", lambda **kw: loads.append(kw) or real_open(**kw))
+    assert main(["translate", *model, *io, "--compute-type", "float32", "-o", str(tmp_path / "cached.txt")]) == 0
+    assert loads == [] and (tmp_path / "cached.txt").read_text(encoding="utf-8") == (tmp_path / "built.txt").read_text(encoding="utf-8")
+    assert main(["translate", *model, *io, "--compute-type", "int8", "-o", str(tmp_path / "int8.txt")]) == 0
+    assert len(loads) == 1  # another compute type: converted from the model
+    _adapter("nllb", adapter, seed=5)  # the same folder, other weights
+    assert main(["translate", *model, *io, "--compute-type", "float32", "-o", str(tmp_path / "changed.txt")]) == 0
+    assert len(loads) == 2 and len(list((tmp_path / "cache" / "ctranslate2").iterdir())) == 3
+    assert (tmp_path / "changed.txt").read_text(encoding="utf-8") != (tmp_path / "built.txt").read_text(encoding="utf-8")
+    # a base folder alone: found by the record of its files; a file touched converts again
+    base = tmp_path / "base"
+    tiny = load_model("tiny:nllb")
+    tiny.model.save_pretrained(base)
+    tiny.tokenizer.save_pretrained(base)
+    plain = ["--model", str(base), "--src-lang", src, "--tgt-lang", tgt, *io, "--compute-type", "float32"]
+    assert main(["translate", *plain, "-o", str(tmp_path / "base1.txt")]) == 0
+    assert main(["translate", *plain, "-o", str(tmp_path / "base2.txt")]) == 0
+    assert len(loads) == 3 and (tmp_path / "base1.txt").read_text(encoding="utf-8") == (tmp_path / "base2.txt").read_text(encoding="utf-8")
+    config = base / "config.json"
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 1_000_000))
+    assert main(["translate", *plain, "-o", str(tmp_path / "base3.txt")]) == 0
+    assert len(loads) == 4 and len(list((tmp_path / "cache" / "ctranslate2").iterdir())) == 4  # the same weights: the same folder
+    assert main(["translate", *plain, "-o", str(tmp_path / "base4.txt")]) == 0  # its record now names the touched file
+    assert len(loads) == 4 and (tmp_path / "base4.txt").read_text(encoding="utf-8") == (tmp_path / "base1.txt").read_text(encoding="utf-8")
 
 
 @needs_ctranslate2

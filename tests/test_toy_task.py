@@ -107,6 +107,13 @@ def test_ctranslate2_int8_scores_within_1_bleu_of_float32(toy_run, toy_dir, tmp_
         print(f"toy run test BLEU: ctranslate2 float32 {float32:.2f}, int8 {int8:.2f}")
     assert float32 > 50 and abs(int8 - float32) <= 1.0, (float32, int8)
     assert sorted(p.name.rsplit("-", 1)[1] for p in (tmp_path / "cache" / "ctranslate2").iterdir()) == ["float32", "int8"]
+    from mtadapt import runs
+
+    loads = []
+    real_open = runs.open_for_inference
+    monkeypatch.setattr(runs, "open_for_inference", lambda **kw: loads.append(kw) or real_open(**kw))
+    again = evaluate_json(capsys, *engine, "--compute-type", "float32", toy_dir=toy_dir)["BLEU"]["score"]
+    assert (again, loads) == (float32, [])  # the run's cached conversion, found without loading the model
 
     exported = tmp_path / "exported"
     assert main(["export", "--format", "ctranslate2", "--run", str(toy_run), "--out", str(exported)]) == 0

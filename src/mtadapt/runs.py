@@ -400,16 +400,76 @@ def _exported_folder(folder: str | Path, run: str | Path | None, src_lang: str |
     return folder, codec
 
 
+def _local_files(path: str | Path | None) -> list[list[Any]] | None:
+    """[name, size, mtime_ns] of each file in a local model folder, sorted; None for a name
+    that is no folder (a hub or tiny name)."""
+    if path is None or not Path(path).is_dir():
+        return None
+    return sorted([p.name, st.st_size, st.st_mtime_ns] for p in Path(path).iterdir() if p.is_file() for st in [p.stat()])
+
+
+def _cached_conversion(run: str | Path | None, model: str | None, adapters: list[str] | None, src_lang: str | None,
+                       tgt_lang: str | None, which: str, compute_type: str) -> tuple[Path, PairCodec, str] | None:
+    """The folder `_converted_run` converted before, found without loading the PyTorch model,
+    and its codec and base name; None when there is none, or for per-language adapters.
+
+    With one adapter (a run's, or --adapter on --model) the cache key needs the base's
+    fingerprint, which the adapter recorded when it was saved (and which loading checks the
+    base against): the key comes from the adapter's files alone, and the folder's own record
+    (base fingerprint, family, compute type) is checked too. The base named by --model is not
+    opened: the conversion of the adapter's own base is what runs. A base folder alone
+    (--model DIR) is found by the folder's record of that base's files (path, sizes and
+    modification times): any change to them converts again."""
+    from mtadapt.inference.ctranslate2 import META_FILE, read_folder_meta
+
+    if run is None and not adapters:
+        files = _local_files(model)
+        if files is None:
+            return None
+        wanted = {"adapters": [], "base_dir": str(Path(model).resolve()), "base_files": files, "quantization": compute_type}
+        candidates = ctranslate2_cache_root().glob(f"*-{compute_type}")
+    else:
+        if run is None and model is None:
+            return None
+        try:
+            folders = [f for _, f in adapter_folders(run_adapter(run, which))] if run is not None and not adapters \
+                else [Path(a) for a in _run_adapters(list(adapters or []), which)[0]]
+            recorded = json.loads((folders[0] / storage.CONFIG_FILE).read_text(encoding="utf-8"))["fingerprint"] \
+                if len(folders) == 1 else None
+        except (OSError, ValueError, KeyError, TypeError, AdapterError):
+            return None  # loading says what is wrong with the run or adapter, as it always did
+        if recorded is None:
+            return None
+        key = ctranslate2_cache_key("", recorded, folders, compute_type)  # "-<digest>-<compute type>"
+        wanted = {"base_fingerprint": recorded, "quantization": compute_type}
+        candidates = (f for f in ctranslate2_cache_root().glob(f"*{key}") if f.name.endswith(key))
+    for folder in candidates:
+        if not (folder / META_FILE).is_file():
+            continue  # being built, or left half-built: the slow path builds it
+        meta = read_folder_meta(folder)
+        if all(meta.get(k) == v for k, v in wanted.items()) and folder.name.startswith(f"{meta.get('family')}-"):
+            folder, codec = _exported_folder(folder, run, src_lang, tgt_lang, which)
+            return folder, codec, meta["base"]
+    return None
+
+
 def _converted_run(run: str | Path | None, model: str | None, adapters: list[str] | None, src_lang: str | None,
                    tgt_lang: str | None, which: str, compute_type: str, ranks: Any) -> tuple[Path, PairCodec, str]:
     """The run (or base + adapters) merged and converted for `compute_type`, from the cache
-    when it is there; its codec; the base's name."""
+    when it is there; its codec; the base's name. One process finds a cached single adapter's
+    folder without loading the model (`_cached_conversion`); ranks of a launched run take the
+    path below, so that every rank passes the same barriers."""
+    if ranks is None or ranks.world <= 1:
+        found = _cached_conversion(run, model, adapters, src_lang, tgt_lang, which, compute_type)
+        if found is not None:
+            return found
     from dataclasses import asdict
 
-    from mtadapt.inference.ctranslate2 import META_FILE, check_convertible, convert_folder
-    from mtadapt.io import replace_folder
+    from mtadapt.inference.ctranslate2 import META_FILE, check_convertible, convert_folder, read_folder_meta
+    from mtadapt.io import atomic_write_json, replace_folder
     from mtadapt.methods.merge import merged_model
 
+    base_files = _local_files(model)  # before loading: a file changed meanwhile makes the record stale, not wrong
     loaded, codec = open_for_inference(run=run, model=model, adapters=adapters, src_lang=src_lang, tgt_lang=tgt_lang,
                                        which=which)
     check_convertible(loaded)
@@ -425,6 +485,7 @@ def _converted_run(run: str | Path | None, model: str | None, adapters: list[str
         merged = merged_model(loaded.model, copy_model=False) if names else loaded.model
         meta = {"format": "ctranslate2", "base": loaded.name_or_path, "base_fingerprint": base,
                 "run": None if run is None else str(run), "adapters": [str(f) for f in folders],
+                "base_dir": str(Path(model).resolve()) if base_files is not None else None, "base_files": base_files,
                 "languages": [{"src_lang": codec.src_lang, "tgt_lang": codec.tgt_lang}]}
         convert_folder(tmp, merged, loaded.tokenizer, loaded.family.name, compute_type, meta)
 
@@ -433,6 +494,12 @@ def _converted_run(run: str | Path | None, model: str | None, adapters: list[str
         ranks.barrier()  # rank 0 converts; the others find its folder
     if not (folder / META_FILE).is_file():
         replace_folder(folder, build)
+    elif base_files is not None and not waits:
+        meta = read_folder_meta(folder)
+        if (meta.get("base_dir"), meta.get("base_files")) != (str(Path(model).resolve()), base_files):
+            # the same weights (the key) in other or touched files: record these, so that the
+            # next command finds the folder without loading the model (`_cached_conversion`)
+            atomic_write_json(folder / META_FILE, {**meta, "base_dir": str(Path(model).resolve()), "base_files": base_files}, indent=2)
     if waits and ranks.main:
         ranks.barrier()
     return folder, codec, loaded.name_or_path
