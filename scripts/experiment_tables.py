@@ -252,8 +252,8 @@ def multitask27_over_seeds(root: Path, seeds: list[int]) -> str:
 
 def plot_multitask27(root: Path, seeds: list[int], out: Path) -> str:
     """A PNG of each multi-task arrangement's ΔBLEU against the single-pair runs, per direction,
-    against the sampling temperature (mean over the seeds where every seed has the run; the
-    seeds as dots), with the goal's lines (it +1, the others -0.5); the points as text."""
+    against the sampling temperature (the mean over those of `seeds` the system ran at; each
+    seed a dot), with the goal's lines (it +1, the others -0.5); the points as text."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -268,8 +268,8 @@ def plot_multitask27(root: Path, seeds: list[int], out: Path) -> str:
             xs, means = [], []
             for t in (1, 2, 5):
                 per_seed = [_mt27_deltas(runs, f"mt27-{arrangement}-T{t}", suffix) for suffix in suffixes]
-                values = [d[lang][0] for d in per_seed if d is not None]
-                if len(values) < len(suffixes):
+                values = [d[lang][0] for d in per_seed if d is not None]  # the seeds this system ran at
+                if not values:
                     continue
                 xs.append(t)
                 means.append(sum(values) / len(values))
