@@ -509,8 +509,9 @@ def test_experiment_tables_multitask27_goal(tmp_path):
     assert re.search(r"\| \+\d+\.\d\d\* / \+0\.00 \(mean \+\d+\.\d\d\) \| met / missed \| missed \(1 of 2 seeds met\) \|$", row), row
     assert "mt27-shared-T5" not in out, out  # not run at seed 1: no verdict over seeds
     points = [line.split("\t") for line in out.splitlines() if line.count("\t") == 3]
-    assert [p[:3] for p in points] == [["lang", "T=5", f"{lang}->en"] for lang in ("pt", "es", "fr", "it")], out  # both seeds
-    assert points[0][3] == "+0.00 +0.00" and re.fullmatch(r"\+\d+\.\d\d \+0\.00", points[3][3]), points
+    assert [p[:3] for p in points] == [[a, "T=5", f"{lang}->en"] for a in ("shared", "lang") for lang in ("pt", "es", "fr", "it")], out
+    assert re.fullmatch(r"-\d+\.\d\d", points[0][3]) and points[1][3] == "+0.00", points  # shared: seed 0 only
+    assert points[4][3] == "+0.00 +0.00" and re.fullmatch(r"\+\d+\.\d\d \+0\.00", points[7][3]), points  # lang: both seeds
     assert (tmp_path / "mt27.png").read_bytes()[:4] == b"\x89PNG"
 
 
