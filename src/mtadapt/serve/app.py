@@ -222,7 +222,6 @@ class Server:
             raise ApiError(400, field, f"{field}: {err}; or give the source language") from err
 
 
-
 def _route_label(app: FastAPI, request: Request) -> str:
     """The `route` label of a request in /metrics: its route's path template, the mount a
     static file came through (`/static`: a Mount sets no route), else "unmatched" (a 404
@@ -235,6 +234,7 @@ def _route_label(app: FastAPI, request: Request) -> str:
         if isinstance(mount, Mount) and path.startswith(mount.path + "/"):
             return mount.path
     return "unmatched"
+
 
 def create_app(config: ServeConfig, engine: Engine) -> FastAPI:
     """The ASGI app over a loaded engine; the worker starts with the app's lifespan."""
