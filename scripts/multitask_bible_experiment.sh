@@ -26,6 +26,9 @@
 #   SEED=1 scripts/multitask_bible_experiment.sh run mt27-single-it mt27-both-T5
 #                              another seed (LoRA initialisation, batch order, dropout):
 #                              runs/<system>-s1; the table: experiment_tables.py multitask27 --seed 1
+#   MAX_STEPS=2000 scripts/multitask_bible_experiment.sh run mt27-single-es mt27-both-T5
+#                              a longer cap (the linear decay stretched with it): runs/<system>-m2000;
+#                              the table: experiment_tables.py multitask27 --max-steps 2000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -36,7 +39,8 @@ MAX_STEPS=${MAX_STEPS:-800}
 # data.sort_window=16: the windows these runs were trained with (the default before data.sort_window_share)
 UNTIL_PLATEAU=(train.max_steps=$MAX_STEPS train.early_stopping_patience=3 train.label_smoothing=0 data.sort_window=16)
 SEED=${SEED:-0}
-SUFFIX=$([ "$SEED" = 0 ] || echo "-s$SEED")
+# runs/<system>[-m<MAX_STEPS>][-s<SEED>]: the 800-step runs and seed 0 keep the plain names
+SUFFIX=$([ "$MAX_STEPS" = 800 ] || echo "-m$MAX_STEPS")$([ "$SEED" = 0 ] || echo "-s$SEED")
 declare -A ADAPTERS=([shared]=shared [lang]=per_language [both]=shared+per_language)
 
 declare -A CODE=([pt]=a [es]=v [fr]=l [it]=d)
