@@ -4,7 +4,7 @@ resamples, sacreBLEU's implementation) and the runs' own result.json / metrics.j
 
     python scripts/experiment_tables.py bt [--root .]      # runs/bt-*, data/bible-bt
     python scripts/experiment_tables.py multitask [--root .]  # runs/mt-*
-    python scripts/experiment_tables.py multitask27 [--root .] [--seed N | --over-seeds 0,1] [--plot PNG]  # runs/mt27-* (issue 27, item 3)
+    python scripts/experiment_tables.py multitask27 [--root .] [--max-steps N] [--seed N | --over-seeds 0,1] [--plot PNG]  # runs/mt27-* (issue 27, item 3)
     python scripts/experiment_tables.py noise --root . --runs runs/ui --data data/ui-pt-en [--seed N | --over-seeds 0,1]  # item 4
 """
 
@@ -224,12 +224,18 @@ def multitask27_tables(root: Path, suffix: str = "") -> str:
     return "\n".join(out)
 
 
-def multitask27_over_seeds(root: Path, seeds: list[int]) -> str:
+def mt27_suffix(seed: int, max_steps: int = 800) -> str:
+    """The run-name suffix scripts/multitask_bible_experiment.sh gives SEED / MAX_STEPS:
+    `-m<MAX_STEPS>` unless 800, then `-s<SEED>` unless 0."""
+    return (f"-m{max_steps}" if max_steps != 800 else "") + (f"-s{seed}" if seed else "")
+
+
+def multitask27_over_seeds(root: Path, seeds: list[int], max_steps: int = 800) -> str:
     """The verdict over seeds: for each multi-task system run at every seed in `seeds`, each
     direction's ΔBLEU against the single-pair run of the same seed, per seed and their mean,
     and the goal per seed; a system meets the goal only if it meets it in every seed."""
     runs = root / "runs"
-    suffixes = ["" if seed == 0 else f"-s{seed}" for seed in seeds]
+    suffixes = [mt27_suffix(seed, max_steps) for seed in seeds]
     out = [f"ΔBLEU against the single-pair run of the same seed, seeds {', '.join(map(str, seeds))} "
            "(per seed, * p < 0.05; mean), and the goal per seed:", "",
            "| system | " + " | ".join(f"{lang}->en" for lang in LANGS) + " | goal per seed | verdict |",
@@ -250,7 +256,7 @@ def multitask27_over_seeds(root: Path, seeds: list[int]) -> str:
     return "\n".join(out)
 
 
-def plot_multitask27(root: Path, seeds: list[int], out: Path) -> str:
+def plot_multitask27(root: Path, seeds: list[int], out: Path, max_steps: int = 800) -> str:
     """A PNG of each multi-task arrangement's ΔBLEU against the single-pair runs, per direction,
     against the sampling temperature (the mean over those of `seeds` the system ran at; each
     seed a dot), with the goal's lines (it +1, the others -0.5); the points as text."""
@@ -260,7 +266,7 @@ def plot_multitask27(root: Path, seeds: list[int], out: Path) -> str:
     import matplotlib.pyplot as plt
 
     runs = root / "runs"
-    suffixes = ["" if seed == 0 else f"-s{seed}" for seed in seeds]
+    suffixes = [mt27_suffix(seed, max_steps) for seed in seeds]
     fig, axes = plt.subplots(1, len(MT27_ARRANGEMENTS), figsize=(4.2 * len(MT27_ARRANGEMENTS), 3.6), sharey=True)
     text = []
     for ax, (arrangement, label) in zip(axes, MT27_ARRANGEMENTS.items()):
@@ -374,6 +380,8 @@ def main() -> None:
     parser.add_argument("--data", default="data/ui-pt-en", help="noise: the UI data, relative to --root")
     parser.add_argument("--seed", type=int, default=0,
                         help="noise, multitask27: the SEED=N runs (<system>-sN; 0: the plain names)")
+    parser.add_argument("--max-steps", type=int, default=800,
+                        help="multitask27: the MAX_STEPS=N runs (<system>-mN; 800: the plain names)")
     parser.add_argument("--over-seeds", default=None, metavar="0,1",
                         help="multitask27, noise: the verdict over these seeds instead of one seed's tables")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
@@ -385,11 +393,11 @@ def main() -> None:
         seeds = [args.seed]
         if args.over_seeds:
             seeds = _seeds(parser, args.over_seeds)
-            print(multitask27_over_seeds(root, seeds))
+            print(multitask27_over_seeds(root, seeds, args.max_steps))
         else:
-            print(multitask27_tables(root, f"-s{args.seed}" if args.seed else ""))
+            print(multitask27_tables(root, mt27_suffix(args.seed, args.max_steps)))
         if args.plot is not None:
-            print(plot_multitask27(root, seeds, args.plot))
+            print(plot_multitask27(root, seeds, args.plot, args.max_steps))
         return
     if args.which == "noise":
         if args.over_seeds:

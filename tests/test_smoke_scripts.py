@@ -317,9 +317,10 @@ elif [[ " $* " == *" --json "* ]]; then echo '{}'; fi
 """
 
 
-def dry_run(root: Path, script: str, args: list[str]) -> list[tuple[str, list[str]]]:
+def dry_run(root: Path, script: str, args: list[str], env: dict[str, str] | None = None) -> list[tuple[str, list[str]]]:
     """Run `script args` in `root`, a copy of the repository's layout (scripts/ copied, recipes/
-    and .venv linked), with `mtadapt` and `$PY` recorded; returns (tool, argv) per call."""
+    and .venv linked), with `mtadapt` and `$PY` recorded and `env` added to the environment;
+    returns (tool, argv) per call."""
     if not (root / "scripts").exists():
         shutil.copytree(REPO / "scripts", root / "scripts")
         (root / "recipes").symlink_to(REPO / "recipes")
@@ -331,7 +332,7 @@ def dry_run(root: Path, script: str, args: list[str]) -> list[tuple[str, list[st
     log = root / "calls.bin"
     log.write_bytes(b"")
     env = dict(_env(), SMOKE_LOG=str(log), SMOKE_ROOT=str(root), MT=str(root / "bin" / "mtadapt"),
-               MTADAPT=str(root / "bin" / "mtadapt"), PY=str(root / "bin" / "python"))
+               MTADAPT=str(root / "bin" / "mtadapt"), PY=str(root / "bin" / "python"), **(env or {}))
     done = subprocess.run(["bash", str(root / script), *args], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{script} {shlex.join(args)}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     fields = log.read_bytes().decode().split("\0")[:-1]
@@ -451,6 +452,10 @@ def test_multitask_bible_experiment_issue27_dry_run(multitask_tree, monkeypatch)
     assert "method.adapters=shared+per_language" in trains[-1] and "data.sampling_temperature=2" in trains[-1]
     single_it = next(a for a in trains[0] if a.startswith("data.pairs="))
     assert single_it.count("train:") == 1 and "bible:d-4:train" in single_it
+    # a longer cap and another seed: their own run folders, <system>-m<MAX_STEPS>-s<SEED>
+    calls = dry_run(root, "scripts/multitask_bible_experiment.sh", ["run", "mt27-single-es"], {"MAX_STEPS": "2000", "SEED": "1"})
+    (train,) = [argv for tool, argv in calls if tool == "mtadapt" and check_mtadapt_call(argv) == "train"]
+    assert {"train.output_dir=runs/mt27-single-es-m2000-s1", "train.max_steps=2000", "train.seed=1"} <= set(train), train
 
 
 @needs_bibles
@@ -513,6 +518,13 @@ def test_experiment_tables_multitask27_goal(tmp_path):
     assert re.fullmatch(r"-\d+\.\d\d", points[0][3]) and points[1][3] == "+0.00", points  # shared: seed 0 only
     assert points[4][3] == "+0.00 +0.00" and re.fullmatch(r"\+\d+\.\d\d \+0\.00", points[7][3]), points  # lang: both seeds
     assert (tmp_path / "mt27.png").read_bytes()[:4] == b"\x89PNG"
+    # MAX_STEPS=2000 runs (<system>-m2000): read by --max-steps 2000, never mixed with the 800-step runs
+    for system in ("mt27-single-pt", "mt27-single-es", "mt27-single-fr", "mt27-single-it"):
+        shutil.copytree(runs / system, runs / f"{system}-m2000")
+    shutil.copytree(runs / "mt27-shared-T5", runs / "mt27-both-T5-m2000")
+    out = run_script("scripts/experiment_tables.py", ["multitask27", "--root", str(tmp_path), "--max-steps", "2000"], cwd=tmp_path)
+    assert re.search(r"^\| `mt27-both-T5-m2000` \| -\d+\.\d\d \(p=0\.001\) .* \| missed \|$", out, re.M), out
+    assert "| `mt27-lang-T5-m2000` | not run |" in out, out
 
 
 def test_experiment_tables_noise_on_fake_runs(tmp_path):
