@@ -224,6 +224,50 @@ def multitask27_tables(root: Path, suffix: str = "") -> str:
     return "\n".join(out)
 
 
+def _dev_curve(run: Path, lang: str) -> list[tuple[int, float, int]]:
+    """[(step, dev BLEU of lang->en, examples of lang-en drawn by that step)] from metrics.jsonl:
+    the dev rows carry the scores, the training rows of the same step the `seen/<pair>` counts."""
+    rows = [json.loads(line) for line in _lines(run / "metrics.jsonl")]
+    seen = {r["step"]: r.get(f"seen/{lang}-en", 0) for r in rows if "loss" in r and "seen/" + lang + "-en" in r}
+    seen[0] = 0
+    return [(r["step"], r[f"dev_{lang}-en/bleu"], seen[r["step"]]) for r in rows
+            if f"dev_{lang}-en/bleu" in r and r["step"] in seen]
+
+
+def _at_examples(curve: list[tuple[int, float, int]], examples: int) -> float | None:
+    """Dev BLEU linearly interpolated at `examples` drawn; None past the curve's last point."""
+    for (_, b0, e0), (_, b1, e1) in zip(curve, curve[1:]):
+        if e0 <= examples <= e1:
+            return b0 if e1 == e0 else b0 + (b1 - b0) * (examples - e0) / (e1 - e0)
+    return None
+
+
+def multitask27_equal_examples(root: Path, suffix: str = "") -> str:
+    """Each multi-task system against the single-pair runs at equal examples of each pair, read
+    from the dev curves (100 verses per direction, no test set, no bootstrap: coarse): the
+    multi-task dev BLEU at its best step (the adapter tested) and the single-pair run's dev BLEU
+    interpolated at the number of examples of that pair the multi-task run had drawn by then."""
+    runs = root / "runs"
+    out = ["Equal examples per pair, from the dev curves (100 verses each): multi-task dev BLEU at its "
+           "tested step / the single-pair run's at the same examples of that pair (interpolated), the difference:", "",
+           "| system (step) | " + " | ".join(f"{lang}->en" for lang in LANGS) + " |", "|---|" + "---|" * len(LANGS)]
+    for system in (f"mt27-{a}-T{t}{suffix}" for t in (1, 2, 5) for a in MT27_ARRANGEMENTS):
+        singles = [runs / f"mt27-single-{lang}{suffix}" for lang in LANGS]
+        if not all((run / "metrics.jsonl").exists() for run in [runs / system, *singles]):
+            continue
+        dev = [r for r in map(json.loads, _lines(runs / system / "metrics.jsonl")) if r.get("dev_bleu") is not None]
+        best = max(dev, key=lambda r: r["dev_bleu"])["step"]  # the step of the adapter tested (`best`)
+        cells = []
+        for lang, single in zip(LANGS, singles):
+            point = next((p for p in _dev_curve(runs / system, lang) if p[0] == best), None)
+            reference = None if point is None else _at_examples(_dev_curve(single, lang), point[2])
+            cells.append("-" if point is None else
+                         f"{point[1]:.2f} / - at {point[2]:,} (past the single-pair run)" if reference is None else
+                         f"{point[1]:.2f} / {reference:.2f} at {point[2]:,} ({point[1] - reference:+.2f})")
+        out.append(f"| `{system}` ({best}) | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def mt27_suffix(seed: int, max_steps: int = 800) -> str:
     """The run-name suffix scripts/multitask_bible_experiment.sh gives SEED / MAX_STEPS:
     `-m<MAX_STEPS>` unless 800, then `-s<SEED>` unless 0."""
@@ -396,6 +440,8 @@ def main() -> None:
             print(multitask27_over_seeds(root, seeds, args.max_steps))
         else:
             print(multitask27_tables(root, mt27_suffix(args.seed, args.max_steps)))
+            print()
+            print(multitask27_equal_examples(root, mt27_suffix(args.seed, args.max_steps)))
         if args.plot is not None:
             print(plot_multitask27(root, seeds, args.plot, args.max_steps))
         return

@@ -527,6 +527,34 @@ def test_experiment_tables_multitask27_goal(tmp_path):
     assert "| `mt27-lang-T5-m2000` | not run |" in out, out
 
 
+def test_experiment_tables_multitask27_equal_examples(tmp_path):
+    """The equal-examples table reads the dev curves: the multi-task run's dev BLEU at its best
+    step against the single-pair run's, interpolated at the examples of that pair drawn by then."""
+    runs = tmp_path / "runs"
+
+    def write(system: str, rows: list[dict]) -> None:
+        (runs / system).mkdir(parents=True)
+        (runs / system / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    for lang in ("pt", "es", "fr", "it"):  # each single-pair run: dev BLEU 10 -> 20 -> 30 at 0 / 1,000 / 3,000 examples
+        write(f"mt27-single-{lang}", [
+            {"step": 0, f"dev_{lang}-en/bleu": 10.0, "dev_bleu": 10.0},
+            {"step": 100, "loss": 2.0, f"seen/{lang}-en": 1000}, {"step": 100, f"dev_{lang}-en/bleu": 20.0, "dev_bleu": 20.0},
+            {"step": 200, "loss": 1.5, f"seen/{lang}-en": 3000}, {"step": 200, f"dev_{lang}-en/bleu": 30.0, "dev_bleu": 30.0}])
+    seen = {"seen/pt-en": 2000, "seen/es-en": 500, "seen/fr-en": 1000, "seen/it-en": 4000}
+    write("mt27-both-T5", [
+        {"step": 100, "loss": 2.0, **{k: v // 2 for k, v in seen.items()}},
+        {"step": 100, "dev_pt-en/bleu": 5.0, "dev_es-en/bleu": 5.0, "dev_fr-en/bleu": 5.0, "dev_it-en/bleu": 5.0, "dev_bleu": 5.0},
+        {"step": 200, "loss": 1.5, **seen},
+        {"step": 200, "dev_pt-en/bleu": 26.0, "dev_es-en/bleu": 14.0, "dev_fr-en/bleu": 19.0, "dev_it-en/bleu": 33.0, "dev_bleu": 23.0},
+        {"step": 300, "loss": 1.4, **{k: v * 2 for k, v in seen.items()}},
+        {"step": 300, "dev_pt-en/bleu": 1.0, "dev_es-en/bleu": 1.0, "dev_fr-en/bleu": 1.0, "dev_it-en/bleu": 1.0, "dev_bleu": 1.0}])
+    out = run_script("scripts/experiment_tables.py", ["multitask27", "--root", str(tmp_path)], cwd=tmp_path)
+    # best step 200: pt at 2,000 examples: 25.0 (half-way 20 -> 30); es at 500: 15.0; fr at 1,000: 20.0; it: past 3,000
+    assert ("| `mt27-both-T5` (200) | 26.00 / 25.00 at 2,000 (+1.00) | 14.00 / 15.00 at 500 (-1.00) | "
+            "19.00 / 20.00 at 1,000 (-1.00) | 33.00 / - at 4,000 (past the single-pair run) |") in out, out
+
+
 def test_experiment_tables_noise_on_fake_runs(tmp_path):
     data, runs = tmp_path / "data", tmp_path / "runs"
     data.mkdir()
