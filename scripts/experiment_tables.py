@@ -5,6 +5,7 @@ resamples, sacreBLEU's implementation) and the runs' own result.json / metrics.j
     python scripts/experiment_tables.py bt [--root .]      # runs/bt-*, data/bible-bt
     python scripts/experiment_tables.py multitask [--root .]  # runs/mt-*
     python scripts/experiment_tables.py multitask27 [--root .] [--max-steps N] [--seed N | --over-seeds 0,1] [--plot PNG]  # runs/mt27-* (issue 27, item 3)
+    python scripts/experiment_tables.py bt-scale --root . --runs runs/bt25k --data data/bible-bt-25k [--seed N | --over-seeds 0,1,2]  # items 1-2
     python scripts/experiment_tables.py noise --root . --runs runs/ui --data data/ui-pt-en [--seed N | --over-seeds 0,1]  # item 4
 """
 
@@ -410,6 +411,88 @@ def noise_over_seeds(runs: Path, data: Path, seeds: list[int]) -> str:
     return "\n".join(rows)
 
 
+BT_SCALE_SYSTEMS = [
+    ("bt-base", "untuned student", None),
+    ("bt-real", "real pairs only", None),
+    ("bt-beam", "+ beam BT", "beam"),
+    ("bt-tagged", "+ tagged beam BT", "tagged"),
+    ("bt-sample", "+ sampled BT (top-10)", "sample"),
+]
+SCALE_METRICS = ("BLEU", "chrF", "chrF++")
+
+
+def _pairs(data: Path, kind: str | None) -> str:
+    """'real x k + N BT' of a mixture (k: how often the real pairs were repeated), from the files."""
+    real = len(_lines(data / "real.pt"))
+    if kind is None:
+        return f"{real:,}"
+    mix, bt = data / f"mix-{kind}.pt", data / f"bt-{kind}.pt"
+    if not mix.exists() or not bt.exists():
+        return "-"
+    synthetic = len(_lines(bt))
+    return f"{(len(_lines(mix)) - synthetic) // real} x {real:,} + {synthetic:,} BT"
+
+
+@functools.lru_cache(maxsize=None)
+def _scale_test(runs: Path, data: Path, run: str, against: str) -> dict[str, tuple[float, float | None]] | None:
+    """{metric: (Δ of runs/<run> against runs/<against> on the test set, paired bootstrap p)}."""
+    s, b = runs / run / "test.hyp", runs / against / "test.hyp"
+    if not s.exists() or not b.exists():
+        return None
+    refs, base = _lines(data / "test.en"), _lines(b)
+    tested = paired_bootstrap(base, {"s": _lines(s)}, refs, metrics=SCALE_METRICS)
+    return {m: (tested["s"][m]["score"] - tested["baseline"][m]["score"], tested["s"][m]["p_value"]) for m in SCALE_METRICS}
+
+
+def bt_scale_table(runs: Path, data: Path, seed: int = 0) -> str:
+    """Issue 27, items 1-2, one seed: each system's test BLEU [95% CI], chrF and chrF++, and its
+    paired test against the real-only run of the same seed in all three (`runs/<system>-s<seed>`;
+    the untuned row is the same model at every seed)."""
+    suffix = f"-s{seed}" if seed else ""
+    refs = _lines(data / "test.en")
+    rows = ["| system | training pairs | steps (best) | test BLEU [95% CI] | chrF | chrF++ | "
+            "vs real only: ΔBLEU (p) | ΔchrF (p) | ΔchrF++ (p) |", "|---|" + "---|" * 8]
+    for name, label, kind in BT_SCALE_SYSTEMS:
+        run = name if name == "bt-base" else name + suffix
+        if not (runs / run / "test.hyp").exists():
+            rows.append(f"| {label} (`{run}`) | {_pairs(data, kind)} | not run |" + " |" * 6)
+            continue
+        scores = corpus_scores(_lines(runs / run / "test.hyp"), refs, n_bootstrap=1000)
+        bleu = scores["BLEU"]
+        tested = None if name in ("bt-base", "bt-real") else _scale_test(runs, data, run, "bt-real" + suffix)
+        deltas = ["-"] * 3 if tested is None else [f"{d:+.2f} (p={_p(p)})" for d, p in tested.values()]
+        rows.append(f"| {label} (`{run}`) | {_pairs(data, kind) if name != 'bt-base' else '-'} | "
+                    f"{_steps(runs / run) if name != 'bt-base' else '-'} | {bleu.score:.2f} [{bleu.ci_low:.2f}, "
+                    f"{bleu.ci_high:.2f}] | {scores['chrF'].score:.2f} | {scores['chrF++'].score:.2f} | " + " | ".join(deltas) + " |")
+    return "\n".join(rows)
+
+
+def bt_scale_over_seeds(runs: Path, data: Path, seeds: list[int]) -> str:
+    """The verdict over seeds for each BT system run at every seed in `seeds`: Δ against the
+    real-only run of the same seed in BLEU, chrF and chrF++ (per seed, * p < 0.05; mean), and
+    issue 27's target (at least +2 BLEU with p < 0.05) per seed."""
+    suffixes = [f"-s{seed}" if seed else "" for seed in seeds]
+    rows = [f"Against real pairs only of the same seed, seeds {', '.join(map(str, seeds))} (per seed, * p < 0.05; mean):", "",
+            "| system | ΔBLEU | ΔchrF | ΔchrF++ | better in every seed (BLEU) | +2 BLEU with p < 0.05 |", "|---|---|---|---|---|---|"]
+    for name, label, kind in BT_SCALE_SYSTEMS:
+        if kind is None:
+            continue
+        tested = [_scale_test(runs, data, name + x, "bt-real" + x) for x in suffixes]
+        if any(t is None for t in tested):
+            continue
+        cells = []
+        for metric in SCALE_METRICS:
+            values = [t[metric] for t in tested]
+            cells.append(" / ".join(f"{d:+.2f}{'*' if (p or 1.0) < 0.05 else ''}" for d, p in values)
+                         + f" (mean {sum(d for d, _ in values) / len(values):+.2f})")
+        bleu = [t["BLEU"] for t in tested]
+        better = all(d > 0 and (p or 1.0) < 0.05 for d, p in bleu)
+        target = sum(d >= 2.0 and (p or 1.0) < 0.05 for d, p in bleu)
+        rows.append(f"| {label} (`{name}`) | " + " | ".join(cells) + f" | {'yes' if better else 'no'} | "
+                    f"{target} of {len(bleu)} seeds |")
+    return "\n".join(rows)
+
+
 def _seeds(parser: argparse.ArgumentParser, text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",")]
@@ -418,16 +501,16 @@ def _seeds(parser: argparse.ArgumentParser, text: str) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["bt", "multitask", "multitask27", "noise"])
+    parser.add_argument("which", choices=["bt", "bt-scale", "multitask", "multitask27", "noise"])
     parser.add_argument("--root", default=".", help="folder holding runs/ (and data/bible-bt for bt)")
-    parser.add_argument("--runs", default="runs/bt-ui", help="noise: the UI runs, relative to --root")
-    parser.add_argument("--data", default="data/ui-pt-en", help="noise: the UI data, relative to --root")
+    parser.add_argument("--runs", default="runs/bt-ui", help="noise, bt-scale: the runs, relative to --root")
+    parser.add_argument("--data", default="data/ui-pt-en", help="noise, bt-scale: the data, relative to --root")
     parser.add_argument("--seed", type=int, default=0,
-                        help="noise, multitask27: the SEED=N runs (<system>-sN; 0: the plain names)")
+                        help="bt-scale, noise, multitask27: the SEED=N runs (<system>-sN; 0: the plain names)")
     parser.add_argument("--max-steps", type=int, default=800,
                         help="multitask27: the MAX_STEPS=N runs (<system>-mN; 800: the plain names)")
     parser.add_argument("--over-seeds", default=None, metavar="0,1",
-                        help="multitask27, noise: the verdict over these seeds instead of one seed's tables")
+                        help="multitask27, noise, bt-scale: the verdict over these seeds (bt-scale: after each seed's table)")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
                         help="multitask27: also draw ΔBLEU per direction against the temperature (the --over-seeds seeds, "
                              "else --seed) into this PNG")
@@ -444,6 +527,13 @@ def main() -> None:
             print(multitask27_equal_examples(root, mt27_suffix(args.seed, args.max_steps)))
         if args.plot is not None:
             print(plot_multitask27(root, seeds, args.plot, args.max_steps))
+        return
+    if args.which == "bt-scale":
+        seeds = _seeds(parser, args.over_seeds) if args.over_seeds else [args.seed]
+        for seed in seeds:
+            print(f"Seed {seed}:\n\n{bt_scale_table(root / args.runs, root / args.data, seed)}\n")
+        if args.over_seeds:
+            print(bt_scale_over_seeds(root / args.runs, root / args.data, seeds))
         return
     if args.which == "noise":
         if args.over_seeds:

@@ -7,6 +7,8 @@
 #                                                             # beam back-translation (int8), mixture
 #   scripts/ui_bt_experiment.sh train bt-base bt-real bt-beam # score the untuned student, train + score
 #   SEED=1 scripts/ui_bt_experiment.sh train bt-real bt-beam  # another seed: runs/bt-ui/<system>-s1
+#   scripts/ui_bt_experiment.sh systems-data                  # the other systems of item 1: sampled
+#   scripts/ui_bt_experiment.sh train bt-tagged bt-sample     # (top-10) BT and tagged beam BT ("[BT] ")
 #
 # What noise is good for (issue 27, item 4):
 #   scripts/ui_bt_experiment.sh noise-data                    # noisy copies and their mixtures
@@ -47,6 +49,18 @@ data() {
     --real-upsample $UPSAMPLE --seed 0
 }
 
+systems_data() {  # sampled back-translations (top-k 10) and tagged beam ones, and their mixtures
+  [ -f $D/bt-sample.pt ] || $MT augment backtranslate --no-progress --model bergamot:en-pt --input $D/mono.en \
+    --output-src $D/bt-sample.pt --output-tgt $D/bt-sample.en --mode sample --top-k 10 --batch-size 32 --seed 0 --dtype $BT_DTYPE --json
+  [ -f $D/bt-tagged.pt ] || { sed 's/^/[BT] /' $D/bt-beam.pt > $D/bt-tagged.pt.tmp && mv $D/bt-tagged.pt.tmp $D/bt-tagged.pt; }
+  [ -f $D/mix-tagged.pt ] || $MT augment mix --no-progress --real $D/real.pt $D/real.en \
+    --synthetic $D/bt-tagged.pt $D/bt-beam.en --output-src $D/mix-tagged.pt --output-tgt $D/mix-tagged.en \
+    --real-upsample $UPSAMPLE --seed 0
+  # the sampled pairs have their own English file: the filters may keep other lines than beam's
+  [ -f $D/mix-sample.pt ] || $MT augment mix --no-progress --real $D/real.pt $D/real.en \
+    --synthetic $D/bt-sample.pt $D/bt-sample.en --output-src $D/mix-sample.pt --output-tgt $D/mix-sample.en \
+    --real-upsample $UPSAMPLE --seed 0
+}
 noise_data() {
   [ -f $D/test-typo.pt ] || $PY scripts/typo_noise.py --input $D/test.pt --output $D/test-typo.pt --seed 0
   [ -f $D/bt-noised20.pt ] || $MT augment noise --no-progress --input $D/bt-beam.pt --output $D/bt-noised20.pt \
@@ -83,9 +97,10 @@ typo_test() {  # typo_test SYSTEM...: each trained (or untuned) system on the ty
 
 case ${1:-} in
   data) data ;;
+  systems-data) systems_data ;;
   noise-data) noise_data ;;
   typo-test) shift; typo_test "$@" ;;
   train) shift; bash scripts/bible_bt_experiment.sh train "$@" ;;
-  -h|--help) echo "usage: $0 data | noise-data | train SYSTEM... | typo-test SYSTEM..." ;;
-  *) echo "usage: $0 data | noise-data | train SYSTEM... | typo-test SYSTEM..." >&2; exit 2 ;;
+  -h|--help) echo "usage: $0 data | systems-data | noise-data | train SYSTEM... | typo-test SYSTEM..." ;;
+  *) echo "usage: $0 data | systems-data | noise-data | train SYSTEM... | typo-test SYSTEM..." >&2; exit 2 ;;
 esac

@@ -141,3 +141,18 @@ def test_a_baseline_without_resamples_is_refused(files, capsys):
     assert capsys.readouterr().err == (
         "error: --baseline runs a paired bootstrap, which needs resamples: --n-bootstrap 0 turns them off; "
         "give --n-bootstrap N (from N = 20 a difference can reach p < 0.05; default 1000)\n")
+
+
+def test_paired_bootstrap_can_test_chrf_plus_plus_and_names_the_valid_metrics(files):
+    from mtadapt.evaluate.metrics import corpus_scores
+
+    pb = paired_bootstrap(files["refs"], {"system": files["worse_lines"]}, files["refs"], n_samples=100,
+                          metrics=("BLEU", "chrF", "chrF++"))
+    scores = corpus_scores(files["worse_lines"], files["refs"])
+    assert list(pb["system"]) == ["BLEU", "chrF", "chrF++"]
+    for metric in ("BLEU", "chrF", "chrF++"):  # the same corpus scores as corpus_scores, under our names
+        assert pb["system"][metric]["score"] == pytest.approx(scores[metric].score)
+        assert pb["system"][metric]["p_value"] == pytest.approx(1 / 101)
+    assert scores["chrF++"].score != pytest.approx(scores["chrF"].score)
+    with pytest.raises(ValueError, match=r"\['TER'\]: valid names are \['BLEU', 'chrF', 'chrF\+\+'\]"):
+        paired_bootstrap(files["refs"], {"system": files["worse_lines"]}, files["refs"], metrics=("TER",))

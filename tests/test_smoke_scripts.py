@@ -555,6 +555,38 @@ def test_experiment_tables_multitask27_equal_examples(tmp_path):
             "19.00 / 20.00 at 1,000 (-1.00) | 33.00 / - at 4,000 (past the single-pair run) |") in out, out
 
 
+def test_experiment_tables_bt_scale_per_seed_and_over_seeds(tmp_path):
+    """bt-scale: BLEU / chrF / chrF++ per system and seed, each BT system tested against the
+    real-only run of its own seed in all three, and the verdict with the +2 BLEU target."""
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    data.mkdir()
+    from mtadapt.toy import toy_corpus_dir
+
+    refs = (toy_corpus_dir() / "test.en").read_text(encoding="utf-8").splitlines()
+    (data / "test.en").write_text("\n".join(refs) + "\n", encoding="utf-8")
+    (data / "real.pt").write_text("a\nb\n")
+    (data / "bt-beam.pt").write_text("c\nd\ne\n")
+    (data / "mix-beam.pt").write_text("a\nb\n" * 3 + "c\nd\ne\n")  # 3 x 2 real + 3 synthetic
+    worse = [" ".join(r.split()[:-1]) for r in refs]  # every last word dropped: far below the references
+    for run, lines in {"bt-base": worse, "bt-real": worse, "bt-beam": refs, "bt-real-s1": worse, "bt-beam-s1": worse}.items():
+        (runs / run).mkdir(parents=True)
+        (runs / run / "test.hyp").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (runs / run / "result.json").write_text(json.dumps({"steps": 300}))
+        (runs / run / "metrics.jsonl").write_text('{"step": 100, "dev_bleu": 5.0}\n{"step": 200, "dev_bleu": 4.0}\n')
+    out = run_script("scripts/experiment_tables.py", ["bt-scale", "--root", str(tmp_path), "--runs", "runs", "--data", "data",
+                                                      "--over-seeds", "0,1"], cwd=tmp_path)
+    beam = next(line for line in out.splitlines() if line.startswith("| + beam BT (`bt-beam`)"))
+    cells = [c.strip() for c in beam.strip("|").split("|")]
+    assert cells[1:4] == ["3 x 2 + 3 BT", "300 (100)", "100.00 [100.00, 100.00]"] and cells[4:6] == ["100.00", "100.00"], beam
+    assert all(re.fullmatch(r"\+\d+\.\d\d \(p=0\.001\)", c) for c in cells[6:]), beam  # BLEU, chrF, chrF++
+    assert "| + tagged beam BT (`bt-tagged`) | - | not run |" in out, out
+    same = next(line for line in out.splitlines() if line.startswith("| + beam BT (`bt-beam-s1`)"))
+    assert same.endswith("| +0.00 (p=1.000) | +0.00 (p=1.000) | +0.00 (p=1.000) |"), same  # the same output: no difference
+    verdict = next(line for line in out.splitlines() if line.startswith("| + beam BT (`bt-beam`) | +"))
+    assert re.search(r"^\| \+ beam BT \(`bt-beam`\) \| \+\d+\.\d\d\* / \+0\.00 \(mean \+\d+\.\d\d\) \|.* \| no \| 1 of 2 seeds \|$",
+                     verdict), verdict
+
+
 def test_experiment_tables_noise_on_fake_runs(tmp_path):
     data, runs = tmp_path / "data", tmp_path / "runs"
     data.mkdir()
@@ -659,6 +691,28 @@ def test_ui_bt_experiment_dry_run(tmp_path, monkeypatch):
     assert [check_mtadapt_call(argv) for _, argv in calls] == ["evaluate", "train", "evaluate", "train", "evaluate"]
     train_args = [argv for _, argv in calls if argv[0] == "train"]
     assert "recipes/augment-ui-bt.yaml" in train_args[0] and "data.train.paths=[data/ui-pt-en/mix-beam.pt, data/ui-pt-en/mix-beam.en]" in train_args[1]
+
+
+def test_ui_bt_experiment_systems_data_dry_run(tmp_path, monkeypatch):
+    """Item 1's other systems in the UI domain: sampled BT (top-10) and tagged beam BT, mixed
+    like beam BT (3 x the real pairs), each trained from its own mixture."""
+    dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["data"])  # lays out the files systems-data reads
+    calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["systems-data"])
+    monkeypatch.chdir(tmp_path)
+    assert [check_mtadapt_call(argv) for _, argv in calls] == ["augment"] * 3
+    bt, tagged_mix, sample_mix = (argv for _, argv in calls)
+    assert bt[:2] == ["augment", "backtranslate"] and bt[bt.index("--mode") + 1] == "sample" and bt[bt.index("--top-k") + 1] == "10"
+    assert tagged_mix[tagged_mix.index("--synthetic") + 1:][:2] == ["data/ui-pt-en/bt-tagged.pt", "data/ui-pt-en/bt-beam.en"]
+    assert sample_mix[sample_mix.index("--synthetic") + 1:][:2] == ["data/ui-pt-en/bt-sample.pt", "data/ui-pt-en/bt-sample.en"]
+    assert all(argv[argv.index("--real-upsample") + 1] == "3" for argv in (tagged_mix, sample_mix))
+    tagged = (tmp_path / "data/ui-pt-en/bt-tagged.pt").read_text(encoding="utf-8").splitlines()
+    beam = (tmp_path / "data/ui-pt-en/bt-beam.pt").read_text(encoding="utf-8").splitlines()
+    assert tagged == ["[BT] " + line for line in beam]
+    assert dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["systems-data"]) == []  # done steps are skipped
+    calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["train", "bt-tagged", "bt-sample"])
+    train_args = [argv for _, argv in calls if argv[0] == "train"]
+    for kind, argv in zip(["tagged", "sample"], train_args):
+        assert f"data.train.paths=[data/ui-pt-en/mix-{kind}.pt, data/ui-pt-en/mix-{kind}.en]" in argv
 
 
 def test_ui_bt_experiment_noise_dry_run(tmp_path, monkeypatch):

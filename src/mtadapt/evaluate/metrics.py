@@ -100,12 +100,16 @@ def paired_bootstrap(
     references: list[str],
     n_samples: int = 1000,
     seed: int = 12345,
+    metrics: tuple[str, ...] = ("BLEU", "chrF"),
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Paired bootstrap resampling (Koehn 2004) of each system against `baseline`, with
     sacreBLEU's own implementation (`sacrebleu.significance.PairedTest`).
 
+    Args:
+        metrics: Any of "BLEU", "chrF", "chrF++" (each adds its resampling cost).
+
     Returns:
-        {system: {"BLEU": {"score", "p_value", "mean", "ci"}, "chrF": {...}}}; p_value is the
+        {system: {"BLEU": {"score", "p_value", "mean", "ci"}, "chrF": {...}}} for `metrics`; p_value is the
         probability that the difference to the baseline arose by chance: 1.0 for a system
         that scores exactly the baseline's score (sacreBLEU counts resampled differences
         strictly larger than the observed one, so it gives a tie its smallest p, 1 / (n + 1)).
@@ -115,21 +119,26 @@ def paired_bootstrap(
     check_lengths(baseline, references, "baseline hypotheses")
     for name, hyps in systems.items():
         check_lengths(hyps, references, f"system {name!r}")
+    known = {"BLEU": BLEU, "chrF": CHRF, "chrF++": lambda: CHRF(word_order=2)}
+    unknown = [m for m in metrics if m not in known]
+    if unknown or not metrics:
+        raise ValueError(f"paired_bootstrap metrics {list(metrics)!r}: valid names are {list(known)}")
     os.environ["SACREBLEU_SEED"] = str(seed)
     named = [("baseline", baseline)] + list(systems.items())
-    metrics = {"BLEU": BLEU(), "chrF": CHRF()}
-    test = PairedTest(named, metrics, [references], test_type="bs", n_samples=n_samples)
+    test = PairedTest(named, {m: known[m]() for m in metrics}, [references], test_type="bs", n_samples=n_samples)
     _, scores = test()
+    # sacreBLEU names its columns "BLEU", "chrF2", "chrF2++", in the order of `metrics`: ours are the keys
+    columns = dict(zip(metrics, (c for c in scores if c != "System"), strict=True))
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for i, name in enumerate(scores["System"]):  # sacreBLEU names chrF "chrF2"
+    for i, name in enumerate(scores["System"]):
         out[name] = {
-            ("BLEU" if m == "BLEU" else "chrF"): {
+            m: {
                 "score": float(r.score),
                 "p_value": None if r.p_value is None else float(r.p_value),
                 "mean": None if r.mean is None else float(r.mean),
                 "ci": None if r.ci is None else float(r.ci),
             }
-            for m, results in scores.items() if m != "System" for r in [results[i]]
+            for m, column in columns.items() for r in [scores[column][i]]
         }
     for name, metrics_of in out.items():
         for metric, result in metrics_of.items():
