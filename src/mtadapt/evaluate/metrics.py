@@ -119,13 +119,13 @@ def paired_bootstrap(
     check_lengths(baseline, references, "baseline hypotheses")
     for name, hyps in systems.items():
         check_lengths(hyps, references, f"system {name!r}")
-    known = {"BLEU": BLEU, "chrF": CHRF, "chrF++": lambda: CHRF(word_order=2)}
+    known = _metrics()
     unknown = [m for m in metrics if m not in known]
     if unknown or not metrics:
         raise ValueError(f"paired_bootstrap metrics {list(metrics)!r}: valid names are {list(known)}")
     os.environ["SACREBLEU_SEED"] = str(seed)
     named = [("baseline", baseline)] + list(systems.items())
-    test = PairedTest(named, {m: known[m]() for m in metrics}, [references], test_type="bs", n_samples=n_samples)
+    test = PairedTest(named, {m: known[m] for m in metrics}, [references], test_type="bs", n_samples=n_samples)
     _, scores = test()
     # sacreBLEU names its columns "BLEU", "chrF2", "chrF2++", in the order of `metrics`: ours are the keys
     columns = dict(zip(metrics, (c for c in scores if c != "System"), strict=True))
