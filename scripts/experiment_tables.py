@@ -158,9 +158,14 @@ def _steps(run: Path) -> str:
     result, metrics = run / "result.json", run / "metrics.jsonl"
     if not result.exists() or not metrics.exists():
         return "-"
-    dev = [(r["step"], r["dev_bleu"]) for r in map(json.loads, _lines(metrics)) if r.get("dev_bleu") is not None]
-    best = max(dev, key=lambda x: x[1])[0] if dev else "-"
-    return f"{json.loads(result.read_text())['steps']} ({best})"
+    best = _best_step(run)
+    return f"{json.loads(result.read_text())['steps']} ({'-' if best is None else best})"
+
+
+def _best_step(run: Path) -> int | None:
+    """The step of the best macro dev BLEU in the run's metrics.jsonl (the adapter in `best/`)."""
+    dev = [(r["step"], r["dev_bleu"]) for r in map(json.loads, _lines(run / "metrics.jsonl")) if r.get("dev_bleu") is not None]
+    return max(dev, key=lambda x: x[1])[0] if dev else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -256,8 +261,7 @@ def multitask27_equal_examples(root: Path, suffix: str = "") -> str:
         singles = [runs / f"mt27-single-{lang}{suffix}" for lang in LANGS]
         if not all((run / "metrics.jsonl").exists() for run in [runs / system, *singles]):
             continue
-        dev = [r for r in map(json.loads, _lines(runs / system / "metrics.jsonl")) if r.get("dev_bleu") is not None]
-        best = max(dev, key=lambda r: r["dev_bleu"])["step"]  # the step of the adapter tested (`best`)
+        best = _best_step(runs / system)  # the step of the adapter tested
         cells = []
         for lang, single in zip(LANGS, singles):
             point = next((p for p in _dev_curve(runs / system, lang) if p[0] == best), None)
