@@ -14,6 +14,10 @@
 #                                    # (28,279) as monolingual English, back-translated in int8,
 #                                    # real pairs 4x (a fifth of each mixture), LoRA r=16 with
 #                                    # early stopping
+#   D=data/bible-bt-25k scripts/bible_bt_experiment.sh real-subset 500
+#                                    # data/bible-bt-25k-r500: the first 500 real pairs, the same
+#                                    # dev, test and back-translations, real pairs repeated to a
+#                                    # fifth of the beam mixture; train with D=data/bible-bt-25k-r500
 #
 # Systems (all LoRA r=8 all-linear from bergamot:pt-en, same recipe and step budget):
 #   bt-base        the untuned student (no training)
@@ -23,6 +27,7 @@
 #   bt-tagged      the same with "[BT] " before each synthetic source (Caswell et al. 2019)
 #   bt-sample      2 x real + 4,000 sampled (top-k 10) back-translations
 #   bt-noised      2 x real + the beam back-translations noised (deletion 0.1, blank 0.1, k=3)
+#   <system>-full  any of these (but bt-base) with full fine-tuning instead of LoRA, lr 1e-4
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -63,12 +68,21 @@ train_one() {
   # the data of $D (overrides: relative to the working folder)
   local args=("train.seed=$SEED" "data.train.paths=[$D/real.pt, $D/real.en]" "data.dev.paths=[$D/dev.pt, $D/dev.en]"
               "data.test.paths=[$D/test.pt, $D/test.en]")
-  case $name in
+  # <system>-full: the same data, every weight trained, at the learning rate of
+  # recipes/exercise-lora-vs-full.yaml (LoRA's 1e-3 is ten times too high for the whole model);
+  # tested against the real-only run of the same method
+  local system=${name%-full} real=bt-real
+  if [ "$system" != "$name" ]; then
+    [ "$system" = bt-base ] && { echo "bt-base-full: the untuned student has no fine-tuning method; use bt-base" >&2; exit 2; }
+    args+=("method={name: full}" "train.learning_rate=1.0e-4")
+    real=bt-real-full
+  fi
+  case $system in
     bt-base) mkdir -p $run ;;
     bt-real) ;;
     bt-real-noise) args+=("data.noise={word_dropout: 0.1, word_shuffle_distance: 3}") ;;
     bt-beam|bt-tagged|bt-sample|bt-noised|bt-noised20|bt-weak|bt-typo|bt-typo10|bt-typo30)  # from bt-noised20 on: ui_bt_experiment.sh noise-data
-      args+=("data.train.paths=[$D/mix-${name#bt-}.pt, $D/mix-${name#bt-}.en]") ;;  # overrides: relative to the working folder
+      args+=("data.train.paths=[$D/mix-${system#bt-}.pt, $D/mix-${system#bt-}.en]") ;;  # overrides: relative to the working folder
     *) echo "unknown system $name" >&2; exit 2 ;;
   esac
   if [ $name != bt-base ] && [ ! -f $run/final/adapter.json ]; then
@@ -77,7 +91,7 @@ train_one() {
   fi
   if [ ! -f $run/test.json ]; then
     local baseline=()
-    [ $name != bt-real ] && [ -f $RUNS/bt-real$SUFFIX/test.hyp ] && baseline=(--baseline $RUNS/bt-real$SUFFIX/test.hyp)
+    [ $name != $real ] && [ -f $RUNS/$real$SUFFIX/test.hyp ] && baseline=(--baseline $RUNS/$real$SUFFIX/test.hyp)
     local model=(--run $run)
     [ $name = bt-base ] && model=(--model bergamot:pt-en)
     $MT evaluate --no-progress "${model[@]}" --src $D/test.pt --ref $D/test.en --save-hyp $run/test.hyp \
@@ -87,10 +101,33 @@ train_one() {
   echo "$name: $(cat $run/test.json)"
 }
 
+real_subset() {  # real-subset N: $D-r<N>, the setting with fewer real pairs
+  local n=$1 out=$D-r$1
+  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "real-subset: N must be a positive count of real pairs, got '$n'" >&2; exit 2; }
+  local have=$(wc -l < $D/real.pt)
+  [ "$n" -lt "$have" ] || { echo "real-subset $n: $D/real.pt has only $have pairs; N must be smaller" >&2; exit 2; }
+  mkdir -p $out
+  # real.* are shuffled once (prepare_*.py), so their first N lines are a random subset; dev,
+  # test and the back-translations are the same files (links), so only the real data differ
+  for f in real.pt real.en; do
+    [ -f $out/$f ] || { head -n $n $D/$f > $out/$f.tmp && mv $out/$f.tmp $out/$f; }
+  done
+  for f in dev.pt dev.en test.pt test.en test-typo.pt bt-beam.pt bt-beam.en bt-sample.pt bt-sample.en bt-tagged.pt; do
+    if [ -f $D/$f ] && [ ! -e $out/$f ]; then ln -s "../$(basename $D)/$f" $out/$f; fi
+  done
+  # real pairs repeated k times so they are at least a fifth of the mixture: k*n >= (k*n + bt) / 5
+  local bt=$(wc -l < $D/bt-beam.pt) k
+  k=$(( (bt + 4 * n - 1) / (4 * n) ))
+  [ -f $out/mix-beam.pt ] || $MT augment mix --no-progress --real $out/real.pt $out/real.en \
+    --synthetic $out/bt-beam.pt $out/bt-beam.en --output-src $out/mix-beam.pt --output-tgt $out/mix-beam.en \
+    --real-upsample $k --seed 0
+}
+
 case ${1:-all} in
   data) data ;;
+  real-subset) real_subset "${2:?usage: $0 real-subset N}" ;;
   train) shift; for s in "$@"; do train_one "$s"; done ;;
   all) data; for s in bt-base bt-real bt-real-noise bt-beam bt-tagged bt-sample bt-noised; do train_one $s; done ;;
-  -h|--help) echo "usage: $0 data | train SYSTEM... | all" ;;
-  *) echo "usage: $0 data | train SYSTEM... | all" >&2; exit 2 ;;
+  -h|--help) echo "usage: $0 data | real-subset N | train SYSTEM... | all" ;;
+  *) echo "usage: $0 data | real-subset N | train SYSTEM... | all" >&2; exit 2 ;;
 esac

@@ -421,7 +421,16 @@ BT_SCALE_SYSTEMS = [
     ("bt-beam", "+ beam BT", "beam"),
     ("bt-tagged", "+ tagged beam BT", "tagged"),
     ("bt-sample", "+ sampled BT (top-10)", "sample"),
+    ("bt-real-full", "real pairs only, full fine-tuning", None),
+    ("bt-beam-full", "+ beam BT, full fine-tuning", "beam"),
 ]
+
+
+def _real_only(name: str) -> str | None:
+    """The run a BT system is tested against: the real-only run of the same method (None for
+    the untuned student and the real-only runs themselves)."""
+    real = "bt-real-full" if name.endswith("-full") else "bt-real"
+    return None if name in ("bt-base", real) else real
 SCALE_METRICS = ("BLEU", "chrF", "chrF++")
 
 
@@ -455,7 +464,7 @@ def bt_scale_table(runs: Path, data: Path, seed: int = 0) -> str:
     suffix = f"-s{seed}" if seed else ""
     refs = _lines(data / "test.en")
     rows = ["| system | training pairs | steps (best) | test BLEU [95% CI] | chrF | chrF++ | "
-            "vs real only: ΔBLEU (p) | ΔchrF (p) | ΔchrF++ (p) |", "|---|" + "---|" * 8]
+            "vs real only, same method: ΔBLEU (p) | ΔchrF (p) | ΔchrF++ (p) |", "|---|" + "---|" * 8]
     for name, label, kind in BT_SCALE_SYSTEMS:
         run = name if name == "bt-base" else name + suffix
         if not (runs / run / "test.hyp").exists():
@@ -463,7 +472,8 @@ def bt_scale_table(runs: Path, data: Path, seed: int = 0) -> str:
             continue
         scores = corpus_scores(_lines(runs / run / "test.hyp"), refs, n_bootstrap=1000)
         bleu = scores["BLEU"]
-        tested = None if name in ("bt-base", "bt-real") else _scale_test(runs, data, run, "bt-real" + suffix)
+        real = _real_only(name)
+        tested = None if real is None else _scale_test(runs, data, run, real + suffix)
         deltas = ["-"] * 3 if tested is None else [f"{d:+.2f} (p={_p(p)})" for d, p in tested.values()]
         rows.append(f"| {label} (`{run}`) | {_pairs(data, kind) if name != 'bt-base' else '-'} | "
                     f"{_steps(runs / run) if name != 'bt-base' else '-'} | {bleu.score:.2f} [{bleu.ci_low:.2f}, "
@@ -476,12 +486,13 @@ def bt_scale_over_seeds(runs: Path, data: Path, seeds: list[int]) -> str:
     real-only run of the same seed in BLEU, chrF and chrF++ (per seed, * p < 0.05; mean), and
     issue 27's target (at least +2 BLEU with p < 0.05) per seed."""
     suffixes = [f"-s{seed}" if seed else "" for seed in seeds]
-    rows = [f"Against real pairs only of the same seed, seeds {', '.join(map(str, seeds))} (per seed, * p < 0.05; mean):", "",
+    rows = [f"Against real pairs only of the same seed and method, seeds {', '.join(map(str, seeds))} (per seed, * p < 0.05; mean):", "",
             "| system | ΔBLEU | ΔchrF | ΔchrF++ | better in every seed (BLEU) | +2 BLEU with p < 0.05 |", "|---|---|---|---|---|---|"]
     for name, label, kind in BT_SCALE_SYSTEMS:
-        if kind is None:
+        real = _real_only(name)
+        if real is None:
             continue
-        tested = [_scale_test(runs, data, name + x, "bt-real" + x) for x in suffixes]
+        tested = [_scale_test(runs, data, name + x, real + x) for x in suffixes]
         if any(t is None for t in tested):
             continue
         cells = []
@@ -495,6 +506,30 @@ def bt_scale_over_seeds(runs: Path, data: Path, seeds: list[int]) -> str:
         rows.append(f"| {label} (`{name}`) | " + " | ".join(cells) + f" | {'yes' if better else 'no'} | "
                     f"{target} of {len(bleu)} seeds |")
     return "\n".join(rows)
+
+
+def bt_full_vs_lora(runs: Path, data: Path, seeds: list[int]) -> str:
+    """Full fine-tuning against LoRA on the same data, per seed (ΔBLEU, paired bootstrap p) and
+    the mean; only pairs run at every seed in `seeds` (empty when none)."""
+    suffixes = [f"-s{seed}" if seed else "" for seed in seeds]
+    rows = []
+    for name, label, _ in BT_SCALE_SYSTEMS:
+        if not name.endswith("-full"):
+            continue
+        lora = name.removesuffix("-full")
+        tested = [_scale_test(runs, data, name + x, lora + x) for x in suffixes]
+        if any(t is None for t in tested):
+            continue
+        cells = []
+        for metric in SCALE_METRICS:
+            values = [t[metric] for t in tested]
+            mean = f" (mean {sum(d for d, _ in values) / len(values):+.2f})" if len(values) > 1 else ""
+            cells.append(" / ".join(f"{d:+.2f} (p={_p(p)})" for d, p in values) + mean)
+        rows.append(f"| {label} (`{name}` vs `{lora}`) | " + " | ".join(cells) + " |")
+    if not rows:
+        return ""
+    return "\n".join([f"Full fine-tuning against LoRA on the same data, seeds {', '.join(map(str, seeds))}:", "",
+                      "| system | ΔBLEU (p) | ΔchrF (p) | ΔchrF++ (p) |", "|---|---|---|---|", *rows])
 
 
 def _seeds(parser: argparse.ArgumentParser, text: str) -> list[int]:
@@ -538,6 +573,9 @@ def main() -> None:
             print(f"Seed {seed}:\n\n{bt_scale_table(root / args.runs, root / args.data, seed)}\n")
         if args.over_seeds:
             print(bt_scale_over_seeds(root / args.runs, root / args.data, seeds))
+        full = bt_full_vs_lora(root / args.runs, root / args.data, seeds)
+        if full:
+            print(f"\n{full}")
         return
     if args.which == "noise":
         if args.over_seeds:

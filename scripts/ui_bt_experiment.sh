@@ -10,6 +10,11 @@
 #   scripts/ui_bt_experiment.sh systems-data                  # the other systems of item 1: sampled
 #   scripts/ui_bt_experiment.sh train bt-tagged bt-sample     # (top-10) BT and tagged beam BT ("[BT] ")
 #
+# Fewer real strings, and full fine-tuning (issue 27, item 1's other settings, here):
+#   scripts/ui_bt_experiment.sh real-subset 500               # data/ui-pt-en-r500: the first 500 real
+#   D=data/ui-pt-en-r500 RUNS=runs/bt-ui-r500 scripts/ui_bt_experiment.sh train bt-real bt-beam
+#   scripts/ui_bt_experiment.sh train bt-real-full bt-beam-full   # every weight trained, lr 1e-4
+#
 # What noise is good for (issue 27, item 4):
 #   scripts/ui_bt_experiment.sh noise-data                    # noisy copies and their mixtures
 #   scripts/ui_bt_experiment.sh train bt-noised20 bt-weak bt-typo bt-typo10 bt-typo30
@@ -100,7 +105,7 @@ case ${1:-} in
   systems-data) systems_data ;;
   noise-data) noise_data ;;
   typo-test) shift; typo_test "$@" ;;
-  train) shift; bash scripts/bible_bt_experiment.sh train "$@" ;;
-  -h|--help) echo "usage: $0 data | systems-data | noise-data | train SYSTEM... | typo-test SYSTEM..." ;;
-  *) echo "usage: $0 data | systems-data | noise-data | train SYSTEM... | typo-test SYSTEM..." >&2; exit 2 ;;
+  train|real-subset) bash scripts/bible_bt_experiment.sh "$@" ;;
+  -h|--help) echo "usage: $0 data | systems-data | noise-data | real-subset N | train SYSTEM... | typo-test SYSTEM..." ;;
+  *) echo "usage: $0 data | systems-data | noise-data | real-subset N | train SYSTEM... | typo-test SYSTEM..." >&2; exit 2 ;;
 esac

@@ -585,6 +585,19 @@ def test_experiment_tables_bt_scale_per_seed_and_over_seeds(tmp_path):
     verdict = next(line for line in out.splitlines() if line.startswith("| + beam BT (`bt-beam`) | +"))
     assert re.search(r"^\| \+ beam BT \(`bt-beam`\) \| \+\d+\.\d\d\* / \+0\.00 \(mean \+\d+\.\d\d\) \|.* \| no \| 1 of 2 seeds \|$",
                      verdict), verdict
+    assert "Full fine-tuning against LoRA" not in out  # no full fine-tuning run yet
+
+    # full fine-tuning: tested against the real-only run of its own method, and against LoRA
+    for run, lines in {"bt-real-full": refs, "bt-beam-full": worse}.items():
+        (runs / run).mkdir()
+        (runs / run / "test.hyp").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = run_script("scripts/experiment_tables.py", ["bt-scale", "--root", str(tmp_path), "--runs", "runs", "--data", "data"], cwd=tmp_path)
+    table, full = out.split("Full fine-tuning against LoRA on the same data, seeds 0:")
+    rows = {line.split("`")[1]: line for line in table.splitlines() if line.startswith("| ") and "`" in line}
+    assert rows["bt-real-full"].endswith("| - | - | - |"), out  # a real-only run: nothing to test against
+    assert re.search(r"\| -\d+\.\d\d \(p=0\.001\) \| -\d+\.\d\d \(p=0\.001\) \| -\d+\.\d\d \(p=0\.001\) \|$", rows["bt-beam-full"]), out
+    assert re.search(r"^\| real pairs only, full fine-tuning \(`bt-real-full` vs `bt-real`\) \| \+\d+\.\d\d \(p=0\.001\) \| \+", full, re.M), full
+    assert "| + beam BT, full fine-tuning (`bt-beam-full` vs `bt-beam`) | -" in full, full
 
 
 def test_experiment_tables_noise_on_fake_runs(tmp_path):
@@ -691,6 +704,47 @@ def test_ui_bt_experiment_dry_run(tmp_path, monkeypatch):
     assert [check_mtadapt_call(argv) for _, argv in calls] == ["evaluate", "train", "evaluate", "train", "evaluate"]
     train_args = [argv for _, argv in calls if argv[0] == "train"]
     assert "recipes/augment-ui-bt.yaml" in train_args[0] and "data.train.paths=[data/ui-pt-en/mix-beam.pt, data/ui-pt-en/mix-beam.en]" in train_args[1]
+
+
+def test_ui_bt_experiment_real_subset_and_full_dry_run(tmp_path, monkeypatch):
+    """Item 1's other settings in the UI domain: the first 500 real strings with the same dev,
+    test and back-translations (real pairs repeated to a fifth of the mixture), and full
+    fine-tuning, tested against the full-fine-tuning real-only run."""
+    dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["data"])  # lays out the files real-subset reads
+    data = tmp_path / "data" / "ui-pt-en"
+    real = [f"real {i}" for i in range(1000)]
+    for lang in ("pt", "en"):
+        (data / f"real.{lang}").write_text("".join(f"{line} {lang}\n" for line in real), encoding="utf-8")
+        (data / f"dev.{lang}").write_text("dev\n", encoding="utf-8")
+        (data / f"test.{lang}").write_text("test\n", encoding="utf-8")
+    (data / "bt-beam.pt").write_text("bt\n" * 11382, encoding="utf-8")
+    calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["real-subset", "500"])
+    subset = tmp_path / "data" / "ui-pt-en-r500"
+    assert (subset / "real.en").read_text(encoding="utf-8").splitlines() == [f"{line} en" for line in real[:500]]
+    assert (subset / "real.pt").read_text(encoding="utf-8").splitlines() == [f"{line} pt" for line in real[:500]]
+    assert os.readlink(subset / "test.en") == "../ui-pt-en/test.en" and (subset / "bt-beam.pt").read_text() == "bt\n" * 11382
+    monkeypatch.chdir(tmp_path)
+    assert [check_mtadapt_call(argv) for _, argv in calls] == ["augment"]
+    mix = calls[0][1]
+    # 6 x 500 = 3,000 of 14,382 is a fifth; 5 x 500 = 2,500 of 13,882 would not be
+    assert mix[mix.index("--real-upsample") + 1] == "6" and mix[mix.index("--output-src") + 1] == "data/ui-pt-en-r500/mix-beam.pt"
+    assert dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["real-subset", "500"]) == []  # done steps are skipped
+    calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["train", "bt-real", "bt-beam"],
+                    env={"D": "data/ui-pt-en-r500", "RUNS": "runs/bt-ui-r500"})
+    assert "data.train.paths=[data/ui-pt-en-r500/mix-beam.pt, data/ui-pt-en-r500/mix-beam.en]" in calls[2][1]
+    calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["train", "bt-real-full", "bt-beam-full"])
+    assert [check_mtadapt_call(argv) for _, argv in calls] == ["train", "evaluate"] * 2
+    real_full, beam_full = calls[0][1], calls[2][1]
+    for argv in (real_full, beam_full):
+        assert "method={name: full}" in argv and "train.learning_rate=1.0e-4" in argv
+    assert "train.output_dir=runs/bt-ui/bt-beam-full" in beam_full
+    assert "data.train.paths=[data/ui-pt-en/mix-beam.pt, data/ui-pt-en/mix-beam.en]" in beam_full
+    assert "--baseline" not in calls[1][1] and calls[3][1][calls[3][1].index("--baseline") + 1] == "runs/bt-ui/bt-real-full/test.hyp"
+    for bad, message in ((["real-subset", "1000"], "has only 1000 pairs"), (["real-subset", "x"], "positive count"),
+                         (["train", "bt-base-full"], "no fine-tuning method")):
+        done = subprocess.run(["bash", "scripts/ui_bt_experiment.sh", *bad], cwd=tmp_path, capture_output=True, text=True,
+                              env=dict(_env(), MT=str(tmp_path / "bin" / "mtadapt"), SMOKE_LOG=str(tmp_path / "x.bin")))
+        assert done.returncode == 2 and message in done.stderr, (bad, done.stderr)
 
 
 def test_ui_bt_experiment_systems_data_dry_run(tmp_path, monkeypatch):
