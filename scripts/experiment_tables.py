@@ -273,6 +273,13 @@ def multitask27_equal_examples(root: Path, suffix: str = "") -> str:
     return "\n".join(out)
 
 
+def _seeds_cell(values: list[tuple[float, float | None]], with_p: bool = False) -> str:
+    """One Δ per seed and their mean: '+1.23* / +0.40 (mean +0.82)' (* p < 0.05), or with
+    `with_p` '+1.23 (p=0.010) / ...'; no mean for one seed."""
+    shown = " / ".join(f"{d:+.2f} (p={_p(p)})" if with_p else f"{d:+.2f}{'*' if (p or 1.0) < 0.05 else ''}" for d, p in values)
+    return shown + (f" (mean {sum(d for d, _ in values) / len(values):+.2f})" if len(values) > 1 else "")
+
+
 def mt27_suffix(seed: int, max_steps: int = 800) -> str:
     """The run-name suffix scripts/multitask_bible_experiment.sh gives SEED / MAX_STEPS:
     `-m<MAX_STEPS>` unless 800, then `-s<SEED>` unless 0."""
@@ -296,8 +303,7 @@ def multitask27_over_seeds(root: Path, seeds: list[int], max_steps: int = 800) -
         cells = []
         for lang in LANGS:
             values = [d[lang] for d in per_seed]
-            shown = " / ".join(f"{v:+.2f}{'*' if (p or 1.0) < 0.05 else ''}" for v, p in values)
-            cells.append(f"{shown} (mean {sum(v for v, _ in values) / len(values):+.2f})")
+            cells.append(_seeds_cell(values))
         goals = [_mt27_goal(d) for d in per_seed]
         verdict = "met in every seed" if all(goals) else f"missed ({goals.count(True)} of {len(goals)} seeds met)"
         out.append(f"| `{system}` | " + " | ".join(cells) + " | " + " / ".join("met" if g else "missed" for g in goals)
@@ -405,8 +411,7 @@ def noise_over_seeds(runs: Path, data: Path, seeds: list[int]) -> str:
                 base = _lines(b)
                 result = paired_bootstrap(base, {"s": _lines(h)}, refs)["s"]["BLEU"]
                 values.append((result["score"] - corpus_scores(base, refs)["BLEU"].score, result["p_value"] or 1.0))
-            shown = " / ".join(f"{d:+.2f}{'*' if p < 0.05 else ''}" for d, p in values)
-            cells.append(f"{shown} (mean {sum(d for d, _ in values) / len(values):+.2f})")
+            cells.append(_seeds_cell(values))
             significant = [p < 0.05 for _, p in values]
             cells.append("better in every seed" if all(significant) and all(d > 0 for d, _ in values) else
                          "worse in every seed" if all(significant) and all(d < 0 for d, _ in values) else "no verdict")
@@ -495,11 +500,7 @@ def bt_scale_over_seeds(runs: Path, data: Path, seeds: list[int]) -> str:
         tested = [_scale_test(runs, data, name + x, real + x) for x in suffixes]
         if any(t is None for t in tested):
             continue
-        cells = []
-        for metric in SCALE_METRICS:
-            values = [t[metric] for t in tested]
-            cells.append(" / ".join(f"{d:+.2f}{'*' if (p or 1.0) < 0.05 else ''}" for d, p in values)
-                         + f" (mean {sum(d for d, _ in values) / len(values):+.2f})")
+        cells = [_seeds_cell([t[metric] for t in tested]) for metric in SCALE_METRICS]
         bleu = [t["BLEU"] for t in tested]
         better = all(d > 0 and (p or 1.0) < 0.05 for d, p in bleu)
         target = sum(d >= 2.0 and (p or 1.0) < 0.05 for d, p in bleu)
@@ -520,11 +521,7 @@ def bt_full_vs_lora(runs: Path, data: Path, seeds: list[int]) -> str:
         tested = [_scale_test(runs, data, name + x, lora + x) for x in suffixes]
         if any(t is None for t in tested):
             continue
-        cells = []
-        for metric in SCALE_METRICS:
-            values = [t[metric] for t in tested]
-            mean = f" (mean {sum(d for d, _ in values) / len(values):+.2f})" if len(values) > 1 else ""
-            cells.append(" / ".join(f"{d:+.2f} (p={_p(p)})" for d, p in values) + mean)
+        cells = [_seeds_cell([t[metric] for t in tested], with_p=True) for metric in SCALE_METRICS]
         rows.append(f"| {label} (`{name}` vs `{lora}`) | " + " | ".join(cells) + " |")
     if not rows:
         return ""
