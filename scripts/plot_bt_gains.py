@@ -7,8 +7,10 @@ mixture's synthetic count.
         --domain "UI strings pt_BR->en" runs/ui data/ui-pt-en
 
 Each domain is (label, runs folder, data folder). In the runs folder `bt-real[-sN]` and
-`bt-beam[-sN]` hold `test.hyp`; the data folder holds `test.en` and `bt-beam.pt` (whose line
-count is the synthetic count). Scores are recomputed with sacreBLEU from the hypotheses.
+`bt-beam[-sN]` hold `test.hyp`; the data folder holds `test.en`, `real.pt` and `bt-beam.pt`
+(whose line count is the synthetic count). Scores are recomputed with sacreBLEU from the
+hypotheses. Domains given the same label share a panel, one line per real-pair count and seed
+(the real-subset settings: `--domain "UI strings" runs/ui-r500 data/ui-pt-en-r500`).
 """
 
 from __future__ import annotations
@@ -46,16 +48,22 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(args.domain), figsize=(4.5 * len(args.domain), 3.6), squeeze=False)
-    for ax, (label, runs, data) in zip(axes[0], args.domain):
-        for seed, pts in points(Path(runs), Path(data)).items():
-            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=seed)
-            for x, y in pts:
-                print(f"{label}\t{seed}\t{x}\t{y:.2f}")
+    panels: dict[str, list[tuple[Path, Path]]] = {}
+    for label, runs, data in args.domain:
+        panels.setdefault(label, []).append((Path(runs), Path(data)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    for ax, (label, folders) in zip(axes[0], panels.items()):
+        for runs, data in folders:
+            # with several real-pair counts in a panel, each line says which
+            real = f", {len(read_lines(data / 'real.pt')):,} real" if len(folders) > 1 else ""
+            for seed, pts in points(runs, data).items():
+                ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=seed + real)
+                for x, y in pts:
+                    print(f"{label}\t{seed}{real}\t{x}\t{y:.2f}")
         ax.set_title(label)
         ax.set_xlabel("synthetic (back-translated) pairs")
         ax.set_ylabel("test BLEU")
-        ax.legend()
+        ax.legend(fontsize="small")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=100)

@@ -882,3 +882,15 @@ def test_plot_bt_gains_on_fake_runs(tmp_path):
     assert [(seed, int(x)) for _, seed, x, _ in rows] == [("seed 0", 0), ("seed 0", 3), ("seed 1", 0)]
     assert float(rows[1][3]) == 100.0 and float(rows[0][3]) < 100.0
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    # a second real-pair count under the same label: one panel, each line naming its real pairs
+    (data / "real.pt").write_text("r\n" * 4, encoding="utf-8")
+    fewer, fewer_runs = tmp_path / "data-r2", tmp_path / "runs-r2"
+    shutil.copytree(data, fewer)
+    (fewer / "real.pt").write_text("r\n" * 2, encoding="utf-8")
+    (fewer_runs / "bt-real").mkdir(parents=True)
+    (fewer_runs / "bt-real" / "test.hyp").write_text("a dog\na tree\n", encoding="utf-8")
+    out = run_script("scripts/plot_bt_gains.py", ["--out", str(tmp_path / "plot2.png"), "--domain", "toy", str(runs), str(data),
+                                                  "--domain", "toy", str(fewer_runs), str(fewer)], cwd=tmp_path)
+    rows = [line.split("\t")[:3] for line in out.splitlines() if line.startswith("toy\t")]
+    assert rows == [["toy", "seed 0, 4 real", "0"], ["toy", "seed 0, 4 real", "3"], ["toy", "seed 1, 4 real", "0"],
+                    ["toy", "seed 0, 2 real", "0"]], out
