@@ -163,8 +163,11 @@ def _steps(run: Path) -> str:
 
 
 def _best_step(run: Path) -> int | None:
-    """The step of the best macro dev BLEU in the run's metrics.jsonl (the adapter in `best/`)."""
-    dev = [(r["step"], r["dev_bleu"]) for r in map(json.loads, _lines(run / "metrics.jsonl")) if r.get("dev_bleu") is not None]
+    """The step of the best macro dev BLEU in the run's metrics.jsonl (the adapter in `best/`).
+    Step 0, the score before training, is no candidate: the trainer keeps the best trained
+    adapter even when none beats the untuned model."""
+    dev = [(r["step"], r["dev_bleu"]) for r in map(json.loads, _lines(run / "metrics.jsonl"))
+           if r.get("dev_bleu") is not None and r["step"] > 0]
     return max(dev, key=lambda x: x[1])[0] if dev else None
 
 

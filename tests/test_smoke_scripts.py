@@ -572,7 +572,8 @@ def test_experiment_tables_bt_scale_per_seed_and_over_seeds(tmp_path):
         (runs / run).mkdir(parents=True)
         (runs / run / "test.hyp").write_text("\n".join(lines) + "\n", encoding="utf-8")
         (runs / run / "result.json").write_text(json.dumps({"steps": 300}))
-        (runs / run / "metrics.jsonl").write_text('{"step": 100, "dev_bleu": 5.0}\n{"step": 200, "dev_bleu": 4.0}\n')
+        # step 0 (before training) scores highest: still no candidate for the best adapter
+        (runs / run / "metrics.jsonl").write_text('{"step": 0, "dev_bleu": 9.0}\n{"step": 100, "dev_bleu": 5.0}\n{"step": 200, "dev_bleu": 4.0}\n')
     out = run_script("scripts/experiment_tables.py", ["bt-scale", "--root", str(tmp_path), "--runs", "runs", "--data", "data",
                                                       "--over-seeds", "0,1"], cwd=tmp_path)
     beam = next(line for line in out.splitlines() if line.startswith("| + beam BT (`bt-beam`)"))
