@@ -733,6 +733,10 @@ def test_ui_bt_experiment_real_subset_and_full_dry_run(tmp_path, monkeypatch):
     calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["train", "bt-real", "bt-beam"],
                     env={"D": "data/ui-pt-en-r500", "RUNS": "runs/bt-ui-r500"})
     assert "data.train.paths=[data/ui-pt-en-r500/mix-beam.pt, data/ui-pt-en-r500/mix-beam.en]" in calls[2][1]
+    assert not any(a.startswith("train.eval_every=") for a in calls[0][1])  # the recipe's unless EVAL_EVERY is set
+    calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["train", "bt-real"],
+                    env={"D": "data/ui-pt-en-r500", "RUNS": "runs/bt-ui-r500-e20", "EVAL_EVERY": "20"})
+    assert calls[0][1][-2:] == ["train.eval_every=20", "train.save_every=20"] and check_mtadapt_call(calls[0][1]) == "train"
     calls = dry_run(tmp_path, "scripts/ui_bt_experiment.sh", ["train", "bt-real-full", "bt-beam-full"])
     assert [check_mtadapt_call(argv) for _, argv in calls] == ["train", "evaluate"] * 2
     real_full, beam_full = calls[0][1], calls[2][1]
