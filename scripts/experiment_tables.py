@@ -465,7 +465,7 @@ def _scale_test(runs: Path, data: Path, run: str, against: str) -> dict[str, tup
     return {m: (tested["s"][m]["score"] - tested["baseline"][m]["score"], tested["s"][m]["p_value"]) for m in SCALE_METRICS}
 
 
-def bt_scale_table(runs: Path, data: Path, seed: int = 0) -> str:
+def bt_scale_table(runs: Path, data: Path, seed: int = 0, systems: list[str] | None = None) -> str:
     """Issue 27, items 1-2, one seed: each system's test BLEU [95% CI], chrF and chrF++, and its
     paired test against the real-only run of the same seed in all three (`runs/<system>-s<seed>`;
     the untuned row is the same model at every seed)."""
@@ -474,6 +474,8 @@ def bt_scale_table(runs: Path, data: Path, seed: int = 0) -> str:
     rows = ["| system | training pairs | steps (best) | test BLEU [95% CI] | chrF | chrF++ | "
             "vs real only, same method: ΔBLEU (p) | ΔchrF (p) | ΔchrF++ (p) |", "|---|" + "---|" * 8]
     for name, label, kind in BT_SCALE_SYSTEMS:
+        if systems is not None and name not in systems:  # --systems: the rows of a setting run with fewer systems
+            continue
         run = name if name == "bt-base" else name + suffix
         if not (runs / run / "test.hyp").exists():
             rows.append(f"| {label} (`{run}`) | {_pairs(data, kind)} | not run |" + " |" * 6)
@@ -550,6 +552,8 @@ def main() -> None:
                         help="multitask27: the MAX_STEPS=N runs (<system>-mN; 800: the plain names)")
     parser.add_argument("--over-seeds", default=None, metavar="0,1",
                         help="multitask27, noise, bt-scale: the verdict over these seeds (bt-scale: after each seed's table)")
+    parser.add_argument("--systems", default=None, metavar="bt-base,bt-real,bt-beam",
+                        help="bt-scale: only these rows in the per-seed tables (default: every system, those not run marked)")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
                         help="multitask27: also draw ΔBLEU per direction against the temperature (the --over-seeds seeds, "
                              "else --seed) into this PNG")
@@ -569,8 +573,14 @@ def main() -> None:
         return
     if args.which == "bt-scale":
         seeds = _seeds(parser, args.over_seeds) if args.over_seeds else [args.seed]
+        systems = None
+        if args.systems is not None:
+            systems = args.systems.split(",")
+            known = [name for name, _, _ in BT_SCALE_SYSTEMS]
+            if unknown := [name for name in systems if name not in known]:
+                parser.error(f"--systems: unknown {', '.join(unknown)}; valid: {', '.join(known)}")
         for seed in seeds:
-            print(f"Seed {seed}:\n\n{bt_scale_table(root / args.runs, root / args.data, seed)}\n")
+            print(f"Seed {seed}:\n\n{bt_scale_table(root / args.runs, root / args.data, seed, systems)}\n")
         if args.over_seeds:
             print(bt_scale_over_seeds(root / args.runs, root / args.data, seeds))
         full = bt_full_vs_lora(root / args.runs, root / args.data, seeds)

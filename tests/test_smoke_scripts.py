@@ -599,6 +599,12 @@ def test_experiment_tables_bt_scale_per_seed_and_over_seeds(tmp_path):
     assert re.search(r"\| -\d+\.\d\d \(p=0\.001\) \| -\d+\.\d\d \(p=0\.001\) \| -\d+\.\d\d \(p=0\.001\) \|$", rows["bt-beam-full"]), out
     assert re.search(r"^\| real pairs only, full fine-tuning \(`bt-real-full` vs `bt-real`\) \| \+\d+\.\d\d \(p=0\.001\) \| \+", full, re.M), full
     assert "| + beam BT, full fine-tuning (`bt-beam-full` vs `bt-beam`) | -" in full, full
+    out = run_script("scripts/experiment_tables.py", ["bt-scale", "--root", str(tmp_path), "--runs", "runs", "--data", "data",
+                                                      "--systems", "bt-real,bt-beam"], cwd=tmp_path)
+    assert [line.split("`")[1] for line in out.split("Full fine-tuning")[0].splitlines() if "`" in line] == ["bt-real", "bt-beam"], out
+    done = subprocess.run([sys.executable, "scripts/experiment_tables.py", "bt-scale", "--systems", "bt-real,bt-nope"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2 and "--systems: unknown bt-nope; valid: bt-base, bt-real," in done.stderr, done.stderr
 
 
 def test_experiment_tables_noise_on_fake_runs(tmp_path):
