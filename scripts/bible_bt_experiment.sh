@@ -108,7 +108,11 @@ train_one() {
 real_subset() {  # real-subset N: $D-r<N>, the setting with fewer real pairs
   local n=$1 out=$D-r$1
   [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "real-subset: N must be a positive count of real pairs, got '$n'" >&2; exit 2; }
-  local have=$(wc -l < $D/real.pt)
+  local f have bt k
+  for f in real.pt real.en bt-beam.pt bt-beam.en; do
+    [ -f $D/$f ] || { echo "real-subset: $D/$f: no such file; make the data first ($0 data, with this D)" >&2; exit 2; }
+  done
+  have=$(wc -l < $D/real.pt)
   [ "$n" -lt "$have" ] || { echo "real-subset $n: $D/real.pt has only $have pairs; N must be smaller" >&2; exit 2; }
   mkdir -p $out
   # real.* are shuffled once (prepare_*.py), so their first N lines are a random subset; dev,
@@ -120,7 +124,7 @@ real_subset() {  # real-subset N: $D-r<N>, the setting with fewer real pairs
     if [ -f $D/$f ] && [ ! -e $out/$f ]; then ln -s "../$(basename $D)/$f" $out/$f; fi
   done
   # real pairs repeated k times so they are at least a fifth of the mixture: k*n >= (k*n + bt) / 5
-  local bt=$(wc -l < $D/bt-beam.pt) k
+  bt=$(wc -l < $D/bt-beam.pt)
   k=$(( (bt + 4 * n - 1) / (4 * n) ))
   [ -f $out/mix-beam.pt ] || $MT augment mix --no-progress --real $out/real.pt $out/real.en \
     --synthetic $out/bt-beam.pt $out/bt-beam.en --output-src $out/mix-beam.pt --output-tgt $out/mix-beam.en \

@@ -439,6 +439,8 @@ def _real_only(name: str) -> str | None:
     the untuned student and the real-only runs themselves)."""
     real = "bt-real-full" if name.endswith("-full") else "bt-real"
     return None if name in ("bt-base", real) else real
+
+
 SCALE_METRICS = ("BLEU", "chrF", "chrF++")
 
 
@@ -467,8 +469,9 @@ def _scale_test(runs: Path, data: Path, run: str, against: str) -> dict[str, tup
 
 def bt_scale_table(runs: Path, data: Path, seed: int = 0, systems: list[str] | None = None) -> str:
     """Issue 27, items 1-2, one seed: each system's test BLEU [95% CI], chrF and chrF++, and its
-    paired test against the real-only run of the same seed in all three (`runs/<system>-s<seed>`;
-    the untuned row is the same model at every seed)."""
+    paired test against the real-only run of the same seed and method in all three
+    (`runs/<system>-s<seed>`; the untuned row is the same model at every seed); `systems`: only
+    these rows."""
     suffix = f"-s{seed}" if seed else ""
     refs = _lines(data / "test.en")
     rows = ["| system | training pairs | steps (best) | test BLEU [95% CI] | chrF | chrF++ | "

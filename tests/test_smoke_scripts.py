@@ -751,10 +751,11 @@ def test_ui_bt_experiment_real_subset_and_full_dry_run(tmp_path, monkeypatch):
     assert "train.output_dir=runs/bt-ui/bt-beam-full" in beam_full
     assert "data.train.paths=[data/ui-pt-en/mix-beam.pt, data/ui-pt-en/mix-beam.en]" in beam_full
     assert "--baseline" not in calls[1][1] and calls[3][1][calls[3][1].index("--baseline") + 1] == "runs/bt-ui/bt-real-full/test.hyp"
-    for bad, message in ((["real-subset", "1000"], "has only 1000 pairs"), (["real-subset", "x"], "positive count"),
-                         (["train", "bt-base-full"], "no fine-tuning method")):
+    for bad, env, message in ((["real-subset", "1000"], {}, "has only 1000 pairs"), (["real-subset", "x"], {}, "positive count"),
+                              (["real-subset", "500"], {"D": "data/none"}, "data/none/real.pt: no such file; make the data first"),
+                              (["train", "bt-base-full"], {}, "no fine-tuning method")):
         done = subprocess.run(["bash", "scripts/ui_bt_experiment.sh", *bad], cwd=tmp_path, capture_output=True, text=True,
-                              env=dict(_env(), MT=str(tmp_path / "bin" / "mtadapt"), SMOKE_LOG=str(tmp_path / "x.bin")))
+                              env=dict(_env(), MT=str(tmp_path / "bin" / "mtadapt"), SMOKE_LOG=str(tmp_path / "x.bin"), **env))
         assert done.returncode == 2 and message in done.stderr, (bad, done.stderr)
 
 
